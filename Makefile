@@ -1,0 +1,81 @@
+# Privacam: the front door. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Tool versions, pinned.
+UV_VERSION := 0.13.8
+BUF_VERSION := v1.75.0
+
+export PRIVACAM_CACHE_DIR ?= $(CURDIR)/.cache
+export PRIVACAM_RUN_DIR ?= $(CURDIR)/.run
+TOOLS := $(PRIVACAM_CACHE_DIR)/tools
+UV := $(TOOLS)/uv-$(UV_VERSION)/bin/uv
+BUF := $(TOOLS)/buf-$(BUF_VERSION)/buf
+PY := .venv/bin/python
+PROTOS := $(shell find protos -name '*.proto')
+
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+up: setup ## Bring up the whole platform locally and run the demo (the README's first command)
+	bash stack/up.sh
+	bash scripts/services.sh start
+	$(PY) scripts/demo.py
+
+down: ## Stop the services and the local stack (data kept; `make clean` removes it)
+	bash scripts/services.sh stop || true
+	bash stack/down.sh
+
+demo: ## Run the demo against a running platform
+	$(PY) scripts/demo.py
+
+test: setup lint ## Lint, then run every test; starts (and stops) the servers it needs
+	$(PY) -m pytest tests
+
+unit: setup ## Unit tests only (no servers)
+	$(PY) -m pytest tests/unit
+
+integration: setup ## Integration tests against the real local stack
+	$(PY) -m pytest tests/integration
+
+lint: setup $(BUF) ## ruff, mypy and buf lint
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	$(BUF) lint
+
+format: setup ## Apply ruff's fixes and formatting
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+setup: .venv/.synced gen/.stamp ## Install Python dependencies (from uv.lock) and generate stubs
+
+protos: ## Regenerate the Python stubs from protos/
+	PYTHON=$(PY) bash scripts/gen_protos.sh gen
+	touch gen/.stamp
+
+gen/.stamp: $(PROTOS) scripts/gen_protos.sh .venv/.synced
+	PYTHON=$(PY) bash scripts/gen_protos.sh gen
+	touch $@
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+$(UV):
+	python3 -m venv $(TOOLS)/uv-$(UV_VERSION)
+	$(TOOLS)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(BUF):
+	@command -v go >/dev/null || { echo "buf needs Go to install: install Go 1.22+ and retry" >&2; exit 1; }
+	GOBIN=$(dir $@) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+bench: setup ## Run the benchmarks and print their ratios against the physical baselines
+	$(PY) -m benchmarks
+
+clean: down ## Stop everything and delete local state (keeps the download cache)
+	rm -rf $(PRIVACAM_RUN_DIR) gen .venv
+
+.PHONY: help up down demo test unit integration lint format setup protos bench clean

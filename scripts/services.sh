@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Start, stop or list the five Privacam services as local processes, for `make up`.
+# Each gets its own certificate from the dev PKI, the stack's endpoints from
+# .run/stack.env, a pid file and a log under the run directory.
+#   scripts/services.sh start|stop|status
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+RUN_DIR="${PRIVACAM_RUN_DIR:-$ROOT/.run}"
+PY="$ROOT/.venv/bin/python"
+SERVICES=(device_auth key_manager clip_ingest relay_broker retention)
+
+health_port() { # device_auth=7101 ... retention=7105, unless overridden in the environment
+  local i
+  for i in "${!SERVICES[@]}"; do
+    [[ "${SERVICES[$i]}" == "$1" ]] && { echo $((7101 + i)); return; }
+  done
+}
+
+alive() { [[ -f "$RUN_DIR/pids/$1.pid" ]] && kill -0 "$(cat "$RUN_DIR/pids/$1.pid")" 2>/dev/null; }
+
+start() {
+  [[ -x "$PY" ]] || { echo "no virtualenv: run 'make setup' first" >&2; exit 1; }
+  [[ -f "$RUN_DIR/stack.env" ]] || { echo "no $RUN_DIR/stack.env: run 'bash stack/up.sh' first" >&2; exit 1; }
+  mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs"
+  "$PY" -m services.common.devpki --dir "$RUN_DIR/pki" >/dev/null
+  set -a; source "$RUN_DIR/stack.env"; set +a
+  for service in "${SERVICES[@]}"; do
+    if alive "$service"; then echo "$service: already running (pid $(cat "$RUN_DIR/pids/$service.pid"))"; continue; fi
+    PRIVACAM_TLS_CA_FILE="$RUN_DIR/pki/ca.crt" \
+    PRIVACAM_TLS_CERT_FILE="$RUN_DIR/pki/services/$service/tls.crt" \
+    PRIVACAM_TLS_KEY_FILE="$RUN_DIR/pki/services/$service/tls.key" \
+      setsid nohup "$PY" -m "services.$service" >"$RUN_DIR/logs/$service.log" 2>&1 &
+    echo $! >"$RUN_DIR/pids/$service.pid"
+  done
+  for service in "${SERVICES[@]}"; do
+    if "$PY" -m services.common.healthcheck "127.0.0.1:$(health_port "$service")" --wait 60; then
+      echo "$service: SERVING (health port $(health_port "$service"))"
+    else
+      echo "$service: did not become healthy; last lines of $RUN_DIR/logs/$service.log:" >&2
+      tail -n 20 "$RUN_DIR/logs/$service.log" >&2
+      exit 1
+    fi
+  done
+}
+
+stop() {
+  local service pid
+  for service in "${SERVICES[@]}"; do
+    alive "$service" || { rm -f "$RUN_DIR/pids/$service.pid"; continue; }
+    pid="$(cat "$RUN_DIR/pids/$service.pid")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    rm -f "$RUN_DIR/pids/$service.pid"
+    echo "$service: stopped"
+  done
+}
+
+status() {
+  for service in "${SERVICES[@]}"; do
+    if alive "$service"; then echo "$service: running (pid $(cat "$RUN_DIR/pids/$service.pid"))"
+    else echo "$service: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,101 @@
+"""The async client: one mTLS channel per service, with retries and trace propagation."""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from privacam.diagnostics.v1 import diagnostics_service_pb2 as diagnostics_pb
+from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_grpc
+from privacam_sdk.profile import Profile
+
+# Retry only what is safe to retry: the platform sheds load with UNAVAILABLE, and
+# jittered exponential backoff keeps a fleet of reconnecting cameras from
+# stampeding it after an outage.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class PrivacamClient:
+    def __init__(self, profile: Profile, timeout: float = 10.0) -> None:
+        self.profile = profile
+        self.timeout = timeout
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=profile.ca_file.read_bytes(),
+            private_key=profile.key_file.read_bytes(),
+            certificate_chain=profile.cert_file.read_bytes(),
+        )
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """The mTLS channel to a service, opened on first use and reused."""
+        if service not in self._channels:
+            self._channels[service] = grpc.aio.secure_channel(
+                self.profile.endpoint(service),
+                self._credentials,
+                options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+                interceptors=aio_client_interceptors(),
+            )
+        return self._channels[service]
+
+    async def health(self, service: str) -> str:
+        """The service's overall health over mTLS: SERVING, NOT_SERVING or UNKNOWN."""
+        stub = health_pb2_grpc.HealthStub(self.channel(service))
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    def diagnostics(self, service: str) -> diagnostics_grpc.DiagnosticsServiceStub:
+        return diagnostics_grpc.DiagnosticsServiceStub(self.channel(service))
+
+    async def send_probe(self, service: str) -> diagnostics_pb.SendProbeResponse:
+        response: diagnostics_pb.SendProbeResponse = await self.diagnostics(service).SendProbe(
+            diagnostics_pb.SendProbeRequest(), timeout=self.timeout
+        )
+        return response
+
+    async def get_probe(self, service: str, probe_id: str) -> diagnostics_pb.GetProbeResponse:
+        response: diagnostics_pb.GetProbeResponse = await self.diagnostics(service).GetProbe(
+            diagnostics_pb.GetProbeRequest(probe_id=probe_id), timeout=self.timeout
+        )
+        return response
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    async def __aenter__(self) -> PrivacamClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def describe_error(error: grpc.aio.AioRpcError) -> str:
+    """One line a person can act on, from a failed call."""
+    code: Any = error.code()
+    return f"{code.name}: {error.details()}"

@@ -1,0 +1,116 @@
+"""A local profile: one identity (key and certificate) and where the platform's services are.
+
+Profiles live in `$PRIVACAM_HOME/profiles/<name>/` (default ~/.privacam):
+`ca.crt`, `tls.crt`, `tls.key` (mode 0600, never leaves the device) and
+`profile.json` with the service endpoints and trust domain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+DEFAULT_ENDPOINTS = {
+    "device_auth": "127.0.0.1:7001",
+    "key_manager": "127.0.0.1:7002",
+    "clip_ingest": "127.0.0.1:7003",
+    "relay_broker": "127.0.0.1:7004",
+    "retention": "127.0.0.1:7005",
+}
+
+
+def home() -> Path:
+    return Path(os.environ.get("PRIVACAM_HOME", Path.home() / ".privacam"))
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    directory: Path
+    endpoints: dict[str, str]
+    trust_domain: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.directory / "tls.crt"
+
+    @property
+    def key_file(self) -> Path:
+        return self.directory / "tls.key"
+
+    def endpoint(self, service: str) -> str:
+        try:
+            return self.endpoints[service]
+        except KeyError:
+            raise ValueError(
+                f"profile {self.name!r} has no endpoint for {service!r}; "
+                f"known services: {', '.join(sorted(self.endpoints))}"
+            ) from None
+
+    @classmethod
+    def load(cls, name: str, base: Path | None = None) -> Profile:
+        directory = (base or home()) / "profiles" / name
+        config_file = directory / "profile.json"
+        if not config_file.exists():
+            raise FileNotFoundError(
+                f"no profile {name!r} in {directory.parent}; create one with "
+                f"`privacam profile import` (or `make up`, which creates the demo profiles)"
+            )
+        config = json.loads(config_file.read_text())
+        return cls(name, directory, dict(config["endpoints"]), config["trust_domain"])
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        ca_pem: bytes,
+        cert_pem: bytes,
+        key_pem: bytes,
+        endpoints: dict[str, str] | None = None,
+        trust_domain: str = "privacam.local",
+        base: Path | None = None,
+    ) -> Profile:
+        directory = (base or home()) / "profiles" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        (directory / "ca.crt").write_bytes(ca_pem)
+        (directory / "tls.crt").write_bytes(cert_pem)
+        key_path = directory / "tls.key"
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key_pem)
+        config = {"endpoints": endpoints or DEFAULT_ENDPOINTS, "trust_domain": trust_domain}
+        (directory / "profile.json").write_text(json.dumps(config, indent=2) + "\n")
+        return cls(name, directory, dict(config["endpoints"]), trust_domain)
+
+    @classmethod
+    def import_files(
+        cls,
+        name: str,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        endpoints: dict[str, str] | None = None,
+        trust_domain: str = "privacam.local",
+        base: Path | None = None,
+    ) -> Profile:
+        return cls.create(
+            name,
+            ca.read_bytes(),
+            cert.read_bytes(),
+            key.read_bytes(),
+            endpoints,
+            trust_domain,
+            base,
+        )
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory)

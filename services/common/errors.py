@@ -1,0 +1,70 @@
+"""Domain errors and the one table that maps them to gRPC status codes.
+
+Domain code raises these; the server interceptor turns them into statuses, so
+servicer bodies carry no try/except. Messages are for people: say what was
+wrong and how to fix it, and never name another tenant's resource.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class PrivacamError(Exception):
+    """Base of every error a caller may see; its message is shown to the caller."""
+
+    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(PrivacamError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(PrivacamError):
+    """Also raised for another tenant's resource, so existence never leaks."""
+
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(PrivacamError):
+    status = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Unauthenticated(PrivacamError):
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(PrivacamError):
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailedPrecondition(PrivacamError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(PrivacamError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class OutOfRange(PrivacamError):
+    status = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(PrivacamError):
+    """A dependency is down; the caller may retry with backoff."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class Aborted(PrivacamError):
+    """A concurrent change won; the caller may retry the whole operation."""
+
+    status = grpc.StatusCode.ABORTED
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and message a caller sees for an exception raised by a handler."""
+    if isinstance(error, PrivacamError):
+        return error.status, str(error) or error.status.name.lower().replace("_", " ")
+    # Anything else is a bug: say nothing about internals to the caller.
+    return grpc.StatusCode.INTERNAL, "internal error; the operators have been alerted"

@@ -1,0 +1,269 @@
+"""Kafka helpers: typed topics, an idempotent producer, a committing consumer, a Faust codec.
+
+Every topic carries one protobuf envelope type, keyed by tenant id so one
+household's events stay in order. Producers wait for acks from all in-sync
+replicas with idempotence on (aiokafka's defaults are acks=1 without it).
+Consumers commit only after the handler's effect is done, so handlers must be
+idempotent on replay; a failing handler is retried with backoff, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faust.serializers import codecs
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+
+from services.common import metrics
+from services.common.settings import KafkaSettings
+
+log = logging.getLogger("privacam.kafka")
+tracer = trace.get_tracer("privacam.kafka")
+
+M = TypeVar("M", bound=Message)
+
+EVENT_TYPE_HEADER = "privacam-event-type"
+
+
+@dataclass(frozen=True)
+class Topic(Generic[M]):
+    name: str
+    message_type: type[M]
+    compacted: bool = False
+
+    def encode(self, event: M) -> bytes:
+        if not isinstance(event, self.message_type):
+            raise TypeError(f"{self.name} carries {self.message_type.__name__}, not {type(event)}")
+        return event.SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> M:
+        return self.message_type.FromString(data)
+
+
+def _bootstrap(settings: KafkaSettings) -> list[str]:
+    return [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()]
+
+
+async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic[Any]]) -> None:
+    """Create missing topics (idempotent); compacted ones keep only the latest value per key."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=_bootstrap(settings), request_timeout_ms=settings.request_timeout_ms
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=settings.namespace + topic.name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if topic.compacted else {},
+            )
+            for topic in {t.name: t for t in topics}.values()
+            if settings.namespace + topic.name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+class EventProducer:
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self._namespace = settings.namespace
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=_bootstrap(settings),
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=settings.request_timeout_ms,
+            linger_ms=2,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, topic: Topic[M], key: str, event: M) -> None:
+        """Send and wait until every in-sync replica has the event."""
+        headers = [(EVENT_TYPE_HEADER, event.DESCRIPTOR.full_name.encode())]
+        try:
+            await self._producer.send_and_wait(
+                self._namespace + topic.name, topic.encode(event), key=key.encode(), headers=headers
+            )
+        except Exception:
+            metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc()
+            raise
+        metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc()
+
+
+class _HeaderGetter(Getter[list[tuple[str, bytes]]]):
+    def get(self, carrier: list[tuple[str, bytes]], key: str) -> list[str] | None:
+        values = [value.decode() for name, value in carrier or [] if name == key]
+        return values or None
+
+    def keys(self, carrier: list[tuple[str, bytes]]) -> list[str]:
+        return [name for name, _ in carrier or []]
+
+
+_GETTER = _HeaderGetter()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a consumed event came from, for handlers that need it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+
+
+Handler = Callable[[M, Delivery], Awaitable[None]]
+
+
+class EventConsumer(Generic[M]):
+    """Consumes one topic in a consumer group, applying each event in order."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: Topic[M],
+        group_id: str,
+        handler: Handler[M],
+        *,
+        max_backoff_seconds: float = 30.0,
+    ) -> None:
+        self.topic = topic
+        self.group_id = settings.namespace + group_id
+        self._handler = handler
+        self._max_backoff = max_backoff_seconds
+        self._consumer = AIOKafkaConsumer(
+            settings.namespace + topic.name,
+            bootstrap_servers=_bootstrap(settings),
+            group_id=self.group_id,
+            client_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            request_timeout_ms=settings.request_timeout_ms,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume {self.topic.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+            for partition, records in batches.items():
+                for record in records:
+                    await self._apply(record)
+                committed = records[-1].offset + 1
+                await self._consumer.commit({partition: committed})
+                self._report_lag(partition, committed)
+
+    def _report_lag(self, partition: TopicPartition, committed: int) -> None:
+        end = self._consumer.highwater(partition)
+        if end is not None:
+            metrics.KAFKA_CONSUMER_LAG.labels(
+                self.topic.name, self.group_id, str(partition.partition)
+            ).set(max(0, end - committed))
+
+    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        labels = (self.topic.name, self.group_id)
+        try:
+            event = self.topic.decode(record.value or b"")
+        except DecodeError:
+            # It can never succeed; retrying would stall the partition forever.
+            log.error(
+                "undecodable event skipped",
+                extra={
+                    "topic": self.topic.name,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                },
+            )
+            metrics.KAFKA_CONSUMED.labels(*labels, "undecodable").inc()
+            return
+        delivery = Delivery(
+            record.topic,
+            record.partition,
+            record.offset,
+            (record.key or b"").decode(errors="replace"),
+        )
+        parent = propagate.extract(list(record.headers or ()), getter=_GETTER)
+        backoff = 0.1
+        while True:
+            token = otel_context.attach(parent)
+            started = time.perf_counter()
+            try:
+                with tracer.start_as_current_span(
+                    f"process {self.topic.name}",
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": self.topic.name,
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.kafka.offset": record.offset,
+                    },
+                ):
+                    await self._handler(event, delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.KAFKA_CONSUMED.labels(*labels, "retry").inc()
+                log.exception(
+                    "event handler failed; retrying",
+                    extra={"topic": self.topic.name, "offset": record.offset, "backoff_s": backoff},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            finally:
+                otel_context.detach(token)
+            metrics.KAFKA_PROCESSING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+            metrics.KAFKA_CONSUMED.labels(*labels, "ok").inc()
+            return
+
+
+class FaustProtobufCodec(codecs.Codec):  # type: ignore[misc]
+    """Lets Faust agents read and write a topic's protobuf envelope as typed messages."""
+
+    def __init__(self, message_type: type[Message], **kwargs: Any) -> None:
+        self.message_type = message_type
+        super().__init__(message_type=message_type, **kwargs)
+
+    def _dumps(self, obj: Message) -> bytes:
+        return obj.SerializeToString(deterministic=True)
+
+    def _loads(self, s: bytes) -> Message:
+        return self.message_type.FromString(s)
+
+
+def register_faust_codecs(topics: Iterable[Topic[Any]]) -> None:
+    """Register one codec per topic under the topic's name, for `value_serializer=`."""
+    for topic in topics:
+        codecs.register(topic.name, FaustProtobufCodec(topic.message_type))

@@ -1,0 +1,166 @@
+"""X.509 building blocks: P-256 keys, a root and an issuing CA, leaf certificates.
+
+device_auth issues camera and app certificates with these; the development
+stack uses them to make its CA and service certificates on first start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def new_private_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@dataclass(frozen=True)
+class Authority:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Privacam"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_builder(
+    subject: str,
+    public_key: ec.EllipticCurvePublicKey,
+    now: datetime,
+    lifetime: timedelta,
+    path_length: int,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def create_root(common_name: str, now: datetime, lifetime: timedelta) -> Authority:
+    key = new_private_key()
+    builder = _ca_builder(common_name, key.public_key(), now, lifetime, path_length=1)
+    builder = builder.issuer_name(_name(common_name))
+    return Authority(builder.sign(key, hashes.SHA256()), key)
+
+
+def create_intermediate(
+    root: Authority, common_name: str, now: datetime, lifetime: timedelta
+) -> Authority:
+    key = new_private_key()
+    builder = _ca_builder(common_name, key.public_key(), now, lifetime, path_length=0)
+    builder = builder.issuer_name(root.certificate.subject).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), critical=False
+    )
+    return Authority(builder.sign(root.key, hashes.SHA256()), key)
+
+
+def issue_leaf(
+    issuer: Authority,
+    public_key: ec.EllipticCurvePublicKey,
+    spiffe_id: str,
+    now: datetime,
+    lifetime: timedelta,
+    *,
+    server: bool = False,
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
+) -> x509.Certificate:
+    """A short-lived leaf certificate whose only identity is its SPIFFE URI SAN."""
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(spiffe_id)]
+    names += [x509.DNSName(name) for name in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + (
+        [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    )
+    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        # An empty subject makes the SAN the only identity, so it must be critical (RFC 5280).
+        .add_extension(x509.SubjectAlternativeName(names), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+        .sign(issuer.key, hashes.SHA256())
+    )
+
+
+def certificate_pem(*certificates: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret readable by its owner only, never briefly world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def load_authority(cert_path: Path, key_path: Path) -> Authority:
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path} is not an EC private key")
+    return Authority(x509.load_pem_x509_certificate(cert_path.read_bytes()), key)

@@ -1,0 +1,226 @@
+"""The service runtime: one composition of servers, consumers and lifecycle for every service.
+
+A service's composition root builds its adapters and servicers and hands them
+to ServiceRuntime, which serves:
+  - the gRPC API on `grpc_port`, mutual TLS only, with reflection and health;
+  - grpc.health.v1 alone on plaintext `health_port` (Kubernetes probes cannot speak TLS);
+  - Prometheus /metrics on `metrics_port`;
+and runs the Kafka consumers, then stops it all gracefully on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
+from services.common import diagnostics, metrics, telemetry
+from services.common.auth import Authorizer, MethodPolicies, NoRevocations, RevocationList
+from services.common.clock import Clock, SystemClock
+from services.common.interceptors import ServerInterceptor
+from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
+from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
+from services.common.tls import server_credentials
+
+log = logging.getLogger("privacam.runtime")
+VERSION = "0.1.0"
+
+
+class Component(Protocol):
+    """Anything with a lifecycle the runtime starts before serving and stops after."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class GrpcApi:
+    """One gRPC service: its full name and how to add its servicer to a server."""
+
+    full_name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class ServiceParts:
+    """What a service's composition root hands to the runtime."""
+
+    apis: list[GrpcApi]
+    policies: MethodPolicies
+    topics: list[Topic[Any]] = field(default_factory=list)
+    """Every topic the service produces or consumes; created if missing."""
+    consumers: list[EventConsumer[Any]] = field(default_factory=list)
+    components: list[Component] = field(default_factory=list)
+    """Adapters (Redis, MinIO, ...) started first and stopped last."""
+    revocations: RevocationList = field(default_factory=NoRevocations)
+
+
+def undeclared_methods(apis: Sequence[GrpcApi], policies: MethodPolicies) -> list[str]:
+    """RPCs served without an authorization policy: must be empty to start."""
+    pool = descriptor_pool.Default()
+    missing = []
+    for api in apis:
+        for method in pool.FindServiceByName(api.full_name).methods:
+            name = f"/{api.full_name}/{method.name}"
+            if name not in policies:
+                missing.append(name)
+    return missing
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        producer: EventProducer,
+        parts: ServiceParts,
+        clock: Clock,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.producer = producer
+        self.clock = clock
+        self.diagnostics = diagnostics.Diagnostics(name, producer, clock)
+        self.parts = parts
+        self.parts.apis.append(
+            GrpcApi(
+                diagnostics.DIAGNOSTICS_TOPIC.message_type.DESCRIPTOR.file.package
+                + ".DiagnosticsService",
+                lambda server: (
+                    diagnostics_service_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
+                        self.diagnostics, server
+                    )
+                ),
+            )
+        )
+        self.policies = {**parts.policies, **diagnostics.POLICIES}
+        self.parts.topics.append(diagnostics.DIAGNOSTICS_TOPIC)
+        self.parts.consumers.append(
+            EventConsumer(
+                settings.kafka,
+                diagnostics.DIAGNOSTICS_TOPIC,
+                f"{name}.diagnostics",
+                self.diagnostics.on_event,
+            )
+        )
+        missing = undeclared_methods(parts.apis, self.policies)
+        if missing:
+            raise RuntimeError(f"{name} serves RPCs without an authorization policy: {missing}")
+        self.health = health.aio.HealthServicer()
+        self._api_server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self._metrics: Any = None
+        self.ports: dict[str, int] = {}
+
+    async def start(self) -> None:
+        settings = self.settings
+        metrics.SERVICE_INFO.labels(self.name, VERSION).set(1)
+        for component in self.parts.components:
+            await component.start()
+        await ensure_topics(settings.kafka, self.parts.topics)
+        await self.producer.start()
+        for consumer in self.parts.consumers:
+            await consumer.start()
+
+        interceptors = [
+            aio_server_interceptor(filter_=filters.negate(filters.health_check())),
+            ServerInterceptor(
+                Authorizer(self.policies, self.parts.revocations), settings.tls.trust_domain
+            ),
+        ]
+        api = grpc.aio.server(interceptors=interceptors)
+        for grpc_api in self.parts.apis:
+            grpc_api.register(api)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, api)
+        names = [a.full_name for a in self.parts.apis]
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], api
+        )
+        self.ports["grpc"] = api.add_secure_port(
+            f"{settings.bind_host}:{settings.grpc_port}", server_credentials(settings.tls)
+        )
+
+        health_only = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
+        self.ports["health"] = health_only.add_insecure_port(
+            f"{settings.bind_host}:{settings.health_port}"
+        )
+
+        await api.start()
+        await health_only.start()
+        self._api_server, self._health_server = api, health_only
+        self._metrics = telemetry.start_metrics_server(settings.bind_host, settings.metrics_port)
+        self.ports["metrics"] = self._metrics[0].server_port
+        for service_name in ["", *names]:
+            await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"ports": self.ports})
+
+    async def stop(self) -> None:
+        """Stop taking calls, let in-flight ones finish, then stop consumers and adapters."""
+        await self.health.enter_graceful_shutdown()
+        if self._api_server is not None:
+            await self._api_server.stop(self.settings.shutdown_grace_seconds)
+        for consumer in reversed(self.parts.consumers):
+            await consumer.stop()
+        await self.producer.stop()
+        for component in reversed(self.parts.components):
+            await component.stop()
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+        if self._metrics is not None:
+            self._metrics[0].shutdown()
+        log.info("stopped")
+
+
+S = TypeVar("S", bound=ServiceSettings)
+Build = Callable[[S, EventProducer, Clock], ServiceParts]
+
+
+def build_runtime(
+    name: str, settings: S, build: Build[S], clock: Clock | None = None
+) -> ServiceRuntime:
+    clock = clock or SystemClock()
+    producer = EventProducer(settings.kafka, client_id=name)
+    return ServiceRuntime(name, settings, producer, build(settings, producer, clock), clock)
+
+
+async def _serve(runtime: ServiceRuntime) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await runtime.start()
+    await stopping.wait()
+    log.info("signal received; shutting down")
+    await runtime.stop()
+    telemetry.shutdown_tracing()
+
+
+def main(name: str, settings_class: type[S], build: Build[S]) -> None:
+    """Entry point of every service: settings, logging, tracing, serve until SIGTERM."""
+    if "--help-settings" in sys.argv[1:]:
+        print(describe(settings_class))
+        return
+    try:
+        settings = load_settings(settings_class)
+    except SettingsError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    telemetry.setup_logging(name, settings.log_level)
+    telemetry.setup_tracing(name)
+    try:
+        asyncio.run(_serve(build_runtime(name, settings, build)))
+    except OSError as error:
+        log.error("cannot start: %s", error)
+        raise SystemExit(1) from None

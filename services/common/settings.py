@@ -1,0 +1,204 @@
+"""Settings from the environment, one class per service, shared parts defined once.
+
+Every field has a docstring, which `privacam-<service> --help-settings` prints.
+A missing or malformed setting stops start-up with a message naming the
+environment variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_COMMON = {"extra": "ignore", "use_attribute_docstrings": True, "frozen": True}
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_KAFKA_", **_COMMON)  # type: ignore[typeddict-item]
+
+    bootstrap_servers: str = Field(min_length=1)
+    """Comma-separated host:port list of Kafka brokers."""
+    topic_partitions: int = Field(default=3, ge=1, le=1024)
+    """Partitions of each topic a service creates when it is missing."""
+    replication_factor: int = Field(default=1, ge=1, le=7)
+    """Replicas of each topic a service creates; 3 in production."""
+    request_timeout_ms: int = Field(default=15_000, ge=1_000)
+    """How long a produce or metadata request may take before it fails."""
+    namespace: str = Field(default="", pattern=r"^([a-z0-9-]{1,32}\.)?$")
+    """Prefix (ending in '.') of every topic and consumer group, so several
+    environments or test runs can share one cluster without seeing each other."""
+
+
+class TlsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_TLS_", **_COMMON)  # type: ignore[typeddict-item]
+
+    ca_file: FilePath
+    """PEM bundle of the CA certificates that issue Privacam identities."""
+    cert_file: FilePath
+    """PEM certificate chain of this process (its identity in a URI SAN)."""
+    key_file: FilePath
+    """PEM private key of this process."""
+    trust_domain: str = Field(default="privacam.local", pattern=r"^[a-z0-9.-]{1,255}$")
+    """SPIFFE trust domain every identity must belong to."""
+
+
+class RedisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_REDIS_", **_COMMON)  # type: ignore[typeddict-item]
+
+    url: SecretStr
+    """redis:// or rediss:// URL, with credentials if the server needs them."""
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class MinioSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_MINIO_", **_COMMON)  # type: ignore[typeddict-item]
+
+    endpoint: str = Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+    """host:port of the S3 API, without scheme."""
+    access_key: SecretStr
+    """Access key of this service's MinIO user."""
+    secret_key: SecretStr
+    """Secret key of this service's MinIO user."""
+    secure: bool = True
+    """Use HTTPS; only a loopback development stack turns this off."""
+    region: str = "us-east-1"
+    """Region name the buckets are created in."""
+
+
+class TurnSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_TURN_", **_COMMON)  # type: ignore[typeddict-item]
+
+    shared_secret: SecretStr = Field(min_length=16)
+    """coturn `static-auth-secret`, used to mint TURN REST credentials."""
+    uris: str = Field(min_length=1)
+    """Comma-separated turn:/turns: URIs handed to cameras and apps."""
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has: its ports, logging, mTLS identity and Kafka.
+
+    Subclasses set `env_prefix` (e.g. PRIVACAM_DEVICE_AUTH_) and default ports.
+    """
+
+    model_config = SettingsConfigDict(**_COMMON)  # type: ignore[typeddict-item]
+
+    bind_host: str = "127.0.0.1"
+    """Address the gRPC, health and metrics ports listen on (0.0.0.0 in a pod)."""
+    grpc_port: int = Field(ge=0, le=65535)
+    """Port of the mutual-TLS gRPC API."""
+    health_port: int = Field(ge=0, le=65535)
+    """Plaintext port serving only grpc.health.v1, for Kubernetes probes."""
+    metrics_port: int = Field(ge=0, le=65535)
+    """HTTP port serving Prometheus /metrics."""
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    """Lowest level written to the JSON log on stdout."""
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=120)
+    """How long in-flight calls get to finish after SIGTERM; keep below the pod's grace."""
+    # Shared parts are built by load_settings from their own prefixes.
+    tls: TlsSettings
+    kafka: KafkaSettings
+
+
+class SettingsError(SystemExit):
+    """Start-up stops here: the message names every bad setting and what is wrong."""
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _env_name(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    prefix = str(model.model_config.get("env_prefix", ""))
+    return (prefix + "_".join(str(part) for part in loc)).upper()
+
+
+def _settings_classes() -> dict[str, type[BaseSettings]]:
+    found: dict[str, type[BaseSettings]] = {}
+    pending: list[type[BaseSettings]] = [BaseSettings]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found[sub.__name__] = sub
+            pending.append(sub)
+    return found
+
+
+def _problems(
+    model: type[BaseSettings], error: ValidationError, skip: frozenset[str] = frozenset()
+) -> list[str]:
+    lines = []
+    for problem in error.errors():
+        if problem["loc"] and problem["loc"][0] in skip:
+            continue  # a shared part that failed is reported under its own prefix
+        name = _env_name(model, problem["loc"])
+        reason = "is required but not set" if problem["type"] == "missing" else problem["msg"]
+        if (
+            problem["type"] != "missing"
+            and "input" in problem
+            and not _secret(model, problem["loc"])
+        ):
+            reason += f" (got {str(problem['input'])[:80]!r})"
+        lines.append(f"  {name}: {reason}")
+    return lines
+
+
+def _secret(model: type[BaseSettings], loc: tuple[int | str, ...]) -> bool:
+    """Never echo a secret's value, even a malformed one: it may still be real."""
+    field = model.model_fields.get(str(loc[0])) if loc else None
+    return field is None or field.annotation is SecretStr
+
+
+def _nested_settings(cls: type[BaseSettings]) -> dict[str, type[BaseSettings]]:
+    return {
+        name: field.annotation
+        for name, field in cls.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings)
+    }
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build `cls` from the environment, or stop with every problem named by its variable."""
+    problems: list[str] = []
+    parts: dict[str, BaseSettings] = {}
+    for name, part in _nested_settings(cls).items():
+        try:
+            parts[name] = part()
+        except ValidationError as error:
+            problems += _problems(part, error)
+    try:
+        settings = cls(**parts)
+    except ValidationError as error:
+        problems += _problems(cls, error, skip=frozenset(_nested_settings(cls)))
+    if problems:
+        raise SettingsError("invalid settings:\n" + "\n".join(problems))
+    return settings
+
+
+def describe(cls: type[BaseSettings]) -> str:
+    """One line per environment variable with its docstring, for --help-settings."""
+    lines = []
+    nested = _nested_settings(cls)
+    for name, field in cls.model_fields.items():
+        if name in nested:
+            lines.append(describe(nested[name]))
+            continue
+        default = "" if field.is_required() else f" (default {field.default!r})"
+        lines.append(f"{_env_name(cls, (name,))}{default}\n    {field.description or ''}")
+    return "\n".join(lines)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file, as written by stack/up.sh."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values

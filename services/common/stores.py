@@ -1,0 +1,73 @@
+"""Connections to Redis and MinIO as runtime components: checked at start, closed at stop.
+
+A service that cannot reach a store stops at start with a message naming the
+store and its endpoint, instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from minio import Minio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common.settings import MinioSettings, RedisSettings
+
+log = logging.getLogger("privacam.stores")
+
+
+class StoreUnavailable(RuntimeError):
+    pass
+
+
+class RedisStore:
+    """Redis holds views, caches and counters that can be rebuilt from Kafka."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.client: Redis = Redis.from_url(
+            settings.url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+        )
+
+    async def start(self) -> None:
+        try:
+            await self.client.ping()
+        except RedisError as error:
+            raise StoreUnavailable(
+                f"cannot reach Redis ({error.__class__.__name__}); check PRIVACAM_REDIS_URL"
+            ) from None
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+
+
+class ObjectStore:
+    """MinIO buckets; the client is synchronous, so calls run in a worker thread."""
+
+    def __init__(self, settings: MinioSettings, buckets: tuple[str, ...]) -> None:
+        self.client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key.get_secret_value(),
+            secret_key=settings.secret_key.get_secret_value(),
+            secure=settings.secure,
+            region=settings.region,
+        )
+        self.buckets = buckets
+        self._endpoint = settings.endpoint
+
+    async def start(self) -> None:
+        try:
+            for bucket in self.buckets:
+                exists = await asyncio.to_thread(self.client.bucket_exists, bucket)
+                if not exists:
+                    await asyncio.to_thread(self.client.make_bucket, bucket)
+                    log.info("bucket created", extra={"bucket": bucket})
+        except Exception as error:  # the client raises several unrelated types
+            raise StoreUnavailable(
+                f"cannot use MinIO at {self._endpoint} ({error.__class__.__name__}: {error}); "
+                "check PRIVACAM_MINIO_ENDPOINT and the access keys"
+            ) from None
+
+    async def stop(self) -> None:
+        """The MinIO client holds no connection worth closing."""

@@ -1,0 +1,116 @@
+"""Structured JSON logs, OpenTelemetry tracing and the Prometheus endpoint.
+
+Tracing is configured by the standard OTEL_* variables: OTEL_TRACES_EXPORTER
+(otlp, console or none; default none, so a laptop needs no collector),
+OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER and friends. Context crosses
+gRPC through the OpenTelemetry interceptors and Kafka through message headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from prometheus_client import start_http_server
+from pythonjsonlogger.json import JsonFormatter
+
+# Keys whose values must never reach a log line, whoever passes them in `extra`.
+_REDACTED_KEYS = frozenset(
+    {
+        "password",
+        "pin",
+        "token",
+        "claim_token",
+        "key",
+        "data_key",
+        "secret",
+        "login",
+        "email",
+        "authorization",
+        "csr",
+        "plaintext",
+    }
+)
+
+
+class _TraceAndRedact(logging.Filter):
+    """Adds the current trace and span ids; blanks any field named like a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = format(span.trace_id, "032x")
+            record.span_id = format(span.span_id, "016x")
+        for key in _REDACTED_KEYS.intersection(record.__dict__):
+            setattr(record, key, "[redacted]")
+        return True
+
+
+def setup_logging(service: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+        )
+    )
+    handler.addFilter(_TraceAndRedact())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Client libraries are chatty at INFO and may print addresses; keep their warnings.
+    for noisy in ("aiokafka", "kafka", "urllib3", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) -> TracerProvider:
+    """Install the global tracer provider once per process; returns it."""
+    global _provider
+    if _provider is not None:
+        if extra_processor is not None:
+            _provider.add_span_processor(extra_processor)
+        return _provider
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    if exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    elif exporter == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    if extra_processor is not None:
+        provider.add_span_processor(extra_processor)
+    trace.set_tracer_provider(provider)
+    # Producer spans and trace headers on every aiokafka send, consumer spans on receive.
+    AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def start_metrics_server(host: str, port: int) -> Any:
+    """Serve /metrics (with the client's own process, platform and GC collectors)."""
+    server, thread = start_http_server(port, addr=host)
+    return server, thread
+
+
+def trace_id_hex() -> str:
+    """The current trace id as 32 hex digits, or '' outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else ""

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
+
+
+class ExampleSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_EXAMPLE_")
+
+    grpc_port: int = 7001
+    health_port: int = 7101
+    metrics_port: int = 7201
+
+
+@pytest.fixture
+def valid_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("CA", "CERT", "KEY"):
+        path = tmp_path / name
+        path.write_text("pem")
+        monkeypatch.setenv(f"PRIVACAM_TLS_{name}_FILE", str(path))
+    monkeypatch.setenv("PRIVACAM_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+@pytest.mark.usefixtures("valid_env")
+def test_loads_a_complete_environment() -> None:
+    settings = load_settings(ExampleSettings)
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.grpc_port == 7001
+
+
+@pytest.mark.usefixtures("valid_env")
+def test_every_bad_setting_is_named_by_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PRIVACAM_KAFKA_BOOTSTRAP_SERVERS")
+    monkeypatch.setenv("PRIVACAM_TLS_KEY_FILE", "/no/such/key.pem")
+    monkeypatch.setenv("PRIVACAM_EXAMPLE_GRPC_PORT", "seven")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(ExampleSettings)
+    message = str(raised.value)
+    assert "PRIVACAM_KAFKA_BOOTSTRAP_SERVERS: is required but not set" in message
+    assert "PRIVACAM_TLS_KEY_FILE: Path does not point to a file" in message
+    assert "PRIVACAM_EXAMPLE_GRPC_PORT" in message
+    assert "'seven'" in message
+
+
+@pytest.mark.usefixtures("valid_env")
+def test_secret_values_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.settings import RedisSettings
+
+    monkeypatch.setenv("PRIVACAM_REDIS_URL", "http://user:hunter2@example")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(RedisSettings)
+    assert "PRIVACAM_REDIS_URL" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_help_lists_variables_with_their_docs() -> None:
+    text = describe(ExampleSettings)
+    assert "PRIVACAM_EXAMPLE_BIND_HOST (default '127.0.0.1')" in text
+    assert "PRIVACAM_KAFKA_BOOTSTRAP_SERVERS\n    Comma-separated" in text
