@@ -13,7 +13,7 @@ export PRIVACAM_RUN_DIR ?= $(CURDIR)/.run
 TOOLS := $(PRIVACAM_CACHE_DIR)/tools
 UV := $(TOOLS)/uv-$(UV_VERSION)/bin/uv
 BUF := $(TOOLS)/buf-$(BUF_VERSION)/buf
-PY := .venv/bin/python
+PY := $(CURDIR)/.venv/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
 help: ## List the targets

@@ -53,7 +53,7 @@ class PrivacamClient:
                 self.profile.endpoint(service),
                 self._credentials,
                 options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
-                interceptors=aio_client_interceptors(),
+                interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
             )
         return self._channels[service]
 
@@ -63,24 +63,22 @@ class PrivacamClient:
         response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
-    def diagnostics(self, service: str) -> diagnostics_grpc.DiagnosticsServiceStub:
+    def diagnostics(self, service: str) -> diagnostics_grpc.DiagnosticsServiceAsyncStub:
         return diagnostics_grpc.DiagnosticsServiceStub(self.channel(service))
 
     async def send_probe(self, service: str) -> diagnostics_pb.SendProbeResponse:
-        response: diagnostics_pb.SendProbeResponse = await self.diagnostics(service).SendProbe(
+        return await self.diagnostics(service).SendProbe(
             diagnostics_pb.SendProbeRequest(), timeout=self.timeout
         )
-        return response
 
     async def get_probe(self, service: str, probe_id: str) -> diagnostics_pb.GetProbeResponse:
-        response: diagnostics_pb.GetProbeResponse = await self.diagnostics(service).GetProbe(
+        return await self.diagnostics(service).GetProbe(
             diagnostics_pb.GetProbeRequest(probe_id=probe_id), timeout=self.timeout
         )
-        return response
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(None)
         self._channels.clear()
 
     async def __aenter__(self) -> PrivacamClient:

@@ -87,9 +87,10 @@ class Profile:
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(key_pem)
-        config = {"endpoints": endpoints or DEFAULT_ENDPOINTS, "trust_domain": trust_domain}
+        chosen = dict(endpoints or DEFAULT_ENDPOINTS)
+        config = {"endpoints": chosen, "trust_domain": trust_domain}
         (directory / "profile.json").write_text(json.dumps(config, indent=2) + "\n")
-        return cls(name, directory, dict(config["endpoints"]), trust_domain)
+        return cls(name, directory, chosen, trust_domain)
 
     @classmethod
     def import_files(

@@ -16,6 +16,8 @@ from typing import Protocol
 from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.identity import Principal, PrincipalKind
 
+ENROLLMENT_PORT_ONLY: frozenset[PrincipalKind] = frozenset()
+"""No certificate on the mTLS port: served only on the enrollment port (server-only TLS)."""
 CAMERA = frozenset({PrincipalKind.CAMERA})
 APP = frozenset({PrincipalKind.APP})
 SERVICE = frozenset({PrincipalKind.SERVICE})

@@ -19,10 +19,10 @@ from services.common.kafka import Delivery, EventProducer, Topic
 from services.common.telemetry import trace_id_hex
 
 DIAGNOSTICS_TOPIC: Topic[DiagnosticsEvent] = Topic("privacam.diagnostics.v1", DiagnosticsEvent)
-_SERVICE = pb.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name
+SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DiagnosticsService"]
 POLICIES: MethodPolicies = {
-    f"/{_SERVICE}/SendProbe": SERVICE_OR_OPERATOR,
-    f"/{_SERVICE}/GetProbe": SERVICE_OR_OPERATOR,
+    f"/{SERVICE_DESCRIPTOR.full_name}/SendProbe": SERVICE_OR_OPERATOR,
+    f"/{SERVICE_DESCRIPTOR.full_name}/GetProbe": SERVICE_OR_OPERATOR,
 }
 _KEEP = 1000
 # Probes are keyed by a fixed pseudo-tenant: they belong to no household.

@@ -34,7 +34,7 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-def _rpc_type(handler: grpc.RpcMethodHandler) -> str:
+def _rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
     if handler.request_streaming and handler.response_streaming:
         return "bidi_stream"
     if handler.request_streaming:
@@ -57,10 +57,10 @@ class _Call:
 
     def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         auth = context.auth_context()
-        pems = auth.get("x509_pem_cert")
-        if not pems:
+        pem = next(iter(auth.get("x509_pem_cert", ())), None)
+        if pem is None:
             raise Unauthenticated("a client certificate is required")
-        principal = principal_from_pem(pems[0], self.interceptor.trust_domain)
+        principal = principal_from_pem(pem, self.interceptor.trust_domain)
         self.interceptor.authorizer.authorize(principal, self.full_method)
         return principal
 
@@ -94,16 +94,18 @@ class _Call:
         await context.abort(code, message)
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, authorizer: Authorizer, trust_domain: str) -> None:
         self.authorizer = authorizer
         self.trust_domain = trust_domain
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(EXEMPT_PREFIXES):
@@ -121,7 +123,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             "server_stream": grpc.unary_stream_rpc_method_handler,
             "bidi_stream": grpc.stream_stream_rpc_method_handler,
         }[rpc_type]
-        return factory(  # type: ignore[operator]
+        return factory(
             behavior,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
@@ -139,7 +141,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     reset_current_principal(token)
             except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except Exception as error:
                 code = status_for(error)[0]
@@ -164,7 +166,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     reset_current_principal(token)
             except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except Exception as error:
                 code = status_for(error)[0]

@@ -249,7 +249,7 @@ class EventConsumer(Generic[M]):
             return
 
 
-class FaustProtobufCodec(codecs.Codec):  # type: ignore[misc]
+class FaustProtobufCodec(codecs.Codec):
     """Lets Faust agents read and write a topic's protobuf envelope as typed messages."""
 
     def __init__(self, message_type: type[Message], **kwargs: Any) -> None:

@@ -14,13 +14,15 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
@@ -28,6 +30,7 @@ from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
 from services.common import diagnostics, metrics, telemetry
 from services.common.auth import Authorizer, MethodPolicies, NoRevocations, RevocationList
 from services.common.clock import Clock, SystemClock
+from services.common.identity import PrincipalKind
 from services.common.interceptors import ServerInterceptor
 from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
 from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
@@ -50,6 +53,27 @@ class GrpcApi:
 
     full_name: str
     register: Callable[[grpc.aio.Server], None]
+
+    @classmethod
+    def of(
+        cls,
+        descriptor: ServiceDescriptor,
+        add: Callable[[Any, grpc.aio.Server], None],
+        servicer: object,
+    ) -> GrpcApi:
+        """From the generated descriptor and `add_<Name>Servicer_to_server` function."""
+        return cls(descriptor.full_name, lambda server: add(servicer, server))
+
+
+def method_policies(
+    descriptor: ServiceDescriptor, policies: Mapping[str, frozenset[PrincipalKind]]
+) -> dict[str, frozenset[PrincipalKind]]:
+    """Full method names from short ones; a name the service lacks is a bug caught at import."""
+    known = {method.name for method in descriptor.methods}
+    unknown = set(policies) - known
+    if unknown:
+        raise ValueError(f"{descriptor.full_name} has no methods {sorted(unknown)}")
+    return {f"/{descriptor.full_name}/{name}": kinds for name, kinds in policies.items()}
 
 
 @dataclass
@@ -117,7 +141,7 @@ class ServiceRuntime:
         missing = undeclared_methods(parts.apis, self.policies)
         if missing:
             raise RuntimeError(f"{name} serves RPCs without an authorization policy: {missing}")
-        self.health = health.aio.HealthServicer()
+        self.health = AsyncHealthServicer()
         self._api_server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics: Any = None
@@ -134,7 +158,9 @@ class ServiceRuntime:
             await consumer.start()
 
         interceptors = [
-            aio_server_interceptor(filter_=filters.negate(filters.health_check())),
+            aio_server_interceptor(  # type: ignore[no-untyped-call]
+                filter_=filters.negate(filters.health_check())
+            ),
             ServerInterceptor(
                 Authorizer(self.policies, self.parts.revocations), settings.tls.trust_domain
             ),

@@ -8,9 +8,16 @@ environment variable, never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _COMMON = {"extra": "ignore", "use_attribute_docstrings": True, "frozen": True}
@@ -91,6 +98,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(**_COMMON)  # type: ignore[typeddict-item]
 
+    default_ports: ClassVar[tuple[int, int, int] | None] = None
+    """(gRPC, health, metrics) ports used when the environment names none."""
+
     bind_host: str = "127.0.0.1"
     """Address the gRPC, health and metrics ports listen on (0.0.0.0 in a pod)."""
     grpc_port: int = Field(ge=0, le=65535)
@@ -103,6 +113,17 @@ class ServiceSettings(BaseSettings):
     """Lowest level written to the JSON log on stdout."""
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=120)
     """How long in-flight calls get to finish after SIGTERM; keep below the pod's grace."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_ports(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.default_ports is not None:
+            for name, port in zip(
+                ("grpc_port", "health_port", "metrics_port"), cls.default_ports, strict=True
+            ):
+                data.setdefault(name, port)
+        return data
+
     # Shared parts are built by load_settings from their own prefixes.
     tls: TlsSettings
     kafka: KafkaSettings
@@ -166,7 +187,7 @@ def _nested_settings(cls: type[BaseSettings]) -> dict[str, type[BaseSettings]]:
 def load_settings(cls: type[S]) -> S:
     """Build `cls` from the environment, or stop with every problem named by its variable."""
     problems: list[str] = []
-    parts: dict[str, BaseSettings] = {}
+    parts: dict[str, Any] = {}
     for name, part in _nested_settings(cls).items():
         try:
             parts[name] = part()
@@ -190,6 +211,10 @@ def describe(cls: type[BaseSettings]) -> str:
             lines.append(describe(nested[name]))
             continue
         default = "" if field.is_required() else f" (default {field.default!r})"
+        if name.endswith("_port") and issubclass(cls, ServiceSettings) and cls.default_ports:
+            default = (
+                f" (default {cls.default_ports[('grpc', 'health', 'metrics').index(name[:-5])]})"
+            )
         lines.append(f"{_env_name(cls, (name,))}{default}\n    {field.description or ''}")
     return "\n".join(lines)
 

@@ -11,9 +11,7 @@ from services.common.settings import ServiceSettings, SettingsError, describe, l
 class ExampleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PRIVACAM_EXAMPLE_")
 
-    grpc_port: int = 7001
-    health_port: int = 7101
-    metrics_port: int = 7201
+    default_ports = (7001, 7101, 7201)
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Adapters of clip_ingest to stores and other services."""

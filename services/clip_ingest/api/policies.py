@@ -1,0 +1,21 @@
+"""Who may call each RPC of ClipIngestService: the authorization hook reads this table.
+
+Resource checks (whose camera, which grant) happen in the domain; this table
+only says which kinds of certificate reach each method at all.
+"""
+
+from privacam.clips.v1 import clip_service_pb2 as pb
+from services.common.auth import APP, CAMERA
+from services.common.runtime import method_policies
+
+SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["ClipIngestService"]
+
+POLICIES = method_policies(
+    SERVICE_DESCRIPTOR,
+    {
+        "UploadClip": CAMERA,
+        "ListClips": APP,
+        "DownloadClip": APP,
+        "DeleteClip": APP,
+    },
+)

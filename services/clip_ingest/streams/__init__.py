@@ -1,0 +1,1 @@
+"""Kafka consumers of clip_ingest: translate events and call the domain."""

@@ -1,0 +1,35 @@
+"""Every Kafka topic of the platform, in one place, with the envelope it carries.
+
+Events are keyed by tenant id so one household's events stay in order.
+Compacted topics (current state) are added by the issues that need them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from privacam.accesslog.v1.events_pb2 import AccessEvent
+from privacam.clips.v1.events_pb2 import ClipEvent
+from privacam.identity.v1.events_pb2 import IdentityEvent
+from privacam.keys.v1.events_pb2 import KeyEvent
+from privacam.relay.v1.events_pb2 import RelayEvent
+from privacam.retention.v1.events_pb2 import RetentionEvent
+from services.common.diagnostics import DIAGNOSTICS_TOPIC
+from services.common.kafka import Topic
+
+IDENTITY: Topic[IdentityEvent] = Topic("privacam.identity.v1", IdentityEvent)
+"""Accounts, enrollments, revocations, grants, PINs, camera settings (device_auth)."""
+KEYS: Topic[KeyEvent] = Topic("privacam.keys.v1", KeyEvent)
+"""Key lifecycle and key use, never key bytes (key_manager)."""
+CLIPS: Topic[ClipEvent] = Topic("privacam.clips.v1", ClipEvent)
+"""Clips ingested, deleted and accessed (clip_ingest, retention)."""
+RELAY: Topic[RelayEvent] = Topic("privacam.relay.v1", RelayEvent)
+"""Live-view sessions and camera presence (relay_broker)."""
+RETENTION: Topic[RetentionEvent] = Topic("privacam.retention.v1", RetentionEvent)
+"""Exports, account cancellations, retention sweeps (retention)."""
+ACCESS: Topic[AccessEvent] = Topic("privacam.access.v1", AccessEvent)
+"""Every access to a household's data, feeding its tamper-evident log."""
+DIAGNOSTICS = DIAGNOSTICS_TOPIC
+"""Synthetic probes that SREs use to check the event path end to end."""
+
+ALL: tuple[Topic[Any], ...] = (IDENTITY, KEYS, CLIPS, RELAY, RETENTION, ACCESS, DIAGNOSTICS)

@@ -1,0 +1,1 @@
+"""Adapters of device_auth to stores and other services."""

@@ -1,0 +1,1 @@
+"""Kafka consumers of device_auth: translate events and call the domain."""

@@ -1,0 +1,1 @@
+"""Adapters of key_manager to stores and other services."""

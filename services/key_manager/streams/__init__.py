@@ -1,0 +1,1 @@
+"""Kafka consumers of key_manager: translate events and call the domain."""

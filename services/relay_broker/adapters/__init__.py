@@ -1,0 +1,1 @@
+"""Adapters of relay_broker to stores and other services."""

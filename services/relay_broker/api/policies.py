@@ -1,0 +1,23 @@
+"""Who may call each RPC of RelayBrokerService: the authorization hook reads this table.
+
+Resource checks (whose camera, which grant) happen in the domain; this table
+only says which kinds of certificate reach each method at all.
+"""
+
+from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from services.common.auth import APP, CAMERA, SERVICE
+from services.common.runtime import method_policies
+
+SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["RelayBrokerService"]
+
+POLICIES = method_policies(
+    SERVICE_DESCRIPTOR,
+    {
+        "CameraControl": CAMERA,
+        "StartLiveView": APP,
+        "Signal": CAMERA | APP,
+        "EndLiveView": CAMERA | APP,
+        "GetCameraPresence": APP | SERVICE,
+        "StreamNotices": APP,
+    },
+)

@@ -1,0 +1,1 @@
+"""Kafka consumers of relay_broker: translate events and call the domain."""

@@ -1,0 +1,1 @@
+"""Adapters of retention to stores and other services."""

@@ -1,0 +1,1 @@
+"""The domain of retention: plain Python, no gRPC or Kafka imports."""

@@ -1,0 +1,1 @@
+"""Kafka consumers of retention: translate events and call the domain."""

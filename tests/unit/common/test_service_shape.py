@@ -1,0 +1,49 @@
+"""Every service has the same shape and declares who may call each of its RPCs."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from services.common.runtime import GrpcApi, undeclared_methods
+
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_rpc_has_an_authorization_policy(service: str) -> None:
+    policies = importlib.import_module(f"services.{service}.api.policies")
+    api = GrpcApi(policies.SERVICE_DESCRIPTOR.full_name, lambda server: None)
+    assert undeclared_methods([api], policies.POLICIES) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_same_inner_shape(service: str) -> None:
+    for module in (
+        "app",
+        "settings",
+        "__main__",
+        "api.servicer",
+        "api.policies",
+        "domain",
+        "adapters",
+        "streams",
+    ):
+        importlib.import_module(f"services.{service}.{module}")
+
+
+def test_a_missing_policy_is_caught() -> None:
+    policies = importlib.import_module("services.clip_ingest.api.policies")
+    partial = dict(list(policies.POLICIES.items())[1:])
+    api = GrpcApi(policies.SERVICE_DESCRIPTOR.full_name, lambda server: None)
+    assert undeclared_methods([api], partial) == [next(iter(policies.POLICIES))]
+
+
+def test_a_misspelled_method_is_refused() -> None:
+    from services.common.auth import APP
+    from services.common.runtime import method_policies
+
+    policies = importlib.import_module("services.clip_ingest.api.policies")
+    with pytest.raises(ValueError, match="has no methods"):
+        method_policies(policies.SERVICE_DESCRIPTOR, {"UplodClip": APP})
