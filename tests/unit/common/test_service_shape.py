@@ -47,3 +47,24 @@ def test_a_misspelled_method_is_refused() -> None:
     policies = importlib.import_module("services.clip_ingest.api.policies")
     with pytest.raises(ValueError, match="has no methods"):
         method_policies(policies.SERVICE_DESCRIPTOR, {"UplodClip": APP})
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_readme_lists_every_rpc_and_setting(service: str) -> None:
+    from pathlib import Path
+
+    from services.common.settings import ServiceSettings, describe
+
+    readme = (Path(__file__).parents[3] / "services" / service / "README.md").read_text()
+    policies = importlib.import_module(f"services.{service}.api.policies")
+    for method in policies.POLICIES:
+        assert f"`{method.rsplit('/', 1)[1]}`" in readme
+    settings = importlib.import_module(f"services.{service}.settings")
+    (cls,) = [
+        v
+        for v in vars(settings).values()
+        if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings
+    ]
+    for line in describe(cls).splitlines():
+        if line.startswith("PRIVACAM_"):
+            assert line.split()[0] in readme, f"{service}/README.md lacks {line.split()[0]}"
