@@ -62,9 +62,22 @@ class Aborted(PrivacamError):
     status = grpc.StatusCode.ABORTED
 
 
+_DOMAIN_STATUS: dict[type[BaseException], grpc.StatusCode] = {}
+
+
+def map_domain_error(error_type: type[BaseException], status: grpc.StatusCode) -> None:
+    """Let a service's pure domain errors (no gRPC imports) become a status; their
+    message is shown to the caller, so it must say nothing of another tenant."""
+    _DOMAIN_STATUS[error_type] = status
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and message a caller sees for an exception raised by a handler."""
     if isinstance(error, PrivacamError):
         return error.status, str(error) or error.status.name.lower().replace("_", " ")
+    for cls in type(error).__mro__:
+        if cls in _DOMAIN_STATUS:
+            status = _DOMAIN_STATUS[cls]
+            return status, str(error) or status.name.lower().replace("_", " ")
     # Anything else is a bug: say nothing about internals to the caller.
     return grpc.StatusCode.INTERNAL, "internal error; the operators have been alerted"

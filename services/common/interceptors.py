@@ -89,7 +89,7 @@ class _Call:
         ):
             reason = "unauthenticated" if code is grpc.StatusCode.UNAUTHENTICATED else "forbidden"
             metrics.AUTH_REJECTED.labels(self.service, reason).inc()
-        if not isinstance(error, PrivacamError):
+        if code is grpc.StatusCode.INTERNAL:
             log.error("unhandled error in %s", self.full_method, exc_info=error)
         await context.abort(code, message)
 

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -42,6 +42,8 @@ class Topic(Generic[M]):
     name: str
     message_type: type[M]
     compacted: bool = False
+    config: Mapping[str, str] = field(default_factory=dict)
+    """Extra topic configs set when the topic is created (e.g. compaction lag)."""
 
     def encode(self, event: M) -> bytes:
         if not isinstance(event, self.message_type):
@@ -69,7 +71,10 @@ async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic[Any]]) -
                 name=settings.namespace + topic.name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if topic.compacted else {},
+                topic_configs={
+                    **({"cleanup.policy": "compact"} if topic.compacted else {}),
+                    **topic.config,
+                },
             )
             for topic in {t.name: t for t in topics}.values()
             if settings.namespace + topic.name not in existing
@@ -93,11 +98,43 @@ class EventProducer:
             linger_ms=2,
         )
 
+        self._pending: set[asyncio.Task[None]] = set()
+
     async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
+        """Deliver what publish_soon queued, then close."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         await self._producer.stop()
+
+    def publish_soon(self, topic: Topic[M], key: str, event: M) -> None:
+        """Publish without waiting for the acknowledgement (for informational events on a
+        hot path); failures are counted in privacam_kafka_produced_total{result="error"}."""
+        task = asyncio.create_task(self._publish_logged(topic, key, event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish_logged(self, topic: Topic[M], key: str, event: M) -> None:
+        try:
+            await self.publish(topic, key, event)
+        except Exception:
+            log.exception("event could not be published", extra={"topic": topic.name})
+
+    async def send_raw(
+        self, topic: Topic[Any], key: bytes, value: bytes | None, partition: int | None = None
+    ) -> tuple[int, int]:
+        """Send one record (None is a tombstone) and wait for all in-sync replicas;
+        returns (partition, offset)."""
+        metadata = await self._producer.send_and_wait(
+            self._namespace + topic.name, value, key=key, partition=partition
+        )
+        return metadata.partition, metadata.offset
+
+    async def partition_count(self, topic: Topic[Any]) -> int:
+        partitions = await self._producer.partitions_for(self._namespace + topic.name)
+        return len(partitions)
 
     async def publish(self, topic: Topic[M], key: str, event: M) -> None:
         """Send and wait until every in-sync replica has the event."""

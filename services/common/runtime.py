@@ -87,6 +87,9 @@ class ServiceParts:
     consumers: list[EventConsumer[Any]] = field(default_factory=list)
     components: list[Component] = field(default_factory=list)
     """Adapters (Redis, MinIO, ...) started first and stopped last."""
+    late_components: list[Component] = field(default_factory=list)
+    """Started once topics exist and the producer runs, before consumers and the API
+    (e.g. state replayed from Kafka); stopped right after the API."""
     revocations: RevocationList = field(default_factory=NoRevocations)
 
 
@@ -154,6 +157,8 @@ class ServiceRuntime:
             await component.start()
         await ensure_topics(settings.kafka, self.parts.topics)
         await self.producer.start()
+        for component in self.parts.late_components:
+            await component.start()
         for consumer in self.parts.consumers:
             await consumer.start()
 
@@ -199,6 +204,8 @@ class ServiceRuntime:
             await self._api_server.stop(self.settings.shutdown_grace_seconds)
         for consumer in reversed(self.parts.consumers):
             await consumer.stop()
+        for component in reversed(self.parts.late_components):
+            await component.stop()
         await self.producer.stop()
         for component in reversed(self.parts.components):
             await component.stop()

@@ -12,6 +12,7 @@ from privacam.accesslog.v1.events_pb2 import AccessEvent
 from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1.events_pb2 import IdentityEvent
 from privacam.keys.v1.events_pb2 import KeyEvent
+from privacam.keys.v1.state_pb2 import KeyStateRecord
 from privacam.relay.v1.events_pb2 import RelayEvent
 from privacam.retention.v1.events_pb2 import RetentionEvent
 from services.common.diagnostics import DIAGNOSTICS_TOPIC
@@ -29,7 +30,23 @@ RETENTION: Topic[RetentionEvent] = Topic("privacam.retention.v1", RetentionEvent
 """Exports, account cancellations, retention sweeps (retention)."""
 ACCESS: Topic[AccessEvent] = Topic("privacam.access.v1", AccessEvent)
 """Every access to a household's data, feeding its tamper-evident log."""
+KEY_STATE: Topic[KeyStateRecord] = Topic(
+    "privacam.keys.state.v1",
+    KeyStateRecord,
+    compacted=True,
+    config={"min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "86400000"},
+)
+"""Sealed KEKs and destruction markers: the key manager's durable state (compacted)."""
 DIAGNOSTICS = DIAGNOSTICS_TOPIC
 """Synthetic probes that SREs use to check the event path end to end."""
 
-ALL: tuple[Topic[Any], ...] = (IDENTITY, KEYS, CLIPS, RELAY, RETENTION, ACCESS, DIAGNOSTICS)
+ALL: tuple[Topic[Any], ...] = (
+    IDENTITY,
+    KEYS,
+    KEY_STATE,
+    CLIPS,
+    RELAY,
+    RETENTION,
+    ACCESS,
+    DIAGNOSTICS,
+)

@@ -1,18 +1,52 @@
 """Composition root of key_manager: builds adapters, servicers and consumers for the runtime."""
 
+from dataclasses import replace
+from datetime import timedelta
+
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.clock import Clock
 from services.common.kafka import EventProducer
 from services.common.runtime import GrpcApi, ServiceParts
+from services.key_manager.adapters.events import KafkaKeyEvents
+from services.key_manager.adapters.receipts import AccessLogNotDeployed
+from services.key_manager.adapters.root_key import load_root_key
+from services.key_manager.adapters.state_log import KafkaStateLog
 from services.key_manager.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.key_manager.api.servicer import KeyManagerServicer
+from services.key_manager.domain.keyring import Keyring
+from services.key_manager.domain.service import KeyService
 from services.key_manager.settings import KeyManagerSettings
 
 
 def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
-    # Until its issue lands, the generated base answers every RPC UNIMPLEMENTED.
-    servicer = KeyManagerServicer()  # type: ignore[abstract]
+    keyring = Keyring()
+    state_topic = replace(
+        topics.KEY_STATE,
+        config={
+            **topics.KEY_STATE.config,
+            "segment.ms": str(settings.state_segment_ms),
+            "max.compaction.lag.ms": str(settings.state_max_compaction_lag_ms),
+        },
+    )
+    state = KafkaStateLog(
+        settings.kafka,
+        state_topic,
+        producer,
+        keyring,
+        clock,
+        segment_seconds=settings.state_segment_ms / 1000,
+    )
+    keys = KeyService(
+        root=load_root_key(settings.root_key_file),
+        keyring=keyring,
+        state=state,
+        events=KafkaKeyEvents(producer, clock),
+        receipts=AccessLogNotDeployed(),
+        clock=clock,
+        rotation_period=timedelta(seconds=settings.rotation_period_seconds),
+    )
+    servicer = KeyManagerServicer(keys, settings.max_batch_items)
     return ServiceParts(
         apis=[
             GrpcApi.of(
@@ -20,6 +54,7 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
             )
         ],
         policies=POLICIES,
-        topics=[topics.KEYS],
-        components=[],
+        topics=[topics.KEYS, state_topic],
+        # The state log starts after the topics exist and the producer runs.
+        late_components=[state],
     )

@@ -1,0 +1,129 @@
+"""Key-use events on privacam.keys.v1: which service used which tenant's key, for what.
+
+Never key bytes. Published without waiting for the acknowledgement so key
+operations stay fast; the authoritative record of a viewing access is the
+access-log entry its receipt proves, which exists before the key is released.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from privacam.keys.v1 import events_pb2 as events
+from privacam.keys.v1 import keys_pb2
+from privacam.types.v1 import types_pb2
+from services.common import topics
+from services.common.auth import current_principal
+from services.common.clock import Clock
+from services.common.identity import PrincipalKind
+from services.common.kafka import EventProducer
+from services.key_manager.domain.keyring import KeyContext
+from services.key_manager.domain.service import Purpose, VersionInfo
+
+PURPOSES = {
+    Purpose.CLIP_PLAYBACK: types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+    Purpose.DATA_EXPORT: types_pb2.ACCESS_PURPOSE_DATA_EXPORT,
+    Purpose.OPERATOR_SUPPORT: types_pb2.ACCESS_PURPOSE_OPERATOR_SUPPORT,
+    Purpose.INCIDENT_RESPONSE: types_pb2.ACCESS_PURPOSE_INCIDENT_RESPONSE,
+}
+_STATES = {
+    "active": keys_pb2.KEY_VERSION_STATE_ACTIVE,
+    "decrypt_only": keys_pb2.KEY_VERSION_STATE_DECRYPT_ONLY,
+    "destroyed": keys_pb2.KEY_VERSION_STATE_DESTROYED,
+}
+_KINDS = {
+    PrincipalKind.CAMERA: types_pb2.PRINCIPAL_KIND_CAMERA,
+    PrincipalKind.APP: types_pb2.PRINCIPAL_KIND_APP,
+    PrincipalKind.SERVICE: types_pb2.PRINCIPAL_KIND_SERVICE,
+    PrincipalKind.OPERATOR: types_pb2.PRINCIPAL_KIND_OPERATOR,
+}
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def context_pb(context: KeyContext) -> keys_pb2.KeyContext:
+    return keys_pb2.KeyContext(
+        tenant_id=context.tenant_id, device_id=context.device_id, clip_id=context.clip_id
+    )
+
+
+def version_pb(info: VersionInfo) -> keys_pb2.KeyVersion:
+    message = keys_pb2.KeyVersion(
+        tenant_id=info.tenant_id, version=info.version, state=_STATES[info.state]
+    )
+    if info.period_start is not None:
+        message.period_start.CopyFrom(timestamp(info.period_start))
+    if info.period_end is not None:
+        message.period_end.CopyFrom(timestamp(info.period_end))
+    if info.destroyed_at is not None:
+        message.destroyed_at.CopyFrom(timestamp(info.destroyed_at))
+    return message
+
+
+class KafkaKeyEvents:
+    def __init__(self, producer: EventProducer, clock: Clock) -> None:
+        self._producer = producer
+        self._clock = clock
+
+    def _emit(self, tenant_id: str, event: events.KeyEvent) -> None:
+        metadata = types_pb2.EventMetadata(
+            event_id=str(uuid.uuid4()),
+            occurred_at=timestamp(self._clock.now()),
+            tenant_id=tenant_id,
+            producer="key_manager",
+        )
+        try:
+            caller = current_principal()
+        except Exception:
+            caller = None
+        if caller is not None:
+            metadata.actor.CopyFrom(
+                types_pb2.Principal(
+                    kind=_KINDS[caller.kind], tenant_id=caller.tenant_id or "", id=caller.name
+                )
+            )
+        event.metadata.CopyFrom(metadata)
+        self._producer.publish_soon(topics.KEYS, tenant_id, event)
+
+    def generated(self, context: KeyContext, version: int) -> None:
+        event = events.DataKeyGenerated(context=context_pb(context), key_version=version)
+        self._emit(context.tenant_id, events.KeyEvent(data_key_generated=event))
+
+    def unwrapped(
+        self, context: KeyContext, version: int, purpose: Purpose, access_id: str, leaf_index: int
+    ) -> None:
+        event = events.DataKeyUnwrapped(
+            context=context_pb(context),
+            key_version=version,
+            purpose=PURPOSES[purpose],
+            access_id=access_id,
+            log_leaf_index=leaf_index,
+        )
+        self._emit(context.tenant_id, events.KeyEvent(data_key_unwrapped=event))
+
+    def rewrapped(self, context: KeyContext, from_version: int, to_version: int) -> None:
+        event = events.DataKeyRewrapped(
+            context=context_pb(context), from_key_version=from_version, to_key_version=to_version
+        )
+        self._emit(context.tenant_id, events.KeyEvent(data_key_rewrapped=event))
+
+    def rotated(self, current: VersionInfo, previous: VersionInfo | None) -> None:
+        event = events.KeyRotated(current=version_pb(current))
+        if previous is not None:
+            event.previous.CopyFrom(version_pb(previous))
+        self._emit(current.tenant_id, events.KeyEvent(key_rotated=event))
+
+    def period_destroyed(self, destroyed: VersionInfo) -> None:
+        event = events.PeriodDestroyed(destroyed=version_pb(destroyed))
+        self._emit(destroyed.tenant_id, events.KeyEvent(period_destroyed=event))
+
+    def tenant_destroyed(self, tenant_id: str, count: int, cancellation_id: str) -> None:
+        event = events.TenantDestroyed(versions_destroyed=count, cancellation_id=cancellation_id)
+        self._emit(tenant_id, events.KeyEvent(tenant_destroyed=event))

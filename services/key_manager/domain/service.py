@@ -1,0 +1,287 @@
+"""Key management use cases: generate, unwrap, rewrap, rotate, destroy, list.
+
+Ports (implemented by adapters): the durable state log, the key-use event sink
+and the access-log receipt verifier. Time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from services.common.clock import Clock
+from services.key_manager.domain.keyring import (
+    KEY_BYTES,
+    KeyContext,
+    Keyring,
+    RootKey,
+    SealedKek,
+    UnknownVersion,
+    WrongContext,
+    unwrap,
+    wrap,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Purpose(enum.Enum):
+    """Why a data key is released; viewing purposes need an access-log receipt."""
+
+    CLIP_PLAYBACK = "clip_playback"
+    DATA_EXPORT = "data_export"
+    OPERATOR_SUPPORT = "operator_support"
+    INCIDENT_RESPONSE = "incident_response"
+
+    @property
+    def is_viewing(self) -> bool:
+        return self is not Purpose.INCIDENT_RESPONSE
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    tenant_id: str
+    version: int
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    tenant_id: str
+    version: int
+    period_start: datetime | None
+    period_end: datetime | None
+    state: str  # "active", "decrypt_only" or "destroyed"
+    destroyed_at: datetime | None
+
+
+class StateLog(Protocol):
+    async def propose(self, kek: SealedKek) -> None:
+        """Make the proposal durable and wait until the keyring has applied it."""
+        ...
+
+    async def discard(self, kek: SealedKek) -> None:
+        """Tombstone a proposal that lost its race."""
+        ...
+
+    async def destroy(
+        self,
+        tenant_id: str,
+        version: int,
+        destroyed_at: datetime,
+        period_start: datetime | None,
+        proposal_ids: list[str],
+    ) -> None:
+        """Durably mark the version destroyed and tombstone its sealed KEKs."""
+        ...
+
+    async def catch_up(self) -> None:
+        """Wait until every record written before now is applied."""
+        ...
+
+
+class KeyEvents(Protocol):
+    def generated(self, context: KeyContext, version: int) -> None: ...
+    def unwrapped(
+        self, context: KeyContext, version: int, purpose: Purpose, access_id: str, leaf_index: int
+    ) -> None: ...
+    def rewrapped(self, context: KeyContext, from_version: int, to_version: int) -> None: ...
+    def rotated(self, current: VersionInfo, previous: VersionInfo | None) -> None: ...
+    def period_destroyed(self, destroyed: VersionInfo) -> None: ...
+    def tenant_destroyed(self, tenant_id: str, count: int, cancellation_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AccessProof:
+    """What a verified receipt proved: which log entry recorded this access."""
+
+    access_id: str
+    leaf_index: int
+
+
+class ReceiptVerifier(Protocol):
+    async def verify(self, receipt: object, context: KeyContext, purpose: Purpose) -> AccessProof:
+        """Check the receipt proves this access is in the tenant's log; raise if not."""
+        ...
+
+
+class KeyService:
+    def __init__(
+        self,
+        root: RootKey,
+        keyring: Keyring,
+        state: StateLog,
+        events: KeyEvents,
+        receipts: ReceiptVerifier,
+        clock: Clock,
+        rotation_period: timedelta,
+    ) -> None:
+        self._root = root
+        self._keyring = keyring
+        self._state = state
+        self._events = events
+        self._receipts = receipts
+        self._clock = clock
+        self._period = rotation_period
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def period_start(self, moment: datetime) -> datetime:
+        periods = (moment - _EPOCH) // self._period
+        return _EPOCH + periods * self._period
+
+    # --- versions -------------------------------------------------------------------
+
+    async def _current(self, tenant_id: str, force_new: bool = False) -> SealedKek:
+        """The tenant's KEK for now, creating the period's version on first use."""
+        async with self._locks[tenant_id]:
+            keys = self._keyring.tenant(tenant_id)
+            period = self.period_start(self._clock.now())
+            latest = keys.latest()
+            newest = keys.versions.get(latest)
+            if newest is not None and newest.period_start == period and not force_new:
+                return newest
+            proposal = self._propose(tenant_id, latest + 1, period)
+            await self._state.propose(proposal)
+            winner = self._keyring.sealed(tenant_id, proposal.version)
+            if winner.proposal_id != proposal.proposal_id:
+                await self._state.discard(proposal)  # another replica was first: use its key
+            if newest is not None or force_new:
+                previous = self._info(tenant_id, latest) if latest else None
+                self._events.rotated(self._info(tenant_id, winner.version), previous)
+            return winner
+
+    def _propose(self, tenant_id: str, version: int, period: datetime) -> SealedKek:
+        proposal_id = secrets.token_hex(16)
+        return SealedKek(
+            tenant_id=tenant_id,
+            version=version,
+            period_start=period,
+            created_at=self._clock.now(),
+            proposal_id=proposal_id,
+            root_key_id=self._root.key_id,
+            sealed_key=self._root.seal(os.urandom(KEY_BYTES), tenant_id, version, proposal_id),
+        )
+
+    async def _sealed(self, tenant_id: str, version: int) -> SealedKek:
+        try:
+            return self._keyring.sealed(tenant_id, version)
+        except UnknownVersion:
+            # Another replica may have created it a moment ago: read up to now, look again.
+            await self._state.catch_up()
+            return self._keyring.sealed(tenant_id, version)
+
+    def _kek(self, sealed: SealedKek) -> bytes:
+        return self._root.unseal(
+            sealed.sealed_key, sealed.tenant_id, sealed.version, sealed.proposal_id
+        )
+
+    # --- data keys ------------------------------------------------------------------
+
+    async def generate(self, context: KeyContext) -> tuple[bytes, WrappedKey]:
+        sealed = await self._current(context.tenant_id)
+        data_key = os.urandom(KEY_BYTES)
+        wrapped = wrap(self._kek(sealed), data_key, sealed.version, context)
+        self._events.generated(context, sealed.version)
+        return data_key, WrappedKey(context.tenant_id, sealed.version, wrapped)
+
+    async def _open(self, wrapped: WrappedKey, context: KeyContext) -> bytes:
+        if wrapped.tenant_id != context.tenant_id:
+            raise WrongContext("the key was wrapped for another context, or altered")
+        sealed = await self._sealed(wrapped.tenant_id, wrapped.version)
+        return unwrap(self._kek(sealed), wrapped.ciphertext, wrapped.version, context)
+
+    async def unwrap(
+        self, wrapped: WrappedKey, context: KeyContext, purpose: Purpose, receipt: object | None
+    ) -> bytes:
+        """Release a data key; for viewing, only against a receipt that the access is logged."""
+        proof = AccessProof("", 0)
+        if purpose.is_viewing:
+            proof = await self._receipts.verify(receipt, context, purpose)
+        data_key = await self._open(wrapped, context)
+        self._events.unwrapped(context, wrapped.version, purpose, proof.access_id, proof.leaf_index)
+        return data_key
+
+    async def rewrap(self, wrapped: WrappedKey, context: KeyContext) -> WrappedKey:
+        """Move a data key to the newest version without releasing it or touching clip bytes."""
+        data_key = await self._open(wrapped, context)
+        sealed = await self._current(context.tenant_id)
+        if sealed.version == wrapped.version:
+            return wrapped
+        rewrapped = wrap(self._kek(sealed), data_key, sealed.version, context)
+        self._events.rewrapped(context, wrapped.version, sealed.version)
+        return WrappedKey(context.tenant_id, sealed.version, rewrapped)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def rotate(self, tenant_id: str) -> tuple[VersionInfo, VersionInfo | None]:
+        previous_version = self._keyring.tenant(tenant_id).latest()
+        current = await self._current(tenant_id, force_new=True)
+        previous = self._info(tenant_id, previous_version) if previous_version else None
+        return self._info(tenant_id, current.version), previous
+
+    async def destroy_version(self, tenant_id: str, version: int) -> VersionInfo:
+        """Crypto-shred one version: everything it wrapped is unreadable everywhere. Idempotent."""
+        async with self._locks[tenant_id]:
+            keys = self._keyring.tenant(tenant_id)
+            if version not in keys.destroyed:
+                sealed = await self._sealed(tenant_id, version)
+                await self._state.destroy(
+                    tenant_id, version, self._clock.now(), sealed.period_start, [sealed.proposal_id]
+                )
+                self._events.period_destroyed(self._info(tenant_id, version))
+            return self._info(tenant_id, version)
+
+    async def destroy_tenant(self, tenant_id: str, cancellation_id: str) -> list[VersionInfo]:
+        """Destroy every version of a tenant (account cancellation). Idempotent."""
+        await self._state.catch_up()
+        keys = self._keyring.tenant(tenant_id)
+        for version in sorted(keys.versions):
+            await self.destroy_version(tenant_id, version)
+        destroyed = [
+            self._info(tenant_id, v) for v in sorted(self._keyring.tenant(tenant_id).destroyed)
+        ]
+        self._events.tenant_destroyed(tenant_id, len(destroyed), cancellation_id)
+        return destroyed
+
+    def versions(self, tenant_id: str, include_destroyed: bool) -> list[VersionInfo]:
+        keys = self._keyring.tenant(tenant_id)
+        numbers = set(keys.versions) | (set(keys.destroyed) if include_destroyed else set())
+        return [self._info(tenant_id, v) for v in sorted(numbers)]
+
+    def _info(self, tenant_id: str, version: int) -> VersionInfo:
+        keys = self._keyring.tenant(tenant_id)
+        if version in keys.destroyed:
+            destroyed_at, start = keys.destroyed[version]
+            return VersionInfo(
+                tenant_id, version, start, self._end(tenant_id, version), "destroyed", destroyed_at
+            )
+        sealed = keys.versions[version]
+        newest = version == keys.latest()
+        current = newest and sealed.period_start == self.period_start(self._clock.now())
+        return VersionInfo(
+            tenant_id,
+            version,
+            sealed.period_start,
+            None if current else self._end(tenant_id, version),
+            "active" if current else "decrypt_only",
+            None,
+        )
+
+    def _end(self, tenant_id: str, version: int) -> datetime | None:
+        """A version ends when the next begins, or at the end of its period."""
+        keys = self._keyring.tenant(tenant_id)
+        successor = keys.versions.get(version + 1)
+        if successor is not None:
+            return successor.created_at
+        start = (
+            keys.versions[version].period_start
+            if version in keys.versions
+            else (keys.destroyed[version][1] if version in keys.destroyed else None)
+        )
+        return start + self._period if start is not None else None
