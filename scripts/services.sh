@@ -25,6 +25,12 @@ start() {
   mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs"
   "$PY" -m services.common.devpki --dir "$RUN_DIR/pki" >/dev/null
   set -a; source "$RUN_DIR/stack.env"; set +a
+  # The key manager's root key: a secret file, made once (a Kubernetes Secret in production).
+  if [[ ! -f "$RUN_DIR/secrets/root-key.hex" ]]; then
+    mkdir -p "$RUN_DIR/secrets"
+    (umask 077; "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$RUN_DIR/secrets/root-key.hex")
+  fi
+  export PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE="$RUN_DIR/secrets/root-key.hex"
   for service in "${SERVICES[@]}"; do
     if alive "$service"; then echo "$service: already running (pid $(cat "$RUN_DIR/pids/$service.pid"))"; continue; fi
     PRIVACAM_TLS_CA_FILE="$RUN_DIR/pki/ca.crt" \

@@ -15,9 +15,11 @@ short version:
   associated data, so altering the header, reordering, dropping, duplicating or
   truncating segments is detected.
 
-Memory stays bounded: encryption holds at most about two segments of plaintext and
-decryption about two ciphertext segments (plus whatever single chunk the caller hands
-in), whatever the clip size.
+Memory stays bounded whatever the clip size: encryption holds one plaintext segment
+(or the parts of one being gathered) and the ciphertext segment it is making;
+decryption the same the other way round. Pieces are views of the caller's chunks rather
+than copies where possible, so a ``bytes`` chunk may stay alive until the next one
+arrives: count up to two of the caller's chunks on top.
 
 **Partial output.** :func:`decrypt_stream` and :func:`adecrypt_stream` yield each
 segment as soon as it is verified, before they know whether the stream is complete: a
@@ -349,17 +351,25 @@ class _Segmenter:
     """Cuts a stream of chunks into pieces of ``size`` bytes and tells which is last.
 
     A full piece is held back until a further byte arrives (then it is not the last) or
-    the stream ends (then it is). It holds one full piece, or one partial piece being
-    filled, never both for longer than it takes its consumer to process the full one."""
+    the stream ends (then it is). It holds one full piece, or the parts of one piece
+    being gathered, never both for longer than its consumer takes to process the full
+    one. Pieces are views of the caller's chunks where possible (no copy); a view of a
+    chunk that is not ``bytes`` never outlives the ``feed`` call, as its owner may
+    refill it."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._buf: bytearray | None = None  # allocated at its exact size when first needed
+        self._parts: list[BytesLike] = []  # of the piece being gathered
         self._fill = 0
         self._held: BytesLike | None = None
 
-    def feed(self, chunk: BytesLike) -> Iterator[BytesLike]:
-        """The pieces known not to be last once ``chunk`` is added. Consume it fully."""
+    def feed(self, chunk: BytesLike, immutable: bool | None = None) -> Iterator[BytesLike]:
+        """The pieces known not to be last once ``chunk`` is added. Consume it fully.
+
+        ``immutable``: whether ``chunk`` views memory that cannot change (by default,
+        whether it is ``bytes``)."""
+        if immutable is None:
+            immutable = isinstance(chunk, bytes)
         view = _byte_view(chunk)
         size, end, pos = self._size, len(view), 0
         while pos < end:
@@ -367,28 +377,28 @@ class _Segmenter:
                 held, self._held = self._held, None
                 yield held
                 del held  # let it go before the next piece fills up: bounded memory
-            if self._fill == 0 and end - pos >= size:
-                self._held = view[pos : pos + size]  # no copy while it stays in this chunk
-                pos += size
-                continue
-            if self._buf is None:
-                self._buf = bytearray(size)
             take = min(size - self._fill, end - pos)
-            self._buf[self._fill : self._fill + take] = view[pos : pos + take]
-            self._fill += take
+            part = view[pos : pos + take]
             pos += take
+            if take == size:
+                self._held = part
+                continue
+            self._parts.append(part)
+            self._fill += take
             if self._fill == size:
-                self._held, self._buf, self._fill = self._buf, None, 0
-        if isinstance(self._held, memoryview):
-            # Do not keep a view of the caller's buffer (nor the rest of a big chunk alive).
-            self._held = bytes(self._held)
+                self._held = b"".join(self._parts)
+                self._parts, self._fill = [], 0
+        if not immutable:
+            if isinstance(self._held, memoryview):
+                self._held = bytes(self._held)
+            self._parts = [bytes(p) if isinstance(p, memoryview) else p for p in self._parts]
 
     def finish(self) -> Iterator[tuple[BytesLike, bool]]:
         """The remaining pieces with their last flag; the final one may be short or empty."""
-        held, buf, fill = self._held, self._buf, self._fill
-        self._held, self._buf, self._fill = None, None, 0
-        rest = memoryview(buf)[:fill] if buf is not None else memoryview(b"")
-        if held is not None and fill:
+        held, parts = self._held, self._parts
+        self._held, self._parts, self._fill = None, [], 0
+        rest = parts[0] if len(parts) == 1 else b"".join(parts)
+        if held is not None and parts:
             yield held, False
             yield rest, True
         elif held is not None:
@@ -465,12 +475,13 @@ class _Opener:
         self._index = 0
 
     def update(self, chunk: BytesLike) -> Iterator[bytes]:
+        immutable = isinstance(chunk, bytes)
         if self._segments is None:
             rest = self._take_header(chunk)
             if self._segments is None or not rest:
                 return
             chunk = rest
-        for piece in self._segments.feed(chunk):
+        for piece in self._segments.feed(chunk, immutable):
             plaintext = self._open(piece, last=False)
             del piece  # not kept alive while the next piece fills up
             yield plaintext
@@ -530,7 +541,9 @@ class _Opener:
                     raise TruncatedClip(
                         f"clip ends after segment {index}, which is not its final segment"
                     )
-                raise MalformedClip(f"unexpected bytes follow the final segment ({index})")
+                raise MalformedClip(
+                    f"bytes follow the final segment (segment {index}): trailing data"
+                )
             raise ClipAuthenticationError()
         self._index = index + 1
         return plaintext

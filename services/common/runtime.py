@@ -228,7 +228,9 @@ def build_runtime(
     return ServiceRuntime(name, settings, producer, build(settings, producer, clock), clock)
 
 
-async def _serve(runtime: ServiceRuntime) -> None:
+async def _serve(name: str, settings: S, build: Build[S]) -> None:
+    # Built inside the loop: Kafka clients bind to the running loop when created.
+    runtime = build_runtime(name, settings, build)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -253,7 +255,7 @@ def main(name: str, settings_class: type[S], build: Build[S]) -> None:
     telemetry.setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name)
     try:
-        asyncio.run(_serve(build_runtime(name, settings, build)))
+        asyncio.run(_serve(name, settings, build))
     except OSError as error:
         log.error("cannot start: %s", error)
         raise SystemExit(1) from None

@@ -126,12 +126,24 @@ class Platform:
         )
 
 
+def root_key_file(pki: PkiFactory) -> Path:
+    """The key manager's root key for this test run (a secret file, as in production)."""
+    path = pki.directory / "root-key.hex"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path
+
+
 def service_env(
     name: str, pki: PkiFactory, stack: dict[str, str], namespace: str, ports: tuple[int, int, int]
 ) -> dict[str, str]:
     identity = pki.service(name)
     prefix = f"PRIVACAM_{name.upper()}_"
     return {
+        "PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE": str(root_key_file(pki)),
+        "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",
+        "PRIVACAM_KEY_MANAGER_STATE_MAX_COMPACTION_LAG_MS": "2000",
         **os.environ,
         **stack,
         "PRIVACAM_TLS_CA_FILE": str(identity.ca_file),

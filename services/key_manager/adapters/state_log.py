@@ -91,8 +91,8 @@ class KafkaStateLog:
             request_timeout_ms=self._settings.request_timeout_ms,
         )
         await consumer.start()
-        partitions = await self._wait_for_partitions(consumer)
-        self._partitions = [TopicPartition(self._name, p) for p in sorted(partitions)]
+        count = await self._producer.partition_count(self._topic)
+        self._partitions = [TopicPartition(self._name, p) for p in range(count)]
         consumer.assign(self._partitions)
         await consumer.seek_to_beginning(*self._partitions)
         for tp in self._partitions:
@@ -107,15 +107,6 @@ class KafkaStateLog:
             "key state replayed",
             extra={"records": self.records_applied, "tenants": self._keyring.tenant_count()},
         )
-
-    async def _wait_for_partitions(self, consumer: AIOKafkaConsumer) -> set[int]:
-        for _ in range(100):
-            partitions = consumer.partitions_for_topic(self._name)
-            if partitions:
-                return set(partitions)
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"topic {self._name} has no partitions")
 
     async def stop(self) -> None:
         for task in self._tasks:

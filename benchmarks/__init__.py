@@ -1,0 +1,79 @@
+"""Benchmarks: each ``bench_<name>.py`` module measures something against a physical
+baseline measured in the same run, and states the ratio it must reach.
+
+Run them with ``python -m benchmarks [name ...]`` (``make bench`` runs them all). A module
+exposes ``run() -> list[Result]``. Benchmarks are never part of the test suite: timing
+on a shared machine is too noisy for a pass/fail test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One measured figure against its baseline. Express figures so that higher is better
+    (throughput, operations per second): ``ratio`` is ``value / baseline_value`` and the
+    figure passes when ``ratio >= target``."""
+
+    name: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline_value: float
+    ratio: float
+    target: float
+    passed: bool
+
+    @classmethod
+    def compare(
+        cls,
+        name: str,
+        value: float,
+        unit: str,
+        baseline_name: str,
+        baseline_value: float,
+        target: float,
+    ) -> Result:
+        ratio = value / baseline_value if baseline_value > 0 else float("inf")
+        return cls(name, value, unit, baseline_name, baseline_value, ratio, target, ratio >= target)
+
+
+def format_table(results: list[Result]) -> str:
+    """The results as one aligned plain-text table."""
+    header = (
+        "benchmark",
+        "value",
+        "unit",
+        "baseline",
+        "baseline value",
+        "ratio",
+        "target",
+        "result",
+    )
+    rows = [header] + [
+        (
+            r.name,
+            f"{r.value:,.2f}",
+            r.unit,
+            r.baseline_name,
+            f"{r.baseline_value:,.2f}",
+            f"{r.ratio:.2f}x",
+            f">= {r.target:.2f}x",
+            "ok" if r.passed else "MISSED",
+        )
+        for r in results
+    ]
+    numeric = {1, 4, 5}
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            cell.rjust(widths[i]) if i in numeric and n else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

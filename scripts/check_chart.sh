@@ -1,0 +1,572 @@
+#!/usr/bin/env bash
+# Offline checks of the Helm chart (charts/privacam), its environment values
+# (deploy/helm/values-*.yaml), the image and skaffold files:
+#   lint       `helm lint --strict` (with values.schema.json) for the defaults and each environment
+#   typo       an unknown key in values, at three depths, fails `helm lint`
+#   schema     `helm template` output valid against the Kubernetes OpenAPI schemas of the oldest
+#              supported and the newest version (kubernetes-validate, strict; CRDs skipped)
+#   score      kube-score on the same manifests
+#   netpol     the rendered NetworkPolicies allow exactly the design's service-to-service calls
+#              (clip-ingest may reach key-manager, key-manager may not reach clip-ingest, ...)
+#   rules      `promtool check rules` and `promtool test rules` on the PrometheusRule
+#              (skipped with a note when promtool is absent: apt-get install prometheus)
+#   settings   each service's settings class accepts its rendered environment (needs .venv)
+#   files      docker/Dockerfile and skaffold.yaml name files and stages that exist
+#
+# Tools are pinned below and installed once under ${PRIVACAM_CACHE_DIR:-<repo>/.cache}/tools/
+# (helm and kube-score with `go install`, kubernetes-validate with pip): the first run
+# compiles for a few minutes, later runs take seconds.
+#
+# Usage: scripts/check_chart.sh     exit status 0 when every check passed
+set -euo pipefail
+
+# --- pinned tools -------------------------------------------------------------------------
+# Newest helm v3 the Go module proxy serves (`go list -m -versions helm.sh/helm/v3`).
+HELM_VERSION=v3.22.0
+# Kubernetes minor of helm v3.22.0's client-go (v0.37): helm's Makefile passes it with
+# -ldflags, a bare `go install` would default to Kubernetes 1.20.
+HELM_K8S_MINOR=37
+# The only kube-score version the Go module proxy serves.
+KUBE_SCORE_VERSION=v1.20.0
+# Ships the Kubernetes 1.25-1.37 JSON schemas (kubeconform would need them from GitHub).
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBERNETES_VALIDATE_DEPS=(jsonschema==4.26.0 referencing==0.37.0 jsonschema-specifications==2025.9.1
+  rpds-py==2026.9.1 attrs==26.1.0 pyyaml==6.0.3 packaging==26.3 typing-extensions==4.16.0
+  importlib-resources==7.1.0)
+# Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema shipped.
+KUBE_VERSIONS=(1.27 1.37)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHART="$ROOT/charts/privacam"
+TOOLS="${PRIVACAM_CACHE_DIR:-$ROOT/.cache}/tools"
+HELM="$TOOLS/helm-$HELM_VERSION/helm"
+KUBE_SCORE="$TOOLS/kube-score-$KUBE_SCORE_VERSION/kube-score"
+KV_ENV="$TOOLS/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+KV_PY="$KV_ENV/bin/python"
+RELEASE=privacam
+NAMESPACE=privacam
+
+die() { echo "check_chart: $*" >&2; exit 2; }
+
+# --- install ------------------------------------------------------------------------------
+go_install() { # name version package ldflags
+  local name="$1" version="$2" package="$3" ldflags="$4" dir="$TOOLS/$1-$2"
+  [[ -x "$dir/$name" ]] && return 0
+  command -v go >/dev/null || die "$name $version is built with Go: install Go 1.24+ and retry"
+  echo "check_chart: installing $name $version (go install, once; a few minutes) ..."
+  rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+  if ! GOBIN="$dir.partial" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+    go install -trimpath -ldflags "$ldflags" "$package@$version" >"$dir.partial/install.log" 2>&1; then
+    tail -n 30 "$dir.partial/install.log" >&2
+    die "go install $package@$version failed"
+  fi
+  mv "$dir.partial" "$dir"
+}
+
+install_tools() {
+  mkdir -p "$TOOLS"
+  go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-s -w \
+    -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR"
+  go_install kube-score "$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score \
+    "-s -w -X main.version=$KUBE_SCORE_VERSION"
+  if [[ ! -f "$KV_ENV/.complete" ]]; then
+    echo "check_chart: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (pip, once) ..."
+    rm -rf "$KV_ENV"
+    python3 -m venv "$KV_ENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$KV_ENV/bin/pip" install --quiet --disable-pip-version-check \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "${KUBERNETES_VALIDATE_DEPS[@]}" \
+      || die "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
+    touch "$KV_ENV/.complete"
+  fi
+}
+
+# --- reporting ----------------------------------------------------------------------------
+passed=0
+failed=0
+skipped=0
+pass() { echo "ok    $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL  $*"; failed=$((failed + 1)); }
+skip() { echo "skip  $*"; skipped=$((skipped + 1)); }
+# Indented details of a failure.
+details() { sed -e 's/^/      /' "$@"; }
+
+# --- value sets ---------------------------------------------------------------------------
+# name:helm-arguments; "defaults" is the chart alone.
+VALUE_SETS=(defaults dev prod)
+value_args() {
+  case "$1" in
+    defaults) ;;
+    *) echo "-f $ROOT/deploy/helm/values-$1.yaml" ;;
+  esac
+}
+
+check_lint() {
+  local set log
+  for set in "${VALUE_SETS[@]}"; do
+    log="$WORK/lint-$set.log"
+    # shellcheck disable=SC2046
+    if "$HELM" lint --strict "$CHART" $(value_args "$set") >"$log" 2>&1; then
+      pass "lint: helm lint --strict ($set)"
+    else
+      fail "lint: helm lint --strict ($set)"; details "$log"
+    fi
+  done
+}
+
+check_typos() {
+  # An unknown key at the top, in a service's settings and deep in networkPolicy.
+  local typo key log
+  for typo in imageTag=1.0 serviceDefaults.replcas=2 networkPolicy.egress.kafka.port=9093; do
+    key="${typo%%=*}"; key="${key##*.}"
+    log="$WORK/typo-$key.log"
+    if "$HELM" lint --strict "$CHART" --set "$typo" >"$log" 2>&1; then
+      fail "typo: helm lint accepted the unknown value '$typo'"; details "$log"
+    elif grep -q "additional properties '$key' not allowed" "$log"; then
+      pass "typo: helm lint rejects the unknown value '$typo'"
+    else
+      fail "typo: helm lint failed on '$typo' but not because of the unknown key"; details "$log"
+    fi
+  done
+}
+
+render() {
+  local set log
+  for set in "${VALUE_SETS[@]}"; do
+    log="$WORK/template-$set.log"
+    # shellcheck disable=SC2046
+    if ! "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" $(value_args "$set") \
+      >"$WORK/$set.yaml" 2>"$log"; then
+      fail "template: helm template ($set)"; details "$log"
+      return 1
+    fi
+  done
+}
+
+check_schemas() {
+  local set log
+  for set in "${VALUE_SETS[@]}"; do
+    log="$WORK/schema-$set.log"
+    if "$KV_PY" - "$WORK/$set.yaml" "${KUBE_VERSIONS[@]}" >"$log" 2>&1 <<'PY'; then
+"""Validate every rendered resource against the strict Kubernetes schemas of each version."""
+import functools
+import sys
+
+import kubernetes_validate.utils as kv
+import yaml
+
+# One parse of each schema file per run, not one per resource.
+kv.schema_contents = functools.lru_cache(maxsize=None)(kv.schema_contents)
+
+CUSTOM_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
+path, versions = sys.argv[1], sys.argv[2:]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+errors, checked, skipped = [], 0, set()
+for doc in docs:
+    name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+    if doc["apiVersion"].startswith(CUSTOM_GROUPS):
+        skipped.add(doc["kind"])
+        continue
+    checked += 1
+    for version in versions:
+        try:
+            kv.validate(doc, version, strict=True)
+        except kv.ValidationError as e:
+            where = "/".join(str(p) for p in e.absolute_path)
+            errors.append(f"{name} (Kubernetes {version}) at {where or '/'}: {e.message}")
+        except kv.SchemaNotFoundError as e:
+            errors.append(f"{name}: {e.message}")
+for error in errors:
+    print(error)
+note = f"; custom resources not checked: {', '.join(sorted(skipped))}" if skipped else ""
+print(f"{checked} resources against Kubernetes {' and '.join(versions)}{note}")
+sys.exit(1 if errors else 0)
+PY
+      pass "schema: $(tail -n 1 "$log") ($set)"
+    else
+      fail "schema: resources invalid ($set)"; details "$log"
+    fi
+  done
+}
+
+# kube-score checks left out, and why:
+#   container-image-pull-policy  images are pinned by digest or immutable tag; Always would make
+#                                every pod start depend on the registry.
+#   deployment-replicas (dev)    development runs one replica of each service.
+KUBE_SCORE_IGNORED=(container-image-pull-policy)
+check_score() {
+  local set log t args
+  for set in "${VALUE_SETS[@]}"; do
+    log="$WORK/score-$set.log"
+    args=()
+    for t in "${KUBE_SCORE_IGNORED[@]}"; do args+=(--ignore-test "$t"); done
+    [[ "$set" == dev ]] && args+=(--ignore-test deployment-replicas)
+    if "$KUBE_SCORE" score --output-format ci --kubernetes-version "v${KUBE_VERSIONS[0]}" \
+      --enable-optional-test container-seccomp-profile \
+      --enable-optional-test container-ports-check \
+      --exit-one-on-warning "${args[@]}" "$WORK/$set.yaml" >"$log" 2>&1; then
+      pass "score: kube-score, no critical or warning finding ($set)"
+    else
+      fail "score: kube-score ($set)"; grep -v '^\[OK\]' "$log" | details
+    fi
+  done
+}
+
+check_netpol() {
+  local set log
+  for set in "${VALUE_SETS[@]}"; do
+    log="$WORK/netpol-$set.log"
+    if "$KV_PY" - "$WORK/$set.yaml" "$NAMESPACE" >"$log" 2>&1 <<'PY'; then
+"""Evaluate the rendered NetworkPolicies between pods, as a CNI would.
+
+A connection is allowed when the egress policies of the source and the ingress
+policies of the destination both allow it. Peers the evaluation cannot place
+(ipBlock, since pod addresses are unknown here) count as matching when a flow
+must be denied and as not matching when it must be allowed.
+"""
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+
+# The design's service-to-service calls; every other pair must be denied.
+CALLS = {
+    ("clip-ingest", "key-manager"), ("clip-ingest", "device-auth"),
+    ("relay-broker", "device-auth"),
+    ("retention", "key-manager"), ("retention", "device-auth"), ("retention", "clip-ingest"),
+}
+
+path, namespace = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+@dataclass
+class Pod:
+    name: str
+    ns: str
+    labels: dict
+    ports: dict = field(default_factory=dict)
+
+    @property
+    def ns_labels(self):
+        return {"kubernetes.io/metadata.name": self.ns}
+
+
+def selects(selector, labels):
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if (op == "In" and labels.get(key) not in values) \
+                or (op == "NotIn" and key in labels and labels[key] in values) \
+                or (op == "Exists" and key not in labels) \
+                or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def peer_matches(peer, pod, policy_ns, worst_case):
+    if "ipBlock" in peer:
+        return worst_case
+    ns_ok = selects(peer["namespaceSelector"], pod.ns_labels) if "namespaceSelector" in peer \
+        else pod.ns == policy_ns
+    return ns_ok and selects(peer.get("podSelector") or {}, pod.labels)
+
+
+def port_matches(rule_ports, number, name):
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != "TCP":
+            continue
+        port = p.get("port")
+        if port is None or port in (number, name) \
+                or (isinstance(port, int) and port <= number <= p.get("endPort", port)):
+            return True
+    return False
+
+
+def policy_types(policy):
+    spec = policy["spec"]
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+
+
+def allows(direction, subject, other, number, name, worst_case):
+    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [
+        p for p in policies
+        if p["metadata"].get("namespace", namespace) == subject.ns
+        and selects(p["spec"].get("podSelector") or {}, subject.labels)
+        and direction in policy_types(p)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get(rules_key) or []:
+            if not port_matches(rule.get("ports"), number, name):
+                continue
+            peers = rule.get(peers_key)
+            if not peers or any(peer_matches(pe, other, subject.ns, worst_case) for pe in peers):
+                return True
+    return False
+
+
+def reaches(src, dst, port_name, worst_case):
+    number = dst.ports[port_name]
+    return allows("Egress", src, dst, number, port_name, worst_case) \
+        and allows("Ingress", dst, src, number, port_name, worst_case)
+
+
+services = {}
+tests = []
+for d in docs:
+    if d["kind"] == "Deployment":
+        template = d["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        ports = {p["name"]: p["containerPort"]
+                 for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        services[labels["app.kubernetes.io/component"]] = Pod(d["metadata"]["name"], namespace, labels, ports)
+    elif d["kind"] == "Pod" and d["metadata"]["labels"].get("app.kubernetes.io/component") == "test":
+        tests.append(Pod(d["metadata"]["name"], namespace, d["metadata"]["labels"]))
+outsider = Pod("intruder", "elsewhere", {"app": "intruder"})
+
+problems, lines = [], []
+if not policies:
+    problems.append("no NetworkPolicy rendered: networkPolicy.enabled must stay on")
+for name, pod in sorted(services.items()):
+    if not any(selects(p["spec"].get("podSelector") or {}, pod.labels)
+               and {"Ingress", "Egress"} <= set(policy_types(p)) for p in policies):
+        problems.append(f"{name}: no policy denies its ingress and egress by default")
+for src in sorted(services):
+    for dst in sorted(services):
+        if src == dst:
+            continue
+        a, b = services[src], services[dst]
+        if (src, dst) in CALLS:
+            ok = reaches(a, b, "grpc", worst_case=False)
+            verdict = "allowed" if ok else "DENIED, but the design needs it"
+        else:
+            ok = not reaches(a, b, "grpc", worst_case=True)
+            verdict = "denied" if ok else "ALLOWED, but the design forbids it"
+        line = f"{src} -> {dst}:{b.ports['grpc']} {verdict}"
+        (lines if ok else problems).append(line)
+key_manager = services.get("key-manager")
+if key_manager and reaches(outsider, key_manager, "grpc", worst_case=True):
+    problems.append("a pod of another namespace can reach key-manager's gRPC port")
+by_deployment = {pod.name: component for component, pod in services.items()}
+for test in tests:
+    target = by_deployment.get(test.name.removesuffix("-test"))
+    if target is None:
+        problems.append(f"helm test pod {test.name} tests no Deployment")
+    elif not reaches(test, services[target], "health", worst_case=False):
+        problems.append(f"helm test pod {test.name} cannot reach {target}'s health port")
+
+for line in lines:
+    if line.startswith(("clip-ingest -> key-manager", "key-manager -> clip-ingest")):
+        print(line)
+for problem in problems:
+    print("problem:", problem)
+print(f"{len(lines)} of {len(services) * (len(services) - 1)} service pairs as designed")
+sys.exit(1 if problems else 0)
+PY
+      pass "netpol: $(tail -n 1 "$log"): $(grep -E '^(clip-ingest -> key-manager|key-manager -> clip-ingest)' "$log" | paste -sd ';' | sed 's/;/; /') ($set)"
+    else
+      fail "netpol: NetworkPolicies do not match the design ($set)"; details "$log"
+    fi
+  done
+}
+
+check_rules() {
+  local promtool
+  promtool="$(command -v promtool || true)"
+  [[ -z "$promtool" && -x /usr/bin/promtool ]] && promtool=/usr/bin/promtool
+  if [[ -z "$promtool" ]]; then
+    skip "rules: promtool not found (apt-get install prometheus): PrometheusRule not checked"
+    return
+  fi
+  # The rule unit tests expect the default thresholds and this release name and namespace.
+  if ! "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" \
+    --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml \
+    >"$WORK/prometheusrule.yaml" 2>"$WORK/rules.log"; then
+    fail "rules: helm template of the PrometheusRule"; details "$WORK/rules.log"
+    return
+  fi
+  "$KV_PY" - "$WORK/prometheusrule.yaml" "$WORK/rules.yaml" <<'PY'
+import sys
+
+import yaml
+
+rule = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d)
+yaml.safe_dump({"groups": rule["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)
+PY
+  if "$promtool" check rules "$WORK/rules.yaml" >"$WORK/rules.log" 2>&1; then
+    pass "rules: promtool check rules: $(grep -o 'SUCCESS: [0-9]* rules found' "$WORK/rules.log")"
+  else
+    fail "rules: promtool check rules"; details "$WORK/rules.log"
+  fi
+  cp "$CHART/ci/prometheusrule.test.yaml" "$WORK/prometheusrule.test.yaml"
+  if (cd "$WORK" && "$promtool" test rules prometheusrule.test.yaml) >"$WORK/rules-test.log" 2>&1; then
+    pass "rules: promtool test rules (charts/privacam/ci/prometheusrule.test.yaml)"
+  else
+    fail "rules: promtool test rules"; details "$WORK/rules-test.log"
+  fi
+}
+
+check_settings() {
+  local py="$ROOT/.venv/bin/python"
+  if [[ ! -x "$py" ]] || [[ ! -d "$ROOT/gen" ]]; then
+    skip "settings: no .venv or gen/ (make setup): rendered environments not loaded"
+    return
+  fi
+  # The project's environment has no YAML parser: hand it JSON.
+  "$KV_PY" -c 'import json, sys, yaml
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    json.dump(docs, open(path[:-5] + ".json", "w"))' "$WORK/dev.yaml" "$WORK/prod.yaml"
+  if (cd "$ROOT" && "$py" - "$WORK/dev.json" "$WORK/prod.json") >"$WORK/settings.log" 2>&1 <<'PY'; then
+"""Load each service's settings class from the environment its pod would get."""
+import importlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from services.common.settings import SettingsError, load_settings
+
+# Stand-ins for Secret values, valid for the settings' formats.
+FAKE_SECRETS = {
+    "PRIVACAM_REDIS_URL": "redis://redis:6379/0",
+    "PRIVACAM_MINIO_ACCESS_KEY": "access-key-0123456789",
+    "PRIVACAM_MINIO_SECRET_KEY": "secret-key-0123456789",
+    "PRIVACAM_TURN_SHARED_SECRET": "turn-shared-secret-0123456789",
+}
+failures = 0
+files = Path(tempfile.mkdtemp())
+for path in sys.argv[1:]:
+    docs = json.load(open(path))
+    config = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap" and "data" in d}
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        env = {}
+        for source in container.get("envFrom", []):
+            env.update(config[source["configMapRef"]["name"]])
+        for var in container.get("env", []):
+            env[var["name"]] = FAKE_SECRETS[var["name"]]
+        # Mounted files exist in the pod; create them so path settings validate.
+        for name, value in list(env.items()):
+            if name.endswith("_FILE"):
+                local = files / value.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.touch()
+                env[name] = str(local)
+        module = container["command"][0].removeprefix("privacam-").replace("-", "_")
+        settings_module = importlib.import_module(f"services.{module}.settings")
+        cls = next(v for k, v in vars(settings_module).items() if k.endswith("Settings") and k != "ServiceSettings" and v.__module__ == settings_module.__name__)
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        # Variables the settings do not know are silently ignored at start-up: a typo in the
+        # chart would lose a setting, so each one is an error.
+        known = set()
+        for field, info in cls.model_fields.items():
+            nested = info.annotation
+            if isinstance(nested, type) and hasattr(nested, "model_fields"):
+                prefix = nested.model_config.get("env_prefix", "")
+                known |= {(prefix + f).upper() for f in nested.model_fields}
+            else:
+                known.add((cls.model_config.get("env_prefix", "") + field).upper())
+        for name in sorted(n for n in env if n.startswith("PRIVACAM_") and n not in known):
+            failures += 1
+            print(f"{Path(path).stem}: {module}: the chart sets {name}, which its settings do not read")
+        try:
+            load_settings(cls)
+            print(f"{Path(path).stem}: {module} loads its environment")
+        except SettingsError as e:
+            failures += 1
+            print(f"{Path(path).stem}: {module}: {e}")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+sys.exit(1 if failures else 0)
+PY
+    pass "settings: every service loads its rendered environment and reads every PRIVACAM_ variable (dev, prod)"
+  else
+    fail "settings: the rendered environments and the services' settings disagree"; details "$WORK/settings.log"
+  fi
+}
+
+check_files() {
+  if "$KV_PY" - "$ROOT" >"$WORK/files.log" 2>&1 <<'PY'; then
+"""The Dockerfile's COPY sources and skaffold.yaml's paths and target exist."""
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+root = Path(sys.argv[1])
+problems = []
+dockerfile = (root / "docker/Dockerfile").read_text()
+stages = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.M | re.I))
+for line in re.findall(r"^COPY\s+(?!--from)(.+)$", dockerfile, re.M):
+    for src in [w for w in line.split() if not w.startswith("--")][:-1]:
+        if not (root / src).exists():
+            problems.append(f"docker/Dockerfile copies {src}, which does not exist")
+config = yaml.safe_load((root / "skaffold.yaml").read_text())
+paths = []
+for artifact in config["build"]["artifacts"]:
+    paths.append(Path(artifact.get("context", ".")) / artifact["docker"]["dockerfile"])
+    if artifact["docker"].get("target") not in stages:
+        problems.append(f"skaffold.yaml builds target {artifact['docker'].get('target')}, not a stage of the Dockerfile")
+for release in config["deploy"]["helm"]["releases"]:
+    paths += [Path(release["chartPath"])] + [Path(p) for p in release.get("valuesFiles", [])]
+for profile in config.get("profiles", []):
+    for patch in profile.get("patches", []):
+        if patch["path"].endswith("/valuesFiles/-"):
+            paths.append(Path(patch["value"]))
+for p in paths:
+    if not (root / p).exists():
+        problems.append(f"skaffold.yaml names {p}, which does not exist")
+for problem in problems:
+    print(problem)
+sys.exit(1 if problems else 0)
+PY
+    pass "files: docker/Dockerfile and skaffold.yaml name files and stages that exist"
+  else
+    fail "files: docker/Dockerfile or skaffold.yaml"; details "$WORK/files.log"
+  fi
+}
+
+main() {
+  local started=$SECONDS
+  install_tools
+  WORK="$(mktemp -d)"
+  trap 'rm -rf "$WORK"' EXIT
+  echo "check_chart: helm $HELM_VERSION, kube-score $KUBE_SCORE_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
+  check_lint
+  check_typos
+  if render; then
+    check_schemas
+    check_score
+    check_netpol
+    check_settings
+  fi
+  check_rules
+  check_files
+  echo "check_chart: $((SECONDS - started)) s"
+  echo "$passed passed, $failed failed, $skipped skipped"
+  if ((failed > 0)); then
+    echo "check_chart: $failed check(s) failed (details above)" >&2
+    exit 1
+  fi
+}
+
+main "$@"

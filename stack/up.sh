@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Start the local Privacam infrastructure on 127.0.0.1.
+#   stack/up.sh [kafka|minio|redis|coturn|prometheus ...]     (default: all)
+# Installs what is missing, generates secrets on first start, reuses servers
+# that already answer on their ports, waits until each one is healthy and
+# writes <run>/stack.env (PRIVACAM_* settings for the services and tests).
+#
+# STACK_STARTED_FILE=<path>: append the names of the servers this run actually
+# started (not reused), so a test run can stop only those afterwards: run
+# stack/down.sh with the same STACK_STARTED_FILE.
+set -euo pipefail
+# shellcheck source=stack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_components "$@"
+
+"$STACK_DIR/install.sh" "${COMPONENTS[@]}"
+
+mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids"
+# One up/down at a time per run dir. Servers must not inherit this fd, or
+# they would hold the lock forever (see launch).
+exec 9>"$RUN_DIR/.lock"
+flock 9
+
+# Random on first start, then stable for this run dir; never a default.
+MINIO_USER=$(secret minio_root_user 10)
+MINIO_PASSWORD=$(secret minio_root_password 24)
+TURN_SECRET=$(secret turn_shared_secret 32)
+
+# ------------------------------------------------------------- helpers ----
+sed_escape() { printf '%s' "$1" | sed 's/[|&\\]/\\&/g'; }
+
+# Render a template from stack/config into the run dir (private: may hold secrets).
+render() {
+  (
+    umask 077
+    sed -e "s|@RUN_DIR@|$(sed_escape "$RUN_DIR")|g" \
+      -e "s|@REPO_DIR@|$(sed_escape "$REPO_DIR")|g" \
+      -e "s|@TURN_SHARED_SECRET@|$(sed_escape "$TURN_SECRET")|g" \
+      "$STACK_DIR/config/$1" >"$2.tmp"
+  )
+  mv "$2.tmp" "$2"
+}
+
+# Start a server in its own session (so Ctrl-C or the end of a CI step in the
+# caller does not kill it), output appended to its log, pid recorded.
+launch() {
+  local name=$1 logf
+  shift
+  logf=$(log_file "$name")
+  printf '\n=== %s stack/up.sh: %s\n' "$(date -Is)" "$*" >>"$logf"
+  setsid nohup "$@" >>"$logf" 2>&1 </dev/null 9>&- &
+  echo $! >"$(pid_file "$name")"
+}
+
+# ------------------------------------------------------ health checks ----
+# Each answers "is a healthy <name> serving on its port right now?".
+healthy_kafka() {
+  # Cheap TCP probe first; then a real request through the Admin API.
+  tcp_open 9092 || return 1
+  local out
+  out=$(KAFKA_TOOL_TIMEOUT=20 kafka_tool org.apache.kafka.tools.ClusterTool cluster-id \
+    --bootstrap-server 127.0.0.1:9092 2>/dev/null) || return 1
+  [[ $out == *"Cluster ID: "* ]]
+}
+healthy_minio() {
+  curl -fsS -m 2 -o /dev/null http://127.0.0.1:9000/minio/health/ready 2>/dev/null || return 1
+  # Our credentials must work too (a MinIO with other creds is useless to us).
+  # Creds go through stdin, not argv, so they never show up in `ps`.
+  printf 'user = "%s:%s"\n' "$MINIO_USER" "$MINIO_PASSWORD" |
+    curl -fsS -m 3 -o /dev/null -K - --aws-sigv4 "aws:amz:us-east-1:s3" http://127.0.0.1:9000/ 2>/dev/null
+}
+healthy_redis() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+# A real STUN Binding request/response over UDP.
+healthy_coturn() { timeout 5 turnutils_stunclient -p 3478 127.0.0.1 >/dev/null 2>&1; }
+healthy_prometheus() { curl -fsS -m 2 -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; }
+
+health_timeout() { case $1 in kafka) echo 120 ;; minio) echo 60 ;; prometheus) echo 30 ;; *) echo 15 ;; esac; }
+
+# ------------------------------------------------- per-server startup ----
+start_kafka() {
+  require_java
+  mkdir -p "$RUN_DIR/kafka"
+  render server.properties.tmpl "$RUN_DIR/kafka/server.properties"
+  # KRaft storage is formatted once, with a cluster id generated on first start.
+  if [ ! -f "$RUN_DIR/kafka/data/meta.properties" ]; then
+    local id_file="$RUN_DIR/kafka/cluster-id"
+    [ -s "$id_file" ] || kafka_tool kafka.tools.StorageTool random-uuid >"$id_file"
+    log "kafka: formatting KRaft storage (cluster id $(cat "$id_file"))"
+    kafka_tool kafka.tools.StorageTool format -t "$(cat "$id_file")" \
+      -c "$RUN_DIR/kafka/server.properties" >>"$(log_file kafka)" 2>&1 ||
+      die "kafka: storage format failed, see $(log_file kafka)"
+  fi
+  # Small heap: the dev/CI machine has 2 cores and runs the whole stack.
+  launch kafka java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$STACK_DIR/config/kafka-log4j2.properties" \
+    -Dkafka.logs.dir="$RUN_DIR/logs" \
+    -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$RUN_DIR/kafka/server.properties"
+}
+
+start_minio() {
+  mkdir -p "$RUN_DIR/minio/data"
+  # Root creds via the environment (not argv); no update checks (no internet).
+  (
+    export MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" MINIO_UPDATE=off
+    launch minio "$MINIO_BIN" server --address 127.0.0.1:9000 \
+      --console-address 127.0.0.1:9001 "$RUN_DIR/minio/data"
+  )
+}
+
+start_redis() {
+  mkdir -p "$RUN_DIR/redis"
+  launch redis redis-server "$STACK_DIR/config/redis.conf" --dir "$RUN_DIR/redis"
+}
+
+start_coturn() {
+  local d="$RUN_DIR/coturn"
+  mkdir -p "$d"
+  # Self-signed cert for the turns: listener on 5349 (dev only).
+  if [ ! -s "$d/turn-cert.pem" ]; then
+    (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 \
+      -subj "/CN=turn.privacam.local" -keyout "$d/turn-key.pem" -out "$d/turn-cert.pem" 2>/dev/null) ||
+      die "coturn: openssl could not create the self-signed TLS cert"
+  fi
+  render turnserver.conf.tmpl "$d/turnserver.conf"
+  launch coturn turnserver -c "$d/turnserver.conf"
+}
+
+start_prometheus() {
+  local d="$RUN_DIR/prometheus"
+  mkdir -p "$d/data"
+  render prometheus.yml.tmpl "$d/prometheus.yml"
+  # Catch config/rule mistakes here, with a readable message.
+  local out
+  out=$(promtool check config "$d/prometheus.yml" 2>&1) || die "prometheus: invalid config:"$'\n'"$out"
+  launch prometheus prometheus --config.file="$d/prometheus.yml" \
+    --storage.tsdb.path="$d/data" --storage.tsdb.retention.time=2d \
+    --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
+}
+
+# ------------------------------------------------------------- main ----
+STARTED=() REUSED=() WAIT=() TO_START=()
+
+# What usually squats on our ports, and how to stop it.
+service_hint() {
+  case $1 in
+    redis-server) echo "service redis-server stop (or systemctl disable --now redis-server)" ;;
+    turnserver) echo "service coturn stop (or systemctl disable --now coturn)" ;;
+    prometheus) echo "service prometheus stop (or systemctl disable --now prometheus)" ;;
+    *) echo "kill $2" ;;
+  esac
+}
+
+# The file exists after any run, even if nothing was started.
+[ -z "${STACK_STARTED_FILE:-}" ] || touch "$STACK_STARTED_FILE"
+
+# Pass 1, before starting anything: reuse ours, reuse a healthy server already
+# on the port, or plan to start it. A port conflict fails here, so a failed
+# up.sh never leaves half a stack behind.
+for name in "${COMPONENTS[@]}"; do
+  if pid=$(running_pid "$name"); then
+    log "$name: already running (pid $pid, started by an earlier up.sh), reusing"
+    REUSED+=("$name")
+    WAIT+=("$name") # it may still be starting
+    continue
+  fi
+  rm -f "$(pid_file "$name")" # stale
+
+  busy=()
+  for port in $(component_ports "$name"); do
+    if owner=$(port_owner "$port"); then busy+=("$port/tcp $owner"); fi
+  done
+  if [ "$name" = coturn ] && owner=$(port_owner 3478 u); then busy+=("3478/udp $owner"); fi
+  if [ ${#busy[@]} -gt 0 ]; then
+    read -r port prog opid <<<"${busy[0]}"
+    if "healthy_$name"; then
+      log "$name: $port already answers as $name ($prog, pid $opid; not started by this stack), reusing"
+      REUSED+=("$name")
+      continue
+    fi
+    why="does not answer as $name"
+    [ "$name" != minio ] || why="$why (or rejects the credentials in $RUN_DIR/secrets)"
+    die "$name: port $port on 127.0.0.1 is taken by '$prog' (pid $opid), which $why.
+  Fix: $(service_hint "$prog" "$opid"); or if it is a leftover of this stack: stack/down.sh $name.
+  Then rerun stack/up.sh."
+  fi
+  TO_START+=("$name")
+done
+
+# Pass 2: start them all (in parallel: nobody waits for Kafka's JVM alone).
+# STACK_STARTED_FILE is appended right away, so even a failed health check
+# leaves a record of what must be stopped.
+for name in "${TO_START[@]}"; do
+  log "$name: starting (log: $(log_file "$name"))"
+  "start_$name"
+  [ -z "${STACK_STARTED_FILE:-}" ] || echo "$name" >>"$STACK_STARTED_FILE"
+  STARTED+=("$name")
+  WAIT+=("$name")
+done
+
+# Pass 3: wait for each to be healthy.
+for name in "${WAIT[@]}"; do
+  deadline=$((SECONDS + $(health_timeout "$name")))
+  until "healthy_$name"; do
+    if ! running_pid "$name" >/dev/null; then
+      tail -n 40 "$(log_file "$name")" >&2 || true
+      die "$name exited during startup (last lines of $(log_file "$name") above)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 40 "$(log_file "$name")" >&2 || true
+      die "$name not healthy after $(health_timeout "$name")s (last lines of $(log_file "$name") above; stop it with stack/down.sh $name)"
+    fi
+    sleep 0.5
+  done
+  log "$name: healthy (${SECONDS}s since up.sh started)"
+done
+
+# Settings for services/tests: `set -a; . .run/stack.env; set +a`.
+(
+  umask 077
+  cat >"$RUN_DIR/stack.env.tmp" <<EOF
+# Generated by stack/up.sh; do not edit (contains secrets).
+PRIVACAM_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+PRIVACAM_REDIS_URL=redis://127.0.0.1:6379/0
+PRIVACAM_MINIO_ENDPOINT=127.0.0.1:9000
+PRIVACAM_MINIO_ACCESS_KEY=$MINIO_USER
+PRIVACAM_MINIO_SECRET_KEY=$MINIO_PASSWORD
+PRIVACAM_MINIO_SECURE=false
+PRIVACAM_TURN_SHARED_SECRET=$TURN_SECRET
+PRIVACAM_TURN_URIS=turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp
+PRIVACAM_PROMETHEUS_URL=http://127.0.0.1:9090
+EOF
+)
+mv "$RUN_DIR/stack.env.tmp" "$RUN_DIR/stack.env"
+
+echo "stack up: started: ${STARTED[*]:-none}; reused: ${REUSED[*]:-none}"
+echo "settings: $RUN_DIR/stack.env"

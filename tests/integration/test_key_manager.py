@@ -1,0 +1,181 @@
+"""key_manager on real Kafka and mutual TLS: keys survive restarts, shredding reaches the log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from privacam.keys.v1 import key_manager_service_pb2 as pb
+from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
+from privacam.keys.v1 import keys_pb2
+from privacam.types.v1 import types_pb2
+from privacam_sdk import PrivacamClient
+from tests.integration.conftest import Platform
+
+CONTEXT = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-1", clip_id="clip-0001")
+
+
+@pytest.fixture
+async def keys(platform: Platform, profiles_home: Path) -> pb_grpc.KeyManagerServiceAsyncStub:
+    # clip_ingest's identity: key_manager answers services only.
+    profile = platform.profile("as-clip-ingest", platform.pki.service("clip_ingest"), profiles_home)
+    client = PrivacamClient(profile)
+    stub: pb_grpc.KeyManagerServiceAsyncStub = pb_grpc.KeyManagerServiceStub(
+        client.channel("key_manager")
+    )
+    return stub
+
+
+async def test_generate_then_rewrap_and_refuse_a_foreign_context(
+    keys: pb_grpc.KeyManagerServiceAsyncStub,
+) -> None:
+    generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=CONTEXT), timeout=10)
+    assert len(generated.plaintext_key) == 32
+    assert generated.wrapped_key.key_version == 1
+    rotated = await keys.Rotate(pb.RotateRequest(tenant_id="tenant-km"), timeout=10)
+    assert rotated.current.version == 2
+    rewrapped = await keys.Rewrap(
+        pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=CONTEXT), timeout=10
+    )
+    assert rewrapped.wrapped_key.key_version == 2
+    other = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-2", clip_id="clip-0001")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await keys.Rewrap(
+            pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=other), timeout=10
+        )
+    assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_viewing_unwrap_needs_the_access_log(
+    keys: pb_grpc.KeyManagerServiceAsyncStub,
+) -> None:
+    generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=CONTEXT), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await keys.Unwrap(
+            pb.UnwrapRequest(
+                wrapped_key=generated.wrapped_key,
+                context=CONTEXT,
+                purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+            ),
+            timeout=10,
+        )
+    assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "access log" in (raised.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.GenerateDataKeyRequest(), "context.clip_id"),
+        (
+            pb.GenerateDataKeyRequest(
+                context=keys_pb2.KeyContext(tenant_id="Tenant A", device_id="cam-1", clip_id="c1")
+            ),
+            "context.tenant_id",
+        ),
+        (
+            pb.GenerateDataKeyRequest(
+                context=keys_pb2.KeyContext(tenant_id="t", device_id="cam-1", clip_id="a/b")
+            ),
+            "context.clip_id",
+        ),
+    ],
+)
+async def test_bad_input_is_invalid_argument(
+    keys: pb_grpc.KeyManagerServiceAsyncStub, request_: pb.GenerateDataKeyRequest, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await keys.GenerateDataKey(request_, timeout=10)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (raised.value.details() or "")
+
+
+async def test_keys_survive_a_restart_and_destroyed_ones_stay_destroyed(
+    platform: Platform,
+    keys: pb_grpc.KeyManagerServiceAsyncStub,
+) -> None:
+    context = keys_pb2.KeyContext(tenant_id="tenant-restart", device_id="cam-1", clip_id="c-1")
+    kept = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context), timeout=10)
+    await keys.Rotate(pb.RotateRequest(tenant_id="tenant-restart"), timeout=10)
+    await keys.DestroyPeriod(
+        pb.DestroyPeriodRequest(tenant_id="tenant-restart", key_version=1), timeout=10
+    )
+
+    service = platform.services["key_manager"]
+    assert service.stop() == 0
+    service.start()
+    service.wait_serving()
+
+    listed = await keys.ListKeyVersions(
+        pb.ListKeyVersionsRequest(tenant_id="tenant-restart", include_destroyed=True), timeout=10
+    )
+    assert [(v.version, keys_pb2.KeyVersionState.Name(v.state)) for v in listed.versions] == [
+        (1, "KEY_VERSION_STATE_DESTROYED"),
+        (2, "KEY_VERSION_STATE_ACTIVE"),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await keys.Rewrap(
+            pb.RewrapRequest(wrapped_key=kept.wrapped_key, context=context), timeout=10
+        )
+    assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "crypto-shredded" in (raised.value.details() or "")
+
+
+async def _sealed_records(platform: Platform, tenant: str, version: int) -> int:
+    """How many sealed KEK records of this version a full read of the topic returns."""
+    topic = platform.namespace + "privacam.keys.state.v1"
+    bootstrap = platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        count = len(await producer.partitions_for(topic))
+        await producer.stop()
+        partitions = [TopicPartition(topic, p) for p in range(count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        prefix = f"kek/{tenant}/{version}/".encode()
+        found = 0
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += sum(
+                    1 for r in records if (r.key or b"").startswith(prefix) and r.value is not None
+                )
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_a_destroyed_key_leaves_the_compacted_log_in_bounded_time(
+    platform: Platform,
+    keys: pb_grpc.KeyManagerServiceAsyncStub,
+) -> None:
+    context = keys_pb2.KeyContext(tenant_id="tenant-shred", device_id="cam-1", clip_id="c-1")
+    await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context), timeout=10)
+    assert await _sealed_records(platform, "tenant-shred", 1) == 1
+    await keys.DestroyPeriod(
+        pb.DestroyPeriodRequest(tenant_id="tenant-shred", key_version=1), timeout=10
+    )
+    started = time.monotonic()
+    # Test settings: segment.ms and max.compaction.lag.ms of 2 s, broker cleaner back-off 1 s.
+    while await _sealed_records(platform, "tenant-shred", 1):
+        assert time.monotonic() - started < 90, "sealed key still in the log after 90 s"
+        await asyncio.sleep(1)
+    print(
+        f"sealed key gone from the compacted log {time.monotonic() - started:.1f} s after "
+        "DestroyPeriod"
+    )
