@@ -91,7 +91,7 @@ async def check_aiokafka() -> None:
     print("ok: aiokafka create topic / idempotent produce acks=all / group consume + commit")
 
 
-async def read_committed(topic: str) -> list:
+async def read_committed(topic: str) -> list[bytes | None]:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=BOOTSTRAP,
