@@ -52,7 +52,7 @@ die() { echo "check_chart: $*" >&2; exit 2; }
 go_install() { # name version package ldflags
   local name="$1" version="$2" package="$3" ldflags="$4" dir="$TOOLS/$1-$2"
   [[ -x "$dir/$name" ]] && return 0
-  command -v go >/dev/null || die "$name $version is built with Go: install Go 1.24+ and retry"
+  command -v go >/dev/null || die "$name $version is built with Go: install Go 1.26+ (helm $HELM_VERSION needs it) and retry"
   echo "check_chart: installing $name $version (go install, once; a few minutes) ..."
   rm -rf "$dir.partial" && mkdir -p "$dir.partial"
   if ! GOBIN="$dir.partial" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
@@ -95,21 +95,19 @@ skip() { echo "skip  $*"; skipped=$((skipped + 1)); }
 details() { sed -e 's/^/      /' "$@"; }
 
 # --- value sets ---------------------------------------------------------------------------
-# name:helm-arguments; "defaults" is the chart alone.
+# "defaults" is the chart alone; the others add deploy/helm/values-<set>.yaml.
 VALUE_SETS=(defaults dev prod)
-value_args() {
-  case "$1" in
-    defaults) ;;
-    *) echo "-f $ROOT/deploy/helm/values-$1.yaml" ;;
-  esac
+value_args() { # set -> VALUES_ARGS
+  VALUES_ARGS=()
+  [[ "$1" == defaults ]] || VALUES_ARGS=(-f "$ROOT/deploy/helm/values-$1.yaml")
 }
 
 check_lint() {
   local set log
   for set in "${VALUE_SETS[@]}"; do
     log="$WORK/lint-$set.log"
-    # shellcheck disable=SC2046
-    if "$HELM" lint --strict "$CHART" $(value_args "$set") >"$log" 2>&1; then
+    value_args "$set"
+    if "$HELM" lint --strict "$CHART" "${VALUES_ARGS[@]}" >"$log" 2>&1; then
       pass "lint: helm lint --strict ($set)"
     else
       fail "lint: helm lint --strict ($set)"; details "$log"
@@ -137,8 +135,8 @@ render() {
   local set log
   for set in "${VALUE_SETS[@]}"; do
     log="$WORK/template-$set.log"
-    # shellcheck disable=SC2046
-    if ! "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" $(value_args "$set") \
+    value_args "$set"
+    if ! "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${VALUES_ARGS[@]}" \
       >"$WORK/$set.yaml" 2>"$log"; then
       fail "template: helm template ($set)"; details "$log"
       return 1
@@ -396,7 +394,8 @@ check_rules() {
     fail "rules: helm template of the PrometheusRule"; details "$WORK/rules.log"
     return
   fi
-  "$KV_PY" - "$WORK/prometheusrule.yaml" "$WORK/rules.yaml" <<'PY'
+  # promtool reads a plain rule file: the PrometheusRule's spec.
+  if ! "$KV_PY" - "$WORK/prometheusrule.yaml" "$WORK/rules.yaml" >"$WORK/rules.log" 2>&1 <<'PY'; then
 import sys
 
 import yaml
@@ -404,6 +403,9 @@ import yaml
 rule = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d)
 yaml.safe_dump({"groups": rule["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)
 PY
+    fail "rules: extracting the rule groups from the PrometheusRule"; details "$WORK/rules.log"
+    return
+  fi
   if "$promtool" check rules "$WORK/rules.yaml" >"$WORK/rules.log" 2>&1; then
     pass "rules: promtool check rules: $(grep -o 'SUCCESS: [0-9]* rules found' "$WORK/rules.log")"
   else

@@ -1,0 +1,295 @@
+{{/*
+Shared named templates. Every per-service resource loops over the catalog
+below and builds its service with "privacam.service", so no block is written
+once per service: adding a service means one catalog entry, one values entry
+(and its schema) and one flow in scripts/check_chart.sh.
+*/}}
+
+{{/*
+Facts of the code, not knobs: which services cameras and apps may call
+(public), whom each service calls over gRPC (calls), and what it needs beyond
+Kafka and its mTLS identity, which every service has (needs). Keys are the
+Python module names (services.<key>); Kubernetes names use dashes.
+The NetworkPolicies are derived from this table.
+*/}}
+{{- define "privacam.catalog" -}}
+device_auth:
+  public: true
+  calls: []
+  needs: [redis]
+key_manager:
+  public: false
+  calls: []
+  needs: [rootKey]
+clip_ingest:
+  public: true
+  calls: [key_manager, device_auth]
+  needs: [redis, minio]
+relay_broker:
+  public: true
+  calls: [device_auth]
+  needs: [redis, turn]
+retention:
+  public: true
+  calls: [key_manager, device_auth, clip_ingest]
+  needs: [redis, minio]
+{{- end }}
+
+{{- define "privacam.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every resource name: the release name, plus the chart name unless the release name holds it. */}}
+{{- define "privacam.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "privacam.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. */}}
+{{- define "privacam.labels" -}}
+helm.sh/chart: {{ include "privacam.chart" . }}
+app.kubernetes.io/name: {{ include "privacam.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: privacam
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector of one service's pods. Input: dict root, s (a "privacam.service"). */}}
+{{- define "privacam.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "privacam.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .s.dashed }}
+{{- end }}
+
+{{/* Labels of one service's resources. Input: dict root, s. */}}
+{{- define "privacam.serviceLabels" -}}
+{{ include "privacam.labels" .root }}
+app.kubernetes.io/component: {{ .s.dashed }}
+{{- end }}
+
+{{/* Selector of the `helm test` pods. */}}
+{{- define "privacam.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "privacam.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
+{{/*
+One service, everything a template needs: serviceDefaults deep-merged with
+services.<key>, plus the catalog's facts and derived names. Returned as YAML:
+use with `include "privacam.service" (dict "root" $ "name" $key) | fromYaml`.
+*/}}
+{{- define "privacam.service" -}}
+{{- $root := .root }}
+{{- $catalog := include "privacam.catalog" $root | fromYaml }}
+{{- $facts := index $catalog .name }}
+{{- $overrides := index $root.Values.services .name | default dict }}
+{{- $s := mergeOverwrite (deepCopy $root.Values.serviceDefaults) (deepCopy $overrides) }}
+{{- $dashed := replace "_" "-" .name }}
+{{- $fullname := printf "%s-%s" (include "privacam.fullname" $root) $dashed }}
+{{- $callers := list }}
+{{- range $other, $f := $catalog }}
+{{- if has $.name $f.calls }}
+{{- $callers = append $callers $other }}
+{{- end }}
+{{- end }}
+{{- $_ := set $s "key" .name }}
+{{- $_ = set $s "dashed" $dashed }}
+{{- $_ = set $s "fullname" $fullname }}
+{{- $_ = set $s "envPrefix" (printf "PRIVACAM_%s_" (upper .name)) }}
+{{- $_ = set $s "command" (printf "privacam-%s" $dashed) }}
+{{- $_ = set $s "public" $facts.public }}
+{{- $_ = set $s "calls" $facts.calls }}
+{{- $_ = set $s "callers" $callers }}
+{{- $_ = set $s "needs" $facts.needs }}
+{{- $_ = set $s "tlsSecret" (default (printf "%s-tls" $fullname) $s.tlsSecretName) }}
+{{- $_ = set $s "spiffeId" (printf "spiffe://%s/service/%s" $root.Values.tls.trustDomain $dashed) }}
+{{- toYaml $s }}
+{{- end }}
+
+{{/* The image reference: repository:tag, or repository:tag@digest when a digest is given. */}}
+{{- define "privacam.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "privacam.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets -}}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Restricted pod security (Pod Security Standards "restricted"), fixed UID/GID 10001 as in docker/Dockerfile. */}}
+{{- define "privacam.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "privacam.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+privileged: false
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Where each service's TLS Secret (ca.crt, tls.crt, tls.key) and key_manager's root key are mounted. */}}
+{{- define "privacam.tlsDir" -}}/var/run/secrets/privacam/tls{{- end }}
+{{- define "privacam.rootKeyDir" -}}/var/run/secrets/privacam/root-key{{- end }}
+
+{{/* Name of a dependency's Secret: the configured one, or <fullname>-<suffix>. Input: dict root, name, suffix. */}}
+{{- define "privacam.secretName" -}}
+{{- default (printf "%s-%s" (include "privacam.fullname" .root) .suffix) .name }}
+{{- end }}
+
+{{/*
+Non-secret environment of one service (its ConfigMap's data). Input: dict root, s.
+Names follow services/common/settings.py.
+*/}}
+{{- define "privacam.configData" -}}
+{{- $v := .root.Values }}
+{{- $p := .s.envPrefix }}
+{{ $p }}BIND_HOST: "0.0.0.0"
+{{ $p }}GRPC_PORT: {{ $v.ports.grpc | quote }}
+{{ $p }}HEALTH_PORT: {{ $v.ports.health | quote }}
+{{ $p }}METRICS_PORT: {{ $v.ports.metrics | quote }}
+{{ $p }}LOG_LEVEL: {{ .s.logLevel | quote }}
+{{ $p }}SHUTDOWN_GRACE_SECONDS: {{ $v.shutdownGraceSeconds | quote }}
+PRIVACAM_TLS_CA_FILE: {{ printf "%s/ca.crt" (include "privacam.tlsDir" .) | quote }}
+PRIVACAM_TLS_CERT_FILE: {{ printf "%s/tls.crt" (include "privacam.tlsDir" .) | quote }}
+PRIVACAM_TLS_KEY_FILE: {{ printf "%s/tls.key" (include "privacam.tlsDir" .) | quote }}
+PRIVACAM_TLS_TRUST_DOMAIN: {{ $v.tls.trustDomain | quote }}
+PRIVACAM_KAFKA_BOOTSTRAP_SERVERS: {{ $v.kafka.bootstrapServers | quote }}
+PRIVACAM_KAFKA_REPLICATION_FACTOR: {{ $v.kafka.replicationFactor | quote }}
+PRIVACAM_KAFKA_TOPIC_PARTITIONS: {{ $v.kafka.topicPartitions | quote }}
+PRIVACAM_KAFKA_NAMESPACE: {{ $v.kafka.namespace | quote }}
+{{- if has "minio" .s.needs }}
+PRIVACAM_MINIO_ENDPOINT: {{ $v.minio.endpoint | quote }}
+PRIVACAM_MINIO_SECURE: {{ $v.minio.secure | toString | quote }}
+{{ $p }}CLIP_BUCKET: {{ $v.minio.clipBucket | quote }}
+{{- end }}
+{{- if has "turn" .s.needs }}
+PRIVACAM_TURN_URIS: {{ $v.turn.uris | quote }}
+{{- end }}
+{{- if has "rootKey" .s.needs }}
+{{ $p }}ROOT_KEY_FILE: {{ printf "%s/root.key" (include "privacam.rootKeyDir" .) | quote }}
+{{- end }}
+{{- range $key, $value := .s.settings }}
+{{ $p }}{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- if $v.tracing.enabled }}
+OTEL_TRACES_EXPORTER: "otlp"
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.tracing.endpoint | quote }}
+OTEL_TRACES_SAMPLER: {{ $v.tracing.sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ $v.tracing.samplerArg | quote }}
+OTEL_RESOURCE_ATTRIBUTES: {{ printf "service.namespace=privacam,service.version=%s,k8s.namespace.name=%s,k8s.deployment.name=%s" .root.Chart.AppVersion .root.Release.Namespace .s.fullname | quote }}
+{{- else }}
+OTEL_TRACES_EXPORTER: "none"
+{{- end }}
+{{- end }}
+
+{{/* Secret environment of one service: references only, the chart never holds a secret value. Input: dict root, s. */}}
+{{- define "privacam.secretEnv" -}}
+{{- $v := .root.Values }}
+{{- if has "redis" .s.needs }}
+- name: PRIVACAM_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "privacam.secretName" (dict "root" .root "name" $v.redis.existingSecret.name "suffix" "redis") }}
+      key: {{ $v.redis.existingSecret.key }}
+{{- end }}
+{{- if has "minio" .s.needs }}
+{{- $minio := include "privacam.secretName" (dict "root" .root "name" $v.minio.existingSecret.name "suffix" "minio") }}
+- name: PRIVACAM_MINIO_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $minio }}
+      key: {{ printf "%s-access-key" .s.dashed }}
+- name: PRIVACAM_MINIO_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $minio }}
+      key: {{ printf "%s-secret-key" .s.dashed }}
+{{- end }}
+{{- if has "turn" .s.needs }}
+- name: PRIVACAM_TURN_SHARED_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "privacam.secretName" (dict "root" .root "name" $v.turn.existingSecret.name "suffix" "turn") }}
+      key: {{ $v.turn.existingSecret.key }}
+{{- end }}
+{{- end }}
+
+{{/* A gRPC probe on the plaintext health port. Input: dict root, probe (timings). */}}
+{{- define "privacam.grpcProbe" -}}
+grpc:
+  port: {{ .root.Values.ports.health }}
+{{ toYaml .probe }}
+{{- end }}
+
+{{/*
+A NetworkPolicy rule's peers. Input: dict peers (NetworkPolicyPeer list),
+key ("from" or "to"), extra (peers always added). An empty `peers` list means
+any peer, so the key is left out, unless `extra` is given.
+*/}}
+{{- define "privacam.peers" -}}
+{{- if .peers -}}
+{{ .key }}:
+{{- toYaml (concat .peers (.extra | default list)) | nindent 2 }}
+{{- end -}}
+{{- end }}
+
+{{/* Same-namespace pod selector of a service by its key. Input: dict root, name. */}}
+{{- define "privacam.podPeer" -}}
+podSelector:
+  matchLabels:
+    app.kubernetes.io/name: {{ include "privacam.name" .root }}
+    app.kubernetes.io/instance: {{ .root.Release.Name }}
+    app.kubernetes.io/component: {{ replace "_" "-" .name }}
+{{- end }}
+
+{{/* Checks across values that the JSON schema cannot express; rendered by NOTES.txt and every service template. */}}
+{{- define "privacam.validate" -}}
+{{- if le (float64 .Values.terminationGracePeriodSeconds) (float64 .Values.shutdownGraceSeconds) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed shutdownGraceSeconds (%v): the kubelet would kill in-flight calls" .Values.terminationGracePeriodSeconds .Values.shutdownGraceSeconds) }}
+{{- end }}
+{{- if gt (len (include "privacam.fullname" .)) 40 }}
+{{- fail (printf "the resource name prefix %q is longer than 40 characters: set fullnameOverride" (include "privacam.fullname" .)) }}
+{{- end }}
+{{- $ports := list .Values.ports.grpc .Values.ports.health .Values.ports.metrics | uniq }}
+{{- if ne (len $ports) 3 }}
+{{- fail "ports.grpc, ports.health and ports.metrics must differ" }}
+{{- end }}
+{{- end }}
