@@ -9,6 +9,7 @@ from services.common.clock import Clock
 from services.common.kafka import EventProducer
 from services.common.runtime import GrpcApi, ServiceParts
 from services.key_manager.adapters.events import KafkaKeyEvents
+from services.key_manager.adapters.metrics import PrometheusKeyMetrics
 from services.key_manager.adapters.receipts import AccessLogNotDeployed
 from services.key_manager.adapters.root_key import load_root_key
 from services.key_manager.adapters.state_log import KafkaStateLog
@@ -45,6 +46,7 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         receipts=AccessLogNotDeployed(),
         clock=clock,
         rotation_period=timedelta(seconds=settings.rotation_period_seconds),
+        metrics=PrometheusKeyMetrics(keyring),
     )
     servicer = KeyManagerServicer(keys, settings.max_batch_items)
     return ServiceParts(

@@ -1,37 +1,27 @@
-"""Real servers for integration tests: the local stack, and the five services as processes.
-
-The stack (Kafka, MinIO, Redis, coturn, Prometheus) is started by the project's
-own stack/up.sh, or reused if it already runs; whatever this session started
-is stopped at the end. Services run from their real entry points on free
-ports, with a throwaway PKI and a Kafka namespace of their own, so a test run
-never sees the events of `make up` or of another run.
-"""
+"""Fixtures of the integration tests: the real stack and the five services (tests/harness.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from privacam_sdk import PrivacamClient, Profile
-from services.common.healthcheck import serving
-from services.common.settings import read_env_file
-from tests.pki_helpers import Identity, PkiFactory
+from privacam_sdk import PrivacamClient
+from tests.harness import (
+    RUN_DIR,
+    SERVICES,
+    Platform,
+    ServiceProcess,
+    cleanup_namespace,
+    local_stack,
+    make_service,
+    new_namespace,
+)
+from tests.pki_helpers import PkiFactory
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+__all__ = ["SERVICES", "Platform", "make_service"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,139 +32,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
-    started_file = RUN_DIR / f"started-by-pytest-{os.getpid()}"
-    environment = {**os.environ, "STACK_STARTED_FILE": str(started_file)}
-    subprocess.run(["bash", str(ROOT / "stack" / "up.sh")], env=environment, check=True)
-    try:
-        yield read_env_file(RUN_DIR / "stack.env")
-    finally:
-        started = started_file.read_text().split() if started_file.exists() else []
-        if started:
-            subprocess.run(["bash", str(ROOT / "stack" / "down.sh"), *started], check=False)
-        started_file.unlink(missing_ok=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServiceProcess:
-    name: str
-    grpc_port: int
-    health_port: int
-    metrics_port: int
-    log_file: Path
-    process: subprocess.Popen[bytes] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-
-    def wait_serving(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not serving(f"127.0.0.1:{self.health_port}"):
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_file.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not serving:\n{self.log_file.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def stop(self, timeout: float = 20) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
-@dataclass
-class Platform:
-    services: dict[str, ServiceProcess]
-    pki: PkiFactory
-    namespace: str
-    stack_env: dict[str, str]
-
-    def endpoints(self) -> dict[str, str]:
-        return {name: service.endpoint for name, service in self.services.items()}
-
-    def profile(self, name: str, identity: Identity, home: Path) -> Profile:
-        return Profile.import_files(
-            name,
-            identity.ca_file,
-            identity.cert_file,
-            identity.key_file,
-            self.endpoints(),
-            self.pki.trust_domain,
-            home,
-        )
-
-
-def root_key_file(pki: PkiFactory) -> Path:
-    """The key manager's root key for this test run (a secret file, as in production)."""
-    path = pki.directory / "root-key.hex"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path
-
-
-def service_env(
-    name: str, pki: PkiFactory, stack: dict[str, str], namespace: str, ports: tuple[int, int, int]
-) -> dict[str, str]:
-    identity = pki.service(name)
-    prefix = f"PRIVACAM_{name.upper()}_"
-    return {
-        "PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE": str(root_key_file(pki)),
-        "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",
-        "PRIVACAM_KEY_MANAGER_STATE_MAX_COMPACTION_LAG_MS": "2000",
-        **os.environ,
-        **stack,
-        "PRIVACAM_TLS_CA_FILE": str(identity.ca_file),
-        "PRIVACAM_TLS_CERT_FILE": str(identity.cert_file),
-        "PRIVACAM_TLS_KEY_FILE": str(identity.key_file),
-        "PRIVACAM_KAFKA_NAMESPACE": namespace,
-        "PRIVACAM_KAFKA_TOPIC_PARTITIONS": "1",
-        f"{prefix}GRPC_PORT": str(ports[0]),
-        f"{prefix}HEALTH_PORT": str(ports[1]),
-        f"{prefix}METRICS_PORT": str(ports[2]),
-        f"{prefix}SHUTDOWN_GRACE_SECONDS": "3",
-    }
-
-
-def make_service(
-    name: str, pki: PkiFactory, stack: dict[str, str], namespace: str, log_dir: Path
-) -> ServiceProcess:
-    ports = (free_port(), free_port(), free_port())
-    return ServiceProcess(
-        name,
-        *ports,
-        log_file=log_dir / f"{name}.log",
-        env=service_env(name, pki, stack, namespace, ports),
-    )
+    with local_stack() as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
 def platform(
     stack_env: dict[str, str], pki: PkiFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    namespace = f"test-{secrets.token_hex(4)}."
+    namespace = new_namespace()
     log_dir = tmp_path_factory.mktemp("service-logs")
     services = {name: make_service(name, pki, stack_env, namespace, log_dir) for name in SERVICES}
     try:
@@ -188,7 +54,7 @@ def platform(
         for service in services.values():
             service.stop()
         unregister_prometheus_targets(namespace)
-        asyncio.run(delete_namespace_topics(stack_env, namespace))
+        cleanup_namespace(stack_env, namespace)
 
 
 def _targets_file(namespace: str) -> Path:
@@ -213,19 +79,6 @@ def register_prometheus_targets(services: dict[str, ServiceProcess], namespace: 
 
 def unregister_prometheus_targets(namespace: str) -> None:
     _targets_file(namespace).unlink(missing_ok=True)
-
-
-async def delete_namespace_topics(stack: dict[str, str], namespace: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"])
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(namespace)]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient
-from tests.integration.conftest import Platform
+from tests.harness import Platform
 
 CONTEXT = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-1", clip_id="clip-0001")
 

@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 from privacam_sdk import PrivacamClient
 from services.common.telemetry import setup_tracing
-from tests.integration.conftest import SERVICES, Platform, make_service
+from tests.harness import SERVICES, Platform, make_service
 
 
 async def test_every_service_reports_serving_over_mtls(operator_client: PrivacamClient) -> None:

@@ -32,16 +32,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Purpose(enum.Enum):
-    """Why a data key is released; viewing purposes need an access-log receipt."""
+    """Why a data key is released. Every release decrypts content, so every one needs an
+    access-log receipt; incident response included (the household sees it too)."""
 
     CLIP_PLAYBACK = "clip_playback"
     DATA_EXPORT = "data_export"
     OPERATOR_SUPPORT = "operator_support"
     INCIDENT_RESPONSE = "incident_response"
 
-    @property
-    def is_viewing(self) -> bool:
-        return self is not Purpose.INCIDENT_RESPONSE
 
 
 @dataclass(frozen=True)
@@ -105,6 +103,16 @@ class AccessProof:
     leaf_index: int
 
 
+class KeyMetrics(Protocol):
+    def wrapped_under(self, kek_age: timedelta) -> None:
+        """A data key was wrapped under a KEK this old (stays below the period when rotating)."""
+        ...
+
+    def version_created(self, lag: timedelta) -> None:
+        """A period's version was created this long after the period began."""
+        ...
+
+
 class ReceiptVerifier(Protocol):
     async def verify(self, receipt: object, context: KeyContext, purpose: Purpose) -> AccessProof:
         """Check the receipt proves this access is in the tenant's log; raise if not."""
@@ -121,6 +129,7 @@ class KeyService:
         receipts: ReceiptVerifier,
         clock: Clock,
         rotation_period: timedelta,
+        metrics: KeyMetrics | None = None,
     ) -> None:
         self._root = root
         self._keyring = keyring
@@ -130,6 +139,7 @@ class KeyService:
         self._clock = clock
         self._period = rotation_period
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._metrics = metrics
 
     def period_start(self, moment: datetime) -> datetime:
         periods = (moment - _EPOCH) // self._period
@@ -151,6 +161,8 @@ class KeyService:
             winner = self._keyring.sealed(tenant_id, proposal.version)
             if winner.proposal_id != proposal.proposal_id:
                 await self._state.discard(proposal)  # another replica was first: use its key
+            elif self._metrics is not None:
+                self._metrics.version_created(proposal.created_at - period)
             if newest is not None or force_new:
                 previous = self._info(tenant_id, latest) if latest else None
                 self._events.rotated(self._info(tenant_id, winner.version), previous)
@@ -188,6 +200,8 @@ class KeyService:
         data_key = os.urandom(KEY_BYTES)
         wrapped = wrap(self._kek(sealed), data_key, sealed.version, context)
         self._events.generated(context, sealed.version)
+        if self._metrics is not None:
+            self._metrics.wrapped_under(self._clock.now() - sealed.created_at)
         return data_key, WrappedKey(context.tenant_id, sealed.version, wrapped)
 
     async def _open(self, wrapped: WrappedKey, context: KeyContext) -> bytes:
@@ -199,10 +213,8 @@ class KeyService:
     async def unwrap(
         self, wrapped: WrappedKey, context: KeyContext, purpose: Purpose, receipt: object | None
     ) -> bytes:
-        """Release a data key; for viewing, only against a receipt that the access is logged."""
-        proof = AccessProof("", 0)
-        if purpose.is_viewing:
-            proof = await self._receipts.verify(receipt, context, purpose)
+        """Release a data key, only against a receipt that this access is already logged."""
+        proof = await self._receipts.verify(receipt, context, purpose)
         data_key = await self._open(wrapped, context)
         self._events.unwrapped(context, wrapped.version, purpose, proof.access_id, proof.leaf_index)
         return data_key
