@@ -38,11 +38,12 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         clock,
         segment_seconds=settings.state_segment_ms / 1000,
     )
+    key_events = KafkaKeyEvents(producer, clock)
     keys = KeyService(
         root=load_root_key(settings.root_key_file),
         keyring=keyring,
         state=state,
-        events=KafkaKeyEvents(producer, clock),
+        events=key_events,
         receipts=AccessLogNotDeployed(),
         clock=clock,
         rotation_period=timedelta(seconds=settings.rotation_period_seconds),
@@ -58,5 +59,5 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         policies=POLICIES,
         topics=[topics.KEYS, state_topic],
         # The state log starts after the topics exist and the producer runs.
-        late_components=[state],
+        late_components=[state, key_events],
     )

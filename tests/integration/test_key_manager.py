@@ -179,3 +179,34 @@ async def test_a_destroyed_key_leaves_the_compacted_log_in_bounded_time(
         f"sealed key gone from the compacted log {time.monotonic() - started:.1f} s after "
         "DestroyPeriod"
     )
+
+
+async def test_key_use_reaches_kafka_without_key_bytes(
+    platform: Platform, keys: pb_grpc.KeyManagerServiceAsyncStub
+) -> None:
+    from privacam.keys.v1 import events_pb2
+
+    context = keys_pb2.KeyContext(tenant_id="tenant-events", device_id="cam-7", clip_id="c-7")
+    generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context), timeout=10)
+    consumer = AIOKafkaConsumer(
+        platform.namespace + "privacam.keys.v1",
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    assert generated.plaintext_key not in (record.value or b"")
+                    event = events_pb2.KeyEvent.FromString(record.value or b"")
+                    if event.metadata.tenant_id == "tenant-events" and any(
+                        use.context == context for use in event.key_uses.generated
+                    ):
+                        assert event.metadata.producer == "key_manager"
+                        return
+        pytest.fail("no key-use event for the generated key")
+    finally:
+        await consumer.stop()

@@ -3,10 +3,13 @@
 Never key bytes. Published without waiting for the acknowledgement so key
 operations stay fast; the authoritative record of a viewing access is the
 access-log entry its receipt proves, which exists before the key is released.
+Generated and rewrapped keys are gathered per tenant and sent as one KeyUseBatch
+every `flush_seconds`: one Kafka record per key cost more than the key work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 
@@ -18,6 +21,7 @@ from privacam.types.v1 import types_pb2
 from services.common import topics
 from services.common.auth import current_principal
 from services.common.clock import Clock
+from services.common.errors import Unauthenticated
 from services.common.identity import PrincipalKind
 from services.common.kafka import EventProducer
 from services.key_manager.domain.keyring import KeyContext
@@ -68,11 +72,38 @@ def version_pb(info: VersionInfo) -> keys_pb2.KeyVersion:
 
 
 class KafkaKeyEvents:
-    def __init__(self, producer: EventProducer, clock: Clock) -> None:
+    """The KeyEvents port on privacam.keys.v1; a component (it flushes batches)."""
+
+    def __init__(self, producer: EventProducer, clock: Clock, flush_seconds: float = 0.2) -> None:
         self._producer = producer
         self._clock = clock
+        self._flush_seconds = flush_seconds
+        self._batches: dict[str, events.KeyUseBatch] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
-    def _emit(self, tenant_id: str, event: events.KeyEvent) -> None:
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="key use batches")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        self.flush()
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_seconds)
+            self.flush()
+
+    def flush(self) -> None:
+        batches, self._batches = self._batches, {}
+        for tenant_id, batch in batches.items():
+            self._emit(tenant_id, events.KeyEvent(key_uses=batch), with_actor=False)
+
+    def _batch(self, tenant_id: str) -> events.KeyUseBatch:
+        return self._batches.setdefault(tenant_id, events.KeyUseBatch())
+
+    def _emit(self, tenant_id: str, event: events.KeyEvent, with_actor: bool = True) -> None:
         metadata = types_pb2.EventMetadata(
             event_id=str(uuid.uuid4()),
             occurred_at=timestamp(self._clock.now()),
@@ -80,8 +111,8 @@ class KafkaKeyEvents:
             producer="key_manager",
         )
         try:
-            caller = current_principal()
-        except Exception:
+            caller = current_principal() if with_actor else None
+        except Unauthenticated:  # platform-initiated: no actor
             caller = None
         if caller is not None:
             metadata.actor.CopyFrom(
@@ -93,8 +124,9 @@ class KafkaKeyEvents:
         self._producer.publish_soon(topics.KEYS, tenant_id, event)
 
     def generated(self, context: KeyContext, version: int) -> None:
-        event = events.DataKeyGenerated(context=context_pb(context), key_version=version)
-        self._emit(context.tenant_id, events.KeyEvent(data_key_generated=event))
+        self._batch(context.tenant_id).generated.add(
+            context=context_pb(context), key_version=version
+        )
 
     def unwrapped(
         self, context: KeyContext, version: int, purpose: Purpose, access_id: str, leaf_index: int
@@ -109,10 +141,9 @@ class KafkaKeyEvents:
         self._emit(context.tenant_id, events.KeyEvent(data_key_unwrapped=event))
 
     def rewrapped(self, context: KeyContext, from_version: int, to_version: int) -> None:
-        event = events.DataKeyRewrapped(
+        self._batch(context.tenant_id).rewrapped.add(
             context=context_pb(context), from_key_version=from_version, to_key_version=to_version
         )
-        self._emit(context.tenant_id, events.KeyEvent(data_key_rewrapped=event))
 
     def rotated(self, current: VersionInfo, previous: VersionInfo | None) -> None:
         event = events.KeyRotated(current=version_pb(current))

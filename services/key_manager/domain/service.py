@@ -41,7 +41,6 @@ class Purpose(enum.Enum):
     INCIDENT_RESPONSE = "incident_response"
 
 
-
 @dataclass(frozen=True)
 class WrappedKey:
     tenant_id: str

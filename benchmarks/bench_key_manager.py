@@ -1,0 +1,105 @@
+"""Key manager round trips against a no-op RPC on the same server.
+
+A real key_manager process (real Kafka, mutual TLS, the shared interceptor) serves both
+sides: the figure is GenerateDataKey followed by Rewrap of the key it returned (two RPCs:
+one wrap, then one unwrap and wrap: the key work of a clip upload and of a later
+unwrap), the baseline is two calls of DiagnosticsService.GetProbe, which does no work. So
+the ratio is what key work costs on top of the RPC itself. Unwrap proper needs an
+access-log receipt (issue #8); Rewrap does the same unseal and unwrap, and a wrap more.
+Target: at least 0.85x. Each side runs with 8 calls in flight on one reused channel,
+alternating rounds of about half a second, best round kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from benchmarks import Result
+from privacam.diagnostics.v1 import diagnostics_service_pb2 as diagnostics_pb
+from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_grpc
+from privacam.keys.v1 import key_manager_service_pb2 as pb
+from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
+from privacam.keys.v1 import keys_pb2
+from tests.harness import cleanup_namespace, local_stack, make_service, new_namespace
+from tests.pki_helpers import PkiFactory
+
+TARGET = 0.85
+IN_FLIGHT = 8
+ROUND_SECONDS = 0.5
+ROUNDS = 6
+
+
+async def _rate(operation: Callable[[int], Awaitable[None]]) -> float:
+    """Operations per second with IN_FLIGHT workers for one round."""
+    done = 0
+    deadline = time.perf_counter() + ROUND_SECONDS
+
+    async def worker(number: int) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await operation(number)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(IN_FLIGHT)))
+    return done / (time.perf_counter() - started)
+
+
+async def _measure(endpoint: str, pki: PkiFactory) -> tuple[float, float]:
+    ca, cert, key = pki.service("clip_ingest").credentials()
+    credentials = grpc.ssl_channel_credentials(ca, key, cert)
+    async with grpc.aio.secure_channel(endpoint, credentials) as channel:
+        keys: pb_grpc.KeyManagerServiceAsyncStub = pb_grpc.KeyManagerServiceStub(channel)
+        probes: diagnostics_grpc.DiagnosticsServiceAsyncStub = (
+            diagnostics_grpc.DiagnosticsServiceStub(channel)
+        )
+        probe = diagnostics_pb.GetProbeRequest(probe_id="0" * 32)
+
+        async def noop_pair(_: int) -> None:
+            await probes.GetProbe(probe)
+            await probes.GetProbe(probe)
+
+        async def key_pair(worker: int) -> None:
+            context = keys_pb2.KeyContext(
+                tenant_id=f"tenant-{worker}", device_id="cam-1", clip_id="clip-1"
+            )
+            generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context))
+            await keys.Rewrap(pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context))
+
+        await _rate(key_pair)  # warm up: creates each tenant's key version
+        await _rate(noop_pair)
+        best_keys = best_noop = 0.0
+        for _ in range(ROUNDS):
+            best_noop = max(best_noop, await _rate(noop_pair))
+            best_keys = max(best_keys, await _rate(key_pair))
+        return best_keys, best_noop
+
+
+def run() -> list[Result]:
+    with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
+        pki = PkiFactory(Path(scratch) / "pki")
+        namespace = new_namespace("bench")
+        service = make_service("key_manager", pki, stack, namespace, Path(scratch))
+        service.start()
+        try:
+            service.wait_serving()
+            keys, noop = asyncio.run(_measure(service.endpoint, pki))
+        finally:
+            service.stop()
+            cleanup_namespace(stack, namespace)
+    return [
+        Result.compare(
+            "GenerateDataKey+Rewrap round trips",
+            keys,
+            "pairs/s",
+            "2 no-op RPCs, same server",
+            noop,
+            TARGET,
+        )
+    ]
