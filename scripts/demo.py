@@ -1,22 +1,29 @@
 """The demo of a camera's life, run by `make up` against the local platform.
 
 It grows with the platform. Today: every service answers over mutual TLS, a
-certificate from nowhere is turned away, and an event crosses Kafka from one
-service to all the others inside one trace.
+certificate from nowhere is turned away, an event crosses Kafka from one
+service to all the others inside one trace, and a clip's key lives and dies:
+wrapped under its household's key of the day, still readable after rotation,
+unreadable anywhere once its period is crypto-shredded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 from pathlib import Path
 
 import grpc
 from opentelemetry import trace
 
+from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
+from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
+from privacam.keys.v1 import keys_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.profile import SERVICES
+from services.common.clip_format import ClipBinding, ClipFormatError, decrypt_all, encrypt_all
 from services.common.telemetry import setup_tracing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +88,68 @@ async def main() -> int:
         if pending:
             print(f"  !! not consumed by {', '.join(sorted(pending))}")
             return 1
+    if await key_lifecycle() != 0:
+        return 1
     say("Done. Prometheus: http://127.0.0.1:9090/targets · stop with `make down`")
+    return 0
+
+
+async def key_lifecycle() -> int:
+    """What clip_ingest and retention ask of the key manager (only services may)."""
+    pki = RUN_DIR / "pki"
+    as_service = Profile.import_files(
+        "clip-ingest-service",
+        pki / "ca.crt",
+        pki / "services/clip_ingest/tls.crt",
+        pki / "services/clip_ingest/tls.key",
+        base=HOME,
+    )
+    tenant = "household-" + secrets.token_hex(3)
+    context = keys_pb2.KeyContext(tenant_id=tenant, device_id="front-door", clip_id="clip-0001")
+    async with PrivacamClient(as_service, timeout=10) as client:
+        keys: keys_grpc.KeyManagerServiceAsyncStub = keys_grpc.KeyManagerServiceStub(
+            client.channel("key_manager")
+        )
+        say("A clip gets its own data key, wrapped under the household's key of the period")
+        generated = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
+        clip = encrypt_all(
+            b"\x00" * 300_000,
+            generated.plaintext_key,
+            generated.wrapped_key.SerializeToString(),
+            ClipBinding(tenant, "front-door", "clip-0001"),
+        )
+        print(
+            f"  key version {generated.wrapped_key.key_version}; clip encrypted: {len(clip)} bytes"
+        )
+        try:
+            decrypt_all(
+                clip, generated.plaintext_key, ClipBinding("other-house", "front-door", "clip-0001")
+            )
+            print("  !! opened under another household's name")
+            return 1
+        except ClipFormatError:
+            print("  served under another household's name, it does not decrypt: fails closed")
+
+        say("The period rotates; the old clip's key still opens, new clips use the new key")
+        rotated = await keys.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
+        rewrapped = await keys.Rewrap(
+            keys_pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context)
+        )
+        print(
+            f"  now version {rotated.current.version}; the clip's key re-wrapped to version "
+            f"{rewrapped.wrapped_key.key_version} without touching the clip"
+        )
+
+        say("Its period is destroyed: every copy of the clip, backups included, is now noise")
+        await keys.DestroyPeriod(keys_pb.DestroyPeriodRequest(tenant_id=tenant, key_version=1))
+        try:
+            await keys.Rewrap(
+                keys_pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context)
+            )
+            print("  !! the destroyed key still opened")
+            return 1
+        except grpc.aio.AioRpcError as error:
+            print(f"  {error.code().name}: {error.details()}")
     return 0
 
 
