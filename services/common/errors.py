@@ -75,6 +75,9 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and message a caller sees for an exception raised by a handler."""
     if isinstance(error, PrivacamError):
         return error.status, str(error) or error.status.name.lower().replace("_", " ")
+    if isinstance(error, NotImplementedError):
+        # The generated servicer base raises this for RPCs not built yet.
+        return grpc.StatusCode.UNIMPLEMENTED, "this RPC is declared but not implemented yet"
     for cls in type(error).__mro__:
         if cls in _DOMAIN_STATUS:
             status = _DOMAIN_STATUS[cls]

@@ -7,6 +7,8 @@ py-grpc-prometheus supports the synchronous server only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,10 +96,73 @@ class _Call:
         await context.abort(code, message)
 
 
+class OpenCalls:
+    """Streaming calls in progress and who made them, so a revocation can end them."""
+
+    def __init__(self) -> None:
+        self._calls: dict[asyncio.Event, Principal] = {}
+
+    def add(self, principal: Principal) -> asyncio.Event:
+        """Register a call; its event is set when the caller's identity is revoked."""
+        revoked = asyncio.Event()
+        self._calls[revoked] = principal
+        return revoked
+
+    def remove(self, revoked: asyncio.Event | None) -> None:
+        if revoked is not None:
+            self._calls.pop(revoked, None)
+
+    def close(self, is_revoked: Callable[[Principal], bool]) -> int:
+        """End every open call of a principal the predicate matches; how many."""
+        doomed = [event for event, principal in self._calls.items() if is_revoked(principal)]
+        for event in doomed:
+            event.set()
+        if doomed:
+            log.info("calls of a revoked identity closed", extra={"calls": len(doomed)})
+        return len(doomed)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+
+_END = object()
+
+
+async def _next(iterator: AsyncIterator[Any]) -> Any:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+async def _unless_revoked(
+    work: Awaitable[Any], revoked: asyncio.Event, context: grpc.aio.ServicerContext[Any, Any]
+) -> Any:
+    """The result of `work`, or the call ends UNAUTHENTICATED if the caller is revoked first."""
+    if revoked.is_set():
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "certificate has been revoked")
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(revoked.wait())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED, "certificate has been revoked; the call is closed"
+        )
+    return task.result()
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, authorizer: Authorizer, trust_domain: str) -> None:
+    def __init__(
+        self, authorizer: Authorizer, trust_domain: str, calls: OpenCalls | None = None
+    ) -> None:
         self.authorizer = authorizer
         self.trust_domain = trust_domain
+        self.calls = calls if calls is not None else OpenCalls()
 
     async def intercept_service(
         self,
@@ -129,25 +194,39 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             response_serializer=handler.response_serializer,
         )
 
+    @contextlib.asynccontextmanager
+    async def _handling(
+        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[asyncio.Event]:
+        """Around every handler: who calls, may they, and what status and metrics result."""
+        principal, code, revoked = None, grpc.StatusCode.OK, None
+        try:
+            principal = call.authenticate(context)
+            token = set_current_principal(principal)
+            revoked = self.calls.add(principal)
+            try:
+                yield revoked
+            finally:
+                reset_current_principal(token)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client went away
+            raise
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as error:
+            code = status_for(error)[0]
+            await call.fail(context, error)
+        finally:
+            self.calls.remove(revoked)
+            call.finish(code, principal)
+
     def _unary(self, method: str, rpc_type: str, inner: Any) -> Any:
         async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = _Call(self, method, rpc_type)
-            principal, code = None, grpc.StatusCode.OK
-            try:
-                principal = call.authenticate(context)
-                token = set_current_principal(principal)
-                try:
-                    return await inner(request, context)
-                finally:
-                    reset_current_principal(token)
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as error:
-                code = status_for(error)[0]
-                await call.fail(context, error)
-            finally:
-                call.finish(code, principal)
+            async with self._handling(_Call(self, method, rpc_type), context) as revoked:
+                if rpc_type == "unary":
+                    return await inner(request, context)  # short: finishes on its own
+                return await _unless_revoked(inner(request, context), revoked, context)
 
         return behavior
 
@@ -155,23 +234,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def behavior(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            call = _Call(self, method, rpc_type)
-            principal, code = None, grpc.StatusCode.OK
-            try:
-                principal = call.authenticate(context)
-                token = set_current_principal(principal)
-                try:
-                    async for response in inner(request, context):
-                        yield response
-                finally:
-                    reset_current_principal(token)
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as error:
-                code = status_for(error)[0]
-                await call.fail(context, error)
-            finally:
-                call.finish(code, principal)
+            async with self._handling(_Call(self, method, rpc_type), context) as revoked:
+                responses = inner(request, context).__aiter__()
+                while (
+                    response := await _unless_revoked(_next(responses), revoked, context)
+                ) is not _END:
+                    yield response
 
         return behavior

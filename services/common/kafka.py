@@ -304,3 +304,94 @@ def register_faust_codecs(topics: Iterable[Topic[Any]]) -> None:
     """Register one codec per topic under the topic's name, for `value_serializer=`."""
     for topic in topics:
         codecs.register(topic.name, FaustProtobufCodec(topic.message_type))
+
+
+class TopicReplica:
+    """Every partition of a topic, read from the beginning and then followed: how each
+    replica materializes a compacted topic (no consumer group: every replica reads all).
+
+    `apply(key, value)` is called for each record in partition order (value None is a
+    tombstone). `start()` returns once everything written before it is applied, so a
+    service can replay its state before it reports SERVING.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: Topic[Any],
+        producer: EventProducer,
+        apply: Callable[[bytes, bytes | None], None],
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self.name = settings.namespace + topic.name
+        self._producer = producer
+        self._apply = apply
+        self._consumer: AIOKafkaConsumer | None = None
+        self.partitions: list[TopicPartition] = []
+        self._applied: dict[int, int] = {}  # partition -> next offset to apply
+        self._progress = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self.records_applied = 0
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=_bootstrap(self._settings),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            request_timeout_ms=self._settings.request_timeout_ms,
+        )
+        await consumer.start()
+        count = await self._producer.partition_count(self._topic)
+        self.partitions = [TopicPartition(self.name, p) for p in range(count)]
+        consumer.assign(self.partitions)
+        await consumer.seek_to_beginning(*self.partitions)
+        for tp in self.partitions:
+            self._applied[tp.partition] = await consumer.position(tp)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(), name=f"replica of {self.name}")
+        await self.catch_up()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+            for tp, records in batches.items():
+                for record in records:
+                    self._apply(record.key or b"", record.value)
+                    self.records_applied += 1
+                self._applied[tp.partition] = records[-1].offset + 1
+            # Positions also move past transaction markers: read them after each poll.
+            for tp in self.partitions:
+                self._applied[tp.partition] = max(
+                    self._applied[tp.partition], await self._consumer.position(tp)
+                )
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def wait_applied(self, partition: int, offset: int) -> None:
+        """Wait until the record at `offset` of `partition` has been applied."""
+        async with self._progress:
+            await asyncio.wait_for(
+                self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset),
+                timeout=60,
+            )
+
+    async def catch_up(self) -> None:
+        """Wait until every record written before this call is applied."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(self.partitions)
+        async with self._progress:
+            await asyncio.wait_for(
+                self._progress.wait_for(
+                    lambda: all(self._applied[tp.partition] >= end for tp, end in ends.items())
+                ),
+                timeout=60,
+            )

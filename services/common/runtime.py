@@ -27,12 +27,13 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
-from services.common import diagnostics, metrics, telemetry
-from services.common.auth import Authorizer, MethodPolicies, NoRevocations, RevocationList
+from services.common import diagnostics, metrics, telemetry, topics
+from services.common.auth import Authorizer, MethodPolicies
 from services.common.clock import Clock, SystemClock
 from services.common.identity import PrincipalKind
-from services.common.interceptors import ServerInterceptor
+from services.common.interceptors import OpenCalls, ServerInterceptor
 from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
+from services.common.revocations import RevocationList
 from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
 from services.common.tls import server_credentials
 
@@ -90,7 +91,6 @@ class ServiceParts:
     late_components: list[Component] = field(default_factory=list)
     """Started once topics exist and the producer runs, before consumers and the API
     (e.g. state replayed from Kafka); stopped right after the API."""
-    revocations: RevocationList = field(default_factory=NoRevocations)
 
 
 def undeclared_methods(apis: Sequence[GrpcApi], policies: MethodPolicies) -> list[str]:
@@ -132,7 +132,13 @@ class ServiceRuntime:
             )
         )
         self.policies = {**parts.policies, **diagnostics.POLICIES}
-        self.parts.topics.append(diagnostics.DIAGNOSTICS_TOPIC)
+        self.parts.topics += [diagnostics.DIAGNOSTICS_TOPIC, topics.REVOCATIONS]
+        # Every service enforces revocations: replayed before serving, open calls of a
+        # revoked identity cancelled as the record arrives.
+        self.calls = OpenCalls()
+        self.revocations = RevocationList(settings.kafka, producer)
+        self.revocations.add_listener(self.calls.close)
+        self.parts.late_components.insert(0, self.revocations)
         self.parts.consumers.append(
             EventConsumer(
                 settings.kafka,
@@ -167,7 +173,7 @@ class ServiceRuntime:
                 filter_=filters.negate(filters.health_check())
             ),
             ServerInterceptor(
-                Authorizer(self.policies, self.parts.revocations), settings.tls.trust_domain
+                Authorizer(self.policies, self.revocations), settings.tls.trust_domain, self.calls
             ),
         ]
         api = grpc.aio.server(interceptors=interceptors)

@@ -11,6 +11,7 @@ from typing import Any
 from privacam.accesslog.v1.events_pb2 import AccessEvent
 from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1.events_pb2 import IdentityEvent
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam.keys.v1.events_pb2 import KeyEvent
 from privacam.keys.v1.state_pb2 import KeyStateRecord
 from privacam.relay.v1.events_pb2 import RelayEvent
@@ -37,11 +38,19 @@ KEY_STATE: Topic[KeyStateRecord] = Topic(
     config={"min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "86400000"},
 )
 """Sealed KEKs and destruction markers: the key manager's durable state (compacted)."""
+REVOCATIONS: Topic[RevocationRecord] = Topic(
+    "privacam.revocations.v1",
+    RevocationRecord,
+    compacted=True,
+    config={"min.cleanable.dirty.ratio": "0.1"},
+)
+"""Revoked certificates and identities (device_auth writes; every service replays it)."""
 DIAGNOSTICS = DIAGNOSTICS_TOPIC
 """Synthetic probes that SREs use to check the event path end to end."""
 
 ALL: tuple[Topic[Any], ...] = (
     IDENTITY,
+    REVOCATIONS,
     KEYS,
     KEY_STATE,
     CLIPS,

@@ -22,12 +22,11 @@ import time
 import zlib
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.keys.v1 import state_pb2 as pb
 from services.common.clock import Clock
-from services.common.kafka import EventProducer, Topic
+from services.common.kafka import EventProducer, Topic, TopicReplica
 from services.common.settings import KafkaSettings
 from services.key_manager.domain.keyring import Keyring, SealedKek
 
@@ -64,75 +63,36 @@ class KafkaStateLog:
         clock: Clock,
         segment_seconds: float,
     ) -> None:
-        self._settings = settings
         self._topic = topic
-        self._name = settings.namespace + topic.name
         self._producer = producer
         self._keyring = keyring
         self._clock = clock
         self._segment_seconds = segment_seconds
-        self._consumer: AIOKafkaConsumer | None = None
-        self._partitions: list[TopicPartition] = []
-        self._applied: dict[int, int] = {}  # partition -> next offset to apply
-        self._progress = asyncio.Condition()
+        self._replica = TopicReplica(settings, topic, producer, self._apply)
         # partition -> monotonic time of its last tombstone not yet followed by a tick
         self._dirty: dict[int, float] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self.records_applied = 0
-
-    # --- lifecycle ------------------------------------------------------------------
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Replay the whole topic before the service takes calls."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.bootstrap_servers.split(","),
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            request_timeout_ms=self._settings.request_timeout_ms,
-        )
-        await consumer.start()
-        count = await self._producer.partition_count(self._topic)
-        self._partitions = [TopicPartition(self._name, p) for p in range(count)]
-        consumer.assign(self._partitions)
-        await consumer.seek_to_beginning(*self._partitions)
-        for tp in self._partitions:
-            self._applied[tp.partition] = await consumer.position(tp)
-        self._consumer = consumer
-        self._tasks = [
-            asyncio.create_task(self._materialize(), name="materialize key state"),
-            asyncio.create_task(self._tick(), name="roll key state segments"),
-        ]
-        await self.catch_up()
+        await self._replica.start()
+        self._ticker = asyncio.create_task(self._tick(), name="roll key state segments")
         log.info(
             "key state replayed",
-            extra={"records": self.records_applied, "tenants": self._keyring.tenant_count()},
+            extra={
+                "records": self._replica.records_applied,
+                "tenants": self._keyring.tenant_count(),
+            },
         )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._consumer is not None:
-            await self._consumer.stop()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        await self._replica.stop()
 
-    # --- reading --------------------------------------------------------------------
-
-    async def _materialize(self) -> None:
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
-            for tp, records in batches.items():
-                for record in records:
-                    self._apply(record.key or b"", record.value)
-                    self.records_applied += 1
-                self._applied[tp.partition] = records[-1].offset + 1
-            # Positions advance past transaction markers too, so read them after each poll.
-            for tp in self._partitions:
-                self._applied[tp.partition] = max(
-                    self._applied[tp.partition], await self._consumer.position(tp)
-                )
-            async with self._progress:
-                self._progress.notify_all()
+    async def catch_up(self) -> None:
+        await self._replica.catch_up()
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
         if value is None:
@@ -161,28 +121,10 @@ class KafkaStateLog:
                 _datetime(gone.period_start) if gone.HasField("period_start") else None,
             )
 
-    async def _wait_applied(self, partition: int, offset: int) -> None:
-        async with self._progress:
-            await asyncio.wait_for(
-                self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset),
-                timeout=30,
-            )
-
-    async def catch_up(self) -> None:
-        assert self._consumer is not None
-        ends = await self._consumer.end_offsets(self._partitions)
-        async with self._progress:
-            await asyncio.wait_for(
-                self._progress.wait_for(
-                    lambda: all(self._applied[tp.partition] >= end for tp, end in ends.items())
-                ),
-                timeout=60,
-            )
-
     # --- writing --------------------------------------------------------------------
 
     def _partition(self, tenant_id: str) -> int:
-        return zlib.crc32(tenant_id.encode()) % len(self._partitions)
+        return zlib.crc32(tenant_id.encode()) % len(self._replica.partitions)
 
     async def _send(self, tenant_id: str, key: bytes, record: pb.KeyStateRecord | None) -> int:
         value = None if record is None else record.SerializeToString(deterministic=True)
@@ -206,7 +148,7 @@ class KafkaStateLog:
         offset = await self._send(
             kek.tenant_id, kek_key(kek.tenant_id, kek.version, kek.proposal_id), record
         )
-        await self._wait_applied(self._partition(kek.tenant_id), offset)
+        await self._replica.wait_applied(self._partition(kek.tenant_id), offset)
 
     async def discard(self, kek: SealedKek) -> None:
         await self._send(kek.tenant_id, kek_key(kek.tenant_id, kek.version, kek.proposal_id), None)
@@ -234,7 +176,7 @@ class KafkaStateLog:
         for proposal_id in proposal_ids:
             await self._send(tenant_id, kek_key(tenant_id, version, proposal_id), None)
         self._dirty[self._partition(tenant_id)] = time.monotonic()
-        await self._wait_applied(self._partition(tenant_id), offset)
+        await self._replica.wait_applied(self._partition(tenant_id), offset)
 
     async def _tick(self) -> None:
         """One append to a partition `segment.ms` after its last tombstone rolls the segment

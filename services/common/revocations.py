@@ -1,0 +1,71 @@
+"""The revocation list every service enforces, replayed from privacam.revocations.v1.
+
+device_auth writes a record when a camera or app is removed, signs out, or its
+account is cancelled. Every replica of every service reads the whole compacted
+topic before it takes calls and follows it; from then on the authorization hook
+refuses the revoked identity and the interceptor cancels its open streams, all
+within the time Kafka takes to deliver one record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from services.common import topics
+from services.common.identity import Principal
+from services.common.kafka import EventProducer, TopicReplica
+from services.common.settings import KafkaSettings
+
+log = logging.getLogger("privacam.revocations")
+
+Listener = Callable[[Callable[[Principal], bool]], object]
+"""Told of each new revocation, with a predicate matching the principals it revokes."""
+
+
+class RevocationList:
+    def __init__(self, settings: KafkaSettings, producer: EventProducer) -> None:
+        self._subjects: set[str] = set()
+        self._serials: set[int] = set()
+        self._by_key: dict[bytes, RevocationRecord] = {}
+        self._listeners: list[Listener] = []
+        self._replica = TopicReplica(settings, topics.REVOCATIONS, producer, self._apply)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        await self._replica.start()
+        log.info("revocations replayed", extra={"records": len(self._by_key)})
+
+    async def stop(self) -> None:
+        await self._replica.stop()
+
+    def is_revoked(self, principal: Principal) -> bool:
+        return principal.uri in self._subjects or principal.certificate_serial in self._serials
+
+    def _apply(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            # Tombstoned once everything it covered expired: rebuild from the rest.
+            self._by_key.pop(key, None)
+            self._rebuild()
+            return
+        record = RevocationRecord.FromString(value)
+        self._by_key[key] = record
+        serials = {int(serial, 16) for serial in record.serial_numbers}
+        if record.all_certificates:
+            self._subjects.add(record.subject_uri)
+        self._serials |= serials
+
+        def revoked(principal: Principal) -> bool:
+            return (record.all_certificates and principal.uri == record.subject_uri) or (
+                principal.certificate_serial in serials
+            )
+
+        for listener in self._listeners:
+            listener(revoked)
+
+    def _rebuild(self) -> None:
+        self._subjects = {r.subject_uri for r in self._by_key.values() if r.all_certificates}
+        self._serials = {int(s, 16) for r in self._by_key.values() for s in r.serial_numbers}
