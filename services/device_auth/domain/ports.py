@@ -1,0 +1,122 @@
+"""Ports of the device_auth domain: storage and events, implemented by adapters.
+
+Every store is small, async and maps onto a key-value store with atomic
+operations: `create` is set-if-absent, `replace` is compare-and-set on the
+whole record (a Lua script or WATCH/MULTI in Redis, a single writer per key
+over a compacted Kafka topic), `take` is get-and-delete. Read-modify-write in
+the domain always goes through `replace`, so two concurrent changes never
+silently overwrite each other, and a record deleted meanwhile (a revoked
+camera) is never brought back by a late update.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+from services.device_auth.domain.events import IdentityEvent
+from services.device_auth.domain.records import (
+    Account,
+    AppInstall,
+    Camera,
+    ClaimToken,
+    Grant,
+    PinAttemptState,
+)
+
+R = TypeVar("R")
+
+
+class RecordStore(Protocol[R]):
+    """Records of one kind, each under its own id."""
+
+    async def create(self, record: R) -> bool:
+        """Store a new record; False (and nothing written) if its id is taken."""
+        ...
+
+    async def get(self, record_id: str) -> R | None: ...
+
+    async def replace(self, expected: R, new: R) -> bool:
+        """Swap `expected` for `new` atomically; False if the stored record is no longer
+        `expected` (changed or deleted meanwhile)."""
+        ...
+
+    async def delete(self, record_id: str) -> bool:
+        """Remove the record; False if there was none (deleting twice is harmless)."""
+        ...
+
+
+class Accounts(RecordStore[Account], Protocol):
+    """Accounts by tenant id, plus the unique login index."""
+
+    async def claim_login(self, login: str, tenant_id: str) -> bool:
+        """Point `login` at the tenant if no one holds it (set-if-absent)."""
+        ...
+
+    async def release_login(self, login: str, tenant_id: str) -> None:
+        """Free `login` if it still points at this tenant (delete-if-equal)."""
+        ...
+
+    async def tenant_for_login(self, login: str) -> str | None: ...
+
+
+class Installs(RecordStore[AppInstall], Protocol):
+    """App installs by install id."""
+
+    async def list_for_tenant(self, tenant_id: str) -> list[AppInstall]: ...
+
+
+class Cameras(RecordStore[Camera], Protocol):
+    """Cameras by device id (globally unique), indexed by tenant and by (tenant, serial)."""
+
+    async def list_for_tenant(self, tenant_id: str) -> list[Camera]: ...
+
+    async def find_serial(self, tenant_id: str, serial: str) -> Camera | None:
+        """The tenant's camera with this hardware serial, if any."""
+        ...
+
+
+class Grants(RecordStore[Grant], Protocol):
+    """Grants by grant id, indexed by camera, owner and grantee."""
+
+    async def list_for_device(self, device_id: str) -> list[Grant]: ...
+
+    async def list_given(self, owner_tenant_id: str) -> list[Grant]: ...
+
+    async def list_received(self, grantee_tenant_id: str) -> list[Grant]: ...
+
+
+class ClaimTokens(Protocol):
+    """Claim tokens by hash; entries may expire from the store at `expires_at`."""
+
+    async def put(self, token: ClaimToken) -> None: ...
+
+    async def take(self, token_hash: str) -> ClaimToken | None:
+        """Get and delete in one atomic step: of two concurrent takes, one gets None."""
+        ...
+
+    async def delete_for_tenant(self, tenant_id: str) -> int:
+        """Drop every unused token of the tenant; how many there were."""
+        ...
+
+
+class PinAttempts(Protocol):
+    """Wrong-PIN counters, one per camera."""
+
+    async def get(self, device_id: str) -> PinAttemptState:
+        """The camera's state; a fresh `PinAttemptState()` when none is stored."""
+        ...
+
+    async def compare_and_set(
+        self, device_id: str, expected: PinAttemptState, new: PinAttemptState
+    ) -> bool:
+        """Store `new` if the current state equals `expected` (absent equals the fresh
+        state); False otherwise."""
+        ...
+
+    async def delete(self, device_id: str) -> None: ...
+
+
+class IdentityEvents(Protocol):
+    async def publish(self, event: IdentityEvent) -> None:
+        """Make the event durable on the identity topic (keyed by its tenant)."""
+        ...

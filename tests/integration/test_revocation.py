@@ -1,0 +1,68 @@
+"""A revocation written to Kafka reaches another service within 2 seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+from aiokafka import AIOKafkaProducer
+
+from privacam.clips.v1 import clip_service_pb2 as clips_pb
+from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_sdk import PrivacamClient
+from tests.harness import Platform
+
+
+async def _list_clips(client: PrivacamClient) -> grpc.StatusCode:
+    stub: clips_grpc.ClipIngestServiceAsyncStub = clips_grpc.ClipIngestServiceStub(
+        client.channel("clip_ingest")
+    )
+    try:
+        await stub.ListClips(clips_pb.ListClipsRequest(), timeout=5)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
+    platform: Platform, profiles_home: Path
+) -> None:
+    identity = platform.pki.app("tenant-rv", "phone-lost")
+    async with PrivacamClient(platform.profile("lost-phone", identity, profiles_home)) as phone:
+        # Authenticated and authorized: it reaches the (not yet built) RPC.
+        assert await _list_clips(phone) is grpc.StatusCode.UNIMPLEMENTED
+
+        # What device_auth writes when the owner signs the lost phone out.
+        record = RevocationRecord(
+            subject_uri="spiffe://privacam.local/tenant/tenant-rv/app/phone-lost",
+            all_certificates=True,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+            acks="all",
+            enable_idempotence=True,
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                platform.namespace + "privacam.revocations.v1",
+                record.SerializeToString(),
+                key=record.subject_uri.encode(),
+            )
+        finally:
+            await producer.stop()
+        written = time.monotonic()
+
+        while (code := await _list_clips(phone)) is not grpc.StatusCode.UNAUTHENTICATED:
+            assert code is grpc.StatusCode.UNIMPLEMENTED
+            assert time.monotonic() - written < 2, "revocation not enforced within 2 s"
+            await asyncio.sleep(0.05)
+        print(f"refused {time.monotonic() - written:.2f} s after the revocation was written")
+
+    # Another app of the same household is unaffected.
+    other = platform.pki.app("tenant-rv", "phone-kept")
+    async with PrivacamClient(platform.profile("kept-phone", other, profiles_home)) as kept:
+        assert await _list_clips(kept) is grpc.StatusCode.UNIMPLEMENTED
