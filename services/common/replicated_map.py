@@ -1,0 +1,106 @@
+"""A key-value map replicated through a compacted Kafka topic.
+
+Every replica replays the topic into memory before it serves and follows it
+afterwards, so reads are local and every replica converges on the same map.
+Writes go to Kafka (acks from all in-sync replicas) and return once this
+replica has applied them, so a caller reads its own writes.
+
+`create` is first-writer-wins across replicas without a lock service: each
+creation is proposed under its own record key (`<key>#<proposal>`), all
+proposals for a key share a partition (the caller's `group`, e.g. the tenant,
+or the key itself for global names such as logins), and the first proposal in
+partition order owns the key everywhere. A losing proposal is tombstoned at once.
+Updates and deletes address the owning proposal's record key, so compaction keeps
+exactly one live record per entry.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from services.common.kafka import EventProducer, Topic, TopicReplica
+from services.common.settings import KafkaSettings
+
+_SEPARATOR = "#"
+
+
+class ReplicatedMap:
+    def __init__(self, settings: KafkaSettings, topic: Topic[Any], producer: EventProducer) -> None:
+        self._topic = topic
+        self._producer = producer
+        self._entries: dict[str, tuple[str, bytes]] = {}  # key -> (owning proposal, value)
+        self._replica = TopicReplica(settings, topic, producer, self._apply)
+
+    async def start(self) -> None:
+        await self._replica.start()
+
+    async def stop(self) -> None:
+        await self._replica.stop()
+
+    async def catch_up(self) -> None:
+        await self._replica.catch_up()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # --- reads: local -----------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry else None
+
+    def items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """Entries whose key starts with `prefix` (a scan: keep prefixes selective)."""
+        for key, (_, value) in list(self._entries.items()):
+            if key.startswith(prefix):
+                yield key, value
+
+    # --- writes: through Kafka ----------------------------------------------------
+
+    def _partition(self, group: str) -> int:
+        return zlib.crc32(group.encode()) % len(self._replica.partitions)
+
+    async def _send(self, record_key: str, value: bytes | None, group: str) -> None:
+        partition, offset = await self._producer.send_raw(
+            self._topic, record_key.encode(), value, partition=self._partition(group)
+        )
+        await self._replica.wait_applied(partition, offset)
+
+    async def create(self, key: str, value: bytes, group: str) -> bool:
+        """Store `value` under `key` unless the key exists; True if this call created it."""
+        if _SEPARATOR in key:
+            raise ValueError(f"keys may not contain {_SEPARATOR!r}")
+        if key in self._entries:
+            return False
+        proposal = secrets.token_hex(8)
+        await self._send(f"{key}{_SEPARATOR}{proposal}", value, group)
+        if self._entries.get(key, ("", b""))[0] == proposal:
+            return True
+        await self._send(f"{key}{_SEPARATOR}{proposal}", None, group)  # lost the race
+        return False
+
+    async def update(self, key: str, value: bytes, group: str) -> None:
+        """Replace the value of an existing key (KeyError if absent)."""
+        proposal, _ = self._entries[key]
+        await self._send(f"{key}{_SEPARATOR}{proposal}", value, group)
+
+    async def delete(self, key: str, group: str) -> None:
+        """Remove a key (a no-op if absent); compaction then erases its old values."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            await self._send(f"{key}{_SEPARATOR}{entry[0]}", None, group)
+
+    # --- replay -----------------------------------------------------------------------
+
+    def _apply(self, record_key: bytes, value: bytes | None) -> None:
+        key, _, proposal = record_key.decode().rpartition(_SEPARATOR)
+        owner = self._entries.get(key)
+        if value is None:
+            if owner is not None and owner[0] == proposal:
+                del self._entries[key]
+            return
+        if owner is None or owner[0] == proposal:
+            self._entries[key] = (proposal, value)
