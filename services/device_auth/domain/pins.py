@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from services.common.clock import Clock
 from services.device_auth.domain.errors import Conflict
@@ -62,9 +62,9 @@ class PinPolicy:
             return timedelta(0)
         if failures < self.lockout_after:
             doubling = min(failures - self.free_tries, _MAX_EXPONENT)
-            return min(self.first_backoff * 2**doubling, self.max_backoff)
+            return min(self.first_backoff * (1 << doubling), self.max_backoff)
         doubling = min(failures - self.lockout_after, _MAX_EXPONENT)
-        return min(self.lockout * 2**doubling, self.max_lockout)
+        return min(self.lockout * (1 << doubling), self.max_lockout)
 
     def locks(self, failures: int) -> bool:
         return failures >= self.lockout_after
