@@ -7,7 +7,9 @@
 #              supported and the newest version (kubernetes-validate, strict; CRDs skipped)
 #   score      kube-score on the same manifests
 #   netpol     the rendered NetworkPolicies allow exactly the design's service-to-service calls
-#              (clip-ingest may reach key-manager, key-manager may not reach clip-ingest, ...)
+#              (clip-ingest may reach key-manager, key-manager may not reach clip-ingest, ...);
+#              clients (the sources allowed on the public gRPC ports) reach device-auth's
+#              enrollment port and never key-manager, and no service reaches an enrollment port
 #   rules      `promtool check rules` and `promtool test rules` on the PrometheusRule
 #              (skipped with a note when promtool is absent: apt-get install prometheus)
 #   settings   each service's settings class accepts its rendered environment (needs .venv)
@@ -223,7 +225,12 @@ check_netpol() {
 A connection is allowed when the egress policies of the source and the ingress
 policies of the destination both allow it. Peers the evaluation cannot place
 (ipBlock, since pod addresses are unknown here) count as matching when a flow
-must be denied and as not matching when it must be allowed.
+must be denied and as not matching when it must be allowed, except for an
+external client made from an ipBlock peer, which that peer matches.
+
+Clients (cameras and apps) are made from the peers the public services' gRPC
+ingress rules allow besides the services themselves: one pod (or external
+address) per peer, or a pod of an unrelated namespace when a rule allows any.
 """
 import sys
 from dataclasses import dataclass, field
@@ -236,6 +243,10 @@ CALLS = {
     ("relay-broker", "device-auth"),
     ("retention", "key-manager"), ("retention", "device-auth"), ("retention", "clip-ingest"),
 }
+# Services cameras and apps call on the gRPC port, and the one that also serves the
+# enrollment port (server-authenticated TLS, no client certificate).
+PUBLIC = {"device-auth", "clip-ingest", "relay-broker", "retention"}
+ENROLLMENT = {"device-auth"}
 
 path, namespace = sys.argv[1], sys.argv[2]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -248,10 +259,12 @@ class Pod:
     ns: str
     labels: dict
     ports: dict = field(default_factory=dict)
+    ns_extra: dict = field(default_factory=dict)
+    external: bool = False  # an address outside the cluster, matched by ipBlock peers only
 
     @property
     def ns_labels(self):
-        return {"kubernetes.io/metadata.name": self.ns}
+        return {**self.ns_extra, "kubernetes.io/metadata.name": self.ns}
 
 
 def selects(selector, labels):
@@ -270,7 +283,9 @@ def selects(selector, labels):
 
 def peer_matches(peer, pod, policy_ns, worst_case):
     if "ipBlock" in peer:
-        return worst_case
+        return pod.external or worst_case
+    if pod.external:
+        return False
     ns_ok = selects(peer["namespaceSelector"], pod.ns_labels) if "namespaceSelector" in peer \
         else pod.ns == policy_ns
     return ns_ok and selects(peer.get("podSelector") or {}, pod.labels)
@@ -333,6 +348,55 @@ for d in docs:
         tests.append(Pod(d["metadata"]["name"], namespace, d["metadata"]["labels"]))
 outsider = Pod("intruder", "elsewhere", {"app": "intruder"})
 
+
+def satisfying(selector):
+    """Labels a selector selects (matchLabels, and In/Exists expressions)."""
+    labels = dict(selector.get("matchLabels") or {})
+    for expr in selector.get("matchExpressions") or []:
+        if expr["operator"] == "In":
+            labels[expr["key"]] = expr["values"][0]
+        elif expr["operator"] == "Exists":
+            labels[expr["key"]] = "x"
+    return labels
+
+
+def client_for(peer, policy_ns, n):
+    if "ipBlock" in peer:
+        return Pod(f"client-{n}", "external", {}, external=True)
+    if "namespaceSelector" in peer:
+        ns_extra = satisfying(peer["namespaceSelector"])
+        ns = ns_extra.get("kubernetes.io/metadata.name", "clients")
+    else:
+        ns_extra, ns = {}, policy_ns
+    return Pod(f"client-{n}", ns, satisfying(peer.get("podSelector") or {}), ns_extra=ns_extra)
+
+
+def is_release_pod(pod):
+    """A pod made from a peer selecting one of the services (a caller) or a test pod."""
+    return pod.ns == namespace and bool(pod.labels) and any(
+        all(s.labels.get(k) == v for k, v in pod.labels.items())
+        for s in [*services.values(), *tests])
+
+
+clients = []
+for name in sorted(PUBLIC & set(services)):
+    pod = services[name]
+    for policy in policies:
+        if not selects(policy["spec"].get("podSelector") or {}, pod.labels) \
+                or "Ingress" not in policy_types(policy):
+            continue
+        policy_ns = policy["metadata"].get("namespace", namespace)
+        for rule in policy["spec"].get("ingress") or []:
+            if not port_matches(rule.get("ports"), pod.ports["grpc"], "grpc"):
+                continue
+            candidates = [client_for(pe, policy_ns, len(clients)) for pe in rule.get("from") or []] \
+                if rule.get("from") else [outsider]
+            for c in candidates:
+                if not is_release_pod(c) and all(
+                        (c.ns, c.labels, c.ns_extra, c.external) != (o.ns, o.labels, o.ns_extra, o.external)
+                        for o in clients):
+                    clients.append(c)
+
 problems, lines = [], []
 if not policies:
     problems.append("no NetworkPolicy rendered: networkPolicy.enabled must stay on")
@@ -356,6 +420,37 @@ for src in sorted(services):
 key_manager = services.get("key-manager")
 if key_manager and reaches(outsider, key_manager, "grpc", worst_case=True):
     problems.append("a pod of another namespace can reach key-manager's gRPC port")
+
+# Enrollment: only the designed services have the port; the clients allowed on the public
+# gRPC ports, and only those, reach it; no service reaches it; key-manager stays private.
+for name, pod in sorted(services.items()):
+    if ("enroll" in pod.ports) != (name in ENROLLMENT):
+        problems.append(f"{name}: {'has' if 'enroll' in pod.ports else 'lacks'} the enrollment port `enroll`")
+if not clients:
+    problems.append("no client (camera or app) may reach any public gRPC port")
+enroll = {n: services[n] for n in sorted(ENROLLMENT & set(services)) if "enroll" in services[n].ports}
+for c in clients:
+    where = "an external address" if c.external else f"a pod in namespace {c.ns} labelled {c.labels}"
+    for name in sorted(PUBLIC & set(services)):
+        if not reaches(c, services[name], "grpc", worst_case=False):
+            problems.append(f"client ({where}) cannot reach {name}'s gRPC port")
+    for name, pod in enroll.items():
+        if not reaches(c, pod, "enroll", worst_case=False):
+            problems.append(f"client ({where}) cannot reach {name}'s enrollment port")
+    if key_manager and reaches(c, key_manager, "grpc", worst_case=True):
+        problems.append(f"client ({where}) can reach key-manager's gRPC port")
+for name, pod in enroll.items():
+    # Same sources as the public gRPC port (callers aside): a pod the gRPC rule refuses is refused.
+    if reaches(outsider, pod, "enroll", worst_case=False) != reaches(outsider, pod, "grpc", worst_case=False):
+        problems.append(f"{name}: the enrollment port and the gRPC port admit different outside pods")
+    for src, src_pod in sorted(services.items()):
+        if src != name and reaches(src_pod, pod, "enroll", worst_case=True):
+            problems.append(f"{src} -> {name}:{pod.ports['enroll']} (enrollment) ALLOWED, but services never enroll")
+if clients and not problems:
+    for name, pod in enroll.items():
+        lines.append(f"{len(clients)} client(s) -> {name}:{pod.ports['enroll']} allowed")
+    if key_manager:
+        lines.append(f"{len(clients)} client(s) -> key-manager:{key_manager.ports['grpc']} denied")
 by_deployment = {pod.name: component for component, pod in services.items()}
 for test in tests:
     target = by_deployment.get(test.name.removesuffix("-test"))
@@ -365,14 +460,15 @@ for test in tests:
         problems.append(f"helm test pod {test.name} cannot reach {target}'s health port")
 
 for line in lines:
-    if line.startswith(("clip-ingest -> key-manager", "key-manager -> clip-ingest")):
+    if line.startswith(("clip-ingest -> key-manager", "key-manager -> clip-ingest")) or "client(s)" in line:
         print(line)
 for problem in problems:
     print("problem:", problem)
-print(f"{len(lines)} of {len(services) * (len(services) - 1)} service pairs as designed")
+pairs = sum(1 for line in lines if "client(s)" not in line)
+print(f"{pairs} of {len(services) * (len(services) - 1)} service pairs as designed")
 sys.exit(1 if problems else 0)
 PY
-      pass "netpol: $(tail -n 1 "$log"): $(grep -E '^(clip-ingest -> key-manager|key-manager -> clip-ingest)' "$log" | paste -sd ';' | sed 's/;/; /') ($set)"
+      pass "netpol: $(tail -n 1 "$log"): $(grep -E '^(clip-ingest -> key-manager|key-manager -> clip-ingest|[0-9]+ client)' "$log" | paste -sd ';' | sed 's/;/; /g') ($set)"
     else
       fail "netpol: NetworkPolicies do not match the design ($set)"; details "$log"
     fi

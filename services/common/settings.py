@@ -211,7 +211,7 @@ def describe(cls: type[BaseSettings]) -> str:
             lines.append(describe(nested[name]))
             continue
         default = "" if field.is_required() else f" (default {field.default!r})"
-        if name.endswith("_port") and issubclass(cls, ServiceSettings) and cls.default_ports:
+        if name in _PORTS and issubclass(cls, ServiceSettings) and cls.default_ports:
             default = (
                 f" (default {cls.default_ports[('grpc', 'health', 'metrics').index(name[:-5])]})"
             )

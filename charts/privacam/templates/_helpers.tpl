@@ -7,30 +7,39 @@ once per service: adding a service means one catalog entry, one values entry
 
 {{/*
 Facts of the code, not knobs: which services cameras and apps may call
-(public), whom each service calls over gRPC (calls), and what it needs beyond
-Kafka and its mTLS identity, which every service has (needs). Keys are the
-Python module names (services.<key>); Kubernetes names use dashes.
-The NetworkPolicies are derived from this table.
+(public), which one also serves the server-authenticated enrollment port where
+apps and cameras get their first certificate (publicPort: RegisterAccount,
+SignIn, EnrollCamera; PRIVACAM_<SERVICE>_ENROLLMENT_PORT), whom each service
+calls over gRPC (calls), and what it needs beyond Kafka and its mTLS identity,
+which every service has (needs: an endpoint, a mounted Secret of
+"privacam.mountedSecrets", or clipRetention, the retention bounds owners
+choose within). Keys are the Python module names (services.<key>); Kubernetes
+names use dashes. The NetworkPolicies are derived from this table.
 */}}
 {{- define "privacam.catalog" -}}
 device_auth:
   public: true
+  publicPort: true
   calls: []
-  needs: [redis]
+  needs: [redis, issuingCa, clipRetention]
 key_manager:
   public: false
+  publicPort: false
   calls: []
   needs: [rootKey]
 clip_ingest:
   public: true
+  publicPort: false
   calls: [key_manager, device_auth]
   needs: [redis, minio]
 relay_broker:
   public: true
+  publicPort: false
   calls: [device_auth]
   needs: [redis, turn]
 retention:
   public: true
+  publicPort: false
   calls: [key_manager, device_auth, clip_ingest]
   needs: [redis, minio]
 {{- end }}
@@ -115,6 +124,7 @@ use with `include "privacam.service" (dict "root" $ "name" $key) | fromYaml`.
 {{- $_ = set $s "envPrefix" (printf "PRIVACAM_%s_" (upper .name)) }}
 {{- $_ = set $s "command" (printf "privacam-%s" $dashed) }}
 {{- $_ = set $s "public" $facts.public }}
+{{- $_ = set $s "publicPort" $facts.publicPort }}
 {{- $_ = set $s "calls" $facts.calls }}
 {{- $_ = set $s "callers" $callers }}
 {{- $_ = set $s "needs" $facts.needs }}
@@ -165,13 +175,42 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
-{{/* Where each service's TLS Secret (ca.crt, tls.crt, tls.key) and key_manager's root key are mounted. */}}
+{{/* Where each service's TLS Secret (ca.crt, tls.crt, tls.key) is mounted. */}}
 {{- define "privacam.tlsDir" -}}/var/run/secrets/privacam/tls{{- end }}
-{{- define "privacam.rootKeyDir" -}}/var/run/secrets/privacam/root-key{{- end }}
 
 {{/* Name of a dependency's Secret: the configured one, or <fullname>-<suffix>. Input: dict root, name, suffix. */}}
 {{- define "privacam.secretName" -}}
 {{- default (printf "%s-%s" (include "privacam.fullname" .root) .suffix) .name }}
+{{- end }}
+
+{{/*
+Secrets mounted as read-only files into the services whose catalog `needs`
+name them, keyed by that need: the Secret, the directory, and per file the
+Secret key, the file name and the setting (PRIVACAM_<SERVICE>_<env>) that
+points at it. Deployment volumes, the ConfigMap and NOTES.txt all read this
+table. Input: the root context. Returned as YAML.
+*/}}
+{{- define "privacam.mountedSecrets" -}}
+{{- $v := .Values }}
+rootKey:
+  volume: root-key
+  dir: /var/run/secrets/privacam/root-key
+  secretName: {{ include "privacam.secretName" (dict "root" . "name" $v.rootKey.existingSecret.name "suffix" "root-key") }}
+  files:
+    - key: {{ $v.rootKey.existingSecret.key | quote }}
+      path: root.key
+      env: ROOT_KEY_FILE
+issuingCa:
+  volume: issuing-ca
+  dir: /var/run/secrets/privacam/issuing-ca
+  secretName: {{ include "privacam.secretName" (dict "root" . "name" $v.issuingCa.existingSecret.name "suffix" "issuing-ca") }}
+  files:
+    - key: {{ $v.issuingCa.existingSecret.certKey | quote }}
+      path: ca.crt
+      env: ISSUING_CA_CERT_FILE
+    - key: {{ $v.issuingCa.existingSecret.keyKey | quote }}
+      path: ca.key
+      env: ISSUING_CA_KEY_FILE
 {{- end }}
 
 {{/*
@@ -185,6 +224,9 @@ Names follow services/common/settings.py.
 {{ $p }}GRPC_PORT: {{ $v.ports.grpc | quote }}
 {{ $p }}HEALTH_PORT: {{ $v.ports.health | quote }}
 {{ $p }}METRICS_PORT: {{ $v.ports.metrics | quote }}
+{{- if .s.publicPort }}
+{{ $p }}ENROLLMENT_PORT: {{ $v.ports.enrollment | quote }}
+{{- end }}
 {{ $p }}LOG_LEVEL: {{ .s.logLevel | quote }}
 {{ $p }}SHUTDOWN_GRACE_SECONDS: {{ $v.shutdownGraceSeconds | quote }}
 PRIVACAM_TLS_CA_FILE: {{ printf "%s/ca.crt" (include "privacam.tlsDir" .) | quote }}
@@ -203,8 +245,17 @@ PRIVACAM_MINIO_SECURE: {{ $v.minio.secure | toString | quote }}
 {{- if has "turn" .s.needs }}
 PRIVACAM_TURN_URIS: {{ $v.turn.uris | quote }}
 {{- end }}
-{{- if has "rootKey" .s.needs }}
-{{ $p }}ROOT_KEY_FILE: {{ printf "%s/root.key" (include "privacam.rootKeyDir" .) | quote }}
+{{- range $need, $m := include "privacam.mountedSecrets" .root | fromYaml }}
+{{- if has $need $.s.needs }}
+{{- range $m.files }}
+{{ $p }}{{ .env }}: {{ printf "%s/%s" $m.dir .path | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if has "clipRetention" .s.needs }}
+{{ $p }}RETENTION_DAYS_DEFAULT: {{ $v.clipRetention.defaultDays | quote }}
+{{ $p }}RETENTION_DAYS_MIN: {{ $v.clipRetention.minDays | quote }}
+{{ $p }}RETENTION_DAYS_MAX: {{ $v.clipRetention.maxDays | quote }}
 {{- end }}
 {{- range $key, $value := .s.settings }}
 {{ $p }}{{ $key }}: {{ $value | toString | quote }}
@@ -288,8 +339,12 @@ podSelector:
 {{- if gt (len (include "privacam.fullname" .)) 40 }}
 {{- fail (printf "the resource name prefix %q is longer than 40 characters: set fullnameOverride" (include "privacam.fullname" .)) }}
 {{- end }}
-{{- $ports := list .Values.ports.grpc .Values.ports.health .Values.ports.metrics | uniq }}
-{{- if ne (len $ports) 3 }}
-{{- fail "ports.grpc, ports.health and ports.metrics must differ" }}
+{{- $ports := list (int .Values.ports.grpc) (int .Values.ports.health) (int .Values.ports.metrics) (int .Values.ports.enrollment) | uniq }}
+{{- if ne (len $ports) 4 }}
+{{- fail "ports.grpc, ports.health, ports.metrics and ports.enrollment must differ" }}
+{{- end }}
+{{- $r := .Values.clipRetention }}
+{{- if not (and (le (int $r.minDays) (int $r.defaultDays)) (le (int $r.defaultDays) (int $r.maxDays))) }}
+{{- fail (printf "clipRetention must satisfy minDays (%v) <= defaultDays (%v) <= maxDays (%v)" $r.minDays $r.defaultDays $r.maxDays) }}
 {{- end }}
 {{- end }}
