@@ -134,6 +134,7 @@ class SettingsError(SystemExit):
 
 
 S = TypeVar("S", bound=BaseSettings)
+_PORTS = ("grpc_port", "health_port", "metrics_port")
 
 
 def _env_name(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
@@ -212,9 +213,7 @@ def describe(cls: type[BaseSettings]) -> str:
             continue
         default = "" if field.is_required() else f" (default {field.default!r})"
         if name in _PORTS and issubclass(cls, ServiceSettings) and cls.default_ports:
-            default = (
-                f" (default {cls.default_ports[('grpc', 'health', 'metrics').index(name[:-5])]})"
-            )
+            default = f" (default {cls.default_ports[_PORTS.index(name)]})"
         lines.append(f"{_env_name(cls, (name,))}{default}\n    {field.description or ''}")
     return "\n".join(lines)
 
