@@ -18,10 +18,13 @@ from pathlib import Path
 import grpc
 from opentelemetry import trace
 
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.identity.v1 import identity_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.enrollment import Enrollment
 from privacam_sdk.profile import SERVICES
 from services.common.clip_format import ClipBinding, ClipFormatError, decrypt_all, encrypt_all
 from services.common.telemetry import setup_tracing
@@ -88,9 +91,71 @@ async def main() -> int:
         if pending:
             print(f"  !! not consumed by {', '.join(sorted(pending))}")
             return 1
+    if await household() != 0:
+        return 1
     if await key_lifecycle() != 0:
         return 1
     say("Done. Prometheus: http://127.0.0.1:9090/targets · stop with `make down`")
+    return 0
+
+
+async def household() -> int:
+    """An owner registers, pairs a camera, turns alerts on, sets a PIN and shares it."""
+    ca = (RUN_DIR / "pki" / "ca.crt").read_bytes()
+    enrollment = Enrollment(ca, home=HOME)
+    suffix = secrets.token_hex(3)
+    say("An owner registers; the app's key is made on the phone and never leaves it")
+    owner, tenant = await enrollment.register_account(
+        "owner", f"alex-{suffix}", "correct horse battery staple", "Alex's phone"
+    )
+    print(f"  account {tenant[:8]}…, app certificate in {owner.directory}")
+    async with PrivacamClient(owner) as app:
+        identity = app.device_auth()
+        token = await identity.CreateClaimToken(id_pb.CreateClaimTokenRequest())
+        print(f"  claim token for a new camera (single use, 10 minutes): {token.claim_token[:6]}…")
+
+        say("The camera pairs with the token and a CSR of its own key")
+        camera, device = await enrollment.enroll_camera(
+            "front-door", token.claim_token, "SN-DEMO-0001"
+        )
+        print(f"  camera {device[:8]}… holds {camera.cert_file}")
+        try:
+            await enrollment.enroll_camera("impostor", token.claim_token, "SN-EVIL-0002")
+            print("  !! the token worked twice")
+            return 1
+        except grpc.aio.AioRpcError as error:
+            print(f"  the same token again: {error.code().name}")
+
+        say("Alerts are off until the owner turns them on; the owner sets a PIN")
+        cameras = (await identity.ListCameras(id_pb.ListCamerasRequest())).cameras
+        print(
+            f"  alerts={'on' if cameras[0].settings.activity_alerts_enabled else 'off'}, "
+            f"retention={cameras[0].settings.retention_days} days"
+        )
+        updated = await identity.UpdateCameraSettings(
+            id_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True)
+        )
+        print(f"  now alerts={'on' if updated.settings.activity_alerts_enabled else 'off'}")
+        await identity.SetPin(id_pb.SetPinRequest(device_id=device, pin="4071"))
+        print("  PIN set (stored as a salted argon2id hash)")
+
+        say("The owner shares the camera with a household member")
+        await enrollment.register_account("sam", f"sam-{suffix}", "another long passphrase")
+        grant = await identity.CreateGrant(
+            id_pb.CreateGrantRequest(
+                device_id=device,
+                grantee_login=f"sam-{suffix}",
+                scopes=[identity_pb2.GRANT_SCOPE_LIVE, identity_pb2.GRANT_SCOPE_CLIPS],
+            )
+        )
+        print(f"  grant {grant.grant.grant_id[:8]}… for live view and clips")
+    sam = Profile.load("sam", HOME)
+    async with PrivacamClient(sam) as member:
+        shared = (await member.device_auth().ListCameras(id_pb.ListCamerasRequest())).cameras
+        print(
+            f"  Sam sees {len(shared)} camera: {shared[0].device_id[:8]}… "
+            f"({identity_pb2.CameraRole.Name(shared[0].role).removeprefix('CAMERA_ROLE_').lower()})"
+        )
     return 0
 
 

@@ -31,6 +31,9 @@ start() {
     (umask 077; "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$RUN_DIR/secrets/root-key.hex")
   fi
   export PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE="$RUN_DIR/secrets/root-key.hex"
+  # device_auth signs camera and app certificates with the issuing CA (the root stays offline).
+  export PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE="$RUN_DIR/pki/issuing/ca.crt"
+  export PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE="$RUN_DIR/pki/issuing/ca.key"
   for service in "${SERVICES[@]}"; do
     if alive "$service"; then echo "$service: already running (pid $(cat "$RUN_DIR/pids/$service.pid"))"; continue; fi
     PRIVACAM_TLS_CA_FILE="$RUN_DIR/pki/ca.crt" \

@@ -61,6 +61,8 @@ class ServiceProcess:
     log_file: Path
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    public_port: int | None = None
+    """device_auth's enrollment port (server-authenticated TLS only)."""
 
     @property
     def endpoint(self) -> str:
@@ -104,7 +106,11 @@ class Platform:
     stack_env: dict[str, str]
 
     def endpoints(self) -> dict[str, str]:
-        return {name: service.endpoint for name, service in self.services.items()}
+        endpoints = {name: service.endpoint for name, service in self.services.items()}
+        endpoints["device_auth_enrollment"] = (
+            f"127.0.0.1:{self.services['device_auth'].public_port}"
+        )
+        return endpoints
 
     def profile(self, name: str, identity: Identity, home: Path) -> Profile:
         return Profile.import_files(
@@ -134,6 +140,8 @@ def service_env(
     prefix = f"PRIVACAM_{name.upper()}_"
     return {
         "PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE": str(root_key_file(pki)),
+        "PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE": str(pki.directory / "issuing" / "ca.crt"),
+        "PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE": str(pki.directory / "issuing" / "ca.key"),
         "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",
         "PRIVACAM_KEY_MANAGER_STATE_MAX_COMPACTION_LAG_MS": "2000",
         **os.environ,
@@ -154,11 +162,17 @@ def make_service(
     name: str, pki: PkiFactory, stack: dict[str, str], namespace: str, log_dir: Path
 ) -> ServiceProcess:
     ports = (free_port(), free_port(), free_port())
+    env = service_env(name, pki, stack, namespace, ports)
+    public_port = None
+    if name == "device_auth":
+        public_port = free_port()
+        env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_PORT"] = str(public_port)
     return ServiceProcess(
         name,
         *ports,
         log_file=log_dir / f"{name}.log",
-        env=service_env(name, pki, stack, namespace, ports),
+        env=env,
+        public_port=public_port,
     )
 
 

@@ -16,8 +16,20 @@ from pathlib import Path
 
 import grpc
 
+from privacam_sdk import identity_cli
 from privacam_sdk.client import PrivacamClient, describe_error
 from privacam_sdk.profile import SERVICES, Profile, home
+
+IDENTITY_COMMANDS = (
+    "register",
+    "sign-in",
+    "enroll-camera",
+    "claim-token",
+    "cameras",
+    "settings",
+    "set-pin",
+    "share",
+)
 
 
 def _endpoints(pairs: Sequence[str]) -> dict[str, str] | None:
@@ -91,11 +103,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     profile_sub.add_parser("list", help="list local profiles")
 
     health = commands.add_parser("health", help="health of services over mTLS")
-    health.add_argument("services", nargs="*", choices=[[], *SERVICES], default=list(SERVICES))
+    health.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {SERVICES}")
 
     probe = commands.add_parser("probe", help="send a probe event through Kafka and trace it")
     probe.add_argument("--from", dest="origin", choices=SERVICES, default="device_auth")
     probe.add_argument("--wait", type=float, default=15.0, help="seconds to wait for consumers")
+
+    identity_cli.add_commands(commands)
 
     args = parser.parse_args(argv)
     base = args.home or home()
@@ -115,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             for path in sorted((base / "profiles").glob("*/profile.json")):
                 print(path.parent.name)
         return
+    if args.command in IDENTITY_COMMANDS:
+        try:
+            raise SystemExit(asyncio.run(identity_cli.run(args, base)))
+        except grpc.aio.AioRpcError as error:
+            print(f"privacam: {describe_error(error)}", file=sys.stderr)
+            raise SystemExit(1) from None
     try:
         profile = Profile.load(args.profile, base)
     except FileNotFoundError as error:

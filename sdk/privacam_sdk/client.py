@@ -12,6 +12,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from privacam.diagnostics.v1 import diagnostics_service_pb2 as diagnostics_pb
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_grpc
+from privacam.identity.v1 import device_auth_service_pb2_grpc as identity_grpc
 from privacam_sdk.profile import Profile
 
 # Retry only what is safe to retry: the platform sheds load with UNAVAILABLE, and
@@ -62,6 +63,10 @@ class PrivacamClient:
         stub = health_pb2_grpc.HealthStub(self.channel(service))
         response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    def device_auth(self) -> identity_grpc.DeviceAuthServiceAsyncStub:
+        """Accounts, cameras, settings, PINs and sharing (apps); renewal (cameras too)."""
+        return identity_grpc.DeviceAuthServiceStub(self.channel("device_auth"))
 
     def diagnostics(self, service: str) -> diagnostics_grpc.DiagnosticsServiceAsyncStub:
         return diagnostics_grpc.DiagnosticsServiceStub(self.channel(service))

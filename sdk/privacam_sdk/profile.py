@@ -20,6 +20,8 @@ DEFAULT_ENDPOINTS = {
     "clip_ingest": "127.0.0.1:7003",
     "relay_broker": "127.0.0.1:7004",
     "retention": "127.0.0.1:7005",
+    # device_auth's server-TLS port for registering, signing in and pairing cameras.
+    "device_auth_enrollment": "127.0.0.1:7301",
 }
 
 

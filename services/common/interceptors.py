@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from services.common import metrics
 from services.common.auth import Authorizer, reset_current_principal, set_current_principal
 from services.common.errors import PrivacamError, Unauthenticated, status_for
 from services.common.identity import Principal, principal_from_pem
+from services.common.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger("privacam.rpc")
 
@@ -57,7 +59,15 @@ class _Call:
         self.started = time.perf_counter()
         metrics.GRPC_STARTED.labels(self.service, self.method, rpc_type).inc()
 
-    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
+        anonymous = self.interceptor.anonymous
+        if self.full_method in anonymous.limits:
+            # No identity yet (this is how one is obtained): only the rate limit applies.
+            if anonymous.limiter is not None:
+                await anonymous.limiter.check(
+                    self.method, _peer_address(context), anonymous.limits[self.full_method]
+                )
+            return None
         auth = context.auth_context()
         pem = next(iter(auth.get("x509_pem_cert", ())), None)
         if pem is None:
@@ -94,6 +104,22 @@ class _Call:
         if code is grpc.StatusCode.INTERNAL:
             log.error("unhandled error in %s", self.full_method, exc_info=error)
         await context.abort(code, message)
+
+
+def _peer_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's IP address without the port ("ipv4:1.2.3.4:5678" -> "1.2.3.4")."""
+    peer = context.peer()
+    _, _, address = peer.partition(":")
+    return address.rsplit(":", 1)[0].strip("[]") or peer
+
+
+@dataclass(frozen=True)
+class AnonymousMethods:
+    """Methods served without a client certificate (only on a server-TLS port), each
+    with a rate limit per source address."""
+
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+    limiter: RateLimiter | None = None
 
 
 class OpenCalls:
@@ -158,10 +184,15 @@ async def _unless_revoked(
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
-        self, authorizer: Authorizer, trust_domain: str, calls: OpenCalls | None = None
+        self,
+        authorizer: Authorizer,
+        trust_domain: str,
+        calls: OpenCalls | None = None,
+        anonymous: AnonymousMethods | None = None,
     ) -> None:
         self.authorizer = authorizer
         self.trust_domain = trust_domain
+        self.anonymous = anonymous or AnonymousMethods()
         self.calls = calls if calls is not None else OpenCalls()
 
     async def intercept_service(
@@ -201,13 +232,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         """Around every handler: who calls, may they, and what status and metrics result."""
         principal, code, revoked = None, grpc.StatusCode.OK, None
         try:
-            principal = call.authenticate(context)
-            token = set_current_principal(principal)
-            revoked = self.calls.add(principal)
-            try:
-                yield revoked
-            finally:
-                reset_current_principal(token)
+            principal = await call.authenticate(context)
+            if principal is None:  # an anonymous method: no identity, nothing to revoke
+                yield asyncio.Event()
+            else:
+                token = set_current_principal(principal)
+                revoked = self.calls.add(principal)
+                try:
+                    yield revoked
+                finally:
+                    reset_current_principal(token)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED  # the client went away
             raise

@@ -32,6 +32,9 @@ class ReplicatedMap:
         self._topic = topic
         self._producer = producer
         self._entries: dict[str, tuple[str, bytes]] = {}  # key -> (owning proposal, value)
+        # Record keys of deleted entries (proposals are never reused), so a late update
+        # from a replica that had not seen the delete cannot bring an entry back.
+        self._deleted: set[str] = set()
         self._replica = TopicReplica(settings, topic, producer, self._apply)
 
     async def start(self) -> None:
@@ -82,10 +85,18 @@ class ReplicatedMap:
         await self._send(f"{key}{_SEPARATOR}{proposal}", None, group)  # lost the race
         return False
 
-    async def update(self, key: str, value: bytes, group: str) -> None:
-        """Replace the value of an existing key (KeyError if absent)."""
-        proposal, _ = self._entries[key]
-        await self._send(f"{key}{_SEPARATOR}{proposal}", value, group)
+    async def update(self, key: str, value: bytes, group: str) -> bool:
+        """Replace the value of an existing key; False if it is absent, or was deleted (by
+        any replica) before this write in partition order, which is then withdrawn."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        record_key = f"{key}{_SEPARATOR}{entry[0]}"
+        await self._send(record_key, value, group)
+        if record_key in self._deleted:
+            await self._send(record_key, None, group)
+            return False
+        return True
 
     async def delete(self, key: str, group: str) -> None:
         """Remove a key (a no-op if absent); compaction then erases its old values."""
@@ -96,11 +107,15 @@ class ReplicatedMap:
     # --- replay -----------------------------------------------------------------------
 
     def _apply(self, record_key: bytes, value: bytes | None) -> None:
-        key, _, proposal = record_key.decode().rpartition(_SEPARATOR)
+        text = record_key.decode()
+        key, _, proposal = text.rpartition(_SEPARATOR)
         owner = self._entries.get(key)
         if value is None:
             if owner is not None and owner[0] == proposal:
                 del self._entries[key]
+                self._deleted.add(text)
             return
+        if text in self._deleted:
+            return  # a late update of a deleted entry
         if owner is None or owner[0] == proposal:
             self._entries[key] = (proposal, value)

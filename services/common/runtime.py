@@ -31,11 +31,11 @@ from services.common import diagnostics, metrics, telemetry, topics
 from services.common.auth import Authorizer, MethodPolicies
 from services.common.clock import Clock, SystemClock
 from services.common.identity import PrincipalKind
-from services.common.interceptors import OpenCalls, ServerInterceptor
+from services.common.interceptors import AnonymousMethods, OpenCalls, ServerInterceptor
 from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
 from services.common.revocations import RevocationList
 from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
-from services.common.tls import server_credentials
+from services.common.tls import public_server_credentials, server_credentials
 
 log = logging.getLogger("privacam.runtime")
 VERSION = "0.1.0"
@@ -78,6 +78,16 @@ def method_policies(
 
 
 @dataclass
+class PublicPort:
+    """A server-authenticated TLS port without client certificates, serving only the calls
+    by which a camera or app obtains its first identity (each rate-limited per address)."""
+
+    port: int
+    apis: list[GrpcApi]
+    anonymous: AnonymousMethods
+
+
+@dataclass
 class ServiceParts:
     """What a service's composition root hands to the runtime."""
 
@@ -91,6 +101,7 @@ class ServiceParts:
     late_components: list[Component] = field(default_factory=list)
     """Started once topics exist and the producer runs, before consumers and the API
     (e.g. state replayed from Kafka); stopped right after the API."""
+    public: PublicPort | None = None
 
 
 def undeclared_methods(apis: Sequence[GrpcApi], policies: MethodPolicies) -> list[str]:
@@ -152,6 +163,7 @@ class ServiceRuntime:
             raise RuntimeError(f"{name} serves RPCs without an authorization policy: {missing}")
         self.health = AsyncHealthServicer()
         self._api_server: grpc.aio.Server | None = None
+        self._public_server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self._metrics: Any = None
         self.ports: dict[str, int] = {}
@@ -194,6 +206,9 @@ class ServiceRuntime:
             f"{settings.bind_host}:{settings.health_port}"
         )
 
+        if self.parts.public is not None:
+            self._public_server = self._start_public(self.parts.public, interceptors[0])
+            await self._public_server.start()
         await api.start()
         await health_only.start()
         self._api_server, self._health_server = api, health_only
@@ -203,9 +218,30 @@ class ServiceRuntime:
             await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"ports": self.ports})
 
+    def _start_public(self, public: PublicPort, tracing: Any) -> grpc.aio.Server:
+        server = grpc.aio.server(
+            interceptors=[
+                tracing,
+                ServerInterceptor(
+                    Authorizer(self.policies, self.revocations),
+                    self.settings.tls.trust_domain,
+                    self.calls,
+                    public.anonymous,
+                ),
+            ]
+        )
+        for grpc_api in public.apis:
+            grpc_api.register(server)
+        self.ports["public"] = server.add_secure_port(
+            f"{self.settings.bind_host}:{public.port}", public_server_credentials(self.settings.tls)
+        )
+        return server
+
     async def stop(self) -> None:
         """Stop taking calls, let in-flight ones finish, then stop consumers and adapters."""
         await self.health.enter_graceful_shutdown()
+        if self._public_server is not None:
+            await self._public_server.stop(self.settings.shutdown_grace_seconds)
         if self._api_server is not None:
             await self._api_server.stop(self.settings.shutdown_grace_seconds)
         for consumer in reversed(self.parts.consumers):

@@ -23,6 +23,12 @@ def server_credentials(settings: TlsSettings) -> grpc.ServerCredentials:
     )
 
 
+def public_server_credentials(settings: TlsSettings) -> grpc.ServerCredentials:
+    """Server-authenticated TLS only: for the few calls that obtain a first identity."""
+    _, cert, key = _read(settings)
+    return grpc.ssl_server_credentials([(key, cert)], require_client_auth=False)
+
+
 def channel_credentials(settings: TlsSettings) -> grpc.ChannelCredentials:
     """Credentials for calling another Privacam service as this process's identity."""
     ca, cert, key = _read(settings)

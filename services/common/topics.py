@@ -12,6 +12,7 @@ from privacam.accesslog.v1.events_pb2 import AccessEvent
 from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1.events_pb2 import IdentityEvent
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam.identity.v1.state_pb2 import IdentityStateDocument
 from privacam.keys.v1.events_pb2 import KeyEvent
 from privacam.keys.v1.state_pb2 import KeyStateRecord
 from privacam.relay.v1.events_pb2 import RelayEvent
@@ -38,6 +39,13 @@ KEY_STATE: Topic[KeyStateRecord] = Topic(
     config={"min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "86400000"},
 )
 """Sealed KEKs and destruction markers: the key manager's durable state (compacted)."""
+IDENTITY_STATE: Topic[IdentityStateDocument] = Topic(
+    "privacam.identity.state.v1",
+    IdentityStateDocument,
+    compacted=True,
+    config={"min.cleanable.dirty.ratio": "0.1"},
+)
+"""device_auth's durable state (compacted): accounts, logins, installs, cameras, grants."""
 REVOCATIONS: Topic[RevocationRecord] = Topic(
     "privacam.revocations.v1",
     RevocationRecord,
@@ -50,6 +58,7 @@ DIAGNOSTICS = DIAGNOSTICS_TOPIC
 
 ALL: tuple[Topic[Any], ...] = (
     IDENTITY,
+    IDENTITY_STATE,
     REVOCATIONS,
     KEYS,
     KEY_STATE,

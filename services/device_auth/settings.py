@@ -1,5 +1,6 @@
 """Settings of device_auth: environment variables prefixed PRIVACAM_DEVICE_AUTH_."""
 
+from pydantic import Field, FilePath, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import RedisSettings, ServiceSettings
@@ -10,4 +11,34 @@ class DeviceAuthSettings(ServiceSettings):
 
     default_ports = (7001, 7101, 7201)
 
+    enrollment_port: int = Field(default=7301, ge=0, le=65535)
+    """Server-authenticated TLS port (no client certificate) serving only RegisterAccount,
+    SignIn and EnrollCamera: the calls by which an app or camera gets its first identity."""
+    issuing_ca_cert_file: FilePath
+    """PEM certificate of the issuing CA that signs camera and app certificates."""
+    issuing_ca_key_file: FilePath
+    """PEM private key of the issuing CA (a mounted secret; an HSM in production)."""
+    camera_certificate_days: int = Field(default=30, ge=1, le=397)
+    """Lifetime of camera certificates; cameras renew before it ends."""
+    app_certificate_days: int = Field(default=30, ge=1, le=397)
+    """Lifetime of app-install certificates; apps renew before it ends."""
+    claim_token_minutes: int = Field(default=10, ge=1, le=60)
+    """How long a camera claim token stays usable."""
+    retention_days_default: int = Field(default=7, ge=1, le=365)
+    """Clip retention of a new camera."""
+    retention_days_min: int = Field(default=1, ge=1, le=365)
+    """Shortest retention an owner may choose."""
+    retention_days_max: int = Field(default=30, ge=1, le=365)
+    """Longest retention an owner may choose (MinIO's lifecycle backstop follows it)."""
+    enrollment_calls_per_minute: int = Field(default=20, ge=1, le=10_000)
+    """RegisterAccount, SignIn and EnrollCamera calls allowed per source address per minute."""
     redis: RedisSettings
+
+    @model_validator(mode="after")
+    def _retention_bounds(self) -> "DeviceAuthSettings":
+        if not (self.retention_days_min <= self.retention_days_default <= self.retention_days_max):
+            raise ValueError(
+                "retention days must satisfy RETENTION_DAYS_MIN <= RETENTION_DAYS_DEFAULT "
+                "<= RETENTION_DAYS_MAX"
+            )
+        return self

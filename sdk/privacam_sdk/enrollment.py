@@ -1,0 +1,129 @@
+"""Getting a first identity: the private key is made here and never leaves the device.
+
+An app registers an account (or signs in) and a camera enrolls with its owner's claim
+token; each sends only a CSR over server-authenticated TLS (there is no client
+certificate yet) and stores the returned certificate chain with its key as a profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from privacam.identity.v1 import device_auth_service_pb2 as pb
+from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
+from privacam_sdk.profile import DEFAULT_ENDPOINTS, Profile
+
+ENROLLMENT_SERVICE = "device_auth_enrollment"
+DEFAULT_ENROLLMENT_ENDPOINT = "127.0.0.1:7301"
+
+
+def new_key_and_csr() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """A P-256 key and a CSR for it; the server ignores any name in the CSR."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    return key, csr.public_bytes(serialization.Encoding.DER)
+
+
+def _pem_chain(issued: pb.IssuedCertificate) -> bytes:
+    return b"".join(
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        for der in issued.certificate_chain
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+class Enrollment:
+    """Talks to device_auth's enrollment port with only the platform's CA to trust."""
+
+    def __init__(
+        self,
+        ca_pem: bytes,
+        endpoint: str = DEFAULT_ENROLLMENT_ENDPOINT,
+        endpoints: dict[str, str] | None = None,
+        trust_domain: str = "privacam.local",
+        home: Path | None = None,
+        timeout: float = 15.0,
+    ) -> None:
+        self._ca_pem = ca_pem
+        self._endpoint = endpoint
+        self._endpoints = {**(endpoints or DEFAULT_ENDPOINTS), ENROLLMENT_SERVICE: endpoint}
+        self._trust_domain = trust_domain
+        self._home = home
+        self._timeout = timeout
+
+    def _save(
+        self, name: str, key: ec.EllipticCurvePrivateKey, issued: pb.IssuedCertificate
+    ) -> Profile:
+        return Profile.create(
+            name,
+            self._ca_pem,
+            _pem_chain(issued),
+            _key_pem(key),
+            self._endpoints,
+            self._trust_domain,
+            self._home,
+        )
+
+    async def _call(self) -> tuple[grpc.aio.Channel, pb_grpc.DeviceAuthServiceAsyncStub]:
+        channel = grpc.aio.secure_channel(
+            self._endpoint, grpc.ssl_channel_credentials(root_certificates=self._ca_pem)
+        )
+        stub: pb_grpc.DeviceAuthServiceAsyncStub = pb_grpc.DeviceAuthServiceStub(channel)
+        return channel, stub
+
+    async def register_account(
+        self, profile: str, login: str, password: str, install_label: str = ""
+    ) -> tuple[Profile, str]:
+        """A new account with this app install enrolled; (profile, tenant id)."""
+        key, csr = new_key_and_csr()
+        channel, stub = await self._call()
+        async with channel:
+            reply = await stub.RegisterAccount(
+                pb.RegisterAccountRequest(
+                    login=login, password=password, csr=csr, install_label=install_label
+                ),
+                timeout=self._timeout,
+            )
+        return self._save(profile, key, reply.certificate), reply.tenant_id
+
+    async def sign_in(
+        self, profile: str, login: str, password: str, install_label: str = ""
+    ) -> tuple[Profile, str]:
+        """Enroll this app install under an existing account; (profile, tenant id)."""
+        key, csr = new_key_and_csr()
+        channel, stub = await self._call()
+        async with channel:
+            reply = await stub.SignIn(
+                pb.SignInRequest(
+                    login=login, password=password, csr=csr, install_label=install_label
+                ),
+                timeout=self._timeout,
+            )
+        return self._save(profile, key, reply.certificate), reply.tenant_id
+
+    async def enroll_camera(
+        self, profile: str, claim_token: str, serial: str
+    ) -> tuple[Profile, str]:
+        """Pair a camera with its owner's claim token; (profile, device id)."""
+        key, csr = new_key_and_csr()
+        channel, stub = await self._call()
+        async with channel:
+            reply = await stub.EnrollCamera(
+                pb.EnrollCameraRequest(claim_token=claim_token, csr=csr, serial=serial),
+                timeout=self._timeout,
+            )
+        return self._save(profile, key, reply.certificate), reply.device_id

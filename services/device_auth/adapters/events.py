@@ -1,0 +1,240 @@
+"""IdentityEvents port on Kafka: domain events as `privacam.identity.v1.IdentityEvent`.
+
+Each event goes to privacam.identity.v1 keyed by its tenant id and is awaited
+until every in-sync replica has it. A CertificateRevoked is first written to
+the compacted privacam.revocations.v1, which every replica of every service
+replays and follows, so the identity is refused everywhere before the event
+that announces it exists (a retry rewrites the same record: idempotent).
+
+Revocation records: keyed by the subject's SPIFFE URI when all its certificates
+are revoked; otherwise one record per serial keyed `serial/<hex>` (as
+revocations.proto says), so revoking one certificate never overwrites a record
+revoking all of the subject's. `covers_until` is the revocation time plus the
+longest certificate lifetime the issuer may use: every certificate issued before
+the revocation has expired by then (the event does not carry their expiries).
+
+Nothing secret or personal beyond ids leaves here: no login, password, PIN,
+token or hash is in any domain event to begin with.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import assert_never
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from privacam.identity.v1 import events_pb2 as pb
+from privacam.identity.v1 import identity_pb2
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam.types.v1 import types_pb2
+from services.common import topics
+from services.common.identity import PrincipalKind, spiffe_uri
+from services.common.kafka import EventProducer
+from services.device_auth.domain import events
+from services.device_auth.domain.records import Grant, GrantScope, Subject
+
+PRODUCER = "device_auth"
+MAX_CERTIFICATE_LIFETIME = timedelta(days=397)
+"""The longest lifetime CertificateIssuer accepts (certificates.py)."""
+
+_KINDS = {
+    PrincipalKind.CAMERA: types_pb2.PRINCIPAL_KIND_CAMERA,
+    PrincipalKind.APP: types_pb2.PRINCIPAL_KIND_APP,
+    PrincipalKind.SERVICE: types_pb2.PRINCIPAL_KIND_SERVICE,
+    PrincipalKind.OPERATOR: types_pb2.PRINCIPAL_KIND_OPERATOR,
+}
+_REASONS = {
+    events.RevocationReason.OWNER_REQUEST: identity_pb2.REVOCATION_REASON_OWNER_REQUEST,
+    events.RevocationReason.ACCOUNT_DELETED: identity_pb2.REVOCATION_REASON_ACCOUNT_DELETED,
+    events.RevocationReason.KEY_COMPROMISE: identity_pb2.REVOCATION_REASON_KEY_COMPROMISE,
+    events.RevocationReason.SUPERSEDED: identity_pb2.REVOCATION_REASON_SUPERSEDED,
+}
+_PIN_CHANGES = {
+    events.PinChange.SET: pb.PIN_CHANGE_SET,
+    events.PinChange.CHANGED: pb.PIN_CHANGE_CHANGED,
+    events.PinChange.CLEARED: pb.PIN_CHANGE_CLEARED,
+}
+_SCOPES = {
+    GrantScope.LIVE: identity_pb2.GRANT_SCOPE_LIVE,
+    GrantScope.CLIPS: identity_pb2.GRANT_SCOPE_CLIPS,
+}
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def duration(delta: timedelta) -> Duration:
+    value = Duration()
+    value.FromTimedelta(delta)
+    return value
+
+
+def principal_pb(subject: Subject) -> types_pb2.Principal:
+    return types_pb2.Principal(
+        kind=_KINDS[subject.kind], tenant_id=subject.tenant_id or "", id=subject.name
+    )
+
+
+def grant_pb(grant: Grant) -> identity_pb2.Grant:
+    message = identity_pb2.Grant(
+        grant_id=grant.grant_id,
+        device_id=grant.device_id,
+        owner_tenant_id=grant.owner_tenant_id,
+        grantee_tenant_id=grant.grantee_tenant_id,
+        scopes=sorted(_SCOPES[scope] for scope in grant.scopes),
+        created_at=timestamp(grant.created_at),
+    )  # grantee_login stays empty: logins never reach events
+    if grant.expires_at is not None:
+        message.expires_at.CopyFrom(timestamp(grant.expires_at))
+    return message
+
+
+def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
+    """The protobuf envelope of a domain event."""
+    message = pb.IdentityEvent(
+        metadata=types_pb2.EventMetadata(
+            event_id=event.event_id,
+            occurred_at=timestamp(event.occurred_at),
+            tenant_id=event.tenant_id,
+            producer=PRODUCER,
+        )
+    )
+    if event.actor is not None:
+        message.metadata.actor.CopyFrom(principal_pb(event.actor))
+    body = event.body
+    match body:
+        case events.AccountRegistered():
+            message.account_registered.SetInParent()
+        case events.AppInstallEnrolled():
+            message.app_install_enrolled.CopyFrom(
+                pb.AppInstallEnrolled(
+                    install_id=body.install_id,
+                    serial_number=body.serial_number,
+                    not_after=timestamp(body.not_after),
+                )
+            )
+        case events.CameraEnrolled():
+            message.camera_enrolled.CopyFrom(
+                pb.CameraEnrolled(
+                    device_id=body.device_id,
+                    serial_number=body.serial_number,
+                    not_after=timestamp(body.not_after),
+                )
+            )
+        case events.CertificateRenewed():
+            message.certificate_renewed.CopyFrom(
+                pb.CertificateRenewed(
+                    subject=principal_pb(body.subject),
+                    serial_number=body.serial_number,
+                    not_after=timestamp(body.not_after),
+                )
+            )
+        case events.CertificateRevoked():
+            message.certificate_revoked.CopyFrom(
+                pb.CertificateRevoked(
+                    subject=principal_pb(body.subject),
+                    serial_numbers=list(body.serial_numbers),
+                    all_certificates=body.all_certificates,
+                    reason=_REASONS[body.reason],
+                )
+            )
+        case events.CameraSettingsChanged():
+            message.camera_settings_changed.CopyFrom(
+                pb.CameraSettingsChanged(
+                    device_id=body.device_id,
+                    settings=identity_pb2.CameraSettings(
+                        activity_alerts_enabled=body.settings.activity_alerts_enabled,
+                        retention_days=body.settings.retention_days,
+                        pin_set=body.settings.pin_set,
+                        label=body.settings.label,
+                    ),
+                )
+            )
+        case events.GrantCreated():
+            message.grant_created.CopyFrom(pb.GrantCreated(grant=grant_pb(body.grant)))
+        case events.GrantRevoked():
+            message.grant_revoked.CopyFrom(
+                pb.GrantRevoked(
+                    grant_id=body.grant_id,
+                    device_id=body.device_id,
+                    grantee_tenant_id=body.grantee_tenant_id,
+                )
+            )
+        case events.PinChanged():
+            message.pin_changed.CopyFrom(
+                pb.PinChanged(device_id=body.device_id, change=_PIN_CHANGES[body.change])
+            )
+        case events.PinLockedOut():
+            locked = pb.PinLockedOut(
+                device_id=body.device_id,
+                failed_attempts=body.failed_attempts,
+                lockout=duration(body.lockout),
+            )
+            if body.last_attempt_by is not None:
+                locked.last_attempt_by.CopyFrom(principal_pb(body.last_attempt_by))
+            message.pin_locked_out.CopyFrom(locked)
+        case events.AccountDeleted():
+            message.account_deleted.CopyFrom(
+                pb.AccountDeleted(cancellation_id=body.cancellation_id)
+            )
+        case _:
+            assert_never(body)
+    return message
+
+
+def revocation_records(
+    revoked: events.CertificateRevoked,
+    trust_domain: str,
+    revoked_at: datetime,
+    max_certificate_lifetime: timedelta = MAX_CERTIFICATE_LIFETIME,
+) -> list[tuple[str, RevocationRecord]]:
+    """(record key, record) pairs to write on privacam.revocations.v1."""
+    subject = revoked.subject
+    uri = spiffe_uri(trust_domain, subject.kind, subject.name, subject.tenant_id)
+    serials = [serial.lower() for serial in revoked.serial_numbers]
+
+    def record(serial_numbers: list[str]) -> RevocationRecord:
+        return RevocationRecord(
+            subject_uri=uri,
+            serial_numbers=serial_numbers,
+            all_certificates=revoked.all_certificates,
+            revoked_at=timestamp(revoked_at),
+            covers_until=timestamp(revoked_at + max_certificate_lifetime),
+        )
+
+    if revoked.all_certificates:
+        return [(uri, record(serials))]
+    return [(f"serial/{serial}", record([serial])) for serial in serials]
+
+
+class KafkaIdentityEvents:
+    """IdentityEvents port: privacam.identity.v1 (and privacam.revocations.v1)."""
+
+    def __init__(
+        self,
+        producer: EventProducer,
+        trust_domain: str,
+        max_certificate_lifetime: timedelta = MAX_CERTIFICATE_LIFETIME,
+    ) -> None:
+        if max_certificate_lifetime <= timedelta(0):
+            raise ValueError("max_certificate_lifetime must be positive")
+        self._producer = producer
+        self._trust_domain = trust_domain
+        self._max_lifetime = max_certificate_lifetime
+
+    async def publish(self, event: events.IdentityEvent) -> None:
+        message = identity_event_pb(event)  # fails before anything is written
+        if isinstance(event.body, events.CertificateRevoked):
+            records = revocation_records(
+                event.body, self._trust_domain, event.occurred_at, self._max_lifetime
+            )
+            for key, record in records:
+                await self._producer.send_raw(
+                    topics.REVOCATIONS, key=key.encode(), value=topics.REVOCATIONS.encode(record)
+                )
+        await self._producer.publish(topics.IDENTITY, event.tenant_id, message)
