@@ -1,0 +1,248 @@
+"""device_auth over real mutual TLS, Kafka and Redis: the paths of a camera's identity."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from privacam.clips.v1 import clip_service_pb2 as clips_pb
+from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
+from privacam.identity.v1 import device_auth_service_pb2 as pb
+from privacam.identity.v1 import identity_pb2
+from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.enrollment import Enrollment, new_key_and_csr
+from tests.harness import Platform
+
+PASSWORD = "a long enough passphrase"
+
+
+@dataclass
+class Household:
+    owner: Profile
+    tenant: str
+    camera: Profile
+    device: str
+    login: str
+
+
+def _enrollment(platform: Platform, home: Path) -> Enrollment:
+    return Enrollment(
+        platform.pki.ca_file.read_bytes(),
+        platform.endpoints()["device_auth_enrollment"],
+        platform.endpoints(),
+        home=home,
+    )
+
+
+@pytest.fixture
+async def household(platform: Platform, profiles_home: Path) -> Household:
+    enrollment = _enrollment(platform, profiles_home)
+    suffix = secrets.token_hex(4)
+    owner, tenant = await enrollment.register_account(
+        f"owner-{suffix}", f"owner-{suffix}", PASSWORD
+    )
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(pb.CreateClaimTokenRequest())
+    camera, device = await enrollment.enroll_camera(
+        f"cam-{suffix}", token.claim_token, f"SN-{suffix}"
+    )
+    return Household(owner, tenant, camera, device, f"owner-{suffix}")
+
+
+async def _call_code(awaitable: object) -> grpc.StatusCode:
+    try:
+        await awaitable  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_register_sign_in_and_a_wrong_password(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    enrollment = _enrollment(platform, profiles_home)
+    second, tenant = await enrollment.sign_in("second-phone", household.login, PASSWORD)
+    assert tenant == household.tenant
+    async with PrivacamClient(second) as app:
+        installs = await app.device_auth().ListAppInstalls(pb.ListAppInstallsRequest())
+    assert len(installs.installs) == 2
+    for login, password in (
+        (household.login, "not the passphrase"),
+        ("nobody-" + secrets.token_hex(3), PASSWORD),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await enrollment.sign_in("x", login, password)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await enrollment.register_account("y", household.login, PASSWORD)
+    assert taken.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_claim_tokens_are_single_use_and_csrs_must_be_p256(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    async with PrivacamClient(household.owner) as app:
+        token = (await app.device_auth().CreateClaimToken(pb.CreateClaimTokenRequest())).claim_token
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(rsa_key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    channel = grpc.aio.secure_channel(
+        platform.endpoints()["device_auth_enrollment"],
+        grpc.ssl_channel_credentials(platform.pki.ca_file.read_bytes()),
+    )
+    async with channel:
+        from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.DeviceAuthServiceStub(channel)
+        bad = await _call_code(
+            stub.EnrollCamera(
+                pb.EnrollCameraRequest(claim_token=token, csr=rsa_csr, serial="SN-RSA"), timeout=10
+            )
+        )
+        assert bad is grpc.StatusCode.INVALID_ARGUMENT
+        # The bad CSR did not spend the token; the first good use does.
+        _, csr = new_key_and_csr()
+        ok = await stub.EnrollCamera(
+            pb.EnrollCameraRequest(claim_token=token, csr=csr, serial="SN-GOOD"), timeout=10
+        )
+        assert ok.device_id
+        again = await _call_code(
+            stub.EnrollCamera(
+                pb.EnrollCameraRequest(claim_token=token, csr=csr, serial="SN-AGAIN"), timeout=10
+            )
+        )
+        assert again is grpc.StatusCode.UNAUTHENTICATED
+        # App-only RPCs are not served without a certificate.
+        anonymous = await _call_code(stub.ListCameras(pb.ListCamerasRequest(), timeout=10))
+        assert anonymous is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_enrollment_rpcs_are_refused_on_the_mtls_port(household: Household) -> None:
+    async with PrivacamClient(household.owner) as app:
+        _, csr = new_key_and_csr()
+        code = await _call_code(
+            app.device_auth().SignIn(
+                pb.SignInRequest(login=household.login, password=PASSWORD, csr=csr), timeout=10
+            )
+        )
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_camera_renews_itself_but_cannot_act_as_an_app(household: Household) -> None:
+    async with PrivacamClient(household.camera) as camera:
+        _, csr = new_key_and_csr()
+        renewed = await camera.device_auth().RenewCertificate(
+            pb.RenewCertificateRequest(csr=csr), timeout=10
+        )
+        assert renewed.certificate.serial_number
+        code = await _call_code(
+            camera.device_auth().ListCameras(pb.ListCamerasRequest(), timeout=10)
+        )
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_sharing_shows_the_camera_to_the_grantee_only(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    enrollment = _enrollment(platform, profiles_home)
+    suffix = secrets.token_hex(4)
+    member, _ = await enrollment.register_account(f"m-{suffix}", f"member-{suffix}", PASSWORD)
+    stranger, _ = await enrollment.register_account(f"s-{suffix}", f"stranger-{suffix}", PASSWORD)
+    async with PrivacamClient(household.owner) as app:
+        await app.device_auth().CreateGrant(
+            pb.CreateGrantRequest(
+                device_id=household.device,
+                grantee_login=f"member-{suffix}",
+                scopes=[identity_pb2.GRANT_SCOPE_LIVE],
+            ),
+            timeout=10,
+        )
+    async with PrivacamClient(member) as app:
+        seen = await app.device_auth().GetCamera(
+            pb.GetCameraRequest(device_id=household.device), timeout=10
+        )
+        assert seen.camera.role == identity_pb2.CAMERA_ROLE_VIEWER
+        settings = await _call_code(
+            app.device_auth().UpdateCameraSettings(
+                pb.UpdateCameraSettingsRequest(
+                    device_id=household.device, activity_alerts_enabled=True
+                ),
+                timeout=10,
+            )
+        )
+        assert settings in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND)
+    async with PrivacamClient(stranger) as app:
+        code = await _call_code(
+            app.device_auth().GetCamera(pb.GetCameraRequest(device_id=household.device), timeout=10)
+        )
+        missing = await _call_code(
+            app.device_auth().GetCamera(
+                pb.GetCameraRequest(device_id="00000000-0000-4000-8000-000000000000"), timeout=10
+            )
+        )
+    # Another household's camera and a camera that does not exist look the same.
+    assert code is missing is grpc.StatusCode.NOT_FOUND
+
+
+async def test_revoking_a_camera_reaches_clip_ingest_within_2_seconds(
+    household: Household,
+) -> None:
+    async with PrivacamClient(household.camera) as camera:
+        uploads = clips_grpc.ClipIngestServiceStub(camera.channel("clip_ingest"))
+
+        async def upload_code() -> grpc.StatusCode:
+            async def one() -> AsyncIterator[clips_pb.UploadClipRequest]:
+                yield clips_pb.UploadClipRequest()
+
+            return await _call_code(uploads.UploadClip(one(), timeout=5))
+
+        assert await upload_code() is grpc.StatusCode.UNIMPLEMENTED  # in, not yet built
+        async with PrivacamClient(household.owner) as app:
+            await app.device_auth().RevokeCamera(
+                pb.RevokeCameraRequest(device_id=household.device), timeout=10
+            )
+        revoked_at = time.monotonic()
+        while (code := await upload_code()) is not grpc.StatusCode.UNAUTHENTICATED:
+            assert code is grpc.StatusCode.UNIMPLEMENTED
+            assert time.monotonic() - revoked_at < 2, "camera still accepted after 2 s"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_10000_guess_pin_attack_is_locked_out(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    async with PrivacamClient(household.owner) as app:
+        await app.device_auth().SetPin(
+            pb.SetPinRequest(device_id=household.device, pin="7310"), timeout=10
+        )
+    relay = platform.profile("as-relay", platform.pki.service("relay_broker"), profiles_home)
+    checks = {"wrong": 0, "ok": 0, "refused": 0}
+    async with PrivacamClient(relay) as service:
+        stub = service.device_auth()
+        for guess in range(10_000):
+            reply = await stub.CheckPin(
+                pb.CheckPinRequest(device_id=household.device, pin=f"{guess:04d}"), timeout=10
+            )
+            if reply.result == pb.PIN_CHECK_RESULT_WRONG:
+                checks["wrong"] += 1
+            elif reply.result == pb.PIN_CHECK_RESULT_OK:
+                checks["ok"] += 1
+            else:
+                checks["refused"] += 1
+    assert checks["ok"] == 0
+    assert checks["wrong"] <= 10
+    assert checks["refused"] >= 9_990
