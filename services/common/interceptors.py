@@ -48,16 +48,38 @@ def _rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
     return "unary"
 
 
+class _Method:
+    """What is fixed per RPC method: its names and its metric series, looked up once."""
+
+    def __init__(self, full_method: str, rpc_type: str) -> None:
+        self.full_method = full_method
+        self.service, self.name = _split(full_method)
+        self.rpc_type = rpc_type
+        self.started = metrics.GRPC_STARTED.labels(self.service, self.name, rpc_type)
+        self.seconds = metrics.GRPC_HANDLING_SECONDS.labels(self.service, self.name, rpc_type)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        if code not in self._handled:
+            self._handled[code] = metrics.GRPC_HANDLED.labels(
+                self.service, self.name, self.rpc_type, code.name
+            )
+        return self._handled[code]
+
+
 class _Call:
     """Bookkeeping of one RPC: who, how long, which status."""
 
-    def __init__(self, interceptor: ServerInterceptor, method: str, rpc_type: str) -> None:
+    def __init__(self, interceptor: ServerInterceptor, method: _Method) -> None:
         self.interceptor = interceptor
-        self.service, self.method = _split(method)
-        self.full_method = method
-        self.rpc_type = rpc_type
+        self.rpc = method
+        self.service, self.method, self.full_method = (
+            method.service,
+            method.name,
+            method.full_method,
+        )
         self.started = time.perf_counter()
-        metrics.GRPC_STARTED.labels(self.service, self.method, rpc_type).inc()
+        method.started.inc()
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
         anonymous = self.interceptor.anonymous
@@ -78,12 +100,16 @@ class _Call:
 
     def finish(self, code: grpc.StatusCode, principal: Principal | None) -> None:
         elapsed = time.perf_counter() - self.started
-        metrics.GRPC_HANDLED.labels(self.service, self.method, self.rpc_type, code.name).inc()
-        metrics.GRPC_HANDLING_SECONDS.labels(self.service, self.method, self.rpc_type).observe(
-            elapsed
-        )
-        # Only the kind of caller: ids of people and devices never go to logs.
-        log.info(
+        self.rpc.handled(code).inc()
+        self.rpc.seconds.observe(elapsed)
+        # One line per failed call (successes are counted by the metrics above; a line for
+        # each of them cost more than the call itself). Only the kind of caller: ids of
+        # people and devices never go to logs.
+        level = logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO
+        if not log.isEnabledFor(level):
+            return
+        log.log(
+            level,
             "rpc",
             extra={
                 "rpc_method": self.full_method,
@@ -193,6 +219,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.authorizer = authorizer
         self.trust_domain = trust_domain
         self.anonymous = anonymous or AnonymousMethods()
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self.calls = calls if calls is not None else OpenCalls()
 
     async def intercept_service(
@@ -202,28 +229,33 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped  # handlers are registered once: wrap each method once
+        handler = await continuation(handler_call_details)
         if handler is None or method.startswith(EXEMPT_PREFIXES):
             return handler
         rpc_type = _rpc_type(handler)
         if handler.response_streaming:
             inner = handler.stream_stream or handler.unary_stream
-            behavior = self._streaming(method, rpc_type, inner)
+            behavior = self._streaming(_Method(method, rpc_type), inner)
         else:
             inner = handler.stream_unary or handler.unary_unary
-            behavior = self._unary(method, rpc_type, inner)
+            behavior = self._unary(_Method(method, rpc_type), inner)
         factory = {
             "unary": grpc.unary_unary_rpc_method_handler,
             "client_stream": grpc.stream_unary_rpc_method_handler,
             "server_stream": grpc.unary_stream_rpc_method_handler,
             "bidi_stream": grpc.stream_stream_rpc_method_handler,
         }[rpc_type]
-        return factory(
+        wrapped = factory(
             behavior,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = wrapped
+        return wrapped
 
     @contextlib.asynccontextmanager
     async def _handling(
@@ -255,20 +287,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             self.calls.remove(revoked)
             call.finish(code, principal)
 
-    def _unary(self, method: str, rpc_type: str, inner: Any) -> Any:
+    def _unary(self, rpc: _Method, inner: Any) -> Any:
         async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with self._handling(_Call(self, method, rpc_type), context) as revoked:
-                if rpc_type == "unary":
+            async with self._handling(_Call(self, rpc), context) as revoked:
+                if rpc.rpc_type == "unary":
                     return await inner(request, context)  # short: finishes on its own
                 return await _unless_revoked(inner(request, context), revoked, context)
 
         return behavior
 
-    def _streaming(self, method: str, rpc_type: str, inner: Any) -> Any:
+    def _streaming(self, rpc: _Method, inner: Any) -> Any:
         async def behavior(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with self._handling(_Call(self, method, rpc_type), context) as revoked:
+            async with self._handling(_Call(self, rpc), context) as revoked:
                 responses = inner(request, context).__aiter__()
                 while (
                     response := await _unless_revoked(_next(responses), revoked, context)

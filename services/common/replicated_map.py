@@ -16,6 +16,8 @@ exactly one live record per entry.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import secrets
 import zlib
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ class ReplicatedMap:
         self._topic = topic
         self._producer = producer
         self._entries: dict[str, tuple[str, bytes]] = {}  # key -> (owning proposal, value)
+        self._sorted_keys: list[str] = []  # for prefix scans in O(log n + matches)
         # Record keys of deleted entries (proposals are never reused), so a late update
         # from a replica that had not seen the delete cannot bring an entry back.
         self._deleted: set[str] = set()
@@ -56,10 +59,17 @@ class ReplicatedMap:
         return entry[1] if entry else None
 
     def items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
-        """Entries whose key starts with `prefix` (a scan: keep prefixes selective)."""
-        for key, (_, value) in list(self._entries.items()):
-            if key.startswith(prefix):
-                yield key, value
+        """Entries whose key starts with `prefix`, in key order."""
+        start = bisect.bisect_left(self._sorted_keys, prefix)
+        keys = []
+        for key in itertools.islice(self._sorted_keys, start, None):
+            if not key.startswith(prefix):
+                break
+            keys.append(key)
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None:
+                yield key, entry[1]
 
     # --- writes: through Kafka ----------------------------------------------------
 
@@ -113,9 +123,12 @@ class ReplicatedMap:
         if value is None:
             if owner is not None and owner[0] == proposal:
                 del self._entries[key]
+                del self._sorted_keys[bisect.bisect_left(self._sorted_keys, key)]
                 self._deleted.add(text)
             return
         if text in self._deleted:
             return  # a late update of a deleted entry
+        if owner is None:
+            bisect.insort(self._sorted_keys, key)
         if owner is None or owner[0] == proposal:
             self._entries[key] = (proposal, value)
