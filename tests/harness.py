@@ -9,6 +9,7 @@ their own, so a run never sees the events of `make up` or of another run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -20,6 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from privacam_sdk import Profile
 from services.common.healthcheck import serving
@@ -133,13 +137,30 @@ def root_key_file(pki: PkiFactory) -> Path:
     return path
 
 
+def access_log_key(pki: PkiFactory) -> Ed25519PrivateKey:
+    """The signing key of the test run's access log (the log service signs tree heads with
+    it; the key manager trusts its public half)."""
+    path = pki.directory / "access-log-signing.key"
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        path.write_bytes(key.private_bytes_raw())
+        path.chmod(0o600)
+        public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        (pki.directory / "access-log-keys.json").write_text(
+            json.dumps({"test-log-1": public.decode()})
+        )
+    return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+
+
 def service_env(
     name: str, pki: PkiFactory, stack: dict[str, str], namespace: str, ports: tuple[int, int, int]
 ) -> dict[str, str]:
+    access_log_key(pki)  # makes the key files on first use
     identity = pki.service(name)
     prefix = f"PRIVACAM_{name.upper()}_"
     return {
         "PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE": str(root_key_file(pki)),
+        "PRIVACAM_KEY_MANAGER_ACCESS_LOG_KEYS_FILE": str(pki.directory / "access-log-keys.json"),
         "PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE": str(pki.directory / "issuing" / "ca.crt"),
         "PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE": str(pki.directory / "issuing" / "ca.key"),
         "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",

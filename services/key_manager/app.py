@@ -10,7 +10,11 @@ from services.common.kafka import EventProducer
 from services.common.runtime import GrpcApi, ServiceParts
 from services.key_manager.adapters.events import KafkaKeyEvents
 from services.key_manager.adapters.metrics import PrometheusKeyMetrics
-from services.key_manager.adapters.receipts import AccessLogNotDeployed
+from services.key_manager.adapters.receipts import (
+    AccessLogNotDeployed,
+    SignedLogReceipts,
+    load_log_keys,
+)
 from services.key_manager.adapters.root_key import load_root_key
 from services.key_manager.adapters.state_log import KafkaStateLog
 from services.key_manager.api.policies import POLICIES, SERVICE_DESCRIPTOR
@@ -44,7 +48,15 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         keyring=keyring,
         state=state,
         events=key_events,
-        receipts=AccessLogNotDeployed(),
+        receipts=(
+            SignedLogReceipts(
+                load_log_keys(settings.access_log_keys_file),
+                clock,
+                timedelta(seconds=settings.receipt_max_age_seconds),
+            )
+            if settings.access_log_keys_file is not None
+            else AccessLogNotDeployed()
+        ),
         clock=clock,
         rotation_period=timedelta(seconds=settings.rotation_period_seconds),
         metrics=PrometheusKeyMetrics(keyring),

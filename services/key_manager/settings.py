@@ -22,5 +22,10 @@ class KeyManagerSettings(ServiceSettings):
     away within about segment_ms + state_max_compaction_lag_ms + the cleaner's back-off."""
     state_max_compaction_lag_ms: int = Field(default=60_000, ge=1_000)
     """max.compaction.lag.ms of the key state topic."""
+    access_log_keys_file: FilePath | None = None
+    """JSON map of key id to PEM Ed25519 public key of the access log's signing keys. Unset:
+    no access log, and every unwrap is refused (an unlogged access cannot happen)."""
+    receipt_max_age_seconds: int = Field(default=300, ge=10, le=3600)
+    """How old a receipt's signed tree head may be when it is presented."""
     max_batch_items: int = Field(default=1_000, ge=1, le=10_000)
     """Largest batch accepted by the Batch* RPCs."""

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from privacam.accesslog.v1 import log_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient
-from tests.harness import Platform
+from services.common.merkle import MerkleTree
+from services.common.receipts import sign_tree_head
+from tests.harness import Platform, access_log_key
 
 CONTEXT = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-1", clip_id="clip-0001")
 
@@ -51,21 +58,71 @@ async def test_generate_then_rewrap_and_refuse_a_foreign_context(
     assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_viewing_unwrap_needs_the_access_log(
-    keys: pb_grpc.KeyManagerServiceAsyncStub,
+def _receipt(platform: Platform, context: keys_pb2.KeyContext, access_id: str) -> log_pb2.Receipt:
+    """What the access log hands a service once it has appended this access."""
+    record = log_pb2.AccessRecord(
+        access_id=access_id,
+        tenant_id=context.tenant_id,
+        principal=types_pb2.Principal(
+            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=context.tenant_id, id="phone-1"
+        ),
+        resource=log_pb2.Resource(
+            kind=log_pb2.RESOURCE_KIND_CLIP, device_id=context.device_id, clip_id=context.clip_id
+        ),
+        purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+        service="clip_ingest",
+        occurred_at=Timestamp(seconds=int(time.time())),
+    ).SerializeToString()
+    tree = MerkleTree()
+    tree.append_data(b"an earlier access")
+    index = tree.append_data(record)
+    head = sign_tree_head(
+        access_log_key(platform.pki),
+        "test-log-1",
+        context.tenant_id,
+        tree.size,
+        tree.root(),
+        datetime.now(UTC),
+    )
+    return log_pb2.Receipt(
+        record=record,
+        leaf_index=index,
+        tree_head=head,
+        inclusion_proof=log_pb2.InclusionProof(
+            leaf_index=index, tree_size=tree.size, hashes=tree.inclusion_proof(index)
+        ),
+    )
+
+
+async def test_log_before_decrypt(
+    platform: Platform, keys: pb_grpc.KeyManagerServiceAsyncStub
 ) -> None:
     generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=CONTEXT), timeout=10)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await keys.Unwrap(
-            pb.UnwrapRequest(
-                wrapped_key=generated.wrapped_key,
-                context=CONTEXT,
-                purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
-            ),
-            timeout=10,
+
+    def unwrap(receipt: log_pb2.Receipt | None) -> Any:
+        request = pb.UnwrapRequest(
+            wrapped_key=generated.wrapped_key,
+            context=CONTEXT,
+            purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
         )
-    assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-    assert "access log" in (raised.value.details() or "")
+        if receipt is not None:
+            request.receipt.CopyFrom(receipt)
+        return keys.Unwrap(request, timeout=10)
+
+    with pytest.raises(grpc.aio.AioRpcError) as unlogged:
+        await unwrap(None)
+    assert unlogged.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    receipt = _receipt(platform, CONTEXT, str(uuid.uuid4()))
+    assert (await unwrap(receipt)).plaintext_key == generated.plaintext_key
+    with pytest.raises(grpc.aio.AioRpcError) as replayed:
+        await unwrap(receipt)
+    assert "already used" in (replayed.value.details() or "")
+    other_clip = keys_pb2.KeyContext(
+        tenant_id=CONTEXT.tenant_id, device_id=CONTEXT.device_id, clip_id="clip-0002"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+        await unwrap(_receipt(platform, other_clip, str(uuid.uuid4())))
+    assert "another access" in (elsewhere.value.details() or "")
 
 
 @pytest.mark.parametrize(
