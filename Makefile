@@ -31,7 +31,7 @@ down: ## Stop the services and the local stack (data kept; `make clean` removes 
 demo: ## Run the demo against a running platform
 	$(PY) scripts/demo.py
 
-test: setup lint chart ## Lint, check the chart, run every test; starts (and stops) the servers it needs
+test: setup lint chart hsm ## Lint, check the chart, run every test; starts (and stops) the servers it needs
 	$(PY) -m pytest tests
 
 unit: setup ## Unit tests only (no servers)
@@ -48,6 +48,9 @@ lint: setup $(BUF) ## ruff, mypy and buf lint
 
 chart: setup ## helm lint/template, schema validation, kube-score, NetworkPolicy flows, promtool rule tests
 	bash scripts/check_chart.sh
+
+hsm: ## SoftHSM2 for the PKCS#11 tests (Debian package) and a development token in .run/
+	@command -v softhsm2-util >/dev/null && [ -d "$(PRIVACAM_RUN_DIR)/softhsm" ] || bash stack/softhsm.sh >/dev/null
 
 format: setup ## Apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .
@@ -81,4 +84,4 @@ bench: setup ## Run the benchmarks and print their ratios against the physical b
 clean: down ## Stop everything and delete local state (keeps the download cache)
 	rm -rf $(PRIVACAM_RUN_DIR) gen .venv
 
-.PHONY: help up down demo test unit integration lint chart format setup protos bench clean
+.PHONY: help up down demo test unit integration lint chart hsm format setup protos bench clean

@@ -15,7 +15,7 @@ from services.key_manager.adapters.receipts import (
     SignedLogReceipts,
     load_log_keys,
 )
-from services.key_manager.adapters.root_key import load_root_key
+from services.key_manager.adapters.root_key import root_key_from
 from services.key_manager.adapters.state_log import KafkaStateLog
 from services.key_manager.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.key_manager.api.servicer import KeyManagerServicer
@@ -44,7 +44,7 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
     )
     key_events = KafkaKeyEvents(producer, clock)
     keys = KeyService(
-        root=load_root_key(settings.root_key_file),
+        root=root_key_from(settings),
         keyring=keyring,
         state=state,
         events=key_events,

@@ -1,6 +1,6 @@
 """Settings of key_manager: environment variables prefixed PRIVACAM_KEY_MANAGER_."""
 
-from pydantic import Field, FilePath
+from pydantic import Field, FilePath, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -11,10 +11,19 @@ class KeyManagerSettings(ServiceSettings):
 
     default_ports = (7002, 7102, 7202)
 
-    root_key_file: FilePath
+    root_key_file: FilePath | None = None
     """File holding the 32-byte root key (raw, or 64 hex digits), mounted from a secret.
     It seals every tenant key; losing it loses every clip, leaking it needs the sealed
-    keys as well."""
+    keys as well. Set this or ROOT_KEY_PKCS11_MODULE."""
+    root_key_pkcs11_module: FilePath | None = None
+    """PKCS#11 module of the HSM holding the root key as a non-extractable AES-256 key
+    (e.g. /usr/lib/softhsm/libsofthsm2.so); the key never leaves the HSM."""
+    root_key_pkcs11_token: str = "privacam"  # noqa: S105 - a token label, not a secret
+    """Label of the PKCS#11 token holding the root key."""
+    root_key_pkcs11_label: str = "privacam-root-key"
+    """Label of the root key object in the token."""
+    root_key_pkcs11_pin_file: FilePath | None = None
+    """File holding the token's user PIN (a mounted secret)."""
     rotation_period_seconds: int = Field(default=86_400, ge=60, le=31 * 86_400)
     """Length of a key period: each tenant gets a new key-encryption key per period."""
     state_segment_ms: int = Field(default=60_000, ge=1_000)
@@ -29,3 +38,11 @@ class KeyManagerSettings(ServiceSettings):
     """How old a receipt's signed tree head may be when it is presented."""
     max_batch_items: int = Field(default=1_000, ge=1, le=10_000)
     """Largest batch accepted by the Batch* RPCs."""
+
+    @model_validator(mode="after")
+    def _one_root_key(self) -> "KeyManagerSettings":
+        if (self.root_key_file is None) == (self.root_key_pkcs11_module is None):
+            raise ValueError("set exactly one of ROOT_KEY_FILE and ROOT_KEY_PKCS11_MODULE")
+        if self.root_key_pkcs11_module is not None and self.root_key_pkcs11_pin_file is None:
+            raise ValueError("ROOT_KEY_PKCS11_PIN_FILE is required with ROOT_KEY_PKCS11_MODULE")
+        return self

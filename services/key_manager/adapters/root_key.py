@@ -6,7 +6,10 @@ import binascii
 import contextlib
 from pathlib import Path
 
+from services.common.hsm import Pkcs11Token
+from services.key_manager.adapters.pkcs11_root_key import Pkcs11RootKey
 from services.key_manager.domain.keyring import KEY_BYTES, RootKey
+from services.key_manager.settings import KeyManagerSettings
 
 
 def load_root_key(path: Path) -> RootKey:
@@ -20,3 +23,16 @@ def load_root_key(path: Path) -> RootKey:
             f"{2 * KEY_BYTES} hex digits"
         )
     return RootKey(raw)
+
+
+def root_key_from(settings: KeyManagerSettings) -> RootKey | Pkcs11RootKey:
+    """The configured root key: a secret file, or a non-extractable key in an HSM."""
+    if settings.root_key_pkcs11_module is not None and settings.root_key_pkcs11_pin_file:
+        token = Pkcs11Token.from_pin_file(
+            str(settings.root_key_pkcs11_module),
+            settings.root_key_pkcs11_token,
+            settings.root_key_pkcs11_pin_file,
+        )
+        return Pkcs11RootKey(token, settings.root_key_pkcs11_label)
+    assert settings.root_key_file is not None  # the settings validator guarantees one
+    return load_root_key(settings.root_key_file)

@@ -11,6 +11,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -68,6 +69,18 @@ class KeyContext:
     tenant_id: str
     device_id: str
     clip_id: str
+
+
+class RootSealer(Protocol):
+    """Seals and unseals KEKs under the root key: RootKey (a secret file) or a key kept in
+    an HSM (adapters/pkcs11_root_key.py). Same sealed format either way."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def seal(self, kek: bytes, tenant_id: str, version: int, proposal_id: str) -> bytes: ...
+
+    def unseal(self, sealed: bytes, tenant_id: str, version: int, proposal_id: str) -> bytes: ...
 
 
 class RootKey:

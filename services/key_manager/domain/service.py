@@ -20,7 +20,7 @@ from services.key_manager.domain.keyring import (
     KEY_BYTES,
     KeyContext,
     Keyring,
-    RootKey,
+    RootSealer,
     SealedKek,
     UnknownVersion,
     WrongContext,
@@ -121,7 +121,7 @@ class ReceiptVerifier(Protocol):
 class KeyService:
     def __init__(
         self,
-        root: RootKey,
+        root: RootSealer,
         keyring: Keyring,
         state: StateLog,
         events: KeyEvents,
