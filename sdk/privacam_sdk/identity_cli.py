@@ -26,11 +26,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         command.add_argument("--ca", type=Path, required=True, help="the platform's CA (PEM)")
         command.add_argument("--enroll-endpoint", default=DEFAULT_ENROLLMENT_ENDPOINT)
         command.add_argument("--label", default="")
+        command.add_argument(
+            "--endpoint",
+            action="append",
+            default=[],
+            metavar="SERVICE=HOST:PORT",
+            help="where a service listens",
+        )
     enroll = commands.add_parser("enroll-camera", help="pair this device as a camera")
     enroll.add_argument("--token", required=True, help="claim token from the owner's app")
     enroll.add_argument("--serial", required=True)
     enroll.add_argument("--ca", type=Path, required=True)
     enroll.add_argument("--enroll-endpoint", default=DEFAULT_ENROLLMENT_ENDPOINT)
+    enroll.add_argument("--endpoint", action="append", default=[], metavar="SERVICE=HOST:PORT")
     commands.add_parser("claim-token", help="a single-use token to pair a new camera")
     commands.add_parser("cameras", help="cameras you own or that are shared with you")
     settings = commands.add_parser("settings", help="change a camera's settings")
@@ -52,7 +60,8 @@ def _password() -> str:
 
 async def run(args: argparse.Namespace, base: Path) -> int:
     if args.command in ("register", "sign-in", "enroll-camera"):
-        enrollment = Enrollment(args.ca.read_bytes(), args.enroll_endpoint, home=base)
+        endpoints = dict(pair.split("=", 1) for pair in args.endpoint) or None
+        enrollment = Enrollment(args.ca.read_bytes(), args.enroll_endpoint, endpoints, home=base)
         if args.command == "register":
             profile, tenant = await enrollment.register_account(
                 args.profile, args.login, _password(), args.label

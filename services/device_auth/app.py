@@ -1,4 +1,10 @@
-"""Composition root of device_auth: builds adapters, servicers and consumers for the runtime."""
+"""Composition root of device_auth: builds adapters, servicers and consumers for the runtime.
+
+Two limits guard the enrollment port: RegisterAccount, SignIn and EnrollCamera are
+rate-limited per source address (the shared interceptor, before the handler), and
+every password check, SignIn's included, counts toward a per-account limit in the
+domain (RedisPasswordAttempts), which holds however many addresses an attacker uses.
+"""
 
 from datetime import timedelta
 
@@ -11,12 +17,18 @@ from services.common.pki import load_authority
 from services.common.ratelimit import Limit, RateLimiter
 from services.common.runtime import GrpcApi, PublicPort, ServiceParts
 from services.common.stores import RedisStore
-from services.device_auth.adapters.ephemeral import RedisClaimTokens, RedisPinAttempts
+from services.device_auth.adapters.ephemeral import (
+    RedisClaimTokens,
+    RedisPasswordAttempts,
+    RedisPinAttempts,
+)
 from services.device_auth.adapters.events import KafkaIdentityEvents
 from services.device_auth.adapters.state import IdentityState
 from services.device_auth.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.device_auth.api.servicer import DeviceAuthServicer
 from services.device_auth.domain.certificates import CertificateIssuer
+from services.device_auth.domain.grant_expiry import GrantExpirySweeper
+from services.device_auth.domain.password_attempts import PasswordPolicy
 from services.device_auth.domain.passwords import PRODUCTION, SecretHasher
 from services.device_auth.domain.service import DeviceAuth, DeviceAuthConfig
 from services.device_auth.settings import DeviceAuthSettings
@@ -43,6 +55,9 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
         grants=state.grants,
         claim_tokens=RedisClaimTokens(redis.client, clock),
         pin_attempts=RedisPinAttempts(redis.client, clock),
+        # Namespaced like the rate limits: counters keyed by a login's hash must not
+        # be shared by environments (or test runs) that share one Redis.
+        password_attempts=RedisPasswordAttempts(redis.client, prefix=settings.kafka.namespace),
         events=KafkaIdentityEvents(producer, settings.tls.trust_domain),
         issuer=issuer,
         clock=clock,
@@ -52,6 +67,10 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
             default_retention_days=settings.retention_days_default,
             min_retention_days=settings.retention_days_min,
             max_retention_days=settings.retention_days_max,
+            password_policy=PasswordPolicy(
+                max_failures=settings.password_max_failures,
+                window=timedelta(minutes=settings.password_window_minutes),
+            ),
         ),
     )
     api = GrpcApi.of(
@@ -65,7 +84,11 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
         policies=POLICIES,
         topics=[topics.IDENTITY, topics.IDENTITY_STATE, topics.REVOCATIONS],
         components=[redis],
-        late_components=[state],
+        # The sweep reads the replayed state, so it starts after it (and stops first).
+        late_components=[
+            state,
+            GrantExpirySweeper(auth, timedelta(seconds=settings.grant_sweep_seconds)),
+        ],
         public=PublicPort(
             port=settings.enrollment_port,
             apis=[api],

@@ -32,6 +32,13 @@ class DeviceAuthSettings(ServiceSettings):
     """Longest retention an owner may choose (MinIO's lifecycle backstop follows it)."""
     enrollment_calls_per_minute: int = Field(default=20, ge=1, le=10_000)
     """RegisterAccount, SignIn and EnrollCamera calls allowed per source address per minute."""
+    password_max_failures: int = Field(default=5, ge=1, le=100)
+    """Wrong passwords per account (SignIn, VerifyPassword, ChangePassword, ClearPin) within
+    PASSWORD_WINDOW_MINUTES before further password checks on it are RESOURCE_EXHAUSTED."""
+    password_window_minutes: int = Field(default=15, ge=1, le=1440)
+    """Window of the per-account password limit; a correct password resets the count."""
+    grant_sweep_seconds: int = Field(default=60, ge=1, le=3600)
+    """How often each replica revokes (and announces) grants whose expiry has passed."""
     redis: RedisSettings
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ Redis keys under a prefix of its own (deleted afterwards).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
 from privacam.identity.v1 import events_pb2 as pb
@@ -27,13 +31,23 @@ from services.common import topics
 from services.common.clock import SystemClock
 from services.common.identity import Principal, PrincipalKind
 from services.common.kafka import EventProducer, Topic, ensure_topics
+from services.common.pki import create_intermediate, create_root, new_private_key
 from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
-from services.device_auth.adapters.ephemeral import RedisClaimTokens, RedisPinAttempts
-from services.device_auth.adapters.events import MAX_CERTIFICATE_LIFETIME, KafkaIdentityEvents
+from services.device_auth.adapters.ephemeral import (
+    RedisClaimTokens,
+    RedisPasswordAttempts,
+    RedisPinAttempts,
+)
+from services.device_auth.adapters.events import KafkaIdentityEvents
 from services.device_auth.adapters.state import IdentityState
 from services.device_auth.domain import events
 from services.device_auth.domain import ports as ports_module
+from services.device_auth.domain.certificates import CertificateIssuer
+from services.device_auth.domain.errors import BadCredentials, TooManyAttempts
+from services.device_auth.domain.grant_expiry import GrantExpirySweeper
+from services.device_auth.domain.password_attempts import login_key, tenant_key
+from services.device_auth.domain.passwords import Argon2Parameters, SecretHasher
 from services.device_auth.domain.records import (
     Account,
     AppInstall,
@@ -43,10 +57,12 @@ from services.device_auth.domain.records import (
     ClaimToken,
     Grant,
     GrantScope,
+    PasswordTries,
     PinAttemptState,
     SettingsView,
     Subject,
 )
+from services.device_auth.domain.service import DeviceAuth
 from tests.harness import delete_namespace_topics, new_namespace
 
 TRUST_DOMAIN = "privacam.local"
@@ -327,7 +343,84 @@ async def test_a_second_replica_replays_and_follows_the_same_state(
         assert await state.cameras.list_for_tenant(tenant) == [second_camera]
 
 
+async def test_expired_grants_are_listed_soonest_first(state: IdentityState) -> None:
+    owner = new_id()
+    camera = new_camera(owner)
+    assert await state.cameras.create(camera)
+    moment = now()
+
+    def grant(expires_at: datetime | None) -> Grant:
+        return Grant(
+            new_id(),
+            camera.device_id,
+            owner,
+            new_id(),
+            frozenset({GrantScope.LIVE}),
+            moment,
+            expires_at,
+        )
+
+    late, early, exact = (grant(moment - timedelta(minutes=m)) for m in (1, 30, 0))
+    future, forever = grant(moment + timedelta(minutes=5)), grant(None)
+    for g in (late, early, exact, future, forever):
+        assert await state.grants.create(g)
+    ours = {late.grant_id, early.grant_id, exact.grant_id, future.grant_id, forever.grant_id}
+
+    def mine(grants: list[Grant]) -> list[Grant]:
+        return [g for g in grants if g.grant_id in ours]  # other tests' grants share the map
+
+    assert mine(await state.grants.list_expired(moment, 1000)) == [early, late, exact]
+    assert mine(await state.grants.list_expired(moment + timedelta(minutes=5), 1000)) == [
+        early,
+        late,
+        exact,
+        future,
+    ]
+    assert len(await state.grants.list_expired(moment, 1)) == 1
+    assert await state.grants.delete(early.grant_id)
+    assert mine(await state.grants.list_expired(moment, 1000)) == [late, exact]
+
+
 # --- Redis -------------------------------------------------------------------------------
+
+
+async def test_password_tries_count_atomically_in_a_window_under_a_hashed_key(
+    redis: tuple[Redis, str],
+) -> None:
+    client, prefix = redis
+    attempts = RedisPasswordAttempts(client, prefix=prefix)
+    login = f"mallory-{secrets.token_hex(4)}"
+    key = login_key(login)
+    window = timedelta(minutes=15)
+
+    tries = await asyncio.gather(*(attempts.add(key, window) for _ in range(20)))
+    assert sorted(t.count for t in tries) == list(range(1, 21))  # each its own count
+    assert all(timedelta(minutes=14) < t.window_left <= window for t in tries)
+    # Stored under the SHA-256 of the domain's key: no login (nor its plain hash) in Redis.
+    redis_key = f"{prefix}password-tries:{hashlib.sha256(key.encode()).hexdigest()}"
+    assert attempts.key(key) == redis_key
+    assert int(await client.get(redis_key) or 0) == 20
+    stored = [k.decode() async for k in client.scan_iter(match=f"{prefix}password-tries:*")]
+    assert not any(login in k or key in k for k in stored)
+    ttl = timedelta(milliseconds=await client.pttl(redis_key))
+    assert timedelta(minutes=14) < ttl <= window  # later tries did not extend the window
+
+    await attempts.reset(key)
+    assert await client.exists(redis_key) == 0
+    assert await attempts.add(key, window) == PasswordTries(1, window)
+
+    # The window ends by itself, and the count starts over.
+    other = tenant_key(new_id())
+    assert (await attempts.add(other, timedelta(milliseconds=300))).count == 1
+    assert (await attempts.add(other, timedelta(milliseconds=300))).count == 2
+    await asyncio.sleep(0.6)
+    assert (await attempts.add(other, timedelta(milliseconds=300))).count == 1
+
+    # A counter that somehow lost its expiry gets one back: no account blocked forever.
+    stuck = tenant_key(new_id())
+    await client.set(attempts.key(stuck), 9)
+    assert (await attempts.add(stuck, window)) == PasswordTries(10, window)
+    assert await client.pttl(attempts.key(stuck)) > 0
 
 
 async def test_claim_tokens_are_single_use_and_expire(redis: tuple[Redis, str]) -> None:
@@ -426,13 +519,18 @@ async def test_a_revocation_reaches_the_revocations_topic_before_its_event(kafka
     publisher = KafkaIdentityEvents(kafka.producer, TRUST_DOMAIN)
     subject = Subject(PrincipalKind.CAMERA, tenant, device)
     revoked_at = now()
+    latest = revoked_at + timedelta(days=29, hours=3)
     event = events.IdentityEvent(
         event_id=new_id(),
         tenant_id=tenant,
         occurred_at=revoked_at,
         actor=Subject(PrincipalKind.APP, tenant, new_id()),
         body=events.CertificateRevoked(
-            subject, ("1f2e", "abc"), True, events.RevocationReason.OWNER_REQUEST
+            subject,
+            ("1f2e", "abc"),
+            True,
+            events.RevocationReason.OWNER_REQUEST,
+            not_after=(latest, revoked_at + timedelta(days=2)),
         ),
     )
     await publisher.publish(event)
@@ -445,7 +543,8 @@ async def test_a_revocation_reaches_the_revocations_topic_before_its_event(kafka
     assert record.all_certificates
     assert list(record.serial_numbers) == ["1f2e", "abc"]
     assert record.revoked_at.ToDatetime(tzinfo=UTC) == revoked_at
-    assert record.covers_until.ToDatetime(tzinfo=UTC) == revoked_at + MAX_CERTIFICATE_LIFETIME
+    # The latest real expiry of what it revokes, not revoked_at + the longest lifetime.
+    assert record.covers_until.ToDatetime(tzinfo=UTC) == latest
 
     published = [
         r
@@ -479,6 +578,7 @@ async def test_a_revocation_reaches_the_revocations_topic_before_its_event(kafka
 
 async def test_a_single_certificate_revocation_is_keyed_by_serial(kafka: Kafka) -> None:
     tenant, install = new_id(), new_id()
+    expiry = now() + timedelta(days=11)
     await KafkaIdentityEvents(kafka.producer, TRUST_DOMAIN).publish(
         events.IdentityEvent(
             new_id(),
@@ -490,6 +590,7 @@ async def test_a_single_certificate_revocation_is_keyed_by_serial(kafka: Kafka) 
                 ("d00d",),
                 False,
                 events.RevocationReason.KEY_COMPROMISE,
+                not_after=(expiry,),
             ),
         )
     )
@@ -499,6 +600,7 @@ async def test_a_single_certificate_revocation_is_keyed_by_serial(kafka: Kafka) 
     assert record.subject_uri == f"spiffe://{TRUST_DOMAIN}/tenant/{tenant}/app/{install}"
     assert not record.all_certificates
     assert list(record.serial_numbers) == ["d00d"]
+    assert record.covers_until.ToDatetime(tzinfo=UTC) == expiry
 
 
 async def test_every_domain_event_becomes_its_protobuf_event(kafka: Kafka) -> None:
@@ -562,6 +664,7 @@ def test_the_adapters_implement_the_ports(state: IdentityState, redis: tuple[Red
         ports_module.Grants,
         ports_module.ClaimTokens,
         ports_module.PinAttempts,
+        ports_module.PasswordAttempts,
     ] = (
         state.accounts,
         state.installs,
@@ -569,5 +672,139 @@ def test_the_adapters_implement_the_ports(state: IdentityState, redis: tuple[Red
         state.grants,
         RedisClaimTokens(client, SystemClock(), prefix=prefix),
         RedisPinAttempts(client, SystemClock(), prefix=prefix),
+        RedisPasswordAttempts(client, prefix=prefix),
     )
-    assert len(ports) == 6
+    assert len(ports) == 7
+
+
+# --- the domain over the real adapters, as two replicas ------------------------------------
+
+
+def make_csr() -> bytes:
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
+        .sign(new_private_key(), hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+
+
+@pytest.fixture(scope="module")
+def issuer() -> CertificateIssuer:
+    start = now() - timedelta(days=1)
+    root = create_root("Adapters Test Root", start, timedelta(days=30))
+    authority = create_intermediate(root, "Adapters Test Issuing", start, timedelta(days=20))
+    return CertificateIssuer(authority, TRUST_DOMAIN, SystemClock())
+
+
+def device_auth(
+    state: IdentityState, kafka: Kafka, redis: tuple[Redis, str], issuer: CertificateIssuer
+) -> DeviceAuth:
+    """One replica of the service: its own state replica, the shared Redis and topics."""
+    client, prefix = redis
+    return DeviceAuth(
+        accounts=state.accounts,
+        installs=state.installs,
+        cameras=state.cameras,
+        grants=state.grants,
+        claim_tokens=RedisClaimTokens(client, SystemClock(), prefix=prefix),
+        pin_attempts=RedisPinAttempts(client, SystemClock(), prefix=prefix),
+        password_attempts=RedisPasswordAttempts(client, prefix=prefix),
+        events=KafkaIdentityEvents(kafka.producer, TRUST_DOMAIN),
+        issuer=issuer,
+        clock=SystemClock(),
+        password_hasher=SecretHasher(Argon2Parameters(time_cost=1, memory_kib=8, parallelism=1)),
+    )
+
+
+async def test_wrong_passwords_are_limited_per_account_across_replicas(
+    kafka: Kafka, state: IdentityState, redis: tuple[Redis, str], issuer: CertificateIssuer
+) -> None:
+    first = device_auth(state, kafka, redis, issuer)
+    login = f"alice-{secrets.token_hex(4)}"
+    password = "correct horse battery staple"
+    account = await first.register_account(login, password, make_csr())
+    async with replica(kafka) as other_state:
+        await other_state.catch_up()
+        second = device_auth(other_state, kafka, redis, issuer)
+        # Guesses spread over both replicas and over every password RPC share one budget.
+        guesses = [
+            first.sign_in(login, "guess 1", make_csr()),
+            second.sign_in(login, "guess 2", make_csr()),
+            first.change_password(account.tenant_id, "guess 3", "a new password!"),
+        ]
+        for guess in guesses:
+            with pytest.raises(BadCredentials):
+                await guess
+        assert not await second.verify_password(account.tenant_id, "guess 4")
+        assert not await first.verify_password(account.tenant_id, "guess 5")
+        for replica_auth in (first, second):
+            with pytest.raises(TooManyAttempts, match=r"too many wrong passwords; try again in"):
+                await replica_auth.sign_in(login, password, make_csr())
+            with pytest.raises(TooManyAttempts):
+                await replica_auth.verify_password(account.tenant_id, password)
+
+    # An unknown login: the same answers, counted under the login's hash.
+    unknown = f"nobody-{secrets.token_hex(4)}"
+    answers = []
+    for _ in range(6):
+        try:
+            await first.sign_in(unknown, "guess", make_csr())
+        except (BadCredentials, TooManyAttempts) as error:
+            answers.append(type(error).__name__)
+    assert answers == ["BadCredentials"] * 5 + ["TooManyAttempts"]
+    client, prefix = redis
+    keys = [k.decode() async for k in client.scan_iter(match=f"{prefix}password-tries:*")]
+    assert not any(unknown in k or login in k for k in keys)
+
+
+async def test_replicas_sweeping_expired_grants_announce_each_once_by_event_id(
+    kafka: Kafka, state: IdentityState, redis: tuple[Redis, str], issuer: CertificateIssuer
+) -> None:
+    owner, guest = new_id(), new_id()
+    camera = new_camera(owner)
+    assert await state.cameras.create(camera)
+    expired = Grant(
+        new_id(),
+        camera.device_id,
+        owner,
+        guest,
+        frozenset({GrantScope.LIVE}),
+        now() - timedelta(hours=1),
+        expires_at=now() - timedelta(seconds=1),
+    )
+    active = replace(expired, grant_id=new_id(), expires_at=now() + timedelta(hours=1))
+    assert await state.grants.create(expired)
+    assert await state.grants.create(active)
+
+    async with replica(kafka) as other_state:
+        await other_state.catch_up()
+        sweepers = [
+            GrantExpirySweeper(device_auth(s, kafka, redis, issuer)) for s in (state, other_state)
+        ]
+        removed = await asyncio.gather(*(s.sweep() for s in sweepers))
+        assert sum(removed) >= 1  # both may announce it (other tests' grants count too)
+        await other_state.catch_up()
+        for s in (state, other_state):
+            assert await s.grants.get(expired.grant_id) is None
+            assert await s.grants.get(active.grant_id) == active
+            assert expired not in await s.grants.list_expired(now(), 1000)
+        assert [await s.sweep() for s in sweepers] == [0, 0]
+
+    announced = [
+        message
+        for record in await read_topic(kafka, topics.IDENTITY)
+        if record.key == owner.encode()
+        for message in [pb.IdentityEvent.FromString(record.value or b"")]
+        if message.WhichOneof("event") == "grant_revoked"
+    ]
+    assert 1 <= len(announced) <= 2
+    assert len({m.metadata.event_id for m in announced}) == 1
+    assert len({m.SerializeToString(deterministic=True) for m in announced}) == 1
+    (message, *_) = announced
+    assert message.grant_revoked == pb.GrantRevoked(
+        grant_id=expired.grant_id, device_id=camera.device_id, grantee_tenant_id=guest
+    )
+    assert not message.metadata.HasField("actor")  # the platform, not a person, ended it
+    assert expired.expires_at is not None
+    assert message.metadata.occurred_at.ToDatetime(tzinfo=UTC) == expired.expires_at

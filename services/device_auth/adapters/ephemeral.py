@@ -1,19 +1,26 @@
-"""Short-lived device_auth state in Redis: claim tokens and wrong-PIN counters.
+"""Short-lived device_auth state in Redis: claim tokens, wrong-PIN and password counters.
 
-Keys (`prefix` is empty in production; tests use it to keep to their own keys):
+Keys (`prefix` is empty in production; tests use it to keep to their own keys, and
+app.py gives the password counters the Kafka namespace, empty in production too):
 
     <prefix>claim:<sha256 hex>      a claim token's JSON, PX until its expires_at
     <prefix>claims:<tenant>         set of the tenant's token hashes (for purges),
                                     expiring with its longest-lived token
     <prefix>pin-attempts:<device>   a camera's PinAttemptState as JSON
+    <prefix>password-tries:<sha256> password tries of one account in its window (an
+                                    integer), PX until the window ends; the key is
+                                    the SHA-256 of the domain's counter key
 
-Only the token's SHA-256 is stored, never the token; no PIN or PIN hash at all.
+Only the token's SHA-256 is stored, never the token; no PIN or PIN hash at all;
+no login at all (a password counter's key is a hash, naming neither login nor tenant).
 Losing Redis costs unused claim tokens (the owner makes a new one) and resets
-PIN counters (the backoff starts over, the lockout still needs 10 new tries).
+PIN and password counters (the backoff starts over, the lockout still needs 10
+new tries; the password budget is full again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import timedelta
 
@@ -31,7 +38,7 @@ from services.device_auth.adapters.codec import (
     subject_json,
     time_text,
 )
-from services.device_auth.domain.records import ClaimToken, PinAttemptState
+from services.device_auth.domain.records import ClaimToken, PasswordTries, PinAttemptState
 
 # SET the token, add its hash to the tenant's set, and make the set live at least
 # as long as the token; atomic, so no token is ever missing from its tenant's set.
@@ -42,6 +49,18 @@ if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 return 1
+"""
+
+# Count one password try: the first opens the window (PX), later ones leave it. A key
+# somehow without an expiry gets one, so no counter can block an account forever.
+_ADD_TRY_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if count == 1 or left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}
 """
 
 DEFAULT_PIN_STATE_TTL = timedelta(hours=48)
@@ -182,3 +201,27 @@ class RedisPinAttempts:
 
     async def delete(self, device_id: str) -> None:
         await self._redis.delete(self._key(device_id))
+
+
+class RedisPasswordAttempts:
+    """PasswordAttempts port: one counter per key, INCR and PEXPIRE in one Lua script
+    (atomic, so concurrent tries each get their own count and the window always ends)."""
+
+    def __init__(self, redis: Redis, prefix: str = "") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._add = redis.register_script(_ADD_TRY_SCRIPT)
+
+    def key(self, key: str) -> str:
+        """The Redis key of a counter: a hash, never the domain's key in clear."""
+        return f"{self._prefix}password-tries:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    async def add(self, key: str, window: timedelta) -> PasswordTries:
+        window_ms = _milliseconds(window)
+        if window_ms <= 0:
+            raise ValueError("window must be positive")
+        count, left = await self._add(keys=[self.key(key)], args=[window_ms])
+        return PasswordTries(int(count), timedelta(milliseconds=int(left)))
+
+    async def reset(self, key: str) -> None:
+        await self._redis.delete(self.key(key))

@@ -9,9 +9,12 @@ that announces it exists (a retry rewrites the same record: idempotent).
 Revocation records: keyed by the subject's SPIFFE URI when all its certificates
 are revoked; otherwise one record per serial keyed `serial/<hex>` (as
 revocations.proto says), so revoking one certificate never overwrites a record
-revoking all of the subject's. `covers_until` is the revocation time plus the
-longest certificate lifetime the issuer may use: every certificate issued before
-the revocation has expired by then (the event does not carry their expiries).
+revoking all of the subject's. `covers_until` is the latest expiry of the
+certificates the record covers (the domain event carries each one's not_after):
+after it every one of them has expired and the record is moot.
+
+GrantRevoked's reason (revoked or expired) has no field in events.proto yet, so
+it does not reach the wire; an expiry is the only GrantRevoked without an actor.
 
 Nothing secret or personal beyond ids leaves here: no login, password, PIN,
 token or hash is in any domain event to begin with.
@@ -36,8 +39,6 @@ from services.device_auth.domain import events
 from services.device_auth.domain.records import Grant, GrantScope, Subject
 
 PRODUCER = "device_auth"
-MAX_CERTIFICATE_LIFETIME = timedelta(days=397)
-"""The longest lifetime CertificateIssuer accepts (certificates.py)."""
 
 _KINDS = {
     PrincipalKind.CAMERA: types_pb2.PRINCIPAL_KIND_CAMERA,
@@ -163,6 +164,11 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
                     grant_id=body.grant_id,
                     device_id=body.device_id,
                     grantee_tenant_id=body.grantee_tenant_id,
+                    reason=(
+                        pb.GRANT_END_REASON_EXPIRED
+                        if body.reason is events.GrantEndReason.EXPIRED
+                        else pb.GRANT_END_REASON_REVOKED
+                    ),
                 )
             )
         case events.PinChanged():
@@ -188,51 +194,42 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
 
 
 def revocation_records(
-    revoked: events.CertificateRevoked,
-    trust_domain: str,
-    revoked_at: datetime,
-    max_certificate_lifetime: timedelta = MAX_CERTIFICATE_LIFETIME,
+    revoked: events.CertificateRevoked, trust_domain: str, revoked_at: datetime
 ) -> list[tuple[str, RevocationRecord]]:
     """(record key, record) pairs to write on privacam.revocations.v1."""
     subject = revoked.subject
     uri = spiffe_uri(trust_domain, subject.kind, subject.name, subject.tenant_id)
     serials = [serial.lower() for serial in revoked.serial_numbers]
 
-    def record(serial_numbers: list[str]) -> RevocationRecord:
+    def record(serial_numbers: list[str], expiries: tuple[datetime, ...]) -> RevocationRecord:
+        # No certificate at all: nothing to cover beyond the revocation itself.
         return RevocationRecord(
             subject_uri=uri,
             serial_numbers=serial_numbers,
             all_certificates=revoked.all_certificates,
             revoked_at=timestamp(revoked_at),
-            covers_until=timestamp(revoked_at + max_certificate_lifetime),
+            covers_until=timestamp(max(expiries, default=revoked_at)),
         )
 
     if revoked.all_certificates:
-        return [(uri, record(serials))]
-    return [(f"serial/{serial}", record([serial])) for serial in serials]
+        return [(uri, record(serials, revoked.not_after))]
+    return [
+        (f"serial/{serial}", record([serial], (not_after,)))
+        for serial, not_after in zip(serials, revoked.not_after, strict=True)
+    ]
 
 
 class KafkaIdentityEvents:
     """IdentityEvents port: privacam.identity.v1 (and privacam.revocations.v1)."""
 
-    def __init__(
-        self,
-        producer: EventProducer,
-        trust_domain: str,
-        max_certificate_lifetime: timedelta = MAX_CERTIFICATE_LIFETIME,
-    ) -> None:
-        if max_certificate_lifetime <= timedelta(0):
-            raise ValueError("max_certificate_lifetime must be positive")
+    def __init__(self, producer: EventProducer, trust_domain: str) -> None:
         self._producer = producer
         self._trust_domain = trust_domain
-        self._max_lifetime = max_certificate_lifetime
 
     async def publish(self, event: events.IdentityEvent) -> None:
         message = identity_event_pb(event)  # fails before anything is written
         if isinstance(event.body, events.CertificateRevoked):
-            records = revocation_records(
-                event.body, self._trust_domain, event.occurred_at, self._max_lifetime
-            )
+            records = revocation_records(event.body, self._trust_domain, event.occurred_at)
             for key, record in records:
                 await self._producer.send_raw(
                     topics.REVOCATIONS, key=key.encode(), value=topics.REVOCATIONS.encode(record)

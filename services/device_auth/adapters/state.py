@@ -45,6 +45,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from privacam.identity.v1.state_pb2 import IdentityStateDocument
@@ -419,6 +420,17 @@ class KafkaGrants(_Records[Grant]):
             f"tenant/{_checked(grantee_tenant_id)}/received/",
             lambda g: g.grantee_tenant_id == grantee_tenant_id,
         )
+
+    async def list_expired(self, now: datetime, limit: int) -> list[Grant]:
+        """A scan of every grant record (local, like every list here; run once a minute)."""
+        expired = [
+            grant
+            for _, value in self._map.items(f"{GRANTS.prefix}/")
+            for grant in [GRANTS.decode(_content(value))]
+            if grant.expires_at is not None and grant.expires_at <= now
+        ]
+        expired.sort(key=lambda g: (g.expires_at, g.grant_id))
+        return expired[:limit]
 
 
 class IdentityState:

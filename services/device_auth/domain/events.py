@@ -23,6 +23,13 @@ class RevocationReason(enum.Enum):
     """Replaced: the same camera serial was paired again under the same account."""
 
 
+class GrantEndReason(enum.Enum):
+    REVOKED = "revoked"
+    """Someone ended it: the owner, the grantee, removing the camera or deleting an account."""
+    EXPIRED = "expired"
+    """Its expires_at passed; the platform announces it (no actor)."""
+
+
 class PinChange(enum.Enum):
     SET = "set"
     CHANGED = "changed"
@@ -63,6 +70,18 @@ class CertificateRevoked:
     serial_numbers: tuple[str, ...]
     all_certificates: bool
     reason: RevocationReason
+    not_after: tuple[datetime, ...]
+    """Expiry of each certificate in `serial_numbers` (same order): a revocation record
+    is moot once the latest of them has passed."""
+
+    def __post_init__(self) -> None:
+        if len(self.not_after) != len(self.serial_numbers):
+            raise ValueError("not_after must give one expiry per serial number")
+
+    @property
+    def covers_until(self) -> datetime | None:
+        """The latest expiry among the revoked certificates (None if there are none)."""
+        return max(self.not_after, default=None)
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class GrantRevoked:
     grant_id: str
     device_id: str
     grantee_tenant_id: str
+    reason: GrantEndReason = GrantEndReason.REVOKED
 
 
 @dataclass(frozen=True)

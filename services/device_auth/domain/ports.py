@@ -11,6 +11,7 @@ camera) is never brought back by a late update.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from services.device_auth.domain.events import IdentityEvent
@@ -20,6 +21,7 @@ from services.device_auth.domain.records import (
     Camera,
     ClaimToken,
     Grant,
+    PasswordTries,
     PinAttemptState,
 )
 
@@ -84,6 +86,10 @@ class Grants(RecordStore[Grant], Protocol):
 
     async def list_received(self, grantee_tenant_id: str) -> list[Grant]: ...
 
+    async def list_expired(self, now: datetime, limit: int) -> list[Grant]:
+        """Up to `limit` grants whose `expires_at` is at or before `now`, soonest first."""
+        ...
+
 
 class ClaimTokens(Protocol):
     """Claim tokens by hash; entries may expire from the store at `expires_at`."""
@@ -114,6 +120,23 @@ class PinAttempts(Protocol):
         ...
 
     async def delete(self, device_id: str) -> None: ...
+
+
+class PasswordAttempts(Protocol):
+    """Password tries per account, counted in fixed windows shared by every replica.
+
+    Keys are chosen by the domain (`tenant/<id>`, or `login/<sha256>` for a login no
+    account holds) and hold no login in clear; an adapter stores only a hash of them.
+    """
+
+    async def add(self, key: str, window: timedelta) -> PasswordTries:
+        """Count one try, atomically: of N concurrent adds each sees its own count. The
+        first try opens a window of `window`; when it ends the count starts over."""
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget the tries (a correct password was given)."""
+        ...
 
 
 class IdentityEvents(Protocol):

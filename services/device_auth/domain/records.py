@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.common.identity import PrincipalKind
 
@@ -141,3 +141,13 @@ class PinAttemptState:
     failures: int = 0
     next_try_at: datetime | None = None
     """No try is checked before this moment (backoff or lockout)."""
+
+
+@dataclass(frozen=True)
+class PasswordTries:
+    """Password tries counted against one account (or unknown login) in its current window."""
+
+    count: int
+    """Tries in the window, this one included."""
+    window_left: timedelta
+    """Until the window ends and the count starts over."""

@@ -52,12 +52,19 @@ from services.device_auth.domain.events import (
     CertificateRevoked,
     EventBody,
     GrantCreated,
+    GrantEndReason,
     GrantRevoked,
     IdentityEvent,
     PinChange,
     PinChanged,
     PinLockedOut,
     RevocationReason,
+)
+from services.device_auth.domain.password_attempts import (
+    PasswordGuard,
+    PasswordPolicy,
+    login_key,
+    tenant_key,
 )
 from services.device_auth.domain.passwords import SecretHasher, Verification
 from services.device_auth.domain.pins import PinCheck, PinCheckResult, PinGuard, PinPolicy
@@ -68,6 +75,7 @@ from services.device_auth.domain.ports import (
     Grants,
     IdentityEvents,
     Installs,
+    PasswordAttempts,
     PinAttempts,
     RecordStore,
 )
@@ -85,6 +93,7 @@ from services.device_auth.domain.records import (
 )
 
 R = TypeVar("R")
+Certified = TypeVar("Certified", Camera, AppInstall)
 
 _CAS_TRIES = 8
 # Deterministic ids for the AccountDeleted of one cancellation: a retried purge
@@ -106,6 +115,9 @@ class DeviceAuthConfig:
     """Operator's upper bound on a camera's retention."""
     max_grants_per_camera: int = 100
     pin_policy: PinPolicy = field(default_factory=PinPolicy)
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    grant_expiry_batch: int = 500
+    """Most expired grants one sweep revokes (the next sweep takes the rest)."""
 
     def __post_init__(self) -> None:
         if not (
@@ -114,6 +126,8 @@ class DeviceAuthConfig:
             raise ValueError("retention bounds must satisfy 1 <= min <= default <= max")
         if not timedelta(minutes=1) <= self.claim_token_ttl <= timedelta(hours=1):
             raise ValueError("claim_token_ttl must be 1 to 60 minutes")
+        if self.grant_expiry_batch < 1:
+            raise ValueError("grant_expiry_batch must be at least 1")
 
 
 class CameraRole(enum.Enum):
@@ -199,6 +213,7 @@ class DeviceAuth:
         grants: Grants,
         claim_tokens: ClaimTokens,
         pin_attempts: PinAttempts,
+        password_attempts: PasswordAttempts,
         events: IdentityEvents,
         issuer: CertificateIssuer,
         clock: Clock,
@@ -219,6 +234,7 @@ class DeviceAuth:
         self._pins = PinGuard(
             pin_attempts, pin_hasher or password_hasher, clock, self._config.pin_policy
         )
+        self._password_guard = PasswordGuard(password_attempts, self._config.password_policy)
 
     # --- accounts and app installs ------------------------------------------------
 
@@ -246,14 +262,18 @@ class DeviceAuth:
     async def sign_in(
         self, login: str, password: str, csr: bytes, install_label: str = ""
     ) -> Enrollment:
-        """Enroll a new app install under an existing account, given its password."""
+        """Enroll a new app install under an existing account, given its password.
+
+        Wrong passwords count toward the account's limit (password_attempts.py); a
+        login no account holds is counted under its hash, with the same answers."""
         validation.login(login)
         validation.given_password(password)
         validation.label(install_label, "install_label")
         public_key = validate_csr(csr)
         tenant_id = await self._accounts.tenant_for_login(login)
         account = await self._accounts.get(tenant_id) if tenant_id is not None else None
-        if not await self._password_matches(account, password):
+        key = login_key(login) if tenant_id is None else tenant_key(tenant_id)
+        if not await self._password_matches(key, account, password):
             raise BadCredentials(_WRONG_LOGIN)
         assert account is not None
         return await self._enroll_install(account.tenant_id, install_label, public_key)
@@ -284,16 +304,18 @@ class DeviceAuth:
         validation.given_password(current, "current_password")
         validation.new_password(new)
         account = await self._account(tenant_id)
-        if not await self._password_matches(account, current):
+        if not await self._password_matches(tenant_key(tenant_id), account, current):
             raise BadCredentials("the current password is wrong")
         new_hash = await asyncio.to_thread(self._passwords.hash, new)
         if not await self._accounts.replace(account, replace(account, password_hash=new_hash)):
             raise Conflict("the account changed during this request; try again")
 
     async def verify_password(self, tenant_id: str, password: str) -> bool:
-        """Re-check a password for a destructive request relayed by another service."""
+        """Re-check a password for a destructive request relayed by another service.
+        Counts toward the account's limit like SignIn: TooManyAttempts once it is spent."""
         validation.given_password(password)
-        return await self._password_matches(await self._accounts.get(tenant_id), password)
+        account = await self._accounts.get(tenant_id)
+        return await self._password_matches(tenant_key(tenant_id), account, password)
 
     async def list_installs(
         self, tenant_id: str, current_install_id: str | None = None
@@ -573,7 +595,9 @@ class DeviceAuth:
         camera = await self._pinned_camera(tenant_id, device_id)
         if current_pin is not None:
             await self._require_pin(camera, current_pin, actor)
-        elif not await self._password_matches(await self._accounts.get(tenant_id), password or ""):
+        elif not await self._password_matches(
+            tenant_key(tenant_id), await self._accounts.get(tenant_id), password or ""
+        ):
             raise BadCredentials("the account password is wrong")
         camera = await self._swap_pin(camera, None)
         await self._pins.reset(device_id)
@@ -674,6 +698,33 @@ class DeviceAuth:
         await self._remove_grant(grant, actor)
         return self._clock.now()
 
+    async def expire_grants(self) -> int:
+        """Revoke grants whose expiry has passed, announcing each with GrantRevoked
+        (reason EXPIRED, no actor); how many. Reads already ignore expired grants; this
+        tells other services and drops the records.
+
+        Safe on every replica at once: a grant already removed is skipped, and one
+        grant's expiry is always announced with the same event id and time, so a
+        repeat from another replica (or a retry after a crash between the event and
+        the delete) is the same event to every consumer."""
+        expired = await self._grants.list_expired(
+            self._clock.now(), self._config.grant_expiry_batch
+        )
+        removed = 0
+        for grant in expired:
+            if grant.expires_at is None or await self._grants.get(grant.grant_id) is None:
+                continue  # removed meanwhile: by its owner, or by another replica's sweep
+            event_id = uuid.uuid5(_EVENT_NAMESPACE, f"grant-expired/{grant.grant_id}")
+            await self._remove_grant(
+                grant,
+                None,
+                GrantEndReason.EXPIRED,
+                event_id=str(event_id),
+                occurred_at=grant.expires_at,
+            )
+            removed += 1
+        return removed
+
     async def can_view(self, tenant_id: str, device_id: str, scope: GrantScope) -> bool:
         """Whether the tenant owns the camera or holds an active grant with this scope."""
         try:
@@ -719,8 +770,10 @@ class DeviceAuth:
 
     # --- helpers -----------------------------------------------------------------------
 
-    async def _password_matches(self, account: Account | None, password: str) -> bool:
-        """Check a password at the same cost whether or not the account exists."""
+    async def _password_matches(self, key: str, account: Account | None, password: str) -> bool:
+        """Check a password at the same cost whether or not the account exists, counted
+        under `key` (TooManyAttempts, and nothing checked, once its budget is spent)."""
+        await self._password_guard.admit(key)
         if account is None:
             await asyncio.to_thread(self._passwords.verify_nothing, password)
             return False
@@ -732,6 +785,8 @@ class DeviceAuth:
             await self._accounts.replace(
                 account, replace(account, password_hash=verification.rehashed)
             )
+        if verification.ok:
+            await self._password_guard.succeeded(key)
         return verification.ok
 
     async def _enroll_install(
@@ -857,8 +912,9 @@ class DeviceAuth:
         for grant in grants:
             await self._remove_grant(grant, actor)
         subject = Subject(PrincipalKind.CAMERA, camera.tenant_id, camera.device_id)
-        await self._revoke(subject, camera.certificates, reason, actor)
-        await self._cameras.delete(camera.device_id)
+        await self._revoke_and_delete(
+            self._cameras, camera.device_id, camera, subject, reason, actor
+        )
         await self._pins.reset(camera.device_id)
         return len(grants)
 
@@ -866,8 +922,41 @@ class DeviceAuth:
         self, install: AppInstall, reason: RevocationReason, actor: Subject | None
     ) -> None:
         subject = Subject(PrincipalKind.APP, install.tenant_id, install.install_id)
-        await self._revoke(subject, install.certificates, reason, actor)
-        await self._installs.delete(install.install_id)
+        await self._revoke_and_delete(
+            self._installs, install.install_id, install, subject, reason, actor
+        )
+
+    async def _revoke_and_delete(
+        self,
+        store: RecordStore[Certified],
+        record_id: str,
+        record: Certified,
+        subject: Subject,
+        reason: RevocationReason,
+        actor: Subject | None,
+    ) -> None:
+        """Revoke every certificate of a camera or install, then forget the record.
+
+        A renewal landing between the read and the delete adds a certificate the
+        revocation did not list (its subject is revoked all the same, but not for
+        long enough: `covers_until` is the latest listed expiry). So the record is read
+        again before the delete, and the revocation rewritten with what it missed.
+        """
+        revoked: tuple[CertificateRef, ...] = record.certificates
+        await self._revoke(subject, revoked, reason, actor)
+        for _ in range(_CAS_TRIES):
+            current = await store.get(record_id)
+            if current is None:
+                return  # removed meanwhile (a concurrent removal or purge)
+            missed: tuple[CertificateRef, ...] = tuple(
+                c for c in current.certificates if c not in revoked
+            )
+            if not missed:
+                await store.delete(record_id)
+                return
+            revoked = (*revoked, *missed)
+            await self._revoke(subject, revoked, reason, actor)
+        raise Conflict("this identity kept renewing while it was being revoked; try again")
 
     async def _revoke(
         self,
@@ -877,18 +966,33 @@ class DeviceAuth:
         actor: Subject | None,
     ) -> None:
         assert subject.tenant_id is not None
-        serials = tuple(c.serial_hex for c in certificates)
         await self._publish(
             subject.tenant_id,
-            CertificateRevoked(subject, serials, all_certificates=True, reason=reason),
+            CertificateRevoked(
+                subject,
+                tuple(c.serial_hex for c in certificates),
+                all_certificates=True,
+                reason=reason,
+                not_after=tuple(c.not_after for c in certificates),
+            ),
             actor,
         )
 
-    async def _remove_grant(self, grant: Grant, actor: Subject | None) -> None:
+    async def _remove_grant(
+        self,
+        grant: Grant,
+        actor: Subject | None,
+        reason: GrantEndReason = GrantEndReason.REVOKED,
+        *,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
         await self._publish(
             grant.owner_tenant_id,
-            GrantRevoked(grant.grant_id, grant.device_id, grant.grantee_tenant_id),
+            GrantRevoked(grant.grant_id, grant.device_id, grant.grantee_tenant_id, reason),
             actor,
+            event_id,
+            occurred_at,
         )
         await self._grants.delete(grant.grant_id)
 
@@ -927,12 +1031,13 @@ class DeviceAuth:
         body: EventBody,
         actor: Subject | None,
         event_id: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> None:
         await self._events.publish(
             IdentityEvent(
                 event_id=event_id or str(uuid.uuid4()),
                 tenant_id=tenant_id,
-                occurred_at=self._clock.now(),
+                occurred_at=occurred_at or self._clock.now(),
                 actor=actor,
                 body=body,
             )

@@ -25,6 +25,7 @@ from tests.unit.device_auth.fakes import (
     MemoryClaimTokens,
     MemoryGrants,
     MemoryInstalls,
+    MemoryPasswordAttempts,
     MemoryPinAttempts,
     RecordedEvents,
 )
@@ -55,7 +56,8 @@ def make_csr(
 
 
 class CountingHasher(SecretHasher):
-    """Counts real hash verifications: how many PIN guesses were actually checked."""
+    """Counts real hash verifications: how many PIN or password guesses were checked
+    (`verify_nothing`, the unknown-login path, goes through `verify` too)."""
 
     def __init__(self) -> None:
         super().__init__(CHEAP)
@@ -78,9 +80,11 @@ class World:
     attempts: MemoryPinAttempts = field(default_factory=MemoryPinAttempts)
     events: RecordedEvents = field(default_factory=RecordedEvents)
     pin_hasher: CountingHasher = field(default_factory=CountingHasher)
+    password_hasher: CountingHasher = field(default_factory=CountingHasher)
     config: DeviceAuthConfig = field(default_factory=DeviceAuthConfig)
 
     def __post_init__(self) -> None:
+        self.passwords = MemoryPasswordAttempts(self.clock)
         self.issuer = CertificateIssuer(
             self.authority,
             TRUST_DOMAIN,
@@ -95,10 +99,11 @@ class World:
             grants=self.grants,
             claim_tokens=self.tokens,
             pin_attempts=self.attempts,
+            password_attempts=self.passwords,
             events=self.events,
             issuer=self.issuer,
             clock=self.clock,
-            password_hasher=SecretHasher(CHEAP),
+            password_hasher=self.password_hasher,
             pin_hasher=self.pin_hasher,
             config=self.config,
         )

@@ -8,8 +8,10 @@ inspection helpers the tests use. Not for production use.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from services.common.clock import Clock
 from services.device_auth.domain.events import EventBody, IdentityEvent
 from services.device_auth.domain.records import (
     Account,
@@ -17,6 +19,7 @@ from services.device_auth.domain.records import (
     Camera,
     ClaimToken,
     Grant,
+    PasswordTries,
     PinAttemptState,
 )
 
@@ -103,6 +106,12 @@ class MemoryGrants(MemoryRecords[Grant]):
     async def list_received(self, grantee_tenant_id: str) -> list[Grant]:
         return [g for g in self.records.values() if g.grantee_tenant_id == grantee_tenant_id]
 
+    async def list_expired(self, now: datetime, limit: int) -> list[Grant]:
+        expired = [
+            g for g in self.records.values() if g.expires_at is not None and g.expires_at <= now
+        ]
+        return sorted(expired, key=lambda g: (g.expires_at, g.grant_id))[:limit]
+
 
 class MemoryClaimTokens:
     def __init__(self) -> None:
@@ -138,6 +147,30 @@ class MemoryPinAttempts:
 
     async def delete(self, device_id: str) -> None:
         self.states.pop(device_id, None)
+
+
+class MemoryPasswordAttempts:
+    """Fixed windows on the injected clock, like the Redis adapter's PX expiry."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.windows: dict[str, tuple[int, datetime]] = {}
+        """key -> (tries, end of the window)."""
+
+    async def add(self, key: str, window: timedelta) -> PasswordTries:
+        now = self._clock.now()
+        count, ends = self.windows.get(key, (0, now))
+        if now >= ends:
+            count, ends = 0, now + window
+        self.windows[key] = (count + 1, ends)
+        return PasswordTries(count + 1, ends - now)
+
+    async def reset(self, key: str) -> None:
+        self.windows.pop(key, None)
+
+    def tries(self, key: str) -> int:
+        count, ends = self.windows.get(key, (0, self._clock.now()))
+        return count if self._clock.now() < ends else 0
 
 
 class RecordedEvents:

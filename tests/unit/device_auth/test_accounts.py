@@ -212,6 +212,7 @@ async def test_revoking_an_install_revokes_all_its_certificates(world: World) ->
         (tablet.certificate.serial_hex,),
         all_certificates=True,
         reason=RevocationReason.OWNER_REQUEST,
+        not_after=(tablet.certificate.not_after,),
     )
     assert world.events.published[-1].actor == app(phone)
 

@@ -141,7 +141,11 @@ async def test_pairing_a_serial_again_under_the_same_account_replaces_the_old_ca
     ]
     (revoked,) = world.events.of(CertificateRevoked)
     assert revoked == CertificateRevoked(
-        camera(old), (old.certificate.serial_hex,), True, RevocationReason.SUPERSEDED
+        camera(old),
+        (old.certificate.serial_hex,),
+        True,
+        RevocationReason.SUPERSEDED,
+        (old.certificate.not_after,),
     )
     (grant_gone,) = world.events.of(GrantRevoked)
     assert grant_gone.grantee_tenant_id == guest.tenant_id
@@ -313,6 +317,7 @@ async def test_removing_a_camera_revokes_its_certificates_and_grants(world: Worl
         (enrollment.certificate.serial_hex, renewed.serial_hex),
         all_certificates=True,
         reason=RevocationReason.OWNER_REQUEST,
+        not_after=(enrollment.certificate.not_after, renewed.not_after),
     )
     assert all(e.actor == app(owner) for e in world.events.published)
     assert not await world.service.list_cameras(owner.tenant_id)

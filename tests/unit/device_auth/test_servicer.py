@@ -1426,3 +1426,51 @@ async def test_no_reply_carries_a_hash_and_only_create_claim_token_a_token(api: 
         assert b"argon2" not in wire, type(reply).__name__
         assert token.claim_token.encode() not in wire
         assert PASSWORD.encode() not in wire
+
+
+async def test_password_guessing_is_resource_exhausted_on_every_password_rpc(api: Api) -> None:
+    """SignIn (enrollment port), ChangePassword and ClearPin (a stolen app certificate) and
+    VerifyPassword (a service relaying a cancellation) share the account's budget."""
+    svc = api.servicer
+    _, alice = await api.register("alice")
+    _, door = await api.pair(alice)
+    await call(alice, svc.SetPin, pb.SetPinRequest(device_id=door.name, pin="2468"))
+    tenant = alice.tenant_id or ""
+    wrong = "a wrong guess, again"
+
+    def sign_in(password: str) -> Awaitable[object]:
+        request = pb.SignInRequest(login="alice", password=password, csr=make_csr())
+        return call(None, svc.SignIn, request)
+
+    def verify(password: str) -> Awaitable[pb.VerifyPasswordResponse]:
+        request = pb.VerifyPasswordRequest(tenant_id=tenant, password=password)
+        return call(RETENTION, svc.VerifyPassword, request)
+
+    def change(password: str) -> Awaitable[object]:
+        request = pb.ChangePasswordRequest(current_password=password, new_password="n3w password!")
+        return call(alice, svc.ChangePassword, request)
+
+    def clear(password: str) -> Awaitable[object]:
+        return call(alice, svc.ClearPin, pb.ClearPinRequest(device_id=door.name, password=password))
+
+    assert (await status_of(sign_in(wrong)))[0] is CODE.UNAUTHENTICATED
+    assert (await status_of(change(wrong)))[0] is CODE.UNAUTHENTICATED
+    assert (await status_of(clear(wrong)))[0] is CODE.UNAUTHENTICATED
+    assert not (await verify(wrong)).valid
+    assert not (await verify(wrong)).valid
+    attempts: list[Callable[[str], Awaitable[object]]] = [sign_in, verify, change, clear]
+    for attempt in attempts:
+        code, message = await status_of(attempt(PASSWORD))
+        assert code is CODE.RESOURCE_EXHAUSTED
+        assert message == "too many wrong passwords; try again in 900 s"
+
+    # Another account, and the PIN, are untouched; after the window all works again.
+    _, bob = await api.register("bob")
+    assert bob.tenant_id != tenant
+    api.world.clock.advance(timedelta(minutes=15))
+    assert (await verify(PASSWORD)).valid
+    await clear(PASSWORD)
+    settings = await call(
+        alice, svc.GetCameraSettings, pb.GetCameraSettingsRequest(device_id=door.name)
+    )
+    assert not settings.settings.pin_set
