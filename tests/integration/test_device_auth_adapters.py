@@ -803,7 +803,10 @@ async def test_replicas_sweeping_expired_grants_announce_each_once_by_event_id(
     assert len({m.SerializeToString(deterministic=True) for m in announced}) == 1
     (message, *_) = announced
     assert message.grant_revoked == pb.GrantRevoked(
-        grant_id=expired.grant_id, device_id=camera.device_id, grantee_tenant_id=guest
+        grant_id=expired.grant_id,
+        device_id=camera.device_id,
+        grantee_tenant_id=guest,
+        reason=pb.GRANT_END_REASON_EXPIRED,
     )
     assert not message.metadata.HasField("actor")  # the platform, not a person, ended it
     assert expired.expires_at is not None
