@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from services.common import metrics
 from services.common.auth import Authorizer, reset_current_principal, set_current_principal
@@ -308,3 +309,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     yield response
 
         return behavior
+
+
+class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """OpenTelemetry's server interceptor for every call but health checks and reflection.
+
+    Its own filter argument does the same, at the cost of a typing.Protocol isinstance
+    check per call that showed up as a tenth of a small RPC's time; a prefix test does not.
+    """
+
+    def __init__(self) -> None:
+        self._traced = aio_server_interceptor()  # type: ignore[no-untyped-call]
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if handler_call_details.method.startswith(EXEMPT_PREFIXES):
+            return await continuation(handler_call_details)
+        return await self._traced.intercept_service(continuation, handler_call_details)  # type: ignore[no-any-return]

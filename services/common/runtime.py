@@ -24,14 +24,18 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
 from services.common import diagnostics, metrics, telemetry, topics
 from services.common.auth import Authorizer, MethodPolicies
 from services.common.clock import Clock, SystemClock
 from services.common.identity import PrincipalKind
-from services.common.interceptors import AnonymousMethods, OpenCalls, ServerInterceptor
+from services.common.interceptors import (
+    AnonymousMethods,
+    OpenCalls,
+    ServerInterceptor,
+    TracingInterceptor,
+)
 from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
 from services.common.revocations import RevocationList
 from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
@@ -181,9 +185,7 @@ class ServiceRuntime:
             await consumer.start()
 
         interceptors = [
-            aio_server_interceptor(  # type: ignore[no-untyped-call]
-                filter_=filters.negate(filters.health_check())
-            ),
+            TracingInterceptor(),
             ServerInterceptor(
                 Authorizer(self.policies, self.revocations), settings.tls.trust_domain, self.calls
             ),

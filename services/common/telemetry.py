@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from prometheus_client import start_http_server
 from pythonjsonlogger.json import JsonFormatter
 
@@ -82,8 +83,14 @@ def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) ->
         if extra_processor is not None:
             _provider.add_span_processor(extra_processor)
         return _provider
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
     exporter = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    sampler = None
+    if exporter == "none" and "OTEL_TRACES_SAMPLER" not in os.environ:
+        # Nothing is exported, so record nothing a caller did not ask for: spans stay
+        # non-recording (trace ids are still made and still cross gRPC and Kafka), which
+        # saves about a fifth of a small RPC's time. A sampled parent is still honoured.
+        sampler = ParentBased(ALWAYS_OFF)
+    provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

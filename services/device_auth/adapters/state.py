@@ -280,10 +280,19 @@ class _Records(Generic[R]):
         self._map = entries
         self._locks = locks
         self._kind = kind
+        self._decoded: dict[str, tuple[bytes, R]] = {}
 
     def _read(self, key: str) -> R | None:
         value = self._map.get(key)
-        return None if value is None else self._kind.decode(_content(value))
+        if value is None:
+            return None
+        # Records are immutable: decode each stored value once, not on every read.
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        record = self._kind.decode(_content(value))
+        self._decoded[key] = (value, record)
+        return record
 
     async def create(self, record: R) -> bool:
         kind = self._kind
