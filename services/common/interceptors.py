@@ -8,11 +8,12 @@ py-grpc-prometheus supports the synchronous server only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -179,6 +180,7 @@ class OpenCalls:
 
 
 _END = object()
+_NEVER = asyncio.Event()  # the revocation event of calls that are not tracked
 
 
 async def _next(iterator: AsyncIterator[Any]) -> Any:
@@ -207,6 +209,62 @@ async def _unless_revoked(
             grpc.StatusCode.UNAUTHENTICATED, "certificate has been revoked; the call is closed"
         )
     return task.result()
+
+
+class _Guard:
+    """Around every handler: who calls, may they, and what status and metrics result.
+    (A class, not a generator-based context manager: it runs on every call.)"""
+
+    def __init__(
+        self,
+        interceptor: ServerInterceptor,
+        call: _Call,
+        context: grpc.aio.ServicerContext[Any, Any],
+        track: bool,
+    ) -> None:
+        self._interceptor = interceptor
+        self._call = call
+        self._context = context
+        self._track = track
+        self._principal: Principal | None = None
+        self._token: contextvars.Token[Principal] | None = None
+        self.revoked = _NEVER
+
+    async def __aenter__(self) -> _Guard:
+        try:
+            self._principal = await self._call.authenticate(self._context)
+        except BaseException as error:
+            await self.__aexit__(type(error), error, error.__traceback__)
+            raise
+        if self._principal is not None:  # None: an anonymous method, nothing to revoke
+            self._token = set_current_principal(self._principal)
+            if self._track:
+                self.revoked = self._interceptor.calls.add(self._principal)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        code = grpc.StatusCode.OK
+        try:
+            if self._token is not None:
+                reset_current_principal(self._token)
+                self._token = None
+            if isinstance(error, asyncio.CancelledError):
+                code = grpc.StatusCode.CANCELLED  # the client went away
+            elif isinstance(error, grpc.aio.AbortError):
+                code = self._context.code() or grpc.StatusCode.UNKNOWN
+            elif isinstance(error, Exception):
+                code = status_for(error)[0]
+                await self._call.fail(self._context, error)  # raises AbortError
+            return False
+        finally:
+            if self.revoked is not _NEVER:
+                self._interceptor.calls.remove(self.revoked)
+            self._call.finish(code, self._principal)
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -258,42 +316,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._wrapped[method] = wrapped
         return wrapped
 
-    @contextlib.asynccontextmanager
-    async def _handling(
-        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[asyncio.Event]:
-        """Around every handler: who calls, may they, and what status and metrics result."""
-        principal, code, revoked = None, grpc.StatusCode.OK, None
-        try:
-            principal = await call.authenticate(context)
-            if principal is None:  # an anonymous method: no identity, nothing to revoke
-                yield asyncio.Event()
-            else:
-                token = set_current_principal(principal)
-                revoked = self.calls.add(principal)
-                try:
-                    yield revoked
-                finally:
-                    reset_current_principal(token)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED  # the client went away
-            raise
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception as error:
-            code = status_for(error)[0]
-            await call.fail(context, error)
-        finally:
-            self.calls.remove(revoked)
-            call.finish(code, principal)
-
     def _unary(self, rpc: _Method, inner: Any) -> Any:
+        # A unary call is short and ends on its own: it is not tracked for revocation.
+        track = rpc.rpc_type != "unary"
+
         async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with self._handling(_Call(self, rpc), context) as revoked:
-                if rpc.rpc_type == "unary":
-                    return await inner(request, context)  # short: finishes on its own
-                return await _unless_revoked(inner(request, context), revoked, context)
+            async with _Guard(self, _Call(self, rpc), context, track) as guard:
+                if not track:
+                    return await inner(request, context)
+                return await _unless_revoked(inner(request, context), guard.revoked, context)
 
         return behavior
 
@@ -301,10 +332,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def behavior(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with self._handling(_Call(self, rpc), context) as revoked:
+            async with _Guard(self, _Call(self, rpc), context, track=True) as guard:
                 responses = inner(request, context).__aiter__()
                 while (
-                    response := await _unless_revoked(_next(responses), revoked, context)
+                    response := await _unless_revoked(_next(responses), guard.revoked, context)
                 ) is not _END:
                     yield response
 
