@@ -14,15 +14,14 @@ disturbed by other processes, where a few long samples would mostly measure cont
 
 from __future__ import annotations
 
-import gc
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from benchmarks import Result
+from benchmarks.timing import best_seconds_per_call
 from services.common.clip_format import (
     DEFAULT_SEGMENT_SIZE,
     ClipBinding,
@@ -34,45 +33,9 @@ from services.common.clip_format import (
 MIB = 1024 * 1024
 SIZES = (1 * MIB, 2 * MIB, 8 * MIB)
 TARGET = 0.8
-SAMPLE_SECONDS = 0.002
-MIN_ROUNDS = 10
 BUDGET_SECONDS = 3.0
 BINDING = ClipBinding("tenant-bench", "cam-bench", "clip-bench")
 KEY_REFERENCE = os.urandom(120)  # about the size of a serialized wrapped data key
-
-
-def _calibrate(fn: Callable[[], object]) -> int:
-    """How many calls make one sample last about SAMPLE_SECONDS."""
-    fn()  # warm up
-    loops = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        if time.perf_counter() - start >= SAMPLE_SECONDS:
-            return loops
-        loops *= 2
-
-
-def _best_seconds_per_call(functions: list[Callable[[], object]]) -> list[float]:
-    """Best seconds per call of each function, sampled round-robin."""
-    loops = [_calibrate(fn) for fn in functions]
-    best = [float("inf")] * len(functions)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        deadline, rounds = time.perf_counter() + BUDGET_SECONDS, 0
-        while rounds < MIN_ROUNDS or time.perf_counter() < deadline:
-            rounds += 1
-            for i, fn in enumerate(functions):
-                start = time.perf_counter()
-                for _ in range(loops[i]):
-                    fn()
-                best[i] = min(best[i], (time.perf_counter() - start) / loops[i])
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return best
 
 
 def run() -> list[Result]:
@@ -107,7 +70,7 @@ def run() -> list[Result]:
         )
 
     functions = [fn for case in cases for fn in case[3:]]
-    best = _best_seconds_per_call(functions)
+    best = best_seconds_per_call(functions, BUDGET_SECONDS)
     results: list[Result] = []
     for n, (name, baseline_name, size, _, _) in enumerate(cases):
         clip_seconds, raw_seconds = best[2 * n], best[2 * n + 1]

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks import Result
+from benchmarks.timing import best_rates
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from privacam_sdk import PrivacamClient
@@ -34,33 +33,6 @@ from tests.pki_helpers import PkiFactory
 IN_FLIGHT = 4
 ROUND_SECONDS = 0.5
 ROUNDS = 5
-
-
-async def _rate(operation: Callable[[], Awaitable[None]]) -> float:
-    done = 0
-    deadline = time.perf_counter() + ROUND_SECONDS
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await operation()
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-    return done / (time.perf_counter() - started)
-
-
-async def _best(
-    a: Callable[[], Awaitable[None]], b: Callable[[], Awaitable[None]]
-) -> tuple[float, float]:
-    await _rate(a)
-    await _rate(b)
-    best_a = best_b = 0.0
-    for _ in range(ROUNDS):
-        best_b = max(best_b, await _rate(b))
-        best_a = max(best_a, await _rate(a))
-    return best_a, best_b
 
 
 async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -> list[Result]:
@@ -77,26 +49,38 @@ async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -
     get_camera = pb.GetCameraRequest(device_id=device)
     health = health_pb2.HealthCheckRequest()
 
-    async def fresh_authenticated() -> None:
+    async def fresh_authenticated(_: int) -> None:
         async with grpc.aio.secure_channel(endpoint, credentials) as channel:
             await pb_grpc.DeviceAuthServiceStub(channel).GetCamera(get_camera)
 
-    async def fresh_noop() -> None:
+    async def fresh_noop(_: int) -> None:
         async with grpc.aio.secure_channel(endpoint, credentials) as channel:
             await health_pb2_grpc.HealthStub(channel).Check(health)
 
-    fresh = await _best(fresh_authenticated, fresh_noop)
+    fresh = await best_rates(
+        fresh_authenticated,
+        fresh_noop,
+        in_flight=IN_FLIGHT,
+        rounds=ROUNDS,
+        round_seconds=ROUND_SECONDS,
+    )
     async with grpc.aio.secure_channel(endpoint, credentials) as channel:
         identity = pb_grpc.DeviceAuthServiceStub(channel)
         probes = health_pb2_grpc.HealthStub(channel)
 
-        async def reused_authenticated() -> None:
+        async def reused_authenticated(_: int) -> None:
             await identity.GetCamera(get_camera)
 
-        async def reused_noop() -> None:
+        async def reused_noop(_: int) -> None:
             await probes.Check(health)
 
-        reused = await _best(reused_authenticated, reused_noop)
+        reused = await best_rates(
+            reused_authenticated,
+            reused_noop,
+            in_flight=IN_FLIGHT,
+            rounds=ROUNDS,
+            round_seconds=ROUND_SECONDS,
+        )
     return [
         Result.compare(
             "new mTLS channel + GetCamera",

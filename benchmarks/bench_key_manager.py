@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 
 from benchmarks import Result
+from benchmarks.timing import best_rates
 from privacam.diagnostics.v1 import diagnostics_service_pb2 as diagnostics_pb
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_grpc
 from privacam.keys.v1 import key_manager_service_pb2 as pb
@@ -33,22 +32,6 @@ TARGET = 0.85
 IN_FLIGHT = 8
 ROUND_SECONDS = 0.5
 ROUNDS = 6
-
-
-async def _rate(operation: Callable[[int], Awaitable[None]]) -> float:
-    """Operations per second with IN_FLIGHT workers for one round."""
-    done = 0
-    deadline = time.perf_counter() + ROUND_SECONDS
-
-    async def worker(number: int) -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await operation(number)
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(n) for n in range(IN_FLIGHT)))
-    return done / (time.perf_counter() - started)
 
 
 async def _measure(endpoint: str, pki: PkiFactory) -> tuple[float, float]:
@@ -72,13 +55,9 @@ async def _measure(endpoint: str, pki: PkiFactory) -> tuple[float, float]:
             generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context))
             await keys.Rewrap(pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context))
 
-        await _rate(key_pair)  # warm up: creates each tenant's key version
-        await _rate(noop_pair)
-        best_keys = best_noop = 0.0
-        for _ in range(ROUNDS):
-            best_noop = max(best_noop, await _rate(noop_pair))
-            best_keys = max(best_keys, await _rate(key_pair))
-        return best_keys, best_noop
+        return await best_rates(
+            key_pair, noop_pair, in_flight=IN_FLIGHT, rounds=ROUNDS, round_seconds=ROUND_SECONDS
+        )
 
 
 def run() -> list[Result]:

@@ -32,10 +32,8 @@ library and its baseline see the same machine states. Figures are operations per
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -44,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from benchmarks import Result
+from benchmarks.timing import best_seconds_per_call
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
 from services.common import merkle
@@ -60,43 +59,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 VERIFY_TARGET = 0.5
 RECEIPT_TARGET = 0.6
 APPEND_TARGET = 0.25
-SAMPLE_SECONDS = 0.002
-MIN_ROUNDS = 10
 BUDGET_SECONDS = 2.0
-
-
-def _calibrate(fn: Callable[[], object]) -> int:
-    """How many calls make one sample last about SAMPLE_SECONDS."""
-    fn()  # warm up
-    loops = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        if time.perf_counter() - start >= SAMPLE_SECONDS:
-            return loops
-        loops *= 2
-
-
-def _best_seconds_per_call(functions: list[Callable[[], object]]) -> list[float]:
-    """Best seconds per call of each function, sampled round-robin."""
-    loops = [_calibrate(fn) for fn in functions]
-    best = [float("inf")] * len(functions)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        deadline, rounds = time.perf_counter() + BUDGET_SECONDS, 0
-        while rounds < MIN_ROUNDS or time.perf_counter() < deadline:
-            rounds += 1
-            for i, fn in enumerate(functions):
-                start = time.perf_counter()
-                for _ in range(loops[i]):
-                    fn()
-                best[i] = min(best[i], (time.perf_counter() - start) / loops[i])
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return best
 
 
 @contextmanager
@@ -255,7 +218,7 @@ def run() -> list[Result]:
         ),
     ]
     functions = [fn for case in cases for fn in case[5:]]
-    best = _best_seconds_per_call(functions)
+    best = best_seconds_per_call(functions, BUDGET_SECONDS)
     results: list[Result] = []
     for n, (name, unit, operations, baseline_name, target, _, _) in enumerate(cases):
         seconds, raw_seconds = best[2 * n], best[2 * n + 1]
