@@ -21,7 +21,6 @@ and does the actual work in sessions opened without a PIN (:class:`Pkcs11Session
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,9 +34,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
+from cryptography.x509.oid import SignatureAlgorithmOID
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+
+from services.common.pki import leaf_builder
 
 SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 """Debian's softhsm2 package installs its PKCS#11 module here."""
@@ -363,45 +364,18 @@ def issue_leaf_with_signer(
     issuer_public = signer.public_key()
     if issuer_certificate.public_key() != issuer_public:
         raise ValueError("the signer's key is not the issuer certificate's key")
-    # Keep in step with pki.issue_leaf.
-    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(spiffe_id)]
-    names += [x509.DNSName(name) for name in dns_names]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + (
-        [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    builder = leaf_builder(
+        issuer_certificate,
+        issuer_public,
+        public_key,
+        spiffe_id,
+        now,
+        lifetime,
+        server=server,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
     )
-    not_after = min(now + lifetime, issuer_certificate.not_valid_after_utc)
-    throwaway = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(issuer_certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        # An empty subject makes the SAN the only identity, so it must be critical (RFC 5280).
-        .add_extension(x509.SubjectAlternativeName(names), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False
-        )
-        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
-    )
+    throwaway = builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
     if throwaway.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         raise AssertionError("the builder did not use ecdsa-with-SHA256")  # pragma: no cover
     tbs = throwaway.tbs_certificate_bytes

@@ -88,8 +88,9 @@ def create_intermediate(
     return Authority(builder.sign(root.key, hashes.SHA256()), key)
 
 
-def issue_leaf(
-    issuer: Authority,
+def leaf_builder(
+    issuer_certificate: x509.Certificate,
+    issuer_public_key: ec.EllipticCurvePublicKey,
     public_key: ec.EllipticCurvePublicKey,
     spiffe_id: str,
     now: datetime,
@@ -98,19 +99,19 @@ def issue_leaf(
     server: bool = False,
     dns_names: tuple[str, ...] = (),
     ip_addresses: tuple[str, ...] = (),
-) -> x509.Certificate:
-    """A short-lived leaf certificate whose only identity is its SPIFFE URI SAN."""
+) -> x509.CertificateBuilder:
+    """A short-lived leaf certificate, ready to sign, whose only identity is its SPIFFE URI."""
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(spiffe_id)]
     names += [x509.DNSName(name) for name in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + (
         [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
     )
-    not_after = min(now + lifetime, issuer.certificate.not_valid_after_utc)
+    not_after = min(now + lifetime, issuer_certificate.not_valid_after_utc)
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
-        .issuer_name(issuer.certificate.subject)
+        .issuer_name(issuer_certificate.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
@@ -134,11 +135,35 @@ def issue_leaf(
         # An empty subject makes the SAN the only identity, so it must be critical (RFC 5280).
         .add_extension(x509.SubjectAlternativeName(names), critical=True)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
-            critical=False,
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
         )
-        .sign(issuer.key, hashes.SHA256())
     )
+
+
+def issue_leaf(
+    issuer: Authority,
+    public_key: ec.EllipticCurvePublicKey,
+    spiffe_id: str,
+    now: datetime,
+    lifetime: timedelta,
+    *,
+    server: bool = False,
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
+) -> x509.Certificate:
+    """A short-lived leaf certificate signed by an issuer whose key is in memory."""
+    builder = leaf_builder(
+        issuer.certificate,
+        issuer.key.public_key(),
+        public_key,
+        spiffe_id,
+        now,
+        lifetime,
+        server=server,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+    )
+    return builder.sign(issuer.key, hashes.SHA256())
 
 
 def certificate_pem(*certificates: x509.Certificate) -> bytes:
