@@ -387,3 +387,22 @@ def issue_leaf_with_signer(
 
 
 # ------------------------------------------------------------------ root key ----
+
+
+@dataclass(frozen=True)
+class HsmAuthority:
+    """An issuing CA whose private key never leaves the HSM (pki.Issuer)."""
+
+    certificate: x509.Certificate
+    signer: EcSigner
+
+    def issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        spiffe_id: str,
+        now: datetime,
+        lifetime: timedelta,
+    ) -> x509.Certificate:
+        return issue_leaf_with_signer(
+            self.certificate, self.signer, public_key, spiffe_id, now, lifetime
+        )

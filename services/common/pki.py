@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,10 +23,35 @@ def new_private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+class Issuer(Protocol):
+    """A CA that issues leaf certificates: its key in memory (Authority) or in an HSM
+    (services.common.hsm.HsmAuthority)."""
+
+    @property
+    def certificate(self) -> x509.Certificate: ...
+
+    def issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        spiffe_id: str,
+        now: datetime,
+        lifetime: timedelta,
+    ) -> x509.Certificate: ...
+
+
 @dataclass(frozen=True)
 class Authority:
     certificate: x509.Certificate
     key: ec.EllipticCurvePrivateKey
+
+    def issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        spiffe_id: str,
+        now: datetime,
+        lifetime: timedelta,
+    ) -> x509.Certificate:
+        return issue_leaf(self, public_key, spiffe_id, now, lifetime)
 
 
 def _name(common_name: str) -> x509.Name:

@@ -8,12 +8,15 @@ domain (RedisPasswordAttempts), which holds however many addresses an attacker u
 
 from datetime import timedelta
 
+from cryptography import x509
+
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.clock import Clock
+from services.common.hsm import HsmAuthority, Pkcs11EcSigner, Pkcs11Token
 from services.common.interceptors import AnonymousMethods
 from services.common.kafka import EventProducer
-from services.common.pki import load_authority
+from services.common.pki import Issuer, load_authority
 from services.common.ratelimit import Limit, RateLimiter
 from services.common.runtime import GrpcApi, PublicPort, ServiceParts
 from services.common.stores import RedisStore
@@ -38,11 +41,25 @@ from services.device_auth.settings import DeviceAuthSettings
 ENROLLMENT_METHODS = ("RegisterAccount", "SignIn", "EnrollCamera")
 
 
+def issuing_authority(settings: DeviceAuthSettings) -> Issuer:
+    """The issuing CA: its key in a file (development) or in an HSM (production)."""
+    if settings.issuing_ca_pkcs11_module is not None and settings.issuing_ca_pkcs11_pin_file:
+        token = Pkcs11Token.from_pin_file(
+            str(settings.issuing_ca_pkcs11_module),
+            settings.issuing_ca_pkcs11_token,
+            settings.issuing_ca_pkcs11_pin_file,
+        )
+        certificate = x509.load_pem_x509_certificate(settings.issuing_ca_cert_file.read_bytes())
+        return HsmAuthority(certificate, Pkcs11EcSigner(token, settings.issuing_ca_pkcs11_label))
+    assert settings.issuing_ca_key_file is not None  # the settings validator guarantees one
+    return load_authority(settings.issuing_ca_cert_file, settings.issuing_ca_key_file)
+
+
 def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
     redis = RedisStore(settings.redis)
     state = IdentityState(settings.kafka, topics.IDENTITY_STATE, producer)
     issuer = CertificateIssuer(
-        load_authority(settings.issuing_ca_cert_file, settings.issuing_ca_key_file),
+        issuing_authority(settings),
         settings.tls.trust_domain,
         clock,
         camera_lifetime=timedelta(days=settings.camera_certificate_days),

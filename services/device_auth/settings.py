@@ -16,8 +16,18 @@ class DeviceAuthSettings(ServiceSettings):
     SignIn and EnrollCamera: the calls by which an app or camera gets its first identity."""
     issuing_ca_cert_file: FilePath
     """PEM certificate of the issuing CA that signs camera and app certificates."""
-    issuing_ca_key_file: FilePath
-    """PEM private key of the issuing CA (a mounted secret; an HSM in production)."""
+    issuing_ca_key_file: FilePath | None = None
+    """PEM private key of the issuing CA (a mounted secret, for development). Set this or
+    ISSUING_CA_PKCS11_MODULE."""
+    issuing_ca_pkcs11_module: FilePath | None = None
+    """PKCS#11 module of the HSM holding the issuing CA's non-extractable P-256 key, for
+    production (e.g. /usr/lib/softhsm/libsofthsm2.so in tests)."""
+    issuing_ca_pkcs11_token: str = "privacam"  # noqa: S105 - a token label, not a secret
+    """Label of the PKCS#11 token holding the issuing CA key."""
+    issuing_ca_pkcs11_label: str = "privacam-issuing-ca"
+    """Label of the issuing CA key pair in the token."""
+    issuing_ca_pkcs11_pin_file: FilePath | None = None
+    """File holding the token's user PIN (a mounted secret)."""
     camera_certificate_days: int = Field(default=30, ge=1, le=397)
     """Lifetime of camera certificates; cameras renew before it ends."""
     app_certificate_days: int = Field(default=30, ge=1, le=397)
@@ -40,6 +50,14 @@ class DeviceAuthSettings(ServiceSettings):
     grant_sweep_seconds: int = Field(default=60, ge=1, le=3600)
     """How often each replica revokes (and announces) grants whose expiry has passed."""
     redis: RedisSettings
+
+    @model_validator(mode="after")
+    def _one_issuing_key(self) -> "DeviceAuthSettings":
+        if (self.issuing_ca_key_file is None) == (self.issuing_ca_pkcs11_module is None):
+            raise ValueError("set exactly one of ISSUING_CA_KEY_FILE and ISSUING_CA_PKCS11_MODULE")
+        if self.issuing_ca_pkcs11_module is not None and self.issuing_ca_pkcs11_pin_file is None:
+            raise ValueError("ISSUING_CA_PKCS11_PIN_FILE is required with ISSUING_CA_PKCS11_MODULE")
+        return self
 
     @model_validator(mode="after")
     def _retention_bounds(self) -> "DeviceAuthSettings":

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from services.common.clock import Clock
 from services.common.identity import PrincipalKind, spiffe_uri
-from services.common.pki import Authority, certificate_pem, issue_leaf
+from services.common.pki import Issuer, certificate_pem
 from services.device_auth.domain.errors import InvalidInput
 
 CSR_MAX_BYTES = 4096
@@ -102,7 +102,7 @@ class CertificateIssuer:
 
     def __init__(
         self,
-        authority: Authority,
+        authority: Issuer,
         trust_domain: str,
         clock: Clock,
         camera_lifetime: timedelta = timedelta(days=30),
@@ -137,5 +137,5 @@ class CertificateIssuer:
         if lifetime is None:
             raise ValueError(f"device_auth issues only camera and app certificates, not {kind}")
         uri = spiffe_uri(self._trust_domain, kind, name, tenant_id)
-        leaf = issue_leaf(self._authority, public_key, uri, self._clock.now(), lifetime)
+        leaf = self._authority.issue(public_key, uri, self._clock.now(), lifetime)
         return IssuedCertificate(leaf, (leaf, self._authority.certificate))

@@ -381,3 +381,29 @@ def test_timings(signer: hsm.Pkcs11EcSigner, root_key: Pkcs11RootKey) -> None:
         f" (RootKey in memory: seal {soft:.1f} us); ECDSA P-256 sign {sign:.0f} us;"
         f" issue_leaf_with_signer {issue:.0f} us"
     )
+
+
+def test_device_auth_issues_camera_certificates_from_the_hsm(
+    token: hsm.Pkcs11Token, signer: hsm.Pkcs11EcSigner
+) -> None:
+    from services.common.clock import SystemClock
+    from services.common.identity import PrincipalKind
+    from services.device_auth.domain.certificates import CertificateIssuer
+
+    now = datetime.now(UTC)
+    root = pki.create_root("Test Root", now, timedelta(days=30))
+    ca_certificate = (
+        pki._ca_builder("HSM Issuing CA", signer.public_key(), now, timedelta(days=30), 0)
+        .issuer_name(root.certificate.subject)
+        .sign(root.key, hashes.SHA256())
+    )
+    issuer = CertificateIssuer(
+        hsm.HsmAuthority(ca_certificate, signer), "privacam.local", SystemClock()
+    )
+    camera_key = ec.generate_private_key(ec.SECP256R1())
+    issued = issuer.issue(PrincipalKind.CAMERA, "tenant-a", "cam-1", camera_key.public_key())
+    issued.leaf.verify_directly_issued_by(ca_certificate)
+    san = issued.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://privacam.local/tenant/tenant-a/camera/cam-1"
+    ]
