@@ -64,9 +64,6 @@ class Authorizer:
         self._policies = policies
         self._revocations = revocations
 
-    def has_policy(self, method: str) -> bool:
-        return method in self._policies
-
     def authorize(self, principal: Principal, method: str) -> None:
         allowed = self._policies.get(method)
         if allowed is None:

@@ -7,8 +7,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from privacam.diagnostics.v1 import diagnostics_service_pb2 as pb
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as pb_grpc
 from privacam.diagnostics.v1.events_pb2 import DiagnosticsEvent, ProbeSent
@@ -17,6 +15,7 @@ from services.common.clock import Clock
 from services.common.errors import InvalidArgument
 from services.common.kafka import Delivery, EventProducer, Topic
 from services.common.telemetry import trace_id_hex
+from services.common.timestamps import to_timestamp
 
 DIAGNOSTICS_TOPIC: Topic[DiagnosticsEvent] = Topic("privacam.diagnostics.v1", DiagnosticsEvent)
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DiagnosticsService"]
@@ -36,12 +35,6 @@ class ReceivedProbe:
     received_at: datetime
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 class Diagnostics(pb_grpc.DiagnosticsServiceServicer):
     def __init__(self, service: str, producer: EventProducer, clock: Clock) -> None:
         self._service = service
@@ -57,7 +50,7 @@ class Diagnostics(pb_grpc.DiagnosticsServiceServicer):
             probe_sent=ProbeSent(
                 probe_id=probe_id,
                 origin_service=self._service,
-                sent_at=_timestamp(self._clock.now()),
+                sent_at=to_timestamp(self._clock.now()),
             )
         )
         await self._producer.publish(DIAGNOSTICS_TOPIC, _PROBE_KEY, event)
@@ -75,7 +68,7 @@ class Diagnostics(pb_grpc.DiagnosticsServiceServicer):
             received=True,
             origin_service=probe.origin_service,
             trace_id=probe.trace_id,
-            received_at=_timestamp(probe.received_at),
+            received_at=to_timestamp(probe.received_at),
         )
 
     async def on_event(self, event: DiagnosticsEvent, delivery: Delivery) -> None:

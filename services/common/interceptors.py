@@ -75,21 +75,16 @@ class _Call:
     def __init__(self, interceptor: ServerInterceptor, method: _Method) -> None:
         self.interceptor = interceptor
         self.rpc = method
-        self.service, self.method, self.full_method = (
-            method.service,
-            method.name,
-            method.full_method,
-        )
         self.started = time.perf_counter()
         method.started.inc()
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
         anonymous = self.interceptor.anonymous
-        if self.full_method in anonymous.limits:
+        if self.rpc.full_method in anonymous.limits:
             # No identity yet (this is how one is obtained): only the rate limit applies.
             if anonymous.limiter is not None:
                 await anonymous.limiter.check(
-                    self.method, _peer_address(context), anonymous.limits[self.full_method]
+                    self.rpc.name, _peer_address(context), anonymous.limits[self.rpc.full_method]
                 )
             return None
         auth = context.auth_context()
@@ -97,7 +92,7 @@ class _Call:
         if pem is None:
             raise Unauthenticated("a client certificate is required")
         principal = principal_from_pem(pem, self.interceptor.trust_domain)
-        self.interceptor.authorizer.authorize(principal, self.full_method)
+        self.interceptor.authorizer.authorize(principal, self.rpc.full_method)
         return principal
 
     def finish(self, code: grpc.StatusCode, principal: Principal | None) -> None:
@@ -114,7 +109,7 @@ class _Call:
             level,
             "rpc",
             extra={
-                "rpc_method": self.full_method,
+                "rpc_method": self.rpc.full_method,
                 "grpc_code": code.name,
                 "duration_ms": round(elapsed * 1000, 3),
                 "principal_kind": principal.kind.value if principal else None,
@@ -128,9 +123,9 @@ class _Call:
             grpc.StatusCode.PERMISSION_DENIED,
         ):
             reason = "unauthenticated" if code is grpc.StatusCode.UNAUTHENTICATED else "forbidden"
-            metrics.AUTH_REJECTED.labels(self.service, reason).inc()
+            metrics.AUTH_REJECTED.labels(self.rpc.service, reason).inc()
         if code is grpc.StatusCode.INTERNAL:
-            log.error("unhandled error in %s", self.full_method, exc_info=error)
+            log.error("unhandled error in %s", self.rpc.full_method, exc_info=error)
         await context.abort(code, message)
 
 

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.identity.v1 import events_pb2 as pb
 from privacam.identity.v1 import identity_pb2
@@ -35,6 +34,7 @@ from privacam.types.v1 import types_pb2
 from services.common import topics
 from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.kafka import EventProducer
+from services.common.timestamps import to_timestamp
 from services.device_auth.domain import events
 from services.device_auth.domain.records import Grant, GrantScope, Subject
 
@@ -63,12 +63,6 @@ _SCOPES = {
 }
 
 
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def duration(delta: timedelta) -> Duration:
     value = Duration()
     value.FromTimedelta(delta)
@@ -88,10 +82,10 @@ def grant_pb(grant: Grant) -> identity_pb2.Grant:
         owner_tenant_id=grant.owner_tenant_id,
         grantee_tenant_id=grant.grantee_tenant_id,
         scopes=sorted(_SCOPES[scope] for scope in grant.scopes),
-        created_at=timestamp(grant.created_at),
+        created_at=to_timestamp(grant.created_at),
     )  # grantee_login stays empty: logins never reach events
     if grant.expires_at is not None:
-        message.expires_at.CopyFrom(timestamp(grant.expires_at))
+        message.expires_at.CopyFrom(to_timestamp(grant.expires_at))
     return message
 
 
@@ -100,7 +94,7 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
     message = pb.IdentityEvent(
         metadata=types_pb2.EventMetadata(
             event_id=event.event_id,
-            occurred_at=timestamp(event.occurred_at),
+            occurred_at=to_timestamp(event.occurred_at),
             tenant_id=event.tenant_id,
             producer=PRODUCER,
         )
@@ -116,7 +110,7 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
                 pb.AppInstallEnrolled(
                     install_id=body.install_id,
                     serial_number=body.serial_number,
-                    not_after=timestamp(body.not_after),
+                    not_after=to_timestamp(body.not_after),
                 )
             )
         case events.CameraEnrolled():
@@ -124,7 +118,7 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
                 pb.CameraEnrolled(
                     device_id=body.device_id,
                     serial_number=body.serial_number,
-                    not_after=timestamp(body.not_after),
+                    not_after=to_timestamp(body.not_after),
                 )
             )
         case events.CertificateRenewed():
@@ -132,7 +126,7 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
                 pb.CertificateRenewed(
                     subject=principal_pb(body.subject),
                     serial_number=body.serial_number,
-                    not_after=timestamp(body.not_after),
+                    not_after=to_timestamp(body.not_after),
                 )
             )
         case events.CertificateRevoked():
@@ -207,8 +201,8 @@ def revocation_records(
             subject_uri=uri,
             serial_numbers=serial_numbers,
             all_certificates=revoked.all_certificates,
-            revoked_at=timestamp(revoked_at),
-            covers_until=timestamp(max(expiries, default=revoked_at)),
+            revoked_at=to_timestamp(revoked_at),
+            covers_until=to_timestamp(max(expiries, default=revoked_at)),
         )
 
     if revoked.all_certificates:

@@ -18,6 +18,7 @@ from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from services.common.errors import InvalidArgument
 from services.common.identity import ID_PATTERN, PrincipalKind
+from services.common.timestamps import to_timestamp
 from services.device_auth.domain.certificates import CSR_MAX_BYTES, IssuedCertificate
 from services.device_auth.domain.pins import PinCheck, PinCheckResult
 from services.device_auth.domain.records import GrantScope, SettingsView, Subject
@@ -130,14 +131,6 @@ def on_behalf_of(message: types_pb2.Principal, field: str = "on_behalf_of") -> S
 # --- reply side ---------------------------------------------------------------------
 
 
-def timestamp(value: datetime) -> Timestamp:
-    if value.tzinfo is None:
-        raise ValueError("a naive datetime reached the API; the domain must use aware ones")
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
-
-
 def duration(value: timedelta) -> Duration:
     span = Duration()
     span.FromTimedelta(value)
@@ -148,8 +141,8 @@ def certificate_pb(certificate: IssuedCertificate) -> pb.IssuedCertificate:
     """DER certificates, leaf first, ending with the issuing CA; serial in lower-case hex."""
     return pb.IssuedCertificate(
         certificate_chain=list(certificate.chain_der),
-        not_before=timestamp(certificate.not_before),
-        not_after=timestamp(certificate.not_after),
+        not_before=to_timestamp(certificate.not_before),
+        not_after=to_timestamp(certificate.not_after),
         serial_number=certificate.serial_hex,
     )
 
@@ -173,8 +166,8 @@ def camera_pb(view: CameraView) -> identity_pb2.Camera:
         device_id=view.device_id,
         owner_tenant_id=view.owner_tenant_id,
         serial=view.serial,
-        enrolled_at=timestamp(view.enrolled_at),
-        certificate_not_after=timestamp(view.certificate_not_after),
+        enrolled_at=to_timestamp(view.enrolled_at),
+        certificate_not_after=to_timestamp(view.certificate_not_after),
         role=_ROLES_PB[view.role],
         scopes=scopes_pb(view.scopes),
         settings=settings_pb(view.settings),
@@ -190,10 +183,10 @@ def grant_pb(view: GrantView) -> identity_pb2.Grant:
         grantee_tenant_id=grant.grantee_tenant_id,
         grantee_login=view.grantee_login,
         scopes=scopes_pb(grant.scopes),
-        created_at=timestamp(grant.created_at),
+        created_at=to_timestamp(grant.created_at),
     )
     if grant.expires_at is not None:
-        message.expires_at.CopyFrom(timestamp(grant.expires_at))
+        message.expires_at.CopyFrom(to_timestamp(grant.expires_at))
     return message
 
 
@@ -201,15 +194,15 @@ def install_pb(view: InstallView) -> identity_pb2.AppInstall:
     return identity_pb2.AppInstall(
         install_id=view.install_id,
         label=view.label,
-        enrolled_at=timestamp(view.enrolled_at),
-        certificate_not_after=timestamp(view.certificate_not_after),
+        enrolled_at=to_timestamp(view.enrolled_at),
+        certificate_not_after=to_timestamp(view.certificate_not_after),
         current=view.current,
     )
 
 
 def account_pb(view: AccountView) -> pb.GetAccountResponse:
     return pb.GetAccountResponse(
-        tenant_id=view.tenant_id, login=view.login, created_at=timestamp(view.created_at)
+        tenant_id=view.tenant_id, login=view.login, created_at=to_timestamp(view.created_at)
     )
 
 

@@ -20,6 +20,7 @@ from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from services.common.auth import current_principal
 from services.common.errors import PermissionDenied, map_domain_error
 from services.common.identity import Principal, PrincipalKind
+from services.common.timestamps import to_timestamp
 from services.device_auth.api import convert
 from services.device_auth.domain.errors import (
     AlreadyExists,
@@ -137,7 +138,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         revoked_at = await self._auth.revoke_install(
             tenant_id, convert.identifier(request.install_id, "install_id"), caller
         )
-        return pb.RevokeAppInstallResponse(revoked_at=convert.timestamp(revoked_at))
+        return pb.RevokeAppInstallResponse(revoked_at=to_timestamp(revoked_at))
 
     # --- camera pairing and certificates ----------------------------------------------
 
@@ -147,7 +148,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         tenant_id, caller = _app()
         issued = await self._auth.create_claim_token(tenant_id, caller)
         return pb.CreateClaimTokenResponse(
-            claim_token=issued.token, expires_at=convert.timestamp(issued.expires_at)
+            claim_token=issued.token, expires_at=to_timestamp(issued.expires_at)
         )
 
     async def EnrollCamera(
@@ -194,7 +195,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         revoked_at = await self._auth.revoke_camera(
             tenant_id, convert.identifier(request.device_id, "device_id"), caller
         )
-        return pb.RevokeCameraResponse(revoked_at=convert.timestamp(revoked_at))
+        return pb.RevokeCameraResponse(revoked_at=to_timestamp(revoked_at))
 
     # --- camera settings ----------------------------------------------------------------
 
@@ -304,7 +305,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         revoked_at = await self._auth.revoke_grant(
             tenant_id, convert.identifier(request.grant_id, "grant_id"), caller
         )
-        return pb.RevokeGrantResponse(revoked_at=convert.timestamp(revoked_at))
+        return pb.RevokeGrantResponse(revoked_at=to_timestamp(revoked_at))
 
     # --- internal (service certificates only) -------------------------------------------
 
@@ -331,5 +332,5 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
             app_installs_removed=report.installs_removed,
             grants_removed=report.grants_removed,
             certificates_revoked=report.certificates_revoked,
-            completed_at=convert.timestamp(report.completed_at),
+            completed_at=to_timestamp(report.completed_at),
         )

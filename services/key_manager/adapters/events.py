@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.keys.v1 import events_pb2 as events
 from privacam.keys.v1 import keys_pb2
@@ -24,6 +21,7 @@ from services.common.clock import Clock
 from services.common.errors import Unauthenticated
 from services.common.identity import PrincipalKind
 from services.common.kafka import EventProducer
+from services.common.timestamps import to_timestamp
 from services.key_manager.domain.keyring import KeyContext
 from services.key_manager.domain.service import Purpose, VersionInfo
 
@@ -46,12 +44,6 @@ _KINDS = {
 }
 
 
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def context_pb(context: KeyContext) -> keys_pb2.KeyContext:
     return keys_pb2.KeyContext(
         tenant_id=context.tenant_id, device_id=context.device_id, clip_id=context.clip_id
@@ -63,11 +55,11 @@ def version_pb(info: VersionInfo) -> keys_pb2.KeyVersion:
         tenant_id=info.tenant_id, version=info.version, state=_STATES[info.state]
     )
     if info.period_start is not None:
-        message.period_start.CopyFrom(timestamp(info.period_start))
+        message.period_start.CopyFrom(to_timestamp(info.period_start))
     if info.period_end is not None:
-        message.period_end.CopyFrom(timestamp(info.period_end))
+        message.period_end.CopyFrom(to_timestamp(info.period_end))
     if info.destroyed_at is not None:
-        message.destroyed_at.CopyFrom(timestamp(info.destroyed_at))
+        message.destroyed_at.CopyFrom(to_timestamp(info.destroyed_at))
     return message
 
 
@@ -106,7 +98,7 @@ class KafkaKeyEvents:
     def _emit(self, tenant_id: str, event: events.KeyEvent, with_actor: bool = True) -> None:
         metadata = types_pb2.EventMetadata(
             event_id=str(uuid.uuid4()),
-            occurred_at=timestamp(self._clock.now()),
+            occurred_at=to_timestamp(self._clock.now()),
             tenant_id=tenant_id,
             producer="key_manager",
         )

@@ -20,27 +20,16 @@ import contextlib
 import logging
 import time
 import zlib
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from datetime import datetime
 
 from privacam.keys.v1 import state_pb2 as pb
 from services.common.clock import Clock
 from services.common.kafka import EventProducer, Topic, TopicReplica
 from services.common.settings import KafkaSettings
+from services.common.timestamps import to_datetime, to_timestamp
 from services.key_manager.domain.keyring import Keyring, SealedKek
 
 log = logging.getLogger("privacam.key_manager.state")
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def _datetime(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def kek_key(tenant_id: str, version: int, proposal_id: str) -> bytes:
@@ -105,8 +94,8 @@ class KafkaStateLog:
                 SealedKek(
                     tenant_id=kek.tenant_id,
                     version=kek.version,
-                    period_start=_datetime(kek.period_start),
-                    created_at=_datetime(kek.created_at),
+                    period_start=to_datetime(kek.period_start),
+                    created_at=to_datetime(kek.created_at),
                     proposal_id=kek.proposal_id,
                     root_key_id=kek.root_key_id,
                     sealed_key=kek.sealed_key,
@@ -117,8 +106,8 @@ class KafkaStateLog:
             self._keyring.apply_destroyed(
                 gone.tenant_id,
                 gone.version,
-                _datetime(gone.destroyed_at),
-                _datetime(gone.period_start) if gone.HasField("period_start") else None,
+                to_datetime(gone.destroyed_at),
+                to_datetime(gone.period_start) if gone.HasField("period_start") else None,
             )
 
     # --- writing --------------------------------------------------------------------
@@ -138,8 +127,8 @@ class KafkaStateLog:
             kek=pb.SealedKek(
                 tenant_id=kek.tenant_id,
                 version=kek.version,
-                period_start=_timestamp(kek.period_start),
-                created_at=_timestamp(kek.created_at),
+                period_start=to_timestamp(kek.period_start),
+                created_at=to_timestamp(kek.created_at),
                 proposal_id=kek.proposal_id,
                 root_key_id=kek.root_key_id,
                 sealed_key=kek.sealed_key,
@@ -163,10 +152,10 @@ class KafkaStateLog:
         proposal_ids: list[str],
     ) -> None:
         marker = pb.DestroyedVersion(
-            tenant_id=tenant_id, version=version, destroyed_at=_timestamp(destroyed_at)
+            tenant_id=tenant_id, version=version, destroyed_at=to_timestamp(destroyed_at)
         )
         if period_start is not None:
-            marker.period_start.CopyFrom(_timestamp(period_start))
+            marker.period_start.CopyFrom(to_timestamp(period_start))
         # The marker first: from here on, no replica can use or recreate the version.
         offset = await self._send(
             tenant_id, destroyed_key(tenant_id, version), pb.KeyStateRecord(destroyed=marker)
@@ -189,7 +178,7 @@ class KafkaStateLog:
                 if time.monotonic() - at > self._segment_seconds
             ]
             for partition, at in due:
-                record = pb.KeyStateRecord(tick=pb.Tick(at=_timestamp(self._clock.now())))
+                record = pb.KeyStateRecord(tick=pb.Tick(at=to_timestamp(self._clock.now())))
                 with contextlib.suppress(Exception):  # retried on the next round
                     await self._producer.send_raw(
                         self._topic,

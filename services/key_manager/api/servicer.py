@@ -17,7 +17,8 @@ from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
 from services.common.errors import InvalidArgument, map_domain_error, status_for
 from services.common.identity import ID_PATTERN
-from services.key_manager.adapters.events import PURPOSES, timestamp, version_pb
+from services.common.timestamps import to_timestamp
+from services.key_manager.adapters.events import PURPOSES, version_pb
 from services.key_manager.domain.keyring import (
     KeyContext,
     UnknownVersion,
@@ -142,7 +143,7 @@ class KeyManagerServicer(pb_grpc.KeyManagerServiceServicer):
         response = pb.DestroyTenantResponse(destroyed=[version_pb(v) for v in versions])
         latest = max((v.destroyed_at for v in versions if v.destroyed_at), default=None)
         if latest is not None:
-            response.destroyed_at.CopyFrom(timestamp(latest))
+            response.destroyed_at.CopyFrom(to_timestamp(latest))
         return response
 
     async def ListKeyVersions(
