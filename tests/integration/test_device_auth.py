@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,10 @@ from privacam.clips.v1 import clip_service_pb2 as clips_pb
 from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
+from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.enrollment import Enrollment, new_key_and_csr
+from services.common.identity import principal_from_pem
 from tests.harness import Platform
 
 PASSWORD = "a long enough passphrase"
@@ -246,3 +248,87 @@ async def test_a_10000_guess_pin_attack_is_locked_out(
     assert checks["ok"] == 0
     assert checks["wrong"] <= 10
     assert checks["refused"] >= 9_990
+
+
+def _principal_pb(profile: Profile) -> types_pb2.Principal:
+    """The app's identity as a calling service names it (from the app's own certificate)."""
+    principal = principal_from_pem(profile.cert_file.read_bytes(), profile.trust_domain)
+    return types_pb2.Principal(
+        kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=principal.tenant_id or "", id=principal.name
+    )
+
+
+async def test_services_ask_device_auth_who_may_view_a_camera(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    enrollment = _enrollment(platform, profiles_home)
+    suffix = secrets.token_hex(4)
+    member, member_tenant = await enrollment.register_account(
+        f"v-{suffix}", f"viewer-{suffix}", PASSWORD
+    )
+    stranger, _ = await enrollment.register_account(f"x-{suffix}", f"other-{suffix}", PASSWORD)
+    async with PrivacamClient(household.owner) as app:
+        await app.device_auth().CreateGrant(
+            pb.CreateGrantRequest(
+                device_id=household.device,
+                grantee_login=f"viewer-{suffix}",
+                scopes=[identity_pb2.GRANT_SCOPE_LIVE],
+            ),
+            timeout=10,
+        )
+        await app.device_auth().SetPin(
+            pb.SetPinRequest(device_id=household.device, pin="4826"), timeout=10
+        )
+    clips = platform.profile("as-clips", platform.pki.service("clip_ingest"), profiles_home)
+    async with PrivacamClient(clips) as service:
+        stub = service.device_auth()
+
+        def ask(
+            viewer: Profile, scope: int, pin: str | None
+        ) -> Awaitable[pb.AuthorizeCameraAccessResponse]:
+            return stub.AuthorizeCameraAccess(
+                pb.AuthorizeCameraAccessRequest(
+                    device_id=household.device,
+                    viewer=_principal_pb(viewer),
+                    scope=scope,  # type: ignore[arg-type]
+                    check_pin=pin is not None,
+                    pin=pin or "",
+                ),
+                timeout=10,
+            )
+
+        allowed = await ask(member, identity_pb2.GRANT_SCOPE_LIVE, "4826")
+        assert (allowed.owner_tenant_id, allowed.is_owner) == (household.tenant, False)
+        assert list(allowed.household_tenant_ids) == [household.tenant, member_tenant]
+        assert allowed.pin_check == pb.PIN_CHECK_RESULT_OK
+        assert allowed.settings.pin_set
+        assert await _call_code(ask(member, identity_pb2.GRANT_SCOPE_LIVE, "0000")) is (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+        assert await _call_code(ask(member, identity_pb2.GRANT_SCOPE_CLIPS, None)) is (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+        assert await _call_code(ask(stranger, identity_pb2.GRANT_SCOPE_LIVE, "4826")) is (
+            grpc.StatusCode.NOT_FOUND
+        )
+        owner = await ask(household.owner, identity_pb2.GRANT_SCOPE_CLIPS, None)
+        assert owner.is_owner
+        assert owner.pin_check == pb.PIN_CHECK_RESULT_NOT_SET
+        export = await stub.ExportTenant(
+            pb.ExportTenantRequest(tenant_id=household.tenant), timeout=10
+        )
+        assert [c.device_id for c in export.cameras] == [household.device]
+        assert [g.grantee_tenant_id for g in export.grants_given] == [member_tenant]
+    # Apps cannot ask on anyone's behalf, not even their own.
+    async with PrivacamClient(household.owner) as app:
+        code = await _call_code(
+            app.device_auth().AuthorizeCameraAccess(
+                pb.AuthorizeCameraAccessRequest(
+                    device_id=household.device,
+                    viewer=_principal_pb(household.owner),
+                    scope=identity_pb2.GRANT_SCOPE_LIVE,
+                ),
+                timeout=10,
+            )
+        )
+    assert code is grpc.StatusCode.PERMISSION_DENIED

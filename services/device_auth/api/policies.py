@@ -39,5 +39,7 @@ POLICIES = method_policies(
         "RevokeGrant": APP,
         "VerifyPassword": SERVICE,
         "PurgeTenant": SERVICE,
+        "AuthorizeCameraAccess": SERVICE,
+        "ExportTenant": SERVICE,
     },
 )

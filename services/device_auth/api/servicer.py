@@ -18,7 +18,7 @@ import grpc
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from services.common.auth import current_principal
-from services.common.errors import PermissionDenied, map_domain_error
+from services.common.errors import InvalidArgument, PermissionDenied, map_domain_error
 from services.common.identity import Principal, PrincipalKind
 from services.common.timestamps import to_timestamp
 from services.device_auth.api import convert
@@ -333,4 +333,45 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
             grants_removed=report.grants_removed,
             certificates_revoked=report.certificates_revoked,
             completed_at=to_timestamp(report.completed_at),
+        )
+
+    async def AuthorizeCameraAccess(
+        self, request: pb.AuthorizeCameraAccessRequest, context: Any
+    ) -> pb.AuthorizeCameraAccessResponse:
+        _service()
+        viewer = convert.on_behalf_of(request.viewer, "viewer")
+        if viewer.kind is not PrincipalKind.APP or viewer.tenant_id is None:
+            raise InvalidArgument("viewer.kind must be PRINCIPAL_KIND_APP: only apps view cameras")
+        (scope,) = convert.scopes([request.scope], "scope")
+        decision = await self._auth.authorize_viewing(
+            viewer.tenant_id,
+            convert.identifier(request.device_id, "device_id"),
+            scope,
+            pin=request.pin if request.check_pin else None,
+            actor=viewer,
+        )
+        return pb.AuthorizeCameraAccessResponse(
+            owner_tenant_id=decision.owner_tenant_id,
+            is_owner=decision.grant_id is None,
+            grant_id=decision.grant_id or "",
+            settings=convert.settings_pb(decision.settings),
+            household_tenant_ids=decision.household_tenant_ids,
+            pin_check=pb.PIN_CHECK_RESULT_OK
+            if decision.pin_checked
+            else pb.PIN_CHECK_RESULT_NOT_SET,
+        )
+
+    async def ExportTenant(
+        self, request: pb.ExportTenantRequest, context: Any
+    ) -> pb.ExportTenantResponse:
+        _service()
+        export = await self._auth.export_tenant(convert.identifier(request.tenant_id, "tenant_id"))
+        return pb.ExportTenantResponse(
+            tenant_id=export.account.tenant_id,
+            login=export.account.login,
+            created_at=to_timestamp(export.account.created_at),
+            app_installs=[convert.install_pb(i) for i in export.installs],
+            cameras=[convert.camera_pb(c) for c in export.cameras],
+            grants_given=[convert.grant_pb(g) for g in export.grants_given],
+            grants_received=[convert.grant_pb(g) for g in export.grants_received],
         )

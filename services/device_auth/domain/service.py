@@ -195,6 +195,30 @@ class IssuedClaimToken:
 
 
 @dataclass(frozen=True)
+class ViewingDecision:
+    """Why an app may view a camera: what clip_ingest and relay_broker act on."""
+
+    owner_tenant_id: str
+    grant_id: str | None
+    """None for the owner."""
+    settings: SettingsView
+    household_tenant_ids: tuple[str, ...]
+    """The owner, then every tenant with an active grant on the camera."""
+    pin_checked: bool
+
+
+@dataclass(frozen=True)
+class TenantExport:
+    """Everything kept about a tenant that is the tenant's to see; no secrets or hashes."""
+
+    account: AccountView
+    installs: list[InstallView]
+    cameras: list[CameraView]
+    grants_given: list[GrantView]
+    grants_received: list[GrantView]
+
+
+@dataclass(frozen=True)
 class PurgeReport:
     cameras_removed: int
     installs_removed: int
@@ -724,6 +748,54 @@ class DeviceAuth:
             )
             removed += 1
         return removed
+
+    async def authorize_viewing(
+        self,
+        viewer_tenant_id: str,
+        device_id: str,
+        scope: GrantScope,
+        *,
+        pin: str | None,
+        actor: Subject | None = None,
+    ) -> ViewingDecision:
+        """May this tenant's app view the camera (live or clips)? With `pin` given, a camera
+        that has a PIN needs it to match; a wrong one counts toward the lockout."""
+        camera, grant = await self._access(viewer_tenant_id, device_id)
+        if grant is not None and scope not in grant.scopes:
+            what = "live view" if scope is GrantScope.LIVE else "its clips"
+            raise Forbidden(f"your grant on this camera does not include {what}")
+        pin_checked = False
+        if pin is not None and camera.pin_hash is not None:
+            if not pin:
+                raise WrongPin("this camera has a PIN: enter it to continue")
+            await self._require_pin(camera, pin, actor)
+            pin_checked = True
+        now = self._clock.now()
+        grantees = [
+            g.grantee_tenant_id
+            for g in await self._grants.list_for_device(device_id)
+            if g.active(now) and g.grantee_tenant_id != camera.tenant_id
+        ]
+        return ViewingDecision(
+            owner_tenant_id=camera.tenant_id,
+            grant_id=grant.grant_id if grant else None,
+            settings=camera.settings_view(),
+            household_tenant_ids=(camera.tenant_id, *dict.fromkeys(grantees)),
+            pin_checked=pin_checked,
+        )
+
+    async def export_tenant(self, tenant_id: str) -> TenantExport:
+        """For the tenant's data export (retention service)."""
+        validation.identifier(tenant_id, "tenant_id")
+        account = await self.get_account(tenant_id)
+        cameras = [c for c in await self.list_cameras(tenant_id) if c.role is CameraRole.OWNER]
+        return TenantExport(
+            account=account,
+            installs=await self.list_installs(tenant_id),
+            cameras=cameras,
+            grants_given=await self.list_grants(tenant_id, GrantDirection.GIVEN),
+            grants_received=await self.list_grants(tenant_id, GrantDirection.RECEIVED),
+        )
 
     async def can_view(self, tenant_id: str, device_id: str, scope: GrantScope) -> bool:
         """Whether the tenant owns the camera or holds an active grant with this scope."""

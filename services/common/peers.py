@@ -1,0 +1,129 @@
+"""Calls from one Privacam service to another: mTLS as the calling service, traced, bounded.
+
+A service lists the peers it calls in its settings (`peers: PeerSettings`) and
+gets their stubs from `Peers`, a runtime component that opens one channel per
+peer on first use and closes them all at stop. Channels carry this process's
+own service certificate, so the callee authorizes it as `service/<name>`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as access_log_grpc
+from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
+from privacam.identity.v1 import device_auth_service_pb2_grpc as identity_grpc
+from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
+from privacam.relay.v1 import relay_broker_service_pb2_grpc as relay_grpc
+from privacam.retention.v1 import retention_service_pb2_grpc as retention_grpc
+from services.common.settings import TlsSettings
+
+_ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
+
+# Only UNAVAILABLE is retried: it means the call never reached a handler, so a retry
+# cannot repeat an effect. Anything else is the callee's answer and is passed on.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class PeerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PRIVACAM_PEER_", extra="ignore", use_attribute_docstrings=True, frozen=True
+    )
+
+    device_auth: str = Field(default="127.0.0.1:7001", pattern=_ENDPOINT)
+    """host:port of device_auth's mTLS API."""
+    key_manager: str = Field(default="127.0.0.1:7002", pattern=_ENDPOINT)
+    """host:port of key_manager's mTLS API."""
+    clip_ingest: str = Field(default="127.0.0.1:7003", pattern=_ENDPOINT)
+    """host:port of clip_ingest's mTLS API."""
+    relay_broker: str = Field(default="127.0.0.1:7004", pattern=_ENDPOINT)
+    """host:port of relay_broker's mTLS API."""
+    retention: str = Field(default="127.0.0.1:7005", pattern=_ENDPOINT)
+    """host:port of retention's mTLS API."""
+    access_log: str = Field(default="127.0.0.1:7006", pattern=_ENDPOINT)
+    """host:port of access_log's mTLS API."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    """Default deadline of a call to another service."""
+
+
+class Peers:
+    """Stubs of the other services, over channels opened on first use and reused."""
+
+    def __init__(self, settings: PeerSettings, tls: TlsSettings) -> None:
+        self.settings = settings
+        self.timeout = settings.timeout_seconds
+        self._credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.ca_file.read_bytes(),
+            private_key=tls.key_file.read_bytes(),
+            certificate_chain=tls.cert_file.read_bytes(),
+        )
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, peer: str) -> grpc.aio.Channel:
+        """The channel to a peer by its settings name, e.g. "key_manager"."""
+        channel = self._channels.get(peer)
+        if channel is None:
+            channel = grpc.aio.secure_channel(
+                getattr(self.settings, peer),
+                self._credentials,
+                options=[
+                    ("grpc.service_config", _SERVICE_CONFIG),
+                    ("grpc.enable_retries", 1),
+                    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                ],
+                interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
+            )
+            self._channels[peer] = channel
+        return channel
+
+    def device_auth(self) -> identity_grpc.DeviceAuthServiceAsyncStub:
+        return identity_grpc.DeviceAuthServiceStub(self.channel("device_auth"))
+
+    def key_manager(self) -> keys_grpc.KeyManagerServiceAsyncStub:
+        return keys_grpc.KeyManagerServiceStub(self.channel("key_manager"))
+
+    def clip_ingest(self) -> clips_grpc.ClipIngestServiceAsyncStub:
+        return clips_grpc.ClipIngestServiceStub(self.channel("clip_ingest"))
+
+    def relay_broker(self) -> relay_grpc.RelayBrokerServiceAsyncStub:
+        return relay_grpc.RelayBrokerServiceStub(self.channel("relay_broker"))
+
+    def retention(self) -> retention_grpc.RetentionServiceAsyncStub:
+        return retention_grpc.RetentionServiceStub(self.channel("retention"))
+
+    def access_log(self) -> access_log_grpc.AccessLogServiceAsyncStub:
+        return access_log_grpc.AccessLogServiceStub(self.channel("access_log"))
+
+    async def start(self) -> None:
+        """Channels connect lazily: a peer that is down fails its calls, not our start."""
+
+    async def stop(self) -> None:
+        for channel in self._channels.values():
+            await channel.close(grace=None)
+        self._channels.clear()
+
+
+def call_options(peers: Peers, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for a stub call: the default deadline unless one is given."""
+    return {"timeout": peers.timeout, **overrides}
