@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from google.protobuf.duration_pb2 import Duration
+from prometheus_client import Counter
 
 from privacam.identity.v1 import events_pb2 as pb
 from privacam.identity.v1 import identity_pb2
@@ -39,6 +40,13 @@ from services.device_auth.domain import events
 from services.device_auth.domain.records import Grant, GrantScope, Subject
 
 PRODUCER = "device_auth"
+
+EVENTS = Counter(
+    "privacam_device_auth_events_total",
+    "Identity events published, by kind: enrollments, renewals, revocations, grants, PIN "
+    "changes and lockouts, account deletions (no tenant or device label).",
+    ["event"],
+)
 
 _KINDS = {
     PrincipalKind.CAMERA: types_pb2.PRINCIPAL_KIND_CAMERA,
@@ -229,3 +237,4 @@ class KafkaIdentityEvents:
                     topics.REVOCATIONS, key=key.encode(), value=topics.REVOCATIONS.encode(record)
                 )
         await self._producer.publish(topics.IDENTITY, event.tenant_id, message)
+        EVENTS.labels(message.WhichOneof("event") or "unknown").inc()
