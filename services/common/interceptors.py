@@ -262,6 +262,31 @@ class _Guard:
             self._call.finish(code, self._principal)
 
 
+class LoadShedder:
+    """At most `limit` short calls (unary and client-streaming) in progress per process;
+    beyond that a call is refused at once with UNAVAILABLE, which clients retry with
+    jittered backoff. Refusing early keeps latency bounded for the calls admitted when a
+    fleet reconnects at once; long-lived streams (camera control channels) are not counted,
+    or an idle fleet would use up the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def admit(self, service: str) -> bool:
+        if self.in_flight >= self.limit:
+            metrics.SHED.labels(service).inc()
+            return False
+        self.in_flight += 1
+        return True
+
+    def done(self) -> None:
+        self.in_flight -= 1
+
+
+_OVERLOADED = "the service is busy; retry with backoff"
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
         self,
@@ -269,12 +294,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         trust_domain: str,
         calls: OpenCalls | None = None,
         anonymous: AnonymousMethods | None = None,
+        shedder: LoadShedder | None = None,
     ) -> None:
         self.authorizer = authorizer
         self.trust_domain = trust_domain
         self.anonymous = anonymous or AnonymousMethods()
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self.calls = calls if calls is not None else OpenCalls()
+        self.shedder = shedder
 
     async def intercept_service(
         self,
@@ -314,12 +341,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def _unary(self, rpc: _Method, inner: Any) -> Any:
         # A unary call is short and ends on its own: it is not tracked for revocation.
         track = rpc.rpc_type != "unary"
+        shedder = self.shedder
 
-        async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with _Guard(self, _Call(self, rpc), context, track) as guard:
                 if not track:
                     return await inner(request, context)
                 return await _unless_revoked(inner(request, context), guard.revoked, context)
+
+        if shedder is None:
+            return guarded
+
+        async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if not shedder.admit(rpc.service):
+                rpc.handled(grpc.StatusCode.UNAVAILABLE).inc()
+                await context.abort(grpc.StatusCode.UNAVAILABLE, _OVERLOADED)
+            try:
+                return await guarded(request, context)
+            finally:
+                shedder.done()
 
         return behavior
 

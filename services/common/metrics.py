@@ -26,6 +26,11 @@ GRPC_HANDLING_SECONDS = Histogram(
     ["grpc_service", "grpc_method", "grpc_type"],
     buckets=_LATENCY_BUCKETS,
 )
+SHED = Counter(
+    "privacam_grpc_shed_total",
+    "Calls refused with UNAVAILABLE because the process had too many calls in progress.",
+    ["grpc_service"],
+)
 AUTH_REJECTED = Counter(
     "privacam_auth_rejected_total",
     "Calls refused by authentication or authorization.",

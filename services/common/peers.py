@@ -28,7 +28,7 @@ _ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
 
 # Only UNAVAILABLE is retried: it means the call never reached a handler, so a retry
 # cannot repeat an effect. Anything else is the callee's answer and is passed on.
-_SERVICE_CONFIG = json.dumps(
+RETRY_SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
@@ -88,7 +88,7 @@ class Peers:
                 getattr(self.settings, peer),
                 self._credentials,
                 options=[
-                    ("grpc.service_config", _SERVICE_CONFIG),
+                    ("grpc.service_config", RETRY_SERVICE_CONFIG),
                     ("grpc.enable_retries", 1),
                     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
                 ],

@@ -32,6 +32,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.identity import PrincipalKind
 from services.common.interceptors import (
     AnonymousMethods,
+    LoadShedder,
     OpenCalls,
     ServerInterceptor,
     TracingInterceptor,
@@ -151,6 +152,7 @@ class ServiceRuntime:
         # Every service enforces revocations: replayed before serving, open calls of a
         # revoked identity cancelled as the record arrives.
         self.calls = OpenCalls()
+        self.shedder = LoadShedder(settings.max_calls_in_progress)
         self.revocations = RevocationList(settings.kafka, producer)
         self.revocations.add_listener(self.calls.close)
         self.parts.late_components.insert(0, self.revocations)
@@ -187,7 +189,10 @@ class ServiceRuntime:
         interceptors = [
             TracingInterceptor(),
             ServerInterceptor(
-                Authorizer(self.policies, self.revocations), settings.tls.trust_domain, self.calls
+                Authorizer(self.policies, self.revocations),
+                settings.tls.trust_domain,
+                self.calls,
+                shedder=self.shedder,
             ),
         ]
         api = grpc.aio.server(interceptors=interceptors)
@@ -229,6 +234,7 @@ class ServiceRuntime:
                     self.settings.tls.trust_domain,
                     self.calls,
                     public.anonymous,
+                    shedder=self.shedder,
                 ),
             ]
         )

@@ -111,6 +111,9 @@ class ServiceSettings(BaseSettings):
     """HTTP port serving Prometheus /metrics."""
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     """Lowest level written to the JSON log on stdout."""
+    max_calls_in_progress: int = Field(default=512, ge=1, le=100_000)
+    """Short calls (not streams) served at once; more are refused with UNAVAILABLE, which
+    clients retry with backoff, so a reconnecting fleet cannot pile up unbounded work."""
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=120)
     """How long in-flight calls get to finish after SIGTERM; keep below the pod's grace."""
 
