@@ -242,10 +242,12 @@ CALLS = {
     ("clip-ingest", "key-manager"), ("clip-ingest", "device-auth"),
     ("relay-broker", "device-auth"),
     ("retention", "key-manager"), ("retention", "device-auth"), ("retention", "clip-ingest"),
+    ("device-auth", "access-log"), ("clip-ingest", "access-log"), ("relay-broker", "access-log"),
+    ("retention", "access-log"),
 }
 # Services cameras and apps call on the gRPC port, and the one that also serves the
 # enrollment port (server-authenticated TLS, no client certificate).
-PUBLIC = {"device-auth", "clip-ingest", "relay-broker", "retention"}
+PUBLIC = {"device-auth", "clip-ingest", "relay-broker", "retention", "access-log"}
 ENROLLMENT = {"device-auth"}
 
 path, namespace = sys.argv[1], sys.argv[2]

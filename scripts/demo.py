@@ -13,21 +13,28 @@ import asyncio
 import os
 import secrets
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 from opentelemetry import trace
 
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
+from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
 from privacam.keys.v1 import keys_pb2
+from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.enrollment import Enrollment
 from privacam_sdk.profile import SERVICES
 from services.common.clip_format import ClipBinding, ClipFormatError, decrypt_all, encrypt_all
 from services.common.telemetry import setup_tracing
+from services.common.timestamps import to_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))
@@ -92,6 +99,14 @@ async def main() -> int:
             print(f"  !! not consumed by {', '.join(sorted(pending))}")
             return 1
     if await household() != 0:
+        return 1
+    from scripts.demo_clips import clips  # sample clips from PyAV (dev group)
+
+    if await clips() != 0:
+        return 1
+    from scripts.demo_live_view import live_view  # real WebRTC peers (aiortc, dev group)
+
+    if await live_view() != 0:
         return 1
     if await key_lifecycle() != 0:
         return 1
@@ -194,6 +209,43 @@ async def key_lifecycle() -> int:
             return 1
         except ClipFormatError:
             print("  served under another household's name, it does not decrypt: fails closed")
+
+        say("Playing it: the access is logged first, and the log's receipt unlocks the key once")
+        log: log_grpc.AccessLogServiceAsyncStub = log_grpc.AccessLogServiceStub(
+            client.channel("access_log")
+        )
+        access = log_pb2.AccessRecord(
+            access_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            principal=types_pb2.Principal(
+                kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=tenant, id="owner-phone"
+            ),
+            resource=log_pb2.Resource(
+                kind=log_pb2.RESOURCE_KIND_CLIP, device_id="front-door", clip_id="clip-0001"
+            ),
+            purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+            service="clip_ingest",
+            occurred_at=to_timestamp(datetime.now(UTC)),
+        )
+        receipt = (await log.Append(log_pb.AppendRequest(record=access))).receipt
+        play = keys_pb.UnwrapRequest(
+            wrapped_key=generated.wrapped_key,
+            context=context,
+            purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+            receipt=receipt,
+        )
+        opened = (await keys.Unwrap(play)).plaintext_key == generated.plaintext_key
+        print(
+            f"  entry {receipt.leaf_index} of the household's log (head of "
+            f"{receipt.tree_head.tree_size}, signed by {receipt.tree_head.key_id}); "
+            f"key released: {opened}"
+        )
+        try:
+            await keys.Unwrap(play)
+            print("  !! the same receipt opened the key twice")
+            return 1
+        except grpc.aio.AioRpcError as error:
+            print(f"  the same receipt again: {error.code().name}")
 
         say("The period rotates; the old clip's key still opens, new clips use the new key")
         rotated = await keys.Rotate(keys_pb.RotateRequest(tenant_id=tenant))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start, stop or list the five Privacam services as local processes, for `make up`.
+# Start, stop or list the six Privacam services as local processes, for `make up`.
 # Each gets its own certificate from the dev PKI, the stack's endpoints from
 # .run/stack.env, a pid file and a log under the run directory.
 #   scripts/services.sh start|stop|status
@@ -8,9 +8,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUN_DIR="${PRIVACAM_RUN_DIR:-$ROOT/.run}"
 PY="$ROOT/.venv/bin/python"
-SERVICES=(device_auth key_manager clip_ingest relay_broker retention)
+SERVICES=(device_auth key_manager clip_ingest relay_broker retention access_log)
 
-health_port() { # device_auth=7101 ... retention=7105, unless overridden in the environment
+health_port() { # device_auth=7101 ... access_log=7106, unless overridden in the environment
   local i
   for i in "${!SERVICES[@]}"; do
     [[ "${SERVICES[$i]}" == "$1" ]] && { echo $((7101 + i)); return; }
@@ -31,6 +31,26 @@ start() {
     (umask 077; "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$RUN_DIR/secrets/root-key.hex")
   fi
   export PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE="$RUN_DIR/secrets/root-key.hex"
+  # The access log's Ed25519 signing key (raw 32 bytes), made once; the key manager trusts
+  # its public half, so unwraps with the log's receipts work (log before decrypt).
+  if [[ ! -f "$RUN_DIR/secrets/access-log-signing.key" || ! -f "$RUN_DIR/secrets/access-log-keys.json" ]]; then
+    mkdir -p "$RUN_DIR/secrets"
+    (umask 077; "$PY" - "$RUN_DIR/secrets" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+directory = Path(sys.argv[1])
+key = Ed25519PrivateKey.generate()
+(directory / "access-log-signing.key").write_bytes(key.private_bytes_raw())
+public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+(directory / "access-log-keys.json").write_text(json.dumps({"dev-log-1": public.decode()}))
+PYEOF
+    )
+  fi
+  export PRIVACAM_ACCESS_LOG_SIGNING_KEY_FILE="$RUN_DIR/secrets/access-log-signing.key"
+  export PRIVACAM_ACCESS_LOG_SIGNING_KEY_ID="dev-log-1"
+  export PRIVACAM_KEY_MANAGER_ACCESS_LOG_KEYS_FILE="$RUN_DIR/secrets/access-log-keys.json"
   # device_auth signs camera and app certificates with the issuing CA (the root stays offline).
   export PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE="$RUN_DIR/pki/issuing/ca.crt"
   export PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE="$RUN_DIR/pki/issuing/ca.key"

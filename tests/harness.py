@@ -32,7 +32,7 @@ from tests.pki_helpers import Identity, PkiFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
 
 
 @contextmanager
@@ -137,6 +137,11 @@ def root_key_file(pki: PkiFactory) -> Path:
     return path
 
 
+def retention_clock_file(pki: PkiFactory) -> Path:
+    """Seconds the retention service's development clock runs ahead of the wall clock."""
+    return pki.directory / "retention-clock-offset"
+
+
 def access_log_key(pki: PkiFactory) -> Ed25519PrivateKey:
     """The signing key of the test run's access log (the log service signs tree heads with
     it; the key manager trusts its public half)."""
@@ -161,10 +166,23 @@ def service_env(
     return {
         "PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE": str(root_key_file(pki)),
         "PRIVACAM_KEY_MANAGER_ACCESS_LOG_KEYS_FILE": str(pki.directory / "access-log-keys.json"),
+        "PRIVACAM_ACCESS_LOG_SIGNING_KEY_FILE": str(pki.directory / "access-log-signing.key"),
+        "PRIVACAM_ACCESS_LOG_SIGNING_KEY_ID": "test-log-1",
+        "PRIVACAM_ACCESS_LOG_SEGMENT_INTERVAL_SECONDS": "1",
         "PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE": str(pki.directory / "issuing" / "ca.crt"),
         "PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE": str(pki.directory / "issuing" / "ca.key"),
+        # Every test registers and pairs from 127.0.0.1: the per-address limit that guards
+        # the enrollment port in production (20/min) would throttle the suite itself.
+        "PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_MINUTE": "600",
         "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",
         "PRIVACAM_KEY_MANAGER_STATE_MAX_COMPACTION_LAG_MS": "2000",
+        # Live view: cameras that drop are offline within ~1.5 s, abandoned sessions end in 5 s.
+        "PRIVACAM_RELAY_BROKER_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        "PRIVACAM_RELAY_BROKER_IDLE_TIMEOUT_SECONDS": "5",
+        # Retention on an injected clock (tests let days pass by writing this file).
+        "PRIVACAM_RETENTION_DEV_CLOCK_FILE": str(retention_clock_file(pki)),
+        "PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS": "0.5",
+        "PRIVACAM_RETENTION_KEY_PERIOD_GRACE_SECONDS": "0",
         **os.environ,
         **stack,
         "PRIVACAM_TLS_CA_FILE": str(identity.ca_file),
@@ -195,6 +213,13 @@ def make_service(
         env=env,
         public_port=public_port,
     )
+
+
+def wire_peers(services: dict[str, ServiceProcess]) -> None:
+    """Tell every service where the others listen (services.common.peers, PRIVACAM_PEER_*)."""
+    endpoints = {f"PRIVACAM_PEER_{name.upper()}": s.endpoint for name, s in services.items()}
+    for service in services.values():
+        service.env.update(endpoints)
 
 
 def new_namespace(prefix: str = "test") -> str:

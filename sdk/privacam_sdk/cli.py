@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from privacam_sdk import identity_cli
+from privacam_sdk import access_log_cli, clips_cli, identity_cli
 from privacam_sdk.client import PrivacamClient, describe_error
 from privacam_sdk.profile import SERVICES, Profile, home
 
@@ -110,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     probe.add_argument("--wait", type=float, default=15.0, help="seconds to wait for consumers")
 
     identity_cli.add_commands(commands)
+    access_log_cli.add_commands(commands)
+    clips_cli.add_commands(commands)
 
     args = parser.parse_args(argv)
     base = args.home or home()
@@ -144,6 +146,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_health(profile, args.services or SERVICES)))
     if args.command == "probe":
         raise SystemExit(asyncio.run(_probe(profile, args.origin, args.wait)))
+    if args.command == "access-log":
+        try:
+            raise SystemExit(asyncio.run(access_log_cli.run(args, profile)))
+        except grpc.aio.AioRpcError as error:
+            print(f"privacam: {describe_error(error)}", file=sys.stderr)
+            raise SystemExit(1) from None
+    if args.command == "clips":
+        try:
+            raise SystemExit(asyncio.run(clips_cli.run(args, profile)))
+        except grpc.aio.AioRpcError as error:
+            print(f"privacam: {describe_error(error)}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

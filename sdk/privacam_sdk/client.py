@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
+from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.diagnostics.v1 import diagnostics_service_pb2 as diagnostics_pb
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_grpc
 from privacam.identity.v1 import device_auth_service_pb2_grpc as identity_grpc
@@ -24,13 +25,17 @@ _SERVICE_CONFIG = json.dumps(
             {
                 "name": [{}],
                 "retryPolicy": {
-                    "maxAttempts": 4,
+                    "maxAttempts": 5,
                     "initialBackoff": "0.2s",
                     "maxBackoff": "5s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
-            }
+            },
+            # A clip upload streams megabytes, more than gRPC buffers for a transparent
+            # retry; with a retry policy a refused or cancelled upload can end INTERNAL or
+            # linger. The camera retries the whole upload (same clip id: idempotent).
+            {"name": [{"service": "privacam.clips.v1.ClipIngestService", "method": "UploadClip"}]},
         ]
     }
 )
@@ -67,6 +72,10 @@ class PrivacamClient:
     def device_auth(self) -> identity_grpc.DeviceAuthServiceAsyncStub:
         """Accounts, cameras, settings, PINs and sharing (apps); renewal (cameras too)."""
         return identity_grpc.DeviceAuthServiceStub(self.channel("device_auth"))
+
+    def clips(self) -> clips_grpc.ClipIngestServiceAsyncStub:
+        """Alert clips: upload (cameras); list, download, delete (apps). See privacam_sdk.clips."""
+        return clips_grpc.ClipIngestServiceStub(self.channel("clip_ingest"))
 
     def diagnostics(self, service: str) -> diagnostics_grpc.DiagnosticsServiceAsyncStub:
         return diagnostics_grpc.DiagnosticsServiceStub(self.channel(service))

@@ -13,13 +13,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
 DEFAULT_ENDPOINTS = {
     "device_auth": "127.0.0.1:7001",
     "key_manager": "127.0.0.1:7002",
     "clip_ingest": "127.0.0.1:7003",
     "relay_broker": "127.0.0.1:7004",
     "retention": "127.0.0.1:7005",
+    "access_log": "127.0.0.1:7006",
     # device_auth's server-TLS port for registering, signing in and pairing cameras.
     "device_auth_enrollment": "127.0.0.1:7301",
 }

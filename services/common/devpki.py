@@ -30,7 +30,7 @@ from services.common.pki import (
     write_private,
 )
 
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
 OPERATORS = ("demo",)
 LEAF_LIFETIME = timedelta(days=7)
 

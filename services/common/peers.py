@@ -26,17 +26,19 @@ from services.common.settings import TlsSettings
 
 _ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
 
-# Only UNAVAILABLE is retried: it means the call never reached a handler, so a retry
-# cannot repeat an effect. Anything else is the callee's answer and is passed on.
+# Only UNAVAILABLE is retried: it means the call never reached a handler (down, or shed
+# under load), so a retry cannot repeat an effect. gRPC draws each wait at random up to
+# the current backoff (jitter), so a crowd of retries spreads out instead of returning
+# in step. Anything else is the callee's answer and is passed on.
 RETRY_SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
                 "name": [{}],
                 "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "1s",
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },

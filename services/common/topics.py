@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from privacam.accesslog.v1.events_pb2 import AccessEvent
+from privacam.accesslog.v1.events_pb2 import AccessEvent, AccessStateRecord
 from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1.events_pb2 import IdentityEvent
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
@@ -17,6 +17,7 @@ from privacam.keys.v1.events_pb2 import KeyEvent
 from privacam.keys.v1.state_pb2 import KeyStateRecord
 from privacam.relay.v1.events_pb2 import RelayEvent
 from privacam.retention.v1.events_pb2 import RetentionEvent
+from privacam.retention.v1.retention_pb2 import ShredRecord
 from services.common.diagnostics import DIAGNOSTICS_TOPIC
 from services.common.kafka import Topic
 
@@ -24,7 +25,13 @@ IDENTITY: Topic[IdentityEvent] = Topic("privacam.identity.v1", IdentityEvent)
 """Accounts, enrollments, revocations, grants, PINs, camera settings (device_auth)."""
 KEYS: Topic[KeyEvent] = Topic("privacam.keys.v1", KeyEvent)
 """Key lifecycle and key use, never key bytes (key_manager)."""
-CLIPS: Topic[ClipEvent] = Topic("privacam.clips.v1", ClipEvent)
+CLIPS: Topic[ClipEvent] = Topic(
+    "privacam.clips.v1",
+    ClipEvent,
+    # retention rebuilds its schedule by replaying this topic: keep events past the longest
+    # clip retention (30 days by default) plus a week.
+    config={"retention.ms": str(37 * 86_400 * 1000)},
+)
 """Clips ingested, deleted and accessed (clip_ingest, retention)."""
 RELAY: Topic[RelayEvent] = Topic("privacam.relay.v1", RelayEvent)
 """Live-view sessions and camera presence (relay_broker)."""
@@ -53,6 +60,20 @@ REVOCATIONS: Topic[RevocationRecord] = Topic(
     config={"min.cleanable.dirty.ratio": "0.1"},
 )
 """Revoked certificates and identities (device_auth writes; every service replays it)."""
+RETENTION_STATE: Topic[ShredRecord] = Topic(
+    "privacam.retention.state.v1",
+    ShredRecord,
+    compacted=True,
+    config={"min.cleanable.dirty.ratio": "0.1"},
+)
+"""Crypto-shred records, the user's durable proof of deletion (retention; compacted)."""
+ACCESS_STATE: Topic[AccessStateRecord] = Topic(
+    "privacam.access.state.v1",
+    AccessStateRecord,
+    compacted=True,
+    config={"min.cleanable.dirty.ratio": "0.1"},
+)
+"""Operator access requests, incidents and incident notices (access_log; compacted)."""
 DIAGNOSTICS = DIAGNOSTICS_TOPIC
 """Synthetic probes that SREs use to check the event path end to end."""
 
@@ -65,6 +86,8 @@ ALL: tuple[Topic[Any], ...] = (
     CLIPS,
     RELAY,
     RETENTION,
+    RETENTION_STATE,
     ACCESS,
+    ACCESS_STATE,
     DIAGNOSTICS,
 )

@@ -18,7 +18,9 @@ from tests.harness import (
     local_stack,
     make_service,
     new_namespace,
+    wire_peers,
 )
+from tests.otlp_collector import SpanCollector, exporter_environment
 from tests.pki_helpers import PkiFactory
 
 __all__ = ["SERVICES", "Platform", "make_service"]
@@ -37,12 +39,27 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def span_collector() -> Iterator[SpanCollector]:
+    """Receives the spans the services export over OTLP (only traces a test samples)."""
+    collector = SpanCollector()
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(scope="session")
 def platform(
-    stack_env: dict[str, str], pki: PkiFactory, tmp_path_factory: pytest.TempPathFactory
+    stack_env: dict[str, str],
+    pki: PkiFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    span_collector: SpanCollector,
 ) -> Iterator[Platform]:
     namespace = new_namespace()
     log_dir = tmp_path_factory.mktemp("service-logs")
     services = {name: make_service(name, pki, stack_env, namespace, log_dir) for name in SERVICES}
+    wire_peers(services)
+    for service in services.values():
+        service.env.update(exporter_environment(f"http://127.0.0.1:{span_collector.port}"))
     try:
         for service in services.values():
             service.start()

@@ -12,7 +12,8 @@ from tests.pki_helpers import PkiFactory
 
 
 @pytest.mark.parametrize(
-    "service", ["device_auth", "key_manager", "clip_ingest", "relay_broker", "retention"]
+    "service",
+    ["device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log"],
 )
 def test_missing_settings_are_named(service: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVACAM_")}

@@ -20,28 +20,33 @@ names use dashes. The NetworkPolicies are derived from this table.
 device_auth:
   public: true
   publicPort: true
-  calls: []
+  calls: [access_log]
   needs: [redis, issuingCa, clipRetention]
 key_manager:
   public: false
   publicPort: false
   calls: []
-  needs: [rootKey]
+  needs: [rootKey, accessLogKeys]
 clip_ingest:
   public: true
   publicPort: false
-  calls: [key_manager, device_auth]
+  calls: [key_manager, device_auth, access_log]
   needs: [redis, minio]
 relay_broker:
   public: true
   publicPort: false
-  calls: [device_auth]
+  calls: [device_auth, access_log]
   needs: [redis, turn]
 retention:
   public: true
   publicPort: false
-  calls: [key_manager, device_auth, clip_ingest]
+  calls: [key_manager, device_auth, clip_ingest, access_log]
   needs: [redis, minio]
+access_log:
+  public: true
+  publicPort: false
+  calls: []
+  needs: [minio, accessLogSigningKey]
 {{- end }}
 
 {{- define "privacam.name" -}}
@@ -211,6 +216,22 @@ issuingCa:
     - key: {{ $v.issuingCa.existingSecret.keyKey | quote }}
       path: ca.key
       env: ISSUING_CA_KEY_FILE
+accessLogSigningKey:
+  volume: access-log-signing-key
+  dir: /var/run/secrets/privacam/access-log-signing-key
+  secretName: {{ include "privacam.secretName" (dict "root" . "name" $v.accessLog.signingKey.existingSecret.name "suffix" "access-log-signing-key") }}
+  files:
+    - key: {{ $v.accessLog.signingKey.existingSecret.key | quote }}
+      path: signing.key
+      env: SIGNING_KEY_FILE
+accessLogKeys:
+  volume: access-log-keys
+  dir: /var/run/secrets/privacam/access-log-keys
+  secretName: {{ include "privacam.secretName" (dict "root" . "name" $v.accessLog.publicKeys.existingSecret.name "suffix" "access-log-keys") }}
+  files:
+    - key: {{ $v.accessLog.publicKeys.existingSecret.key | quote }}
+      path: keys.json
+      env: ACCESS_LOG_KEYS_FILE
 {{- end }}
 
 {{/*
@@ -240,7 +261,13 @@ PRIVACAM_KAFKA_NAMESPACE: {{ $v.kafka.namespace | quote }}
 {{- if has "minio" .s.needs }}
 PRIVACAM_MINIO_ENDPOINT: {{ $v.minio.endpoint | quote }}
 PRIVACAM_MINIO_SECURE: {{ $v.minio.secure | toString | quote }}
+{{- if not (has "accessLogSigningKey" .s.needs) }}
 {{ $p }}CLIP_BUCKET: {{ $v.minio.clipBucket | quote }}
+{{- end }}
+{{- end }}
+{{- if has "accessLogSigningKey" .s.needs }}
+{{ $p }}BUCKET: {{ $v.accessLog.bucket | quote }}
+{{ $p }}SIGNING_KEY_ID: {{ $v.accessLog.signingKeyId | quote }}
 {{- end }}
 {{- if has "turn" .s.needs }}
 PRIVACAM_TURN_URIS: {{ $v.turn.uris | quote }}

@@ -8,7 +8,7 @@ import pytest
 
 from services.common.runtime import GrpcApi, undeclared_methods
 
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention")
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -1,0 +1,147 @@
+"""Who accessed my camera: the household's access log, verified on this device.
+
+Every listed entry is checked against a signed tree head before it is parsed (inclusion
+proof), the head's signature against the log's keys, and the head against the last head
+this profile verified (consistency proof). The last head is kept in the profile directory
+(``access-log-heads.json``), so a log that was rewritten, truncated or forked between two
+looks fails here with :class:`LogTampered`, whatever the server says.
+
+The checks themselves are services.common.receipts.LogMonitor (shipped in the same
+distribution), so the key manager, the log and this client share one implementation.
+
+    async with PrivacamClient(profile) as client:
+        listing = await AccessLogReader(client).list(device_id=camera)
+        for entry in listing.entries: ...
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from privacam.accesslog.v1 import access_log_service_pb2 as pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
+from privacam.accesslog.v1 import log_pb2
+from privacam.types.v1 import types_pb2
+from privacam_sdk.client import PrivacamClient
+from services.common.identity import principal_from_pem
+from services.common.receipts import LogMonitor, LogTampered, ReceiptError, VerifiedEntry
+from services.common.timestamps import to_timestamp
+
+__all__ = ["AccessLogReader", "Listing", "LogTampered", "ReceiptError", "VerifiedEntry"]
+
+STATE_FILE = "access-log-heads.json"
+
+
+@dataclass(frozen=True)
+class Listing:
+    entries: list[VerifiedEntry]
+    """Verified entries, oldest first."""
+    head: log_pb2.SignedTreeHead
+    """The signed head every entry was proved against (now remembered)."""
+    previous_size: int
+    """Size of the head remembered before this look (0 the first time)."""
+
+
+class AccessLogReader:
+    """Lists the profile's household log and verifies everything it is shown."""
+
+    def __init__(self, client: PrivacamClient, state_file: Path | None = None) -> None:
+        self._client = client
+        self._stub = pb_grpc.AccessLogServiceStub(client.channel("access_log"))
+        self._state_file = state_file or client.profile.directory / STATE_FILE
+        profile = client.profile
+        principal = principal_from_pem(profile.cert_file.read_bytes(), profile.trust_domain)
+        if principal.tenant_id is None:
+            raise ValueError("only a camera's or app's profile belongs to a household log")
+        self.tenant_id = principal.tenant_id
+
+    async def _keys(self) -> dict[str, Ed25519PublicKey]:
+        response = await self._stub.ListSigningKeys(
+            pb.ListSigningKeysRequest(), timeout=self._client.timeout
+        )
+        return {
+            key.key_id: Ed25519PublicKey.from_public_bytes(key.public_key) for key in response.keys
+        }
+
+    def _monitor(self, keys: dict[str, Ed25519PublicKey]) -> LogMonitor:
+        if self._state_file.exists():
+            return LogMonitor.from_json(self._state_file.read_text(), keys)
+        return LogMonitor(keys)
+
+    def _save(self, monitor: LogMonitor) -> None:
+        temporary = self._state_file.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(monitor.to_json())
+        temporary.replace(self._state_file)
+
+    async def list(
+        self,
+        device_id: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 500,
+    ) -> Listing:
+        """Every matching entry, verified; raises LogTampered or ReceiptError otherwise
+        (and then keeps the previously remembered head)."""
+        monitor = self._monitor(await self._keys())
+        known = monitor.head(self.tenant_id)
+        previous = known.tree_size if known is not None else 0
+        time_range = types_pb2.TimeRange()
+        if since is not None:
+            time_range.start.CopyFrom(to_timestamp(since))
+        if until is not None:
+            time_range.end.CopyFrom(to_timestamp(until))
+        request = pb.ListEntriesRequest(
+            device_id=device_id,
+            time_range=time_range if since or until else None,
+            page_size=page_size,
+            last_known_tree_size=previous,
+        )
+        entries: list[VerifiedEntry] = []
+        head: log_pb2.SignedTreeHead | None = None
+        while True:
+            try:
+                response = await self._stub.ListEntries(request, timeout=self._client.timeout)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.OUT_OF_RANGE and head is None and previous:
+                    await self._shrunk(monitor)
+                raise
+            if response.tree_head.tenant_id != self.tenant_id:
+                raise LogTampered("the log answered with another household's tree head")
+            if head is None:
+                head = response.tree_head
+                proof = (
+                    response.consistency_proof if response.HasField("consistency_proof") else None
+                )
+                monitor.observe(head, proof)
+            elif (response.tree_head.tree_size, response.tree_head.root_hash) != (
+                head.tree_size,
+                head.root_hash,
+            ):
+                raise LogTampered("pages of one listing were proved against different heads")
+            entries.extend(monitor.verify_entries(response.entries, head))
+            if not response.next_page_token:
+                break
+            request = pb.ListEntriesRequest(
+                device_id=device_id,
+                time_range=request.time_range if request.HasField("time_range") else None,
+                page_size=page_size,
+                page_token=response.next_page_token,
+            )
+        self._save(monitor)
+        return Listing(entries, head, previous)
+
+    async def _shrunk(self, monitor: LogMonitor) -> None:
+        """The log refuses our last size as beyond its end: get its signed head, which the
+        monitor rejects as a truncation (signed evidence, not just an error code)."""
+        response = await self._stub.GetTreeHead(
+            pb.GetTreeHeadRequest(), timeout=self._client.timeout
+        )
+        monitor.observe(response.tree_head)

@@ -1,0 +1,1 @@
+"""Adapters of access_log to stores and other services."""

@@ -1,0 +1,1 @@
+"""gRPC adapters: translate messages and call the domain; no logic of their own."""

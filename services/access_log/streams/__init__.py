@@ -1,0 +1,1 @@
+"""Kafka consumers of access_log: translate events and call the domain."""
