@@ -82,7 +82,7 @@ class ServiceProcess:
                 cwd=ROOT,
             )
 
-    def wait_serving(self, timeout: float = 60) -> None:
+    def wait_serving(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not serving(f"127.0.0.1:{self.health_port}"):
             if self.process is not None and self.process.poll() is not None:

@@ -71,7 +71,7 @@ class Callers:
         self.identities: dict[PrincipalKind, Identity] = {
             PrincipalKind.APP: pki.app(tenant, str(uuid.uuid4())),
             PrincipalKind.CAMERA: pki.camera(tenant, str(uuid.uuid4())),
-            PrincipalKind.OPERATOR: pki.operator("fuzzer"),
+            PrincipalKind.OPERATOR: pki.operator(),
         }
         self._channels: dict[tuple[str, PrincipalKind | None], grpc.Channel] = {}
 

@@ -1,0 +1,333 @@
+"""Isolation: every RPC of every service, called by every kind of principal on resources it
+did not earn. The exact status, and no answer that tells whether a resource exists.
+
+- Kinds of caller a method does not admit are PERMISSION_DENIED, for every method.
+- Certificates that are no identity (none, another CA's, expired) never get a call
+  through; a revoked one is UNAUTHENTICATED at every service.
+- A real household's ids (its tenant, camera, grant, install) sent by another household
+  get the same status, message and content as ids that exist nowhere: the seed
+  incidents' "strangers' stills" start with an answer that differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaProducer
+from google.protobuf.descriptor import Descriptor, MethodDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
+from privacam.identity.v1 import identity_pb2
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.enrollment import Enrollment
+from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
+from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
+from tests.harness import SERVICES, Platform
+from tests.pki_helpers import Identity
+
+PASSWORD = "a long enough passphrase"
+KINDS = (PrincipalKind.APP, PrincipalKind.CAMERA, PrincipalKind.SERVICE, PrincipalKind.OPERATOR)
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str
+    method: MethodDescriptor
+    kinds: frozenset[PrincipalKind]
+
+    @property
+    def path(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+    def __str__(self) -> str:
+        return f"{self.service}.{self.method.name}"
+
+
+def _rpcs() -> list[Rpc]:
+    found = []
+    for service in SERVICES:
+        policies = importlib.import_module(f"services.{service}.api.policies")
+        descriptor = policies.SERVICE_DESCRIPTOR
+        for method in descriptor.methods:
+            kinds = policies.POLICIES[f"/{descriptor.full_name}/{method.name}"]
+            found.append(Rpc(service, method, frozenset(kinds)))
+    return found
+
+
+RPCS = _rpcs()
+
+
+def _channel(platform: Platform, service: str, identity: Identity) -> grpc.Channel:
+    ca, cert, key = identity.credentials()
+    return grpc.secure_channel(
+        platform.endpoints()[service], grpc.ssl_channel_credentials(ca, key, cert)
+    )
+
+
+def _call(channel: grpc.Channel, rpc: Rpc, request: Message) -> tuple[grpc.StatusCode, str]:
+    """The status and, for OK, the first response in text form (else the error details)."""
+    response_class = GetMessageClass(rpc.method.output_type)
+    method = rpc.method
+    serialize, parse = type(request).SerializeToString, response_class.FromString
+    response: Any = None
+    try:
+        if method.client_streaming:
+            call: Any = (
+                channel.stream_stream if method.server_streaming else channel.stream_unary
+            )(rpc.path, serialize, parse)
+            response = call(iter([request]), timeout=5)
+            if method.server_streaming:
+                response = next(iter(response))
+        elif method.server_streaming:
+            stream = channel.unary_stream(rpc.path, serialize, parse)(request, timeout=5)
+            response = next(iter(stream))
+        else:
+            response = channel.unary_unary(rpc.path, serialize, parse)(request, timeout=5)
+    except grpc.RpcError as error:
+        return error.code(), error.details() or ""
+    except StopIteration:
+        return grpc.StatusCode.OK, ""
+    return grpc.StatusCode.OK, str(response)
+
+
+def _identity(platform: Platform, kind: PrincipalKind, service: str) -> Identity:
+    tenant = str(uuid.uuid4())
+    if kind is PrincipalKind.APP:
+        return platform.pki.app(tenant, str(uuid.uuid4()))
+    if kind is PrincipalKind.CAMERA:
+        return platform.pki.camera(tenant, str(uuid.uuid4()))
+    if kind is PrincipalKind.SERVICE:
+        return platform.pki.service(service)
+    return platform.pki.operator()
+
+
+def test_every_rpc_refuses_every_kind_of_caller_it_does_not_admit(platform: Platform) -> None:
+    wrong: list[str] = []
+    checked = 0
+    channels: dict[tuple[str, PrincipalKind], grpc.Channel] = {}
+    for rpc in RPCS:
+        request = GetMessageClass(rpc.method.input_type)()
+        for kind in KINDS:
+            if kind in rpc.kinds:
+                continue
+            key = (rpc.service, kind)
+            if key not in channels:
+                # A service certificate of *another* service where services are not admitted.
+                other = "device_auth" if rpc.service != "device_auth" else "key_manager"
+                channels[key] = _channel(platform, rpc.service, _identity(platform, kind, other))
+            code, _ = _call(channels[key], rpc, request)
+            checked += 1
+            if code is not grpc.StatusCode.PERMISSION_DENIED:
+                wrong.append(f"{rpc} as {kind.value}: {code.name}")
+    for channel in channels.values():
+        channel.close()
+    assert checked > 150
+    assert wrong == []
+
+
+def _expired(platform: Platform) -> Identity:
+    key = new_private_key()
+    uri = spiffe_uri(platform.pki.trust_domain, PrincipalKind.OPERATOR, "expired")
+    issued = issue_leaf(
+        platform.pki.issuing,
+        key.public_key(),
+        uri,
+        datetime.now(UTC) - timedelta(days=3),
+        timedelta(days=1),
+    )
+    folder = platform.pki.directory / "extra" / "expired-operator"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tls.key").write_bytes(private_key_pem(key))
+    (folder / "tls.crt").write_bytes(certificate_pem(issued, platform.pki.issuing.certificate))
+    return Identity(platform.pki.ca_file, folder / "tls.crt", folder / "tls.key")
+
+
+def test_no_foreign_or_expired_certificate_gets_a_call_through(platform: Platform) -> None:
+    callers = {
+        "no certificate": None,
+        "another CA": platform.pki.foreign_operator(),
+        "expired": _expired(platform),
+    }
+    for service in SERVICES:
+        for label, identity in callers.items():
+            if identity is None:
+                credentials = grpc.ssl_channel_credentials(platform.pki.ca_file.read_bytes())
+            else:
+                ca, cert, key = identity.credentials()
+                credentials = grpc.ssl_channel_credentials(ca, key, cert)
+            rpc = next(r for r in RPCS if r.service == service and not r.method.client_streaming)
+            request = GetMessageClass(rpc.method.input_type)()
+            with grpc.secure_channel(platform.endpoints()[service], credentials) as channel:
+                code, _ = _call(channel, rpc, request)
+            # The TLS handshake fails: the call never reaches any code of ours.
+            assert code is grpc.StatusCode.UNAVAILABLE, f"{service}, {label}: {code.name}"
+
+
+def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -> None:
+    tenant, install = str(uuid.uuid4()), str(uuid.uuid4())
+    identity = platform.pki.app(tenant, install)
+    record = RevocationRecord(
+        subject_uri=spiffe_uri(platform.pki.trust_domain, PrincipalKind.APP, install, tenant),
+        all_certificates=True,
+    )
+
+    async def write() -> None:  # what device_auth writes when the owner signs the app out
+        producer = AIOKafkaProducer(
+            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+            acks="all",
+            enable_idempotence=True,
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                platform.namespace + "privacam.revocations.v1",
+                record.SerializeToString(),
+                key=record.subject_uri.encode(),
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+    app_rpcs = {r.service: r for r in RPCS if PrincipalKind.APP in r.kinds}
+    deadline = time.monotonic() + 5
+    for service, rpc in app_rpcs.items():
+        with _channel(platform, service, identity) as channel:
+            request = GetMessageClass(rpc.method.input_type)()
+            while (code := _call(channel, rpc, request)[0]) is not grpc.StatusCode.UNAUTHENTICATED:
+                assert time.monotonic() < deadline, f"{rpc} still answers {code.name}"
+                time.sleep(0.1)
+
+
+# --- another household's ids ------------------------------------------------------------
+
+
+@dataclass
+class Household:
+    app: Profile
+    camera: Profile
+    tenant: str
+    device: str
+    install: str
+    grant: str
+
+
+async def _household(platform: Platform, home: Path) -> Household:
+    enrollment = Enrollment(
+        platform.pki.ca_file.read_bytes(),
+        platform.endpoints()["device_auth_enrollment"],
+        platform.endpoints(),
+        home=home,
+    )
+    suffix = secrets.token_hex(4)
+    app, tenant = await enrollment.register_account(f"iso-{suffix}", f"iso-{suffix}", PASSWORD)
+    await enrollment.register_account(f"fr-{suffix}", f"friend-{suffix}", PASSWORD)
+    async with PrivacamClient(app) as client:
+        token = await client.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
+        camera, device = await enrollment.enroll_camera(
+            f"iso-cam-{suffix}", token.claim_token, f"SN-{suffix}"
+        )
+        grant = await client.device_auth().CreateGrant(
+            identity_pb.CreateGrantRequest(
+                device_id=device,
+                grantee_login=f"friend-{suffix}",
+                scopes=[identity_pb2.GRANT_SCOPE_LIVE],
+            ),
+            timeout=10,
+        )
+    install = principal_from_pem(app.cert_file.read_bytes(), app.trust_domain).name
+    return Household(app, camera, tenant, device, install, grant.grant.grant_id)
+
+
+_ID_FIELDS = ("tenant_id", "device_id", "grant_id", "install_id")
+
+
+def _fill(descriptor: Descriptor, message: Message, ids: dict[str, str], depth: int = 0) -> None:
+    """Every id field (at any depth) set to the given ids; other fields plausible."""
+    for field in descriptor.fields:
+        name = field.name
+        if field.message_type is not None:
+            if depth < 2 and not field.is_repeated:
+                child = getattr(message, name)
+                _fill(field.message_type, child, ids, depth + 1)
+        elif field.is_repeated:
+            if name.removesuffix("s") + "_id" in ids or name.endswith("_ids"):
+                key = name.removesuffix("s")
+                if key in ids:
+                    getattr(message, name).append(ids[key])
+        elif name in ids:
+            setattr(message, name, ids[name])
+        elif field.enum_type is not None and len(field.enum_type.values) > 1:
+            setattr(message, name, field.enum_type.values[1].number)
+        elif name == "pin":
+            setattr(message, name, "1234")
+        elif name in ("page_size",):
+            setattr(message, name, 10)
+
+
+@pytest.fixture(scope="module")
+def households(
+    platform: Platform, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Household, Household]:
+    home = tmp_path_factory.mktemp("isolation")
+    victim = asyncio.run(_household(platform, home / "victim"))
+    intruder = asyncio.run(_household(platform, home / "intruder"))
+    return victim, intruder
+
+
+def _identity_of(profile: Profile) -> Identity:
+    return Identity(profile.ca_file, profile.cert_file, profile.key_file)
+
+
+def test_another_households_ids_answer_like_ids_that_exist_nowhere(
+    platform: Platform, households: tuple[Household, Household]
+) -> None:
+    victim, intruder = households
+    theirs = {
+        "tenant_id": victim.tenant,
+        "device_id": victim.device,
+        "grant_id": victim.grant,
+        "install_id": victim.install,
+    }
+    nowhere = {name: str(uuid.uuid4()) for name in _ID_FIELDS}
+    leaks: list[str] = []
+    reached = 0
+    for rpc in RPCS:
+        if rpc.method.client_streaming:
+            continue  # streams carry ids in later messages: covered by their services' tests
+        for kind, profile in (
+            (PrincipalKind.APP, intruder.app),
+            (PrincipalKind.CAMERA, intruder.camera),
+        ):
+            if kind not in rpc.kinds:
+                continue
+            request_class = GetMessageClass(rpc.method.input_type)
+            if not any(f in str(rpc.method.input_type.fields_by_name) for f in _ID_FIELDS):
+                continue
+            answers = []
+            for ids in (theirs, nowhere):
+                request = request_class()
+                _fill(rpc.method.input_type, request, ids)
+                with _channel(platform, rpc.service, _identity_of(profile)) as channel:
+                    code, details = _call(channel, rpc, request)
+                for value in ids.values():
+                    details = details.replace(value, "<id>")
+                answers.append((code, details))
+            if answers[0] != answers[1]:
+                leaks.append(f"{rpc} as {kind.value}: theirs {answers[0]} vs nowhere {answers[1]}")
+            if answers[0][0] is grpc.StatusCode.NOT_FOUND:
+                reached += 1
+    assert leaks == []
+    assert reached >= 8, "too few methods looked the ids up: the test would prove little"
