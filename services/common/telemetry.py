@@ -12,9 +12,11 @@ import logging
 import os
 import sys
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -102,8 +104,18 @@ def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) ->
     trace.set_tracer_provider(provider)
     # Producer spans and trace headers on every aiokafka send, consumer spans on receive.
     AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+    # Client spans for MinIO (its client speaks HTTP through urllib3).
+    URLLib3Instrumentor().instrument(tracer_provider=provider, url_filter=redact_object_path)
     _provider = provider
     return provider
+
+
+def redact_object_path(url: str) -> str:
+    """Object names carry tenant and camera ids, and queries carry upload ids: a span keeps
+    the scheme, host and bucket only."""
+    parts = urlsplit(url)
+    bucket = parts.path.lstrip("/").split("/", 1)[0]
+    return urlunsplit((parts.scheme, parts.netloc, f"/{bucket}/..." if bucket else "/", "", ""))
 
 
 def shutdown_tracing() -> None:
