@@ -78,8 +78,8 @@ $(BUF):
 	@command -v go >/dev/null || { echo "buf needs Go to install: install Go 1.22+ and retry" >&2; exit 1; }
 	GOBIN=$(dir $@) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
-bench: setup ## Run the benchmarks and print their ratios against the physical baselines
-	$(PY) -m benchmarks
+bench: setup ## Run every benchmark and write its table (ratios to physical baselines) into the README
+	$(PY) -m benchmarks --readme
 
 clean: down ## Stop everything and delete local state (keeps the download cache)
 	rm -rf $(PRIVACAM_RUN_DIR) gen .venv

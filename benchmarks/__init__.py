@@ -77,3 +77,21 @@ def format_table(results: list[Result]) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_markdown(results: list[Result], when: str) -> str:
+    """The results as the README's table: figure, baseline measured in the same run, ratio,
+    target."""
+    lines = [
+        f"Measured {when} by `make bench` (2 cores; client, server and stack share them).",
+        "",
+        "| figure | value | baseline (same run) | ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        missed = "" if r.passed else " **(missed)**"
+        lines.append(
+            f"| {r.name} | {r.value:,.2f} {r.unit} | {r.baseline_name}: {r.baseline_value:,.2f} "
+            f"| {r.ratio:.2f}x | >= {r.target:.2f}x{missed} |"
+        )
+    return "\n".join(lines)
