@@ -346,6 +346,26 @@ async def restore(
     )
 
 
+def prune(parent: Path, now: datetime | None = None) -> list[str]:
+    """Delete the expired backups under `parent` (each a directory with a manifest); returns
+    their ids. Run it as often as backups are made: an expired backup that still exists
+    would still hold keys that were shredded since."""
+    moment = now or datetime.now(UTC)
+    removed = []
+    for manifest_file in sorted(parent.glob("*/manifest.json")):
+        manifest = json.loads(manifest_file.read_text())
+        if (
+            manifest.get("format") == FORMAT
+            and datetime.fromisoformat(manifest["expires_at"]) < moment
+        ):
+            directory = manifest_file.parent
+            for path in directory.iterdir():
+                path.unlink()
+            directory.rmdir()
+            removed.append(str(manifest["backup_id"]))
+    return removed
+
+
 async def _require_empty(kafka: KafkaSettings, topic: Topic[Any]) -> None:
     _, records = await _snapshot(kafka, topic)
     if records:
@@ -358,17 +378,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services.common.backup", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("action", choices=["create", "restore"])
-    parser.add_argument("directory", type=Path, help="backup directory (created by create)")
+    parser.add_argument("action", choices=["create", "restore", "prune"])
     parser.add_argument(
-        "--key-file", type=Path, required=True, help="operator's backup key: 64 hex digits"
+        "directory",
+        type=Path,
+        help="backup directory (created by create); for prune, the directory holding backups",
     )
+    parser.add_argument("--key-file", type=Path, help="operator's backup key: 64 hex digits")
     parser.add_argument(
         "--bucket", action="append", default=[], help="a MinIO bucket to include (repeatable)"
     )
     parser.add_argument("--max-retention-days", type=int, default=30)
     parser.add_argument("--rotation-period-hours", type=int, default=24)
     args = parser.parse_args(argv)
+    if args.action != "prune" and args.key_file is None:
+        parser.error("--key-file is required to create or restore a backup")
+    if args.action == "prune":
+        removed = prune(args.directory)
+        print(
+            f"prune: {len(removed)} expired backup(s) deleted"
+            + "".join(f"\n  {r}" for r in removed)
+        )
+        return 0
     backup_key = bytes.fromhex(args.key_file.read_text().strip())
     if len(backup_key) != 32:
         parser.error("--key-file must hold 32 bytes as 64 hex digits")

@@ -155,7 +155,7 @@ async def test_expired_altered_or_foreign_backups_are_refused_and_old_keys_stay_
     source = _kafka(platform, platform.namespace)
     # Kept for 60 days (by default a backup lives as long as the longest retention, 30).
     policy = backup.Policy(max_age=timedelta(days=60))
-    await backup.create(source, None, [], tmp_path / "b", backup_key, policy)
+    taken = await backup.create(source, None, [], tmp_path / "b", backup_key, policy)
     target = new_namespace("restore")
     try:
         with pytest.raises(backup.BackupError, match="expired"):
@@ -192,3 +192,7 @@ async def test_expired_altered_or_foreign_backups_are_refused_and_old_keys_stay_
             )
     finally:
         await delete_namespace_topics(platform.stack_env, target)
+    # Pruning deletes a backup once it expired, and nothing before.
+    assert backup.prune(tmp_path, now=datetime.now(UTC) + timedelta(days=59)) == []
+    assert backup.prune(tmp_path, now=datetime.now(UTC) + timedelta(days=61)) == [taken.backup_id]
+    assert not (tmp_path / "b").exists()
