@@ -63,6 +63,20 @@ class PrivacamClient:
             )
         return self._channels[service]
 
+    def untraced_channel(self, service: str) -> grpc.aio.Channel:
+        """The same, without OpenTelemetry's client interceptor: for client-streaming calls
+        the server may answer before the stream ends (a refused or repeated clip upload),
+        which through that interceptor sometimes surfaces as INTERNAL ("Internal error from
+        Core"). Callers propagate the trace context in metadata themselves."""
+        key = f"{service} (untraced)"
+        if key not in self._channels:
+            self._channels[key] = grpc.aio.secure_channel(
+                self.profile.endpoint(service),
+                self._credentials,
+                options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+            )
+        return self._channels[key]
+
     async def health(self, service: str) -> str:
         """The service's overall health over mTLS: SERVING, NOT_SERVING or UNKNOWN."""
         stub = health_pb2_grpc.HealthStub(self.channel(service))

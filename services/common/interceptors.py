@@ -195,6 +195,11 @@ async def _unless_revoked(
     watcher = asyncio.ensure_future(revoked.wait())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # The client went away: the handler must stop too (and run its cleanup), not
+        # carry on as an orphan task.
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():

@@ -212,14 +212,15 @@ async def test_revoking_a_camera_reaches_clip_ingest_within_2_seconds(
 
             return await _call_code(uploads.UploadClip(one(), timeout=5))
 
-        assert await upload_code() is grpc.StatusCode.UNIMPLEMENTED  # in, not yet built
+        # In: the empty upload reaches clip_ingest's own validation.
+        assert await upload_code() is grpc.StatusCode.INVALID_ARGUMENT
         async with PrivacamClient(household.owner) as app:
             await app.device_auth().RevokeCamera(
                 pb.RevokeCameraRequest(device_id=household.device), timeout=10
             )
         revoked_at = time.monotonic()
         while (code := await upload_code()) is not grpc.StatusCode.UNAUTHENTICATED:
-            assert code is grpc.StatusCode.UNIMPLEMENTED
+            assert code is grpc.StatusCode.INVALID_ARGUMENT
             assert time.monotonic() - revoked_at < 2, "camera still accepted after 2 s"
             await asyncio.sleep(0.05)
 

@@ -32,8 +32,8 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
 ) -> None:
     identity = platform.pki.app("tenant-rv", "phone-lost")
     async with PrivacamClient(platform.profile("lost-phone", identity, profiles_home)) as phone:
-        # Authenticated and authorized: it reaches the (not yet built) RPC.
-        assert await _list_clips(phone) is grpc.StatusCode.UNIMPLEMENTED
+        # Authenticated and authorized: the empty request reaches the RPC's validation.
+        assert await _list_clips(phone) is grpc.StatusCode.INVALID_ARGUMENT
 
         # What device_auth writes when the owner signs the lost phone out.
         record = RevocationRecord(
@@ -57,7 +57,7 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
         written = time.monotonic()
 
         while (code := await _list_clips(phone)) is not grpc.StatusCode.UNAUTHENTICATED:
-            assert code is grpc.StatusCode.UNIMPLEMENTED
+            assert code is grpc.StatusCode.INVALID_ARGUMENT
             assert time.monotonic() - written < 2, "revocation not enforced within 2 s"
             await asyncio.sleep(0.05)
         print(f"refused {time.monotonic() - written:.2f} s after the revocation was written")
@@ -65,4 +65,4 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
     # Another app of the same household is unaffected.
     other = platform.pki.app("tenant-rv", "phone-kept")
     async with PrivacamClient(platform.profile("kept-phone", other, profiles_home)) as kept:
-        assert await _list_clips(kept) is grpc.StatusCode.UNIMPLEMENTED
+        assert await _list_clips(kept) is grpc.StatusCode.INVALID_ARGUMENT

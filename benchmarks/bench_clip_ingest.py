@@ -1,0 +1,220 @@
+"""Clip uploads through clip_ingest against raw MinIO PUTs of the same bytes.
+
+Real processes on the local stack: device_auth, key_manager and clip_ingest (mutual TLS,
+Kafka with acks=all, Redis, MinIO). Eight enrolled cameras with alerts on upload at once,
+each clip over the full path (settings check, data key, streaming MP4 check and
+encryption, MinIO, ClipIngested on Kafka, index). The baseline is the same MinIO client
+library PUTting the same bytes with the same eight-way concurrency, in the same run, so
+the ratios say what the platform's work costs on top of storing the bytes at all.
+
+Figures, for 256 KiB, 1 MiB and 2 MiB clips: clips per second (target at least 0.8x the
+raw PUT's) and the p99 latency as "raw p99 / our p99" (target at least 0.8, i.e. our p99
+at most 1.25x). Rounds alternate between the two sides; the best round of each is kept.
+Then the service's peak resident memory (VmHWM) is read after N = 64 more 2 MiB clips (the
+throughput rounds before are the warm-up) and after 4N: "peak after N / peak after 4N" must
+stay above 0.9 (flat: memory per upload is bounded, nothing accumulates per clip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from minio import Minio
+
+from benchmarks import Result
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam_sdk import PrivacamClient
+from privacam_sdk.clips import upload_clip
+from privacam_sdk.enrollment import Enrollment
+from tests.harness import (
+    Platform,
+    cleanup_namespace,
+    local_stack,
+    make_service,
+    new_namespace,
+    wire_peers,
+)
+from tests.media import padded_mp4
+from tests.pki_helpers import PkiFactory
+
+CAMERAS = 8
+SIZES = {"256 KiB": 256 * 1024, "1 MiB": 1024 * 1024, "2 MiB": 2 * 1024 * 1024}
+ROUNDS = 3
+CLIPS_PER_ROUND = 48
+THROUGHPUT_TARGET = 0.8
+P99_TARGET = 0.8  # raw p99 / our p99: ours at most 1.25x
+MEMORY_TARGET = 0.9
+BUCKET = "privacam-bench"
+
+
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def _round(
+    operation: Callable[[int, int], Awaitable[None]], clips: int
+) -> tuple[float, list[float]]:
+    """Clips per second and each clip's latency, CAMERAS at a time."""
+    latencies: list[float] = []
+    queue = iter(range(clips))
+
+    async def worker(camera: int) -> None:
+        for number in queue:
+            began = time.perf_counter()
+            await operation(camera, number)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in range(CAMERAS)))
+    return clips / (time.perf_counter() - began), latencies
+
+
+def _peak_bytes(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _cameras(platform: Platform, home: Path) -> tuple[str, list[PrivacamClient]]:
+    enrollment = Enrollment(
+        platform.pki.ca_file.read_bytes(),
+        platform.endpoints()["device_auth_enrollment"],
+        platform.endpoints(),
+        home=home,
+    )
+    suffix = secrets.token_hex(3)
+    owner, tenant = await enrollment.register_account(
+        f"bench-{suffix}", f"bench-{suffix}", "a long enough passphrase"
+    )
+    clients = []
+    async with PrivacamClient(owner) as app:
+        for n in range(CAMERAS):
+            token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
+            camera, device = await enrollment.enroll_camera(
+                f"bench-cam-{suffix}-{n}", token.claim_token, f"SN-{suffix}-{n}"
+            )
+            await app.device_auth().UpdateCameraSettings(
+                id_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True)
+            )
+            clients.append(PrivacamClient(camera, timeout=60))
+    return tenant, clients
+
+
+async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]:
+    tenant, cameras = await _cameras(platform, home)
+    results: list[Result] = []
+    run = secrets.token_hex(3)
+    try:
+        for label, size in SIZES.items():
+            data = padded_mp4(size, seed=size)
+
+            async def ours(
+                camera: int, number: int, data: bytes = data, label: str = label
+            ) -> None:
+                clip_id = f"{run}-{label.replace(' ', '')}-{camera}-{number}-{secrets.token_hex(2)}"
+                await upload_clip(cameras[camera], data, clip_id, datetime.now(UTC))
+
+            async def raw(camera: int, number: int, data: bytes = data) -> None:
+                name = f"raw/{run}/{camera}/{number}-{secrets.token_hex(2)}"
+                await asyncio.to_thread(minio.put_object, BUCKET, name, io.BytesIO(data), len(data))
+
+            await _round(ours, CAMERAS)  # warm-up: channels, key versions, caches
+            await _round(raw, CAMERAS)
+            best_ours: tuple[float, list[float]] = (0.0, [])
+            best_raw: tuple[float, list[float]] = (0.0, [])
+            for _ in range(ROUNDS):
+                measured = await _round(ours, CLIPS_PER_ROUND)
+                best_ours = max(best_ours, measured, key=lambda r: r[0])
+                measured = await _round(raw, CLIPS_PER_ROUND)
+                best_raw = max(best_raw, measured, key=lambda r: r[0])
+            results.append(
+                Result.compare(
+                    f"{label} clip uploads, {CAMERAS} cameras",
+                    best_ours[0],
+                    "clips/s",
+                    "raw MinIO PUT, same bytes",
+                    best_raw[0],
+                    THROUGHPUT_TARGET,
+                )
+            )
+            results.append(
+                Result.compare(
+                    f"{label} upload p99 (raw p99 / ours)",
+                    1 / _p99(best_ours[1]),
+                    "1/s",
+                    "raw MinIO PUT p99",
+                    1 / _p99(best_raw[1]),
+                    P99_TARGET,
+                )
+            )
+        # Peak memory stays flat as the clip count grows: the peak after N clips (past a
+        # warm-up) against the peak after 4N.
+        pid = platform.services["clip_ingest"].process.pid  # type: ignore[union-attr]
+        data = padded_mp4(SIZES["2 MiB"], seed=7)
+
+        async def more(camera: int, number: int) -> None:
+            clip_id = f"{run}-mem-{camera}-{number}-{secrets.token_hex(2)}"
+            await upload_clip(cameras[camera], data, clip_id, datetime.now(UTC))
+
+        await _round(more, 64)
+        after_n = _peak_bytes(pid)
+        await _round(more, 192)
+        after_4n = _peak_bytes(pid)
+        results.append(
+            Result.compare(
+                "clip_ingest peak RSS after N / after 4N clips",
+                after_n / 2**20,
+                "MiB",
+                "peak RSS after 4N (MiB)",
+                after_4n / 2**20,
+                MEMORY_TARGET,
+            )
+        )
+    finally:
+        for camera in cameras:
+            await camera.close()
+        for item in minio.list_objects("privacam-clips", prefix=f"t/{tenant}/", recursive=True):
+            minio.remove_object("privacam-clips", item.object_name or "")
+    return results
+
+
+def run() -> list[Result]:
+    with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
+        pki = PkiFactory(Path(scratch) / "pki")
+        namespace = new_namespace("bench")
+        services = {
+            name: make_service(name, pki, stack, namespace, Path(scratch))
+            for name in ("device_auth", "key_manager", "clip_ingest")
+        }
+        wire_peers(services)
+        minio = Minio(
+            stack["PRIVACAM_MINIO_ENDPOINT"],
+            access_key=stack["PRIVACAM_MINIO_ACCESS_KEY"],
+            secret_key=stack["PRIVACAM_MINIO_SECRET_KEY"],
+            secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
+        )
+        if not minio.bucket_exists(BUCKET):
+            minio.make_bucket(BUCKET)
+        try:
+            for service in services.values():
+                service.start()
+            for service in services.values():
+                service.wait_serving(120)
+            platform = Platform(services, pki, namespace, stack)
+            return asyncio.run(_measure(platform, Path(scratch) / "home", minio))
+        finally:
+            for service in services.values():
+                service.stop()
+            cleanup_namespace(stack, namespace)
+            for item in minio.list_objects(BUCKET, recursive=True):
+                minio.remove_object(BUCKET, item.object_name or "")
