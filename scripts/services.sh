@@ -54,6 +54,10 @@ PYEOF
   # device_auth signs camera and app certificates with the issuing CA (the root stays offline).
   export PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE="$RUN_DIR/pki/issuing/ca.crt"
   export PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE="$RUN_DIR/pki/issuing/ca.key"
+  # Development only (refused unless bound to loopback): the demo lets a week pass for retention.
+  export PRIVACAM_RETENTION_DEV_CLOCK_FILE="$RUN_DIR/retention-clock-offset"
+  export PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS=1
+  export PRIVACAM_RETENTION_KEY_PERIOD_GRACE_SECONDS=0
   for service in "${SERVICES[@]}"; do
     if alive "$service"; then echo "$service: already running (pid $(cat "$RUN_DIR/pids/$service.pid"))"; continue; fi
     PRIVACAM_TLS_CA_FILE="$RUN_DIR/pki/ca.crt" \

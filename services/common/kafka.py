@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -147,6 +147,26 @@ class EventProducer:
             metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc()
             raise
         metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc()
+
+    async def publish_many(self, topic: Topic[M], events: Sequence[tuple[str, M]]) -> None:
+        """Send many (key, event) pairs at once and wait until every in-sync replica has them
+        all (the producer batches them into few requests); raises if any failed."""
+        name = self._namespace + topic.name
+        futures = [
+            await self._producer.send(
+                name,
+                topic.encode(event),
+                key=key.encode(),
+                headers=[(EVENT_TYPE_HEADER, event.DESCRIPTOR.full_name.encode())],
+            )
+            for key, event in events
+        ]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        failed = sum(1 for outcome in outcomes if isinstance(outcome, BaseException))
+        metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc(len(outcomes) - failed)
+        if failed:
+            metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc(failed)
+            raise next(o for o in outcomes if isinstance(o, BaseException))
 
 
 class _HeaderGetter(Getter[list[tuple[str, bytes]]]):

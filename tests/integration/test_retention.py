@@ -1,0 +1,870 @@
+"""retention against the real stack: clips vanish on time, periods are crypto-shredded, a
+killed sweeper loses and repeats nothing, a lost view is rebuilt from Kafka, an account
+cancellation leaves nothing behind, and an export holds exactly the user's data.
+
+The retention service runs on a development clock (PRIVACAM_RETENTION_DEV_CLOCK_FILE,
+set by tests/harness.py): `advance()` lets days pass for it; the other services keep
+the wall clock. Clips are published as clip_ingest publishes them (ClipIngested on the
+clips topic) with real ciphertext in MinIO, encrypted under real key-manager keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+import signal
+import time
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from minio import Minio
+from redis.asyncio import Redis
+
+from privacam.accesslog.v1 import log_pb2
+from privacam.clips.v1 import clips_pb2
+from privacam.clips.v1 import events_pb2 as clip_events
+from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
+from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
+from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
+from privacam.keys.v1 import keys_pb2
+from privacam.retention.v1 import retention_pb2
+from privacam.retention.v1 import retention_service_pb2 as pb
+from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
+from privacam.types.v1 import types_pb2
+from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.enrollment import Enrollment
+from services.common import clip_format
+from services.common.merkle import MerkleTree
+from services.common.receipts import sign_tree_head
+from services.common.timestamps import to_timestamp
+from tests.harness import Platform, access_log_key, retention_clock_file
+
+PASSWORD = "a long enough passphrase"
+CLIP_BUCKET = "privacam-clips"
+
+
+# --- the development clock --------------------------------------------------------------
+
+
+def offset(platform: Platform) -> float:
+    path = retention_clock_file(platform.pki)
+    return float(path.read_text()) if path.exists() else 0.0
+
+
+def retention_now(platform: Platform) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=offset(platform))
+
+
+def advance(platform: Platform, delta: timedelta) -> None:
+    path = retention_clock_file(platform.pki)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(str(offset(platform) + delta.total_seconds()))
+    temporary.replace(path)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+# --- clients ----------------------------------------------------------------------------
+
+
+def minio(platform: Platform) -> Minio:
+    env = platform.stack_env
+    return Minio(
+        env["PRIVACAM_MINIO_ENDPOINT"],
+        access_key=env["PRIVACAM_MINIO_ACCESS_KEY"],
+        secret_key=env["PRIVACAM_MINIO_SECRET_KEY"],
+        secure=env.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
+    )
+
+
+def object_exists(client: Minio, name: str) -> bool:
+    return any(True for _ in client.list_objects(CLIP_BUCKET, prefix=name))
+
+
+@pytest.fixture
+async def redis(platform: Platform) -> AsyncIterator[Redis]:
+    client = Redis.from_url(platform.stack_env["PRIVACAM_REDIS_URL"])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def keys(platform: Platform, profiles_home: Path) -> keys_grpc.KeyManagerServiceAsyncStub:
+    # As clip_ingest does: key_manager answers services only.
+    profile = platform.profile("as-clip-ingest", platform.pki.service("clip_ingest"), profiles_home)
+    client = PrivacamClient(profile)
+    stub: keys_grpc.KeyManagerServiceAsyncStub = keys_grpc.KeyManagerServiceStub(
+        client.channel("key_manager")
+    )
+    return stub
+
+
+@pytest.fixture
+async def producer(platform: Platform) -> AsyncIterator[AIOKafkaProducer]:
+    kafka = AIOKafkaProducer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        acks="all",
+        linger_ms=5,
+    )
+    await kafka.start()
+    yield kafka
+    await kafka.stop()
+
+
+@dataclass
+class Household:
+    owner: Profile
+    tenant: str
+    device: str
+
+
+async def new_household(platform: Platform, home: Path) -> Household:
+    enrollment = Enrollment(
+        platform.pki.ca_file.read_bytes(),
+        platform.endpoints()["device_auth_enrollment"],
+        platform.endpoints(),
+        home=home,
+    )
+    suffix = secrets.token_hex(4)
+    owner, tenant = await enrollment.register_account(
+        f"ret-owner-{suffix}", f"ret-owner-{suffix}", PASSWORD
+    )
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
+    _, device = await enrollment.enroll_camera(
+        f"ret-cam-{suffix}", token.claim_token, f"SN-{suffix}"
+    )
+    return Household(owner, tenant, device)
+
+
+@pytest.fixture
+async def household(platform: Platform, profiles_home: Path) -> Household:
+    return await new_household(platform, profiles_home)
+
+
+def retention_stub(client: PrivacamClient) -> pb_grpc.RetentionServiceAsyncStub:
+    stub: pb_grpc.RetentionServiceAsyncStub = pb_grpc.RetentionServiceStub(
+        client.channel("retention")
+    )
+    return stub
+
+
+# --- clips as clip_ingest stores and announces them ---------------------------------------
+
+
+@dataclass
+class StoredClip:
+    tenant: str
+    device: str
+    clip_id: str
+    object_name: str
+    key_version: int
+    plaintext: bytes
+    ciphertext: bytes
+
+
+async def store_clip(
+    platform: Platform,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    tenant: str,
+    device: str,
+    clip_id: str | None = None,
+) -> StoredClip:
+    clip_id = clip_id or f"clip-{secrets.token_hex(6)}"
+    context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id=clip_id)
+    generated = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
+    plaintext = b"\x00\x00\x00\x18ftypmp42" + secrets.token_bytes(2048)
+    ciphertext = clip_format.encrypt_all(
+        plaintext,
+        generated.plaintext_key,
+        generated.wrapped_key.SerializeToString(deterministic=True),
+        clip_format.ClipBinding(tenant, device, clip_id),
+    )
+    name = f"t/{tenant}/{device}/{clip_id}"
+    await asyncio.to_thread(
+        minio(platform).put_object, CLIP_BUCKET, name, io.BytesIO(ciphertext), len(ciphertext)
+    )
+    return StoredClip(
+        tenant, device, clip_id, name, generated.wrapped_key.key_version, plaintext, ciphertext
+    )
+
+
+def ingested(clip: StoredClip, at: datetime, retention: timedelta) -> bytes:
+    return clip_events.ClipEvent(
+        metadata=types_pb2.EventMetadata(
+            event_id=str(uuid.uuid4()),
+            occurred_at=to_timestamp(at),
+            tenant_id=clip.tenant,
+            producer="clip_ingest",
+        ),
+        clip_ingested=clip_events.ClipIngested(
+            tenant_id=clip.tenant,
+            device_id=clip.device,
+            clip_id=clip.clip_id,
+            ingested_at=to_timestamp(at),
+            captured_at=to_timestamp(at),
+            size_bytes=len(clip.plaintext),
+            key_version=clip.key_version,
+            key_period_start=to_timestamp(at),
+            object_name=clip.object_name,
+            delete_after=to_timestamp(at + retention),
+        ),
+    ).SerializeToString()
+
+
+async def announce(
+    platform: Platform,
+    producer: AIOKafkaProducer,
+    clips: list[StoredClip],
+    at: datetime,
+    retention: timedelta = timedelta(days=7),
+) -> None:
+    topic = platform.namespace + "privacam.clips.v1"
+    sent = [
+        await producer.send(topic, ingested(clip, at, retention), key=clip.tenant.encode())
+        for clip in clips
+    ]
+    await asyncio.gather(*sent)
+
+
+async def clip_events_of(platform: Platform, tenant: str) -> list[clip_events.ClipEvent]:
+    """Every event of the tenant on the clips topic so far."""
+    topic = platform.namespace + "privacam.clips.v1"
+    return [
+        clip_events.ClipEvent.FromString(value or b"")
+        for _, key, value in await read_all(platform, await partitions_of(platform, [topic]))
+        if key == tenant.encode()
+    ]
+
+
+def receipt_for(
+    platform: Platform,
+    context: keys_pb2.KeyContext,
+    purpose: int = types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+) -> log_pb2.Receipt:
+    """A valid access-log receipt for this access (signed with the test run's log key)."""
+    record = log_pb2.AccessRecord(
+        access_id=str(uuid.uuid4()),
+        tenant_id=context.tenant_id,
+        principal=types_pb2.Principal(
+            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=context.tenant_id, id="phone-1"
+        ),
+        resource=log_pb2.Resource(
+            kind=log_pb2.RESOURCE_KIND_CLIP, device_id=context.device_id, clip_id=context.clip_id
+        ),
+        purpose=purpose,  # type: ignore[arg-type]
+        service="clip_ingest",
+        occurred_at=to_timestamp(datetime.now(UTC)),
+    ).SerializeToString()
+    tree = MerkleTree()
+    index = tree.append_data(record)
+    head = sign_tree_head(
+        access_log_key(platform.pki),
+        "test-log-1",
+        context.tenant_id,
+        tree.size,
+        tree.root(),
+        datetime.now(UTC),
+    )
+    return log_pb2.Receipt(
+        record=record,
+        leaf_index=index,
+        tree_head=head,
+        inclusion_proof=log_pb2.InclusionProof(
+            leaf_index=index, tree_size=tree.size, hashes=tree.inclusion_proof(index)
+        ),
+    )
+
+
+async def version_state(
+    keys: keys_grpc.KeyManagerServiceAsyncStub, tenant: str, version: int
+) -> str:
+    listed = await keys.ListKeyVersions(
+        keys_pb.ListKeyVersionsRequest(tenant_id=tenant, include_destroyed=True)
+    )
+    states = {v.version: keys_pb2.KeyVersionState.Name(v.state) for v in listed.versions}
+    return states.get(version, "absent")
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+async def test_the_clip_bucket_has_the_lifecycle_backstop(platform: Platform) -> None:
+    config = minio(platform).get_bucket_lifecycle(CLIP_BUCKET)
+    assert config is not None
+    rules = {rule.rule_id: rule for rule in config.rules}
+    backstop = rules["privacam-retention-backstop"]
+    assert backstop.status == "Enabled"
+    assert backstop.expiration is not None
+    assert backstop.expiration.days == 31  # max 30 + 1
+
+
+async def test_clips_vanish_on_time_and_their_key_period_is_shredded(
+    platform: Platform,
+    household: Household,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+) -> None:
+    tenant, device = household.tenant, household.device
+    clips = [await store_clip(platform, keys, tenant, device) for _ in range(3)]
+    assert {clip.key_version for clip in clips} == {1}
+    start = retention_now(platform)
+    await announce(platform, producer, clips, start)
+    leaked = clips[0].ciphertext  # a copy taken out of MinIO before expiry ("a backup")
+    # A new period starts: version 1 wraps no new key, so it may go once its clips are gone.
+    await keys.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
+
+    async with PrivacamClient(household.owner) as app:
+        retention = retention_stub(app)
+
+        async def scheduled() -> bool:
+            settings = await retention.GetRetentionSettings(
+                pb.GetRetentionSettingsRequest(device_id=device)
+            )
+            return settings.HasField("next_deletion_at")
+
+        await eventually(scheduled)
+        settings = await retention.GetRetentionSettings(
+            pb.GetRetentionSettingsRequest(device_id=device)
+        )
+        assert (settings.retention_days, settings.default_retention_days) == (7, 7)
+        assert (settings.min_retention_days, settings.max_retention_days) == (1, 30)
+        due = settings.next_deletion_at.ToDatetime(tzinfo=UTC)
+        assert abs((due - (start + timedelta(days=7))).total_seconds()) < 1
+
+        # Six days and 23 hours later nothing is gone.
+        advance(platform, timedelta(days=6, hours=23))
+        await asyncio.sleep(2)  # four sweep intervals
+        client = minio(platform)
+        assert all(object_exists(client, clip.object_name) for clip in clips)
+        assert await version_state(keys, tenant, 1) == "KEY_VERSION_STATE_DECRYPT_ONLY"
+
+        # A week passes: the clips go, then their period's key.
+        advance(platform, timedelta(hours=1, seconds=5))
+
+        async def gone() -> bool:
+            return not any(object_exists(client, clip.object_name) for clip in clips)
+
+        await eventually(gone)
+
+        async def shredded() -> bool:
+            return await version_state(keys, tenant, 1) == "KEY_VERSION_STATE_DESTROYED"
+
+        await eventually(shredded)
+
+        deleted = [e for e in await clip_events_of(platform, tenant) if e.HasField("clip_deleted")]
+        assert sorted(e.clip_deleted.clip_id for e in deleted) == sorted(c.clip_id for c in clips)
+        assert {e.clip_deleted.reason for e in deleted} == {
+            clips_pb2.CLIP_DELETION_REASON_RETENTION_EXPIRED
+        }
+        assert {e.clip_deleted.key_version for e in deleted} == {1}
+
+        records = await retention.ListShredRecords(pb.ListShredRecordsRequest())
+        assert [(r.key_version, r.clips_covered, r.reason) for r in records.records] == [
+            (1, 3, retention_pb2.SHRED_REASON_RETENTION_EXPIRED)
+        ]
+        assert records.records[0].tenant_id == tenant
+        settings = await retention.GetRetentionSettings(
+            pb.GetRetentionSettingsRequest(device_id=device)
+        )
+        assert not settings.HasField("next_deletion_at")
+
+    # The copy taken out before expiry can no longer be opened: its key is gone everywhere.
+    header = clip_format.read_header(leaked)
+    context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id=clips[0].clip_id)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await keys.Unwrap(
+            keys_pb.UnwrapRequest(
+                wrapped_key=keys_pb2.WrappedKey.FromString(header.key_reference),
+                context=context,
+                purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+                receipt=receipt_for(platform, context),
+            )
+        )
+    assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "crypto-shredded" in (raised.value.details() or "")
+
+
+async def test_another_tenants_camera_is_not_found_and_bad_input_is_refused(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    stranger = await new_household(platform, profiles_home)
+    async with PrivacamClient(stranger.owner) as app:
+        retention = retention_stub(app)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.GetRetentionSettings(
+                pb.GetRetentionSettingsRequest(device_id=household.device)
+            )
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.WithdrawConsent(
+                pb.WithdrawConsentRequest(
+                    device_id=household.device, disposition=retention_pb2.CLIP_DISPOSITION_DELETE
+                )
+            )
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.WithdrawConsent(pb.WithdrawConsentRequest(device_id=stranger.device))
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "disposition" in (raised.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.CancelAccount(
+                pb.CancelAccountRequest(password=PASSWORD, cancellation_id="not-a-uuid")
+            )
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.CancelAccount(
+                pb.CancelAccountRequest(
+                    password="wrong password", cancellation_id=str(uuid.uuid4())
+                )
+            )
+        assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_withdrawing_consent_keeps_or_deletes_as_the_owner_chooses(
+    platform: Platform,
+    household: Household,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    clips = [await store_clip(platform, keys, household.tenant, household.device) for _ in range(2)]
+    await announce(platform, producer, clips, retention_now(platform))
+    member = f"{household.tenant}/{household.device}/{clips[0].clip_id}"
+
+    async def scheduled() -> bool:
+        return await redis.zscore(platform.namespace + "retention:due", member) is not None
+
+    await eventually(scheduled)
+    async with PrivacamClient(household.owner) as app:
+        retention = retention_stub(app)
+        await app.device_auth().UpdateCameraSettings(
+            identity_pb.UpdateCameraSettingsRequest(
+                device_id=household.device, activity_alerts_enabled=True
+            )
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.WithdrawConsent(
+                pb.WithdrawConsentRequest(
+                    device_id=household.device, disposition=retention_pb2.CLIP_DISPOSITION_DELETE
+                )
+            )
+        assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        await app.device_auth().UpdateCameraSettings(
+            identity_pb.UpdateCameraSettingsRequest(
+                device_id=household.device, activity_alerts_enabled=False
+            )
+        )
+        kept = await retention.WithdrawConsent(
+            pb.WithdrawConsentRequest(
+                device_id=household.device, disposition=retention_pb2.CLIP_DISPOSITION_KEEP
+            )
+        )
+        assert (kept.clips_kept, kept.clips_deleted) == (2, 0)
+        assert all(object_exists(minio(platform), clip.object_name) for clip in clips)
+        deleted = await retention.WithdrawConsent(
+            pb.WithdrawConsentRequest(
+                device_id=household.device, disposition=retention_pb2.CLIP_DISPOSITION_DELETE
+            )
+        )
+        assert (deleted.clips_kept, deleted.clips_deleted) == (0, 2)
+        assert not any(object_exists(minio(platform), clip.object_name) for clip in clips)
+    reasons = {
+        e.clip_deleted.reason
+        for e in await clip_events_of(platform, household.tenant)
+        if e.HasField("clip_deleted")
+    }
+    assert reasons == {clips_pb2.CLIP_DELETION_REASON_CONSENT_WITHDRAWN}
+
+
+async def test_killing_the_sweeper_mid_sweep_loses_and_repeats_nothing(
+    platform: Platform,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    tenant, device, count = f"t-{uuid.uuid4()}", f"d-{secrets.token_hex(4)}", 2500
+    context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id="c")
+    generated = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
+    client = minio(platform)
+    clips = [
+        StoredClip(tenant, device, f"c{i:05d}", f"t/{tenant}/{device}/c{i:05d}", 1, b"", b"")
+        for i in range(count)
+    ]
+    ciphertext = clip_format.encrypt_all(
+        b"clip",
+        generated.plaintext_key,
+        generated.wrapped_key.SerializeToString(),
+        clip_format.ClipBinding(tenant, device, "c"),
+    )
+
+    def put(clip: StoredClip) -> None:
+        client.put_object(CLIP_BUCKET, clip.object_name, io.BytesIO(ciphertext), len(ciphertext))
+
+    sem = asyncio.Semaphore(32)
+
+    async def put_one(clip: StoredClip) -> None:
+        async with sem:
+            await asyncio.to_thread(put, clip)
+
+    await asyncio.gather(*(put_one(clip) for clip in clips))
+    await announce(platform, producer, clips, retention_now(platform))
+    camera_key = f"{platform.namespace}retention:dev:{tenant}/{device}"
+
+    async def waiting() -> int:
+        return int(await redis.zcard(camera_key))
+
+    async def all_scheduled() -> bool:
+        return await waiting() == count
+
+    await eventually(all_scheduled, within=60)
+
+    service = platform.services["retention"]
+    assert service.process is not None
+    advance(platform, timedelta(days=7, seconds=1))
+    while await waiting() >= count:  # noqa: ASYNC110 - polls another process's progress
+        await asyncio.sleep(0.005)
+    service.process.send_signal(signal.SIGKILL)
+    service.process.wait()
+    left_at_kill = await waiting()
+    print(f"killed with {left_at_kill} of {count} clips not yet unscheduled")
+    assert 0 < left_at_kill < count, "the kill did not land mid-sweep"
+
+    service.start()
+    service.wait_serving()
+
+    async def swept() -> bool:
+        return await waiting() == 0
+
+    await eventually(swept, within=90)
+    assert not any(True for _ in client.list_objects(CLIP_BUCKET, prefix=f"t/{tenant}/"))
+    deleted = [e for e in await clip_events_of(platform, tenant) if e.HasField("clip_deleted")]
+    by_clip: dict[str, set[str]] = {}
+    for event in deleted:
+        by_clip.setdefault(event.clip_deleted.clip_id, set()).add(event.metadata.event_id)
+    # Every clip deleted, each under exactly one event id: a deletion repeated across the
+    # kill is the same event, which consumers drop by id.
+    assert sorted(by_clip) == sorted(clip.clip_id for clip in clips)
+    assert all(len(ids) == 1 for ids in by_clip.values())
+    print(
+        f"ClipDeleted records: {len(deleted)} for {count} clips "
+        f"({len(deleted) - count} re-sent with the same event id)"
+    )
+
+
+async def test_a_lost_view_is_rebuilt_from_kafka(
+    platform: Platform,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    tenant, device = f"t-{uuid.uuid4()}", f"d-{secrets.token_hex(4)}"
+    clips = [await store_clip(platform, keys, tenant, device) for _ in range(3)]
+    now = retention_now(platform)
+    await announce(platform, producer, clips[:2], now, timedelta(days=7))
+    await announce(platform, producer, clips[2:], now, timedelta(days=20))
+    due_key = platform.namespace + "retention:due"
+
+    async def scheduled() -> bool:
+        return all(
+            [
+                await redis.zscore(due_key, f"{tenant}/{device}/{clip.clip_id}") is not None
+                for clip in clips
+            ]
+        )
+
+    # Long enough for a consumer-group rebalance after an earlier test's kill -9 (the dead
+    # member is dropped after Kafka's session timeout).
+    await eventually(scheduled, within=45)
+    service = platform.services["retention"]
+    assert service.stop() == 0
+    doomed = [key async for key in redis.scan_iter(match=platform.namespace + "retention:*")]
+    await redis.delete(*doomed)
+    service.start()
+    service.wait_serving()
+    assert await scheduled()  # replayed before it served
+    advance(platform, timedelta(days=7, seconds=1))
+    client = minio(platform)
+
+    async def first_two_gone() -> bool:
+        return not any(object_exists(client, clip.object_name) for clip in clips[:2])
+
+    await eventually(first_two_gone)
+    assert object_exists(client, clips[2].object_name)
+
+
+async def partitions_of(platform: Platform, names: list[str]) -> list[TopicPartition]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    await producer.start()
+    try:
+        return [TopicPartition(n, p) for n in names for p in await producer.partitions_for(n)]
+    finally:
+        await producer.stop()
+
+
+async def read_all(
+    platform: Platform, partitions: list[TopicPartition]
+) -> list[tuple[TopicPartition, bytes, bytes | None]]:
+    """Every record of these partitions so far, in partition order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found = []
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                found += [(tp, r.key or b"", r.value) for r in records if r.offset < ends[tp]]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def compacted_latest(platform: Platform) -> dict[tuple[str, bytes], bytes | None]:
+    """The latest value of every key of every compacted topic of this run."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    await consumer.start()
+    try:
+        names = [
+            t
+            for t in await consumer.topics()
+            if t.startswith(platform.namespace) and (".state." in t or t.endswith("revocations.v1"))
+        ]
+    finally:
+        await consumer.stop()
+    latest: dict[tuple[str, bytes], bytes | None] = {}
+    for tp, key, value in await read_all(platform, await partitions_of(platform, names)):
+        latest[(tp.topic, key)] = value
+    return latest
+
+
+async def test_cancelling_an_account_leaves_nothing_behind(
+    platform: Platform,
+    household: Household,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    tenant = household.tenant
+    clips = [await store_clip(platform, keys, tenant, household.device) for _ in range(2)]
+    await announce(platform, producer, clips, retention_now(platform))
+    member = f"{tenant}/{household.device}/{clips[0].clip_id}"
+
+    async def scheduled() -> bool:
+        return await redis.zscore(platform.namespace + "retention:due", member) is not None
+
+    await eventually(scheduled)
+    cancellation = str(uuid.uuid4())
+    async with PrivacamClient(household.owner) as app:
+        response = await retention_stub(app).CancelAccount(
+            pb.CancelAccountRequest(password=PASSWORD, cancellation_id=cancellation), timeout=60
+        )
+    record = response.record
+    assert (record.cancellation_id, record.tenant_id) == (cancellation, tenant)
+    assert (record.clips_deleted, record.cameras_removed, record.app_installs_removed) == (2, 1, 1)
+    assert record.certificates_revoked >= 2
+    assert record.key_versions_destroyed >= 1
+    assert record.completed_at.ToDatetime() >= record.requested_at.ToDatetime()
+    assert await version_state(keys, tenant, 1) in ("KEY_VERSION_STATE_DESTROYED", "absent")
+
+    # MinIO: no object of any bucket names the tenant.
+    client = minio(platform)
+    for bucket in client.list_buckets():
+        names = [o.object_name or "" for o in client.list_objects(bucket.name, recursive=True)]
+        assert not [n for n in names if tenant in n], bucket.name
+    # Redis: no key or value names the tenant.
+    needle = tenant.encode()
+    async for key in redis.scan_iter(count=1000):
+        assert needle not in key, key
+        raw_kind = await redis.type(key)
+        kind = raw_kind.decode() if isinstance(raw_kind, bytes) else raw_kind
+        values: list[Any] = []
+        if kind == "string":
+            values = [await redis.get(key)]
+        elif kind == "hash":
+            values = [*(await redis.hgetall(key)).items()]
+        elif kind == "set":
+            values = list(await redis.smembers(key))
+        elif kind == "zset":
+            values = list(await redis.zrange(key, 0, -1))
+        elif kind == "list":
+            values = list(await redis.lrange(key, 0, -1))
+        assert needle not in repr(values).encode(), key
+    # Kafka: no latest value of a compacted state topic names the tenant.
+    latest = await compacted_latest(platform)
+    assert latest, "no compacted topic found"
+    leftovers = [
+        (topic.removeprefix(platform.namespace), key)
+        for (topic, key), value in latest.items()
+        if value is not None and (needle in key or needle in value)
+    ]
+    # Left by other areas, reported to the lead: device_auth keys revocation records by the
+    # revoked identity's SPIFFE URI (which names the tenant) and the key manager keeps a
+    # `destroyed/<tenant>/<version>` marker per destroyed version. Both must outlive the
+    # account for a while; keying them by a certificate fingerprint or a keyed hash of the
+    # tenant would keep them without naming it.
+    known = [
+        item
+        for item in leftovers
+        if item[0] == "privacam.revocations.v1"
+        or (item[0] == "privacam.keys.state.v1" and item[1].startswith(b"destroyed/"))
+    ]
+    assert [item for item in leftovers if item not in known] == []
+    if known:
+        pytest.xfail(f"records of other areas still name the tenant: {known}")
+
+
+async def download(retention: pb_grpc.RetentionServiceAsyncStub, export_id: str) -> bytes:
+    parts: list[bytes] = []
+    stream = retention.DownloadExport(pb.DownloadExportRequest(export_id=export_id))
+    first = True
+    async for message in stream:
+        if first:
+            assert message.HasField("header")
+            assert message.header.content_type == "application/zip"
+            first = False
+            continue
+        assert message.chunk.offset == sum(len(p) for p in parts)
+        parts.append(message.chunk.data)
+    return b"".join(parts)
+
+
+async def ready_export(retention: pb_grpc.RetentionServiceAsyncStub) -> retention_pb2.Export:
+    requested = await retention.RequestExport(pb.RequestExportRequest())
+    assert requested.export.state == retention_pb2.EXPORT_STATE_PENDING
+    export_id = requested.export.export_id
+    seen: list[tuple[int, int, int]] = []
+
+    async def ready() -> bool:
+        export = (await retention.GetExport(pb.GetExportRequest(export_id=export_id))).export
+        seen.append((export.state, export.items_done, export.items_total))
+        assert export.state != retention_pb2.EXPORT_STATE_FAILED, export.failure_reason
+        return export.state == retention_pb2.EXPORT_STATE_READY
+
+    await eventually(ready, within=45)
+    export = (await retention.GetExport(pb.GetExportRequest(export_id=export_id))).export
+    assert export.items_done == export.items_total > 0
+    return export
+
+
+async def test_an_export_holds_exactly_the_users_data(
+    platform: Platform,
+    household: Household,
+    profiles_home: Path,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    other = await new_household(platform, profiles_home)
+    theirs = await store_clip(platform, keys, other.tenant, other.device)
+    await announce(platform, producer, [theirs], retention_now(platform))
+    await eventually(lambda: scheduled(platform, redis, [theirs]))
+    async with PrivacamClient(household.owner) as app:
+        await app.device_auth().UpdateCameraSettings(
+            identity_pb.UpdateCameraSettingsRequest(device_id=household.device, label="porch")
+        )
+        retention = retention_stub(app)
+        export = await ready_export(retention)
+        # One export builds at a time (a ready one does not count), even when asked twice at once.
+        both = await asyncio.gather(
+            retention.RequestExport(pb.RequestExportRequest()),
+            retention.RequestExport(pb.RequestExportRequest()),
+            return_exceptions=True,
+        )
+        refused = [r for r in both if isinstance(r, grpc.aio.AioRpcError)]
+        accepted = [r for r in both if isinstance(r, pb.RequestExportResponse)]
+        assert [r.code() for r in refused] == [grpc.StatusCode.FAILED_PRECONDITION]
+        (second,) = accepted
+        await retention.DeleteExport(pb.DeleteExportRequest(export_id=second.export.export_id))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.GetExport(pb.GetExportRequest(export_id=second.export.export_id))
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        archive = await download(retention, export.export_id)
+        assert len(archive) == export.size_bytes
+        listed = await retention.ListExports(pb.ListExportsRequest())
+        assert [e.export_id for e in listed.exports] == [export.export_id]
+
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        assert opened.namelist() == ["export.json"]
+        document = json.loads(opened.read("export.json"))
+    assert document["tenant_id"] == household.tenant
+    assert document["clips"] == []
+    cameras = document["account"]["cameras"]
+    assert [(c["device_id"], c["settings"]["label"]) for c in cameras] == [
+        (household.device, "porch")
+    ]
+    assert document["account"]["login"].startswith("ret-owner-")
+    # The household's own log (entries of other tenants would name them: checked below).
+    assert isinstance(document["access_log"], list)
+    text = json.dumps(document)
+    assert other.tenant not in text
+    assert other.device not in text
+    assert theirs.clip_id not in text
+
+    # Another account sees nothing of it: NOT_FOUND, like an export that does not exist.
+    async with PrivacamClient(other.owner) as stranger:
+        retention = retention_stub(stranger)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.GetExport(pb.GetExportRequest(export_id=export.export_id))
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await retention.DeleteExport(pb.DeleteExportRequest(export_id=export.export_id))
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await download(retention, export.export_id)
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def scheduled(platform: Platform, redis: Redis, clips: list[StoredClip]) -> bool:
+    due = platform.namespace + "retention:due"
+    members = [f"{c.tenant}/{c.device}/{c.clip_id}" for c in clips]
+    return all([await redis.zscore(due, member) is not None for member in members])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="key_manager checks a DATA_EXPORT receipt's export_id against the clip id; it "
+    "should match (device, clip) for clip keys (see the retention README)",
+)
+async def test_an_export_holds_the_users_clips_decrypted(
+    platform: Platform,
+    household: Household,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    mine = await store_clip(platform, keys, household.tenant, household.device)
+    await announce(platform, producer, [mine], retention_now(platform))
+    await eventually(lambda: scheduled(platform, redis, [mine]))
+    async with PrivacamClient(household.owner) as app:
+        retention = retention_stub(app)
+        export = await ready_export(retention)
+        archive = await download(retention, export.export_id)
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        media = opened.read(f"clips/{household.device}/{mine.clip_id}.mp4")
+        document = json.loads(opened.read("export.json"))
+    assert media == mine.plaintext
+    assert [c["clip_id"] for c in document["clips"]] == [mine.clip_id]
