@@ -72,7 +72,10 @@ class SignedLogReceipts:
             )
         except ReceiptError as error:
             raise PermissionDenied(f"receipt refused: {error}") from None
-        resource = access.export_id if purpose is Purpose.DATA_EXPORT else access.clip_id
+        # An export's own key is bound to the export (no camera); a clip read into an export
+        # is bound to its camera and clip like any playback.
+        export_key = purpose is Purpose.DATA_EXPORT and not context.device_id
+        resource = access.export_id if export_key else access.clip_id
         if (access.device_id, resource, access.purpose) != (
             context.device_id,
             context.clip_id,
