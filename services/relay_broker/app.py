@@ -1,19 +1,93 @@
 """Composition root of relay_broker: builds adapters, servicers and consumers for the runtime."""
 
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from redis.asyncio import Redis
+
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.clock import Clock
-from services.common.kafka import EventProducer
+from services.common.kafka import EventConsumer, EventProducer
+from services.common.peers import Peers
 from services.common.runtime import GrpcApi, ServiceParts
-from services.common.stores import RedisStore
+from services.relay_broker.adapters.bus import Bus
+from services.relay_broker.adapters.events import KafkaRelayEvents
+from services.relay_broker.adapters.links import BusLinks
+from services.relay_broker.adapters.metrics import PrometheusRelayMetrics
+from services.relay_broker.adapters.peers import AccessLogClient, DeviceAuthPolicy
+from services.relay_broker.adapters.redis_client import BrokerRedis
+from services.relay_broker.adapters.redis_state import RedisPresence, RedisSessions
+from services.relay_broker.adapters.turn_stats import TurnStats
+from services.relay_broker.api.cameras import CameraHub
 from services.relay_broker.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.relay_broker.api.servicer import RelayBrokerServicer
+from services.relay_broker.domain.live_views import Limits, LiveViews
 from services.relay_broker.settings import RelayBrokerSettings
+from services.relay_broker.streams.identity import IdentityFollower
+
+
+class _Stoppable:
+    """Adapts a LiveViews (timers) to the runtime's component lifecycle."""
+
+    def __init__(self, views: LiveViews) -> None:
+        self._views = views
+
+    async def start(self) -> None:
+        """Nothing to start: timers begin with sessions."""
+
+    async def stop(self) -> None:
+        await self._views.stop()
 
 
 def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
-    # Until its issue lands, the generated base answers every RPC UNIMPLEMENTED.
-    servicer = RelayBrokerServicer()  # type: ignore[abstract]
+    store = BrokerRedis(settings.redis)
+    # Pub/sub blocks on reads for as long as nothing is published: no socket timeout.
+    namespace = settings.kafka.namespace  # also keeps environments apart in a shared Redis
+    bus = Bus(
+        Redis.from_url(settings.redis.url.get_secret_value(), socket_connect_timeout=5), namespace
+    )
+    peers = Peers(settings.peers, settings.tls)
+    heartbeat = timedelta(seconds=settings.heartbeat_interval_seconds)
+    max_duration = timedelta(seconds=settings.max_session_seconds)
+    sessions = RedisSessions(store.client, max_duration, namespace)
+    presence = RedisPresence(store.client, 3 * heartbeat, namespace)
+    links = BusLinks(bus)
+    events = KafkaRelayEvents(producer, clock)
+    policy = DeviceAuthPolicy(peers)
+    views = LiveViews(
+        policy=policy,
+        access_log=AccessLogClient(peers),
+        sessions=sessions,
+        presence=presence,
+        links=links,
+        events=events,
+        metrics=PrometheusRelayMetrics(),
+        clock=clock,
+        limits=Limits(
+            idle_timeout=timedelta(seconds=settings.idle_timeout_seconds),
+            max_duration=max_duration,
+            turn_ttl_seconds=settings.turn_ttl_seconds,
+            per_camera=settings.max_sessions_per_camera,
+            per_app=settings.max_sessions_per_app,
+        ),
+        turn_secret=settings.turn.shared_secret.get_secret_value().encode(),
+        turn_uris=tuple(u.strip() for u in settings.turn.uris.split(",") if u.strip()),
+    )
+    turn_stats = TurnStats(store.client, bus, sessions, uuid.uuid4().hex, namespace)
+    cameras = CameraHub(
+        bus,
+        presence,
+        views,
+        links,
+        events,
+        clock,
+        heartbeat,
+        on_tick=lambda: turn_stats.renew(3 * heartbeat.total_seconds()),
+    )
+    servicer = RelayBrokerServicer(views, cameras, bus, links, presence, policy)
     return ServiceParts(
         apis=[
             GrpcApi.of(
@@ -21,6 +95,14 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
             )
         ],
         policies=POLICIES,
-        topics=[topics.RELAY, topics.IDENTITY, topics.ACCESS],
-        components=[RedisStore(settings.redis)],
+        topics=[topics.RELAY, topics.IDENTITY],
+        consumers=[
+            EventConsumer(
+                settings.kafka,
+                topics.IDENTITY,
+                "relay_broker.identity",
+                IdentityFollower(views, links, clock).on_event,
+            )
+        ],
+        components=[store, bus, peers, turn_stats, cameras, _Stoppable(views)],
     )

@@ -1,7 +1,9 @@
 """Settings of relay_broker: environment variables prefixed PRIVACAM_RELAY_BROKER_."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.peers import PeerSettings
 from services.common.settings import RedisSettings, ServiceSettings, TurnSettings
 
 
@@ -12,3 +14,19 @@ class RelayBrokerSettings(ServiceSettings):
 
     redis: RedisSettings
     turn: TurnSettings
+    peers: PeerSettings
+
+    heartbeat_interval_seconds: float = Field(default=2.0, ge=0.2, le=60)
+    """How often the broker pings each camera's control stream; a camera that misses
+    three pings is marked offline (and its presence key expires after three)."""
+    idle_timeout_seconds: float = Field(default=30.0, ge=1, le=600)
+    """A session whose two sides have not both joined signaling within this long, or
+    that goes this long without any signaling while negotiating, ends IDLE_TIMEOUT."""
+    max_session_seconds: int = Field(default=3600, ge=10, le=24 * 3600)
+    """Longest live-view session; it ends MAX_DURATION then."""
+    turn_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
+    """Lifetime of the TURN credentials handed to each side (coturn refuses them after)."""
+    max_sessions_per_camera: int = Field(default=4, ge=1, le=8)
+    """Concurrent sessions on one camera (also capped by what the camera announces)."""
+    max_sessions_per_app: int = Field(default=4, ge=1, le=32)
+    """Concurrent sessions one app install may hold."""

@@ -1,0 +1,100 @@
+"""Live view in the demo: the owner watches the front door, once peer to peer and once
+through coturn only, while Sam (the household member it is shared with) is told.
+
+Runs after scripts/demo.py's household (profiles "owner", "front-door", "sam", PIN 4071),
+or on its own: `python scripts/demo_live_view.py`. The camera and the viewer are real WebRTC
+peers (aiortc, the test peers in tests/webrtc_peers.py) on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterable
+from pathlib import Path
+
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam.relay.v1 import relay_pb2
+from privacam_sdk import PrivacamClient, Profile
+from tests.live_view import CameraAgent, relay_stub, watch
+from tests.webrtc_peers import candidate_types
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))
+HOME = RUN_DIR / "home"
+PIN = "4071"
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}")
+
+
+async def _notice(stream: AsyncIterable[pb.StreamNoticesResponse], kind: str) -> pb.HouseholdNotice:
+    async for response in stream:
+        if response.notice.WhichOneof("notice") == kind:
+            return response.notice
+    raise RuntimeError("the notice stream ended")
+
+
+async def live_view() -> int:
+    owner = Profile.load("owner", HOME)
+    camera = Profile.load("front-door", HOME)
+    sam = Profile.load("sam", HOME)
+    ca = (RUN_DIR / "pki" / "ca.crt").read_bytes()
+    async with PrivacamClient(owner, timeout=20) as app, PrivacamClient(sam) as member:
+        notices = relay_stub(member).StreamNotices(pb.StreamNoticesRequest())
+        await asyncio.sleep(0.3)
+        for relay_only in (False, True):
+            say(
+                "The owner watches through coturn only (relay candidates)"
+                if relay_only
+                else "The camera comes online; the owner watches it live, peer to peer"
+            )
+            agent = CameraAgent(camera, relay_only=relay_only)
+            await agent.start()
+            try:
+                device = await _device_of(app)
+                view = await watch(
+                    app, device, ca_pem=ca, trust_domain="privacam.local", relay_only=relay_only,
+                    pin=PIN,
+                )  # fmt: skip
+                assert view.first_frame_after is not None
+                path = view.viewer.selected_candidate_types()
+                print(
+                    f"  session {view.session_id[:8]}…: camera's DTLS fingerprint signed by its "
+                    f"device key, verified against its certificate"
+                )
+                offered = sorted(candidate_types(view.viewer.pc.localDescription.sdp))
+                print(
+                    f"  first frame decoded {view.first_frame_after * 1000:.0f} ms after asking; "
+                    f"ICE path {path[0] if path else '?'} -> {path[1] if path else '?'}; "
+                    f"the app offered {', '.join(offered)} candidates"
+                )
+                started = await asyncio.wait_for(_notice(notices, "watching_started"), 10)
+                role = relay_pb2.ViewerRole.Name(started.watching_started.viewer_role)
+                print(
+                    f"  Sam's app: someone is watching camera {started.device_id[:8]}… "
+                    f"({role.removeprefix('VIEWER_ROLE_').lower()})"
+                )
+                await asyncio.sleep(1)
+                print(f"  {view.viewer.frames} frames so far; the owner ends the view")
+                await relay_stub(app).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+                ended = await asyncio.wait_for(_notice(notices, "watching_ended"), 10)
+                reason = relay_pb2.SessionEndReason.Name(ended.watching_ended.reason)
+                print(f"  Sam's app: watching ended ({reason})")
+                await view.close()
+            finally:
+                await agent.stop()
+        notices.cancel()
+    return 0
+
+
+async def _device_of(app: PrivacamClient) -> str:
+    cameras = (await app.device_auth().ListCameras(id_pb.ListCamerasRequest())).cameras
+    return cameras[0].device_id
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(live_view()))

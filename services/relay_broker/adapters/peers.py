@@ -1,0 +1,119 @@
+"""relay_broker's calls to device_auth and access_log (mTLS, as service/relay-broker).
+
+device_auth's answers about a viewer (NOT_FOUND, PERMISSION_DENIED for a missing LIVE
+scope or a wrong PIN, RESOURCE_EXHAUSTED for a PIN lockout) reach the app unchanged,
+with device_auth's message. A peer that cannot be reached is UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import grpc
+
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import log_pb2
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.identity.v1 import identity_pb2
+from privacam.types.v1 import types_pb2
+from services.common.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PrivacamError,
+    ResourceExhausted,
+    Unavailable,
+)
+from services.common.peers import Peers, call_options
+from services.common.timestamps import to_timestamp
+from services.relay_broker import NAME
+from services.relay_broker.domain.model import Access, Session, Viewer
+
+_PASSED_ON: dict[grpc.StatusCode, type[PrivacamError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+}
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def _viewer_pb(viewer: Viewer) -> types_pb2.Principal:
+    return types_pb2.Principal(
+        kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=viewer.tenant_id, id=viewer.app_id
+    )
+
+
+class DeviceAuthPolicy:
+    """The AccessPolicy port: device_auth decides, PIN included (and counts wrong ones)."""
+
+    def __init__(self, peers: Peers) -> None:
+        self._peers = peers
+
+    async def authorize(
+        self, device_id: str, viewer: Viewer, pin: str, check_pin: bool = True
+    ) -> Access:
+        request = id_pb.AuthorizeCameraAccessRequest(
+            device_id=device_id,
+            viewer=_viewer_pb(viewer),
+            scope=identity_pb2.GRANT_SCOPE_LIVE,
+            check_pin=check_pin,
+            pin=pin if check_pin else "",
+        )
+        try:
+            response = await self._peers.device_auth().AuthorizeCameraAccess(
+                request, **call_options(self._peers)
+            )
+        except grpc.aio.AioRpcError as error:
+            passed = _PASSED_ON.get(error.code())
+            if passed is not None:
+                raise passed(error.details() or "") from None
+            if error.code() in _UNREACHABLE:
+                raise Unavailable("the device service is unavailable; retry later") from None
+            raise
+        return Access(
+            owner_tenant_id=response.owner_tenant_id,
+            is_owner=response.is_owner,
+            grant_id=response.grant_id,
+            household=tuple(response.household_tenant_ids),
+        )
+
+
+class AccessLogClient:
+    """The AccessLog port: the start is appended synchronously, before any credential
+    exists; the end is appended too (a failure there is reported, not raised)."""
+
+    def __init__(self, peers: Peers) -> None:
+        self._peers = peers
+
+    async def _append(self, session: Session, at: datetime) -> None:
+        record = log_pb2.AccessRecord(
+            access_id=str(uuid.uuid4()),
+            tenant_id=session.owner_tenant_id,
+            principal=_viewer_pb(session.viewer),
+            resource=log_pb2.Resource(
+                kind=log_pb2.RESOURCE_KIND_LIVE_SESSION,
+                device_id=session.device_id,
+                session_id=session.session_id,
+            ),
+            purpose=types_pb2.ACCESS_PURPOSE_LIVE_VIEW,
+            service=NAME,
+            occurred_at=to_timestamp(at),
+        )
+        try:
+            await self._peers.access_log().Append(
+                log_pb.AppendRequest(record=record), **call_options(self._peers)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (*_UNREACHABLE, grpc.StatusCode.UNIMPLEMENTED):
+                raise Unavailable(
+                    "the access log is unavailable, and a live view is never unlogged; retry later"
+                ) from None
+            raise
+
+    async def session_started(self, session: Session) -> None:
+        await self._append(session, session.started_at)
+
+    async def session_ended(self, session: Session, at: datetime) -> None:
+        await self._append(session, at)

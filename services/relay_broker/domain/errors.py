@@ -1,0 +1,25 @@
+"""Errors of the live-view domain; the API maps each to a gRPC status once."""
+
+
+class RelayError(Exception):
+    """Base: the message is shown to the caller."""
+
+
+class InvalidInput(RelayError):
+    """Malformed request: INVALID_ARGUMENT."""
+
+
+class SessionNotFound(RelayError):
+    """No such session, or not the caller's: NOT_FOUND (the same answer either way)."""
+
+
+class CameraOffline(RelayError):
+    """The camera has no control stream open: UNAVAILABLE."""
+
+
+class TooManySessions(RelayError):
+    """A per-camera or per-app limit is reached: RESOURCE_EXHAUSTED."""
+
+
+class SessionConflict(RelayError):
+    """The session's state does not allow this (already joined, ended): FAILED_PRECONDITION."""

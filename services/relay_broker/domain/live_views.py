@@ -1,0 +1,310 @@
+"""Live-view sessions: who may watch, the session's life, and everything that must happen
+when it starts and ends. Plain Python over the ports below; no gRPC, Redis or Kafka here.
+
+Order at start, so an unlogged or half-made view cannot happen: authorize (device_auth,
+PIN counted there) -> camera online -> reserve within the limits -> access log entry
+(refused if the log is down, and the reservation is dropped) -> TURN credentials and the
+camera asked -> event and household notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from services.common.clock import Clock
+from services.relay_broker.domain import turn
+from services.relay_broker.domain.errors import CameraOffline, SessionConflict, SessionNotFound
+from services.relay_broker.domain.model import (
+    Access,
+    EndReason,
+    Presence,
+    Role,
+    Session,
+    Side,
+    TurnGrant,
+    Viewer,
+)
+
+log = logging.getLogger("privacam.relay_broker")
+
+
+class AccessPolicy(Protocol):
+    async def authorize(self, device_id: str, viewer: Viewer, pin: str) -> Access:
+        """Owner or LIVE grant, PIN checked when set; raises NotFound, PermissionDenied,
+        ResourceExhausted (locked out) or Unavailable as device_auth decides."""
+        ...
+
+
+class AccessLog(Protocol):
+    async def session_started(self, session: Session) -> None:
+        """Durably logged before this returns, or raises (Unavailable)."""
+        ...
+
+    async def session_ended(self, session: Session, at: datetime) -> None: ...
+
+
+class SessionStore(Protocol):
+    async def create(
+        self, session: Session, camera_limit: int, app_limit: int, ttl: timedelta
+    ) -> None:
+        """Store and count the session, or raise TooManySessions and store nothing."""
+        ...
+
+    async def discard(self, session: Session) -> None: ...
+
+    async def get(self, session_id: str) -> tuple[Session, bool] | None:
+        """The session and whether it has ended; None when unknown or expired."""
+        ...
+
+    async def join(self, session_id: str, side: Side, ttl: timedelta) -> int | None:
+        """Mark a side joined: how many sides have joined now, None if it already had."""
+        ...
+
+    async def joined(self, session_id: str) -> int: ...
+
+    async def end(self, session_id: str, reason: EndReason) -> tuple[Session, int] | None:
+        """Atomically end it (first caller wins): the session and its relayed bytes."""
+        ...
+
+    async def of_camera(self, device_id: str) -> list[str]: ...
+    async def of_app(self, viewer: Viewer) -> list[str]: ...
+    async def of_grant(self, grant_id: str) -> list[str]: ...
+
+
+class PresenceStore(Protocol):
+    async def get(self, device_ids: list[str]) -> list[Presence]: ...
+
+
+class Links(Protocol):
+    """Delivery to the open streams, on whichever replica holds them."""
+
+    async def session_requested(self, session: Session, camera_turn: TurnGrant) -> None: ...
+    async def peer_joined(self, session_id: str) -> None: ...
+    async def session_closed(self, session: Session, reason: EndReason) -> None: ...
+    async def watching(self, session: Session, at: datetime, reason: EndReason | None) -> None:
+        """Tell every household tenant that someone started (reason None) or stopped."""
+        ...
+
+
+class Events(Protocol):
+    def session_started(self, session: Session) -> None: ...
+    def session_ended(
+        self, session: Session, reason: EndReason, at: datetime, relayed_bytes: int
+    ) -> None: ...
+
+
+class Metrics(Protocol):
+    def started(self, role: Role) -> None: ...
+    def ended(self, reason: EndReason, seconds: float) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def credentials_issued(self, count: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle_timeout: timedelta
+    max_duration: timedelta
+    turn_ttl_seconds: int
+    per_camera: int
+    per_app: int
+
+
+@dataclass(frozen=True)
+class Started:
+    session: Session
+    turn: TurnGrant
+
+
+class LiveViews:
+    def __init__(
+        self,
+        *,
+        policy: AccessPolicy,
+        access_log: AccessLog,
+        sessions: SessionStore,
+        presence: PresenceStore,
+        links: Links,
+        events: Events,
+        metrics: Metrics,
+        clock: Clock,
+        limits: Limits,
+        turn_secret: bytes,
+        turn_uris: tuple[str, ...],
+    ) -> None:
+        self._policy = policy
+        self._log = access_log
+        self._sessions = sessions
+        self._presence = presence
+        self._links = links
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+        self.limits = limits
+        self._secret = turn_secret
+        self._uris = turn_uris
+        self._timers: dict[str, list[asyncio.TimerHandle]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- start -----------------------------------------------------------------
+
+    async def start(self, viewer: Viewer, device_id: str, pin: str) -> Started:
+        access = await self._policy.authorize(device_id, viewer, pin)
+        (presence,) = await self._presence.get([device_id])
+        if not presence.online:
+            self._metrics.refused("camera_offline")
+            raise CameraOffline("the camera is offline; try again when it is back online")
+        now = self._clock.now()
+        session = Session(
+            session_id=str(uuid.uuid4()),
+            device_id=device_id,
+            owner_tenant_id=access.owner_tenant_id,
+            viewer=viewer,
+            role=Role.OWNER if access.is_owner else Role.GRANTEE,
+            grant_id=access.grant_id,
+            household=tuple(dict.fromkeys((access.owner_tenant_id, *access.household))),
+            started_at=now,
+            expires_at=now + self.limits.max_duration,
+        )
+        await self._sessions.create(
+            session,
+            camera_limit=min(self.limits.per_camera, presence.max_sessions),
+            app_limit=self.limits.per_app,
+            ttl=self.limits.idle_timeout,
+        )
+        try:
+            await self._log.session_started(session)
+        except BaseException:
+            await self._sessions.discard(session)  # no session without its log entry
+            raise
+        ttl = min(self.limits.turn_ttl_seconds, int(self.limits.max_duration.total_seconds()))
+        app_turn = turn.issue(self._secret, self._uris, session.session_id, Side.APP, now, ttl)
+        camera_turn = turn.issue(
+            self._secret, self._uris, session.session_id, Side.CAMERA, now, ttl
+        )
+        self._metrics.credentials_issued(2)
+        await self._links.session_requested(session, camera_turn)
+        self._events.session_started(session)
+        await self._links.watching(session, now, None)
+        self._metrics.started(session.role)
+        self._schedule(session)
+        return Started(session, app_turn)
+
+    def _schedule(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        sid = session.session_id
+        self._timers[sid] = [
+            loop.call_later(
+                self.limits.idle_timeout.total_seconds(), self._spawn, self._idle_check, sid
+            ),
+            loop.call_later(
+                self.limits.max_duration.total_seconds(), self._spawn, self._expire, sid
+            ),
+        ]
+
+    async def _expire(self, session_id: str) -> None:
+        await self.end(session_id, EndReason.MAX_DURATION)
+
+    def _spawn(self, work: Callable[[str], Awaitable[None]], session_id: str) -> None:
+        task = asyncio.ensure_future(work(session_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _idle_check(self, session_id: str) -> None:
+        if await self._sessions.joined(session_id) < 2:
+            await self.end(session_id, EndReason.IDLE_TIMEOUT)
+
+    # --- signaling ---------------------------------------------------------------
+
+    async def session_for(self, session_id: str, side: Side, tenant_id: str, name: str) -> Session:
+        """The session if the caller is its app (side APP) or its camera; else NotFound."""
+        found = await self._sessions.get(session_id)
+        if found is None or not _is_side(found[0], side, tenant_id, name):
+            raise SessionNotFound("no such live-view session")
+        if found[1]:
+            raise SessionNotFound("the live-view session has ended")
+        return found[0]
+
+    async def join(self, session: Session, side: Side) -> None:
+        count = await self._sessions.join(session.session_id, side, self.limits.max_duration)
+        if count is None:
+            raise SessionConflict(f"the {side.value} side of this session has already joined")
+        if count == 2:
+            await self._links.peer_joined(session.session_id)
+
+    # --- end ---------------------------------------------------------------------
+
+    async def end_by(
+        self, session_id: str, kind_is_app: bool, tenant_id: str, name: str, reason: EndReason
+    ) -> datetime:
+        """EndLiveView: the viewer, the camera, or an app of the owner household."""
+        found = await self._sessions.get(session_id)
+        side = Side.APP if kind_is_app else Side.CAMERA
+        allowed = found is not None and (
+            _is_side(found[0], side, tenant_id, name)
+            or (kind_is_app and found[0].owner_tenant_id == tenant_id)
+        )
+        if found is None or not allowed:
+            raise SessionNotFound("no such live-view session")
+        if found[1]:
+            raise SessionNotFound("the live-view session has already ended")
+        await self.end(session_id, reason)
+        return self._clock.now()
+
+    async def end(self, session_id: str, reason: EndReason) -> bool:
+        """End a session once, wherever it runs; False when it had already ended."""
+        ended = await self._sessions.end(session_id, reason)
+        for handle in self._timers.pop(session_id, []):
+            handle.cancel()
+        if ended is None:
+            return False
+        session, relayed = ended
+        now = self._clock.now()
+        await self._links.session_closed(session, reason)
+        self._events.session_ended(session, reason, now, relayed)
+        await self._links.watching(session, now, reason)
+        self._metrics.ended(reason, (now - session.started_at).total_seconds())
+        try:
+            await self._log.session_ended(session, now)
+        except Exception as error:  # the start is logged; a lost end record is reported
+            log.warning("end of session not logged", extra={"error": type(error).__name__})
+        return True
+
+    async def end_all(self, session_ids: Iterable[str], reason: EndReason) -> int:
+        results = await asyncio.gather(*(self.end(sid, reason) for sid in session_ids))
+        return sum(results)
+
+    async def camera_gone(self, device_id: str) -> int:
+        return await self.end_all(
+            await self._sessions.of_camera(device_id), EndReason.CAMERA_OFFLINE
+        )
+
+    async def grant_revoked(self, grant_id: str) -> int:
+        return await self.end_all(await self._sessions.of_grant(grant_id), EndReason.REVOKED)
+
+    async def principal_revoked(self, is_camera: bool, tenant_id: str, name: str) -> int:
+        ids = (
+            await self._sessions.of_camera(name)
+            if is_camera
+            else await self._sessions.of_app(Viewer(tenant_id, name))
+        )
+        return await self.end_all(ids, EndReason.REVOKED)
+
+    async def stop(self) -> None:
+        for handles in self._timers.values():
+            for handle in handles:
+                handle.cancel()
+        self._timers.clear()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _is_side(session: Session, side: Side, tenant_id: str, name: str) -> bool:
+    if side is Side.APP:
+        return session.viewer == Viewer(tenant_id, name)
+    return session.device_id == name and session.owner_tenant_id == tenant_id

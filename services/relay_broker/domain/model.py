@@ -1,0 +1,85 @@
+"""Live-view sessions, their limits and end reasons: plain data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Side(enum.Enum):
+    """The two ends of a session's signaling."""
+
+    APP = "app"
+    CAMERA = "camera"
+
+    @property
+    def other(self) -> Side:
+        return Side.CAMERA if self is Side.APP else Side.APP
+
+
+class Role(enum.Enum):
+    OWNER = "owner"
+    GRANTEE = "grantee"
+
+
+class EndReason(enum.Enum):
+    VIEWER_ENDED = "viewer_ended"
+    CAMERA_ENDED = "camera_ended"
+    IDLE_TIMEOUT = "idle_timeout"
+    MAX_DURATION = "max_duration"
+    REVOKED = "revoked"
+    CAMERA_OFFLINE = "camera_offline"
+    FINGERPRINT_REJECTED = "fingerprint_rejected"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The app watching: its household (tenant) and install id."""
+
+    tenant_id: str
+    app_id: str
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    device_id: str
+    owner_tenant_id: str
+    viewer: Viewer
+    role: Role
+    grant_id: str
+    household: tuple[str, ...]
+    """Tenants told while the session runs: the owner and the camera's grantees."""
+    started_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TurnGrant:
+    """TURN REST credentials for one side of one session."""
+
+    uris: tuple[str, ...]
+    username: str
+    password: str
+    ttl_seconds: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Presence:
+    device_id: str
+    online: bool
+    since: datetime | None
+    max_sessions: int = 1
+
+
+@dataclass(frozen=True)
+class Access:
+    """device_auth's answer: who owns the camera and who is told."""
+
+    owner_tenant_id: str
+    is_owner: bool
+    grant_id: str
+    household: tuple[str, ...] = field(default_factory=tuple)

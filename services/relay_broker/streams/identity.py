@@ -1,0 +1,52 @@
+"""Consumer of privacam.identity.v1: revoked grants and certificates end live views at once;
+PIN lockouts become household notices.
+
+One consumer group for all replicas: ending a session is global (Redis and the bus),
+so each event needs handling once. Handling is idempotent (a session ends once).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from privacam.identity.v1 import events_pb2 as identity_events
+from privacam.types.v1 import types_pb2
+from services.common.clock import Clock
+from services.common.kafka import Delivery
+from services.common.timestamps import to_datetime
+from services.relay_broker.adapters.links import BusLinks
+from services.relay_broker.domain.live_views import LiveViews
+
+NOTICE_MAX_AGE = timedelta(minutes=5)
+log = logging.getLogger("privacam.relay_broker.identity")
+
+
+class IdentityFollower:
+    def __init__(self, views: LiveViews, links: BusLinks, clock: Clock) -> None:
+        self._views = views
+        self._links = links
+        self._clock = clock
+
+    async def on_event(self, event: identity_events.IdentityEvent, delivery: Delivery) -> None:
+        which = event.WhichOneof("event")
+        ended = 0
+        if which == "grant_revoked":
+            ended = await self._views.grant_revoked(event.grant_revoked.grant_id)
+        elif which == "certificate_revoked":
+            subject = event.certificate_revoked.subject
+            if subject.kind in (types_pb2.PRINCIPAL_KIND_CAMERA, types_pb2.PRINCIPAL_KIND_APP):
+                ended = await self._views.principal_revoked(
+                    subject.kind == types_pb2.PRINCIPAL_KIND_CAMERA, subject.tenant_id, subject.id
+                )
+        elif which == "pin_locked_out" and event.metadata.tenant_id:
+            # The owner's apps are told while their notice streams are open; a replayed old
+            # lockout is history, not news.
+            at = to_datetime(event.metadata.occurred_at)
+            if self._clock.now() - at < NOTICE_MAX_AGE:
+                locked = event.pin_locked_out
+                await self._links.pin_locked_out(
+                    event.metadata.tenant_id, locked.device_id, locked.lockout, at
+                )
+        if ended:
+            log.info("live views ended by a revocation", extra={"sessions": ended})

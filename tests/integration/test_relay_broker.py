@@ -1,0 +1,477 @@
+"""relay_broker against the real stack: real cameras and viewers speaking WebRTC (aiortc)
+through the real broker, device_auth, access_log and coturn.
+
+The module starts only the services a live view involves (device_auth, access_log,
+relay_broker), as real processes like the session platform does: faster, and a live
+view never depends on clips or keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+import urllib.request
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as access_log_grpc
+from privacam.accesslog.v1 import log_pb2
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.identity.v1 import identity_pb2
+from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam.relay.v1 import relay_pb2
+from privacam.types.v1 import types_pb2
+from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.enrollment import Enrollment
+from privacam_sdk.live_view import FingerprintRejected
+from services.relay_broker.adapters.links import turn_pb
+from services.relay_broker.domain import turn
+from services.relay_broker.domain.model import Side
+from tests.harness import (
+    Platform,
+    ServiceProcess,
+    cleanup_namespace,
+    make_service,
+    new_namespace,
+    wire_peers,
+)
+from tests.live_view import CameraAgent, open_signal, read_signal, relay_stub, watch
+from tests.pki_helpers import PkiFactory
+from tests.webrtc_peers import ViewerPeer, candidate_types, ice_servers
+
+PASSWORD = "a long enough passphrase"
+_FINGERPRINT = re.compile(r"^(a=fingerprint:sha-256 )([0-9A-F:]+)", re.MULTILINE)
+
+
+LIVE_VIEW_SERVICES = ("device_auth", "access_log", "relay_broker")
+
+
+@pytest.fixture(scope="module")
+def platform(
+    stack_env: dict[str, str], pki: PkiFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    namespace = new_namespace("relay")
+    log_dir = tmp_path_factory.mktemp("relay-logs")
+    services = {
+        name: make_service(name, pki, stack_env, namespace, log_dir) for name in LIVE_VIEW_SERVICES
+    }
+    wire_peers(services)
+    # A second broker replica of the same environment (same Redis keys, same consumer group).
+    (log_dir / "second").mkdir()
+    second = make_service("relay_broker", pki, stack_env, namespace, log_dir / "second")
+    second.env.update({k: v for k, v in services["relay_broker"].env.items() if "_PEER_" in k})
+    everything = [*services.values(), second]
+    try:
+        for service in everything:
+            service.start()
+        for service in everything:
+            service.wait_serving()
+        SECOND_BROKER.append(second)
+        yield Platform(services, pki, namespace, stack_env)
+    finally:
+        SECOND_BROKER.clear()
+        for service in everything:
+            service.stop()
+        cleanup_namespace(stack_env, namespace)
+
+
+SECOND_BROKER: list[ServiceProcess] = []
+"""The module's second relay_broker replica."""
+
+
+@dataclass
+class Household:
+    owner: Profile
+    tenant: str
+    camera: Profile
+    device: str
+    member: Profile
+    """A second household: the owner shared the camera with it (LIVE)."""
+    member_tenant: str
+    grant_id: str
+
+
+def _enrollment(platform: Platform, home: Path) -> Enrollment:
+    return Enrollment(
+        platform.pki.ca_file.read_bytes(),
+        platform.endpoints()["device_auth_enrollment"],
+        platform.endpoints(),
+        home=home,
+    )
+
+
+@pytest.fixture
+async def household(platform: Platform, profiles_home: Path) -> Household:
+    enrollment = _enrollment(platform, profiles_home)
+    suffix = secrets.token_hex(4)
+    owner, tenant = await enrollment.register_account(
+        f"rb-owner-{suffix}", f"rb-o-{suffix}", PASSWORD
+    )
+    member, member_tenant = await enrollment.register_account(
+        f"rb-member-{suffix}", f"rb-m-{suffix}", PASSWORD
+    )
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
+    camera, device = await enrollment.enroll_camera(
+        f"rb-cam-{suffix}", token.claim_token, f"SN-{suffix}"
+    )
+    async with PrivacamClient(owner) as app:
+        grant = await app.device_auth().CreateGrant(
+            id_pb.CreateGrantRequest(
+                device_id=device,
+                grantee_login=f"rb-m-{suffix}",
+                scopes=[identity_pb2.GRANT_SCOPE_LIVE],
+            )
+        )
+    return Household(owner, tenant, camera, device, member, member_tenant, grant.grant.grant_id)
+
+
+@pytest.fixture
+async def camera(household: Household) -> AsyncIterator[CameraAgent]:
+    agent = CameraAgent(household.camera)
+    await agent.start()
+    yield agent
+    await agent.stop()
+
+
+def _ca(platform: Platform) -> bytes:
+    return platform.pki.ca_file.read_bytes()
+
+
+def _metric(platform: Platform, name: str) -> float:
+    """The sum of a metric over both broker replicas."""
+    total = 0.0
+    for broker in (platform.services["relay_broker"], *SECOND_BROKER):
+        url = f"http://127.0.0.1:{broker.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def _next_notice(
+    stream: AsyncIterable[pb.StreamNoticesResponse], kind: str
+) -> pb.HouseholdNotice:
+    async def find() -> pb.HouseholdNotice:
+        async for response in stream:
+            if response.notice.WhichOneof("notice") == kind:
+                return response.notice
+        raise AssertionError("notice stream ended")
+
+    return await asyncio.wait_for(find(), 10)
+
+
+async def test_owner_watches_directly_and_the_household_is_told(
+    platform: Platform, household: Household, camera: CameraAgent
+) -> None:
+    async with PrivacamClient(household.owner) as owner, PrivacamClient(household.member) as member:
+        notices = relay_stub(member).StreamNotices(pb.StreamNoticesRequest())
+        await asyncio.sleep(0.3)  # the notice stream is subscribed
+        view = await watch(
+            owner, household.device, ca_pem=_ca(platform), trust_domain=platform.pki.trust_domain
+        )
+        try:
+            started = await _next_notice(notices, "watching_started")
+            assert started.device_id == household.device
+            assert started.watching_started.session_id == view.session_id
+            assert started.watching_started.viewer.tenant_id == household.tenant
+            assert started.watching_started.viewer_role == relay_pb2.VIEWER_ROLE_OWNER
+            await asyncio.sleep(0.5)
+            assert view.viewer.frames >= 3
+            assert view.viewer.selected_candidate_types() == ("host", "host")  # peer to peer
+            ended = await relay_stub(owner).EndLiveView(
+                pb.EndLiveViewRequest(session_id=view.session_id)
+            )
+            assert ended.HasField("ended_at")
+            assert await view.closed_reason() == relay_pb2.SESSION_END_REASON_VIEWER_ENDED
+            gone = await _next_notice(notices, "watching_ended")
+            assert gone.watching_ended.session_id == view.session_id
+            assert gone.watching_ended.reason == relay_pb2.SESSION_END_REASON_VIEWER_ENDED
+        finally:
+            notices.cancel()
+            await view.close()
+        # The household's log holds the session's start and end (the start before any credential).
+        log = access_log_grpc.AccessLogServiceStub(owner.channel("access_log"))
+        listed = await log.ListEntries(log_pb.ListEntriesRequest(device_id=household.device))
+        records = [log_pb2.AccessRecord.FromString(entry.record) for entry in listed.entries]
+        ours = [r for r in records if r.resource.session_id == view.session_id]
+        assert len(ours) == 2
+        for record in ours:
+            assert record.purpose == types_pb2.ACCESS_PURPOSE_LIVE_VIEW
+            assert record.resource.kind == log_pb2.RESOURCE_KIND_LIVE_SESSION
+            assert record.resource.device_id == household.device
+            assert record.principal.tenant_id == household.tenant
+            assert record.service == "relay_broker"
+        # Ended is ended: a second end is NOT_FOUND.
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await relay_stub(owner).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+        assert error.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_relay_only_frames_pass_through_coturn_and_are_counted(
+    platform: Platform, household: Household
+) -> None:
+    agent = CameraAgent(household.camera, relay_only=True)
+    await agent.start()
+    before = _metric(platform, "privacam_relay_bytes_total")
+    try:
+        async with PrivacamClient(household.member) as member:  # the grantee watches
+            view = await watch(
+                member,
+                household.device,
+                ca_pem=_ca(platform),
+                trust_domain=platform.pki.trust_domain,
+                relay_only=True,
+            )
+            assert set(candidate_types(view.viewer.pc.localDescription.sdp)) == {"relay"}
+            assert view.viewer.selected_candidate_types() == ("relay", "relay")
+            await asyncio.sleep(1.0)
+            assert view.viewer.frames >= 5
+            await relay_stub(member).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+            await view.close()
+    finally:
+        await agent.stop()
+    # coturn reports an allocation's traffic when it is released (and periodically).
+    deadline = time.monotonic() + 15
+    while _metric(platform, "privacam_relay_bytes_total") - before < 10_000:
+        assert time.monotonic() < deadline, "coturn's traffic reports never arrived"
+        await asyncio.sleep(0.5)
+
+
+def _splice(answer: str, signed: pb.SignedDtlsFingerprint) -> tuple[str, pb.SignedDtlsFingerprint]:
+    """What a platform in the middle would do: put its own DTLS fingerprint in the answer."""
+    forged = ":".join(secrets.token_hex(1).upper() for _ in range(32))
+    return _FINGERPRINT.sub(lambda m: m.group(1) + forged, answer), signed
+
+
+async def test_a_spliced_fingerprint_makes_the_app_refuse(
+    platform: Platform, household: Household, camera: CameraAgent
+) -> None:
+    before = _metric(platform, 'privacam_relay_sessions_ended_total{reason="fingerprint_rejected"}')
+    async with PrivacamClient(household.owner) as owner:
+        with pytest.raises(FingerprintRejected, match="did not sign"):
+            await watch(
+                owner,
+                household.device,
+                ca_pem=_ca(platform),
+                trust_domain=platform.pki.trust_domain,
+                tamper=_splice,
+            )
+    after = _metric(platform, 'privacam_relay_sessions_ended_total{reason="fingerprint_rejected"}')
+    assert after == before + 1
+
+
+async def test_bad_requests_get_clear_statuses(
+    platform: Platform, household: Household, camera: CameraAgent, profiles_home: Path
+) -> None:
+    enrollment = _enrollment(platform, profiles_home)
+    suffix = secrets.token_hex(4)
+    stranger, _ = await enrollment.register_account(f"rb-x-{suffix}", f"rb-x-{suffix}", PASSWORD)
+    async with PrivacamClient(stranger) as other, PrivacamClient(household.owner) as owner:
+        # Not yours: NOT_FOUND, as for a camera that does not exist.
+        for device in (household.device, "00000000-0000-4000-8000-000000000000"):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await relay_stub(other).StartLiveView(pb.StartLiveViewRequest(device_id=device))
+            assert error.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await relay_stub(owner).StartLiveView(pb.StartLiveViewRequest(device_id="Not An Id"))
+        assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+        # Malformed SDP and candidates: INVALID_ARGUMENT on the signaling stream.
+        stub = relay_stub(owner)
+        for bad in (
+            pb.SignalMessage(
+                description=pb.SessionDescription(type=pb.SDP_TYPE_OFFER, sdp="hello")
+            ),
+            pb.SignalMessage(candidate=pb.IceCandidate(candidate="candidate:1 1 UDP x y z")),
+            pb.SignalMessage(
+                description=pb.SessionDescription(type=pb.SDP_TYPE_ANSWER, sdp="v=0\r\n")
+            ),
+        ):
+            started = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+            call = open_signal(stub)
+            await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=started.session_id)))
+            assert (await read_signal(call)).HasField("peer_joined")
+            await call.write(pb.SignalRequest(signal=bad))
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                async for _ in call:
+                    pass
+            assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+        # Someone else's session is NOT_FOUND too.
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await relay_stub(other).EndLiveView(
+                pb.EndLiveViewRequest(session_id=started.session_id)
+            )
+        assert error.value.code() is grpc.StatusCode.NOT_FOUND
+
+        # A wrong PIN is PERMISSION_DENIED (device_auth counts it).
+        await owner.device_auth().SetPin(
+            id_pb.SetPinRequest(device_id=household.device, pin="4821")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.StartLiveView(
+                pb.StartLiveViewRequest(device_id=household.device, pin="1111")
+            )
+        assert error.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        started = await stub.StartLiveView(
+            pb.StartLiveViewRequest(device_id=household.device, pin="4821")
+        )
+        await stub.EndLiveView(pb.EndLiveViewRequest(session_id=started.session_id))
+
+
+async def test_offline_camera_is_unavailable_at_once_and_drops_are_seen_within_seconds(
+    platform: Platform, household: Household
+) -> None:
+    async with PrivacamClient(household.owner) as owner:
+        stub = relay_stub(owner)
+        began = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+        assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - began < 2
+
+        # A camera that stops answering heartbeats is offline within three of them.
+        silent = CameraAgent(household.camera, echo_heartbeats=False)
+        await silent.start()
+        assert silent.welcome is not None
+        assert silent.welcome.heartbeat_interval.ToTimedelta() == timedelta(seconds=0.5)
+        presence = await stub.GetCameraPresence(
+            pb.GetCameraPresenceRequest(device_ids=[household.device])
+        )
+        assert [c.online for c in presence.cameras] == [True]
+        began = time.monotonic()
+        while (
+            (
+                await stub.GetCameraPresence(
+                    pb.GetCameraPresenceRequest(device_ids=[household.device])
+                )
+            )
+            .cameras[0]
+            .online
+        ):
+            assert time.monotonic() - began < 4, "a silent camera stayed online"
+            await asyncio.sleep(0.1)
+        await silent.stop()
+
+        # A camera whose stream closes is offline at once, and its sessions end.
+        agent = CameraAgent(household.camera)
+        await agent.start()
+        started = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+        call = open_signal(stub)
+        await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=started.session_id)))
+        await agent.stop()
+        reason = None
+        async for response in call:
+            if response.HasField("session_closed"):
+                reason = response.session_closed.reason
+                break
+        assert reason in (
+            relay_pb2.SESSION_END_REASON_CAMERA_OFFLINE,
+            relay_pb2.SESSION_END_REASON_CAMERA_ENDED,
+        )
+        presence = await stub.GetCameraPresence(
+            pb.GetCameraPresenceRequest(device_ids=[household.device])
+        )
+        assert presence.cameras[0].online is False
+        assert presence.cameras[0].HasField("since")
+
+
+async def test_revoking_the_grant_ends_the_members_session_at_once(
+    platform: Platform, household: Household, camera: CameraAgent
+) -> None:
+    async with PrivacamClient(household.member) as member, PrivacamClient(household.owner) as owner:
+        started = await relay_stub(member).StartLiveView(
+            pb.StartLiveViewRequest(device_id=household.device)
+        )
+        call = open_signal(relay_stub(member))
+        await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=started.session_id)))
+        await owner.device_auth().RevokeGrant(id_pb.RevokeGrantRequest(grant_id=household.grant_id))
+        began = time.monotonic()
+
+        async def closed() -> int:
+            async for response in call:
+                if response.HasField("session_closed"):
+                    return response.session_closed.reason
+            return -1
+
+        assert await asyncio.wait_for(closed(), 10) == relay_pb2.SESSION_END_REASON_REVOKED
+        assert time.monotonic() - began < 5
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await relay_stub(member).StartLiveView(
+                pb.StartLiveViewRequest(device_id=household.device)
+            )
+        assert error.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_session_limits_per_camera(platform: Platform, household: Household) -> None:
+    agent = CameraAgent(household.camera, max_sessions=1)
+    await agent.start()
+    try:
+        async with PrivacamClient(household.owner) as owner:
+            stub = relay_stub(owner)
+            first = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+            assert error.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            await stub.EndLiveView(pb.EndLiveViewRequest(session_id=first.session_id))
+            again = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+            await stub.EndLiveView(pb.EndLiveViewRequest(session_id=again.session_id))
+    finally:
+        await agent.stop()
+
+
+async def test_coturn_refuses_expired_credentials(platform: Platform) -> None:
+    secret = platform.stack_env["PRIVACAM_TURN_SHARED_SECRET"].encode()
+    uris = tuple(platform.stack_env["PRIVACAM_TURN_URIS"].split(","))
+    past = datetime.now(UTC) - timedelta(hours=1)
+    for when, expect_relay in ((past, False), (datetime.now(UTC), True)):
+        grant = turn.issue(
+            secret, uris, "3f1b2c4d-0000-4000-8000-000000000000", Side.APP, when, 600
+        )
+        viewer = ViewerPeer(ice_servers(turn_pb(grant)), relay_only=True)
+        try:
+            offer = await viewer.offer()
+        finally:
+            await viewer.close()
+        assert ("relay" in candidate_types(offer)) is expect_relay
+
+
+async def test_camera_and_viewer_on_different_replicas(
+    platform: Platform, household: Household, camera: CameraAgent, profiles_home: Path
+) -> None:
+    """The camera's control stream is on the first replica; the app talks to the second."""
+    endpoints = {**platform.endpoints(), "relay_broker": SECOND_BROKER[0].endpoint}
+    viewer_profile = Profile.import_files(
+        f"{household.owner.name}-second",
+        household.owner.ca_file,
+        household.owner.cert_file,
+        household.owner.key_file,
+        endpoints,
+        platform.pki.trust_domain,
+        profiles_home,
+    )
+    async with PrivacamClient(viewer_profile) as owner, PrivacamClient(household.member) as member:
+        notices = relay_stub(member).StreamNotices(pb.StreamNoticesRequest())  # first replica
+        await asyncio.sleep(0.3)
+        view = await watch(
+            owner, household.device, ca_pem=_ca(platform), trust_domain=platform.pki.trust_domain
+        )
+        try:
+            started = await _next_notice(notices, "watching_started")
+            assert started.watching_started.session_id == view.session_id
+            await asyncio.sleep(0.5)
+            assert view.viewer.frames >= 3
+            await relay_stub(owner).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+            assert await view.closed_reason() == relay_pb2.SESSION_END_REASON_VIEWER_ENDED
+        finally:
+            notices.cancel()
+            await view.close()
