@@ -9,8 +9,10 @@ within the time Kafka takes to deliver one record.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
+from functools import lru_cache
 
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from services.common import topics
@@ -24,9 +26,20 @@ Listener = Callable[[Callable[[Principal], bool]], object]
 """Told of each new revocation, with a predicate matching the principals it revokes."""
 
 
+@lru_cache(maxsize=65_536)
+def subject_digest(uri: str) -> bytes:
+    """How a revocation record names its subject: SHA-256 of the SPIFFE URI (records
+    outlive the account, and must not name it)."""
+    return hashlib.sha256(uri.encode()).digest()
+
+
+def _subject(record: RevocationRecord) -> bytes:
+    return record.subject_digest or subject_digest(record.subject_uri)
+
+
 class RevocationList:
     def __init__(self, settings: KafkaSettings, producer: EventProducer) -> None:
-        self._subjects: set[str] = set()
+        self._subjects: set[bytes] = set()
         self._serials: set[int] = set()
         self._by_key: dict[bytes, RevocationRecord] = {}
         self._listeners: list[Listener] = []
@@ -43,7 +56,10 @@ class RevocationList:
         await self._replica.stop()
 
     def is_revoked(self, principal: Principal) -> bool:
-        return principal.uri in self._subjects or principal.certificate_serial in self._serials
+        return (
+            principal.certificate_serial in self._serials
+            or subject_digest(principal.uri) in self._subjects
+        )
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
         if value is None:
@@ -54,12 +70,13 @@ class RevocationList:
         record = RevocationRecord.FromString(value)
         self._by_key[key] = record
         serials = {int(serial, 16) for serial in record.serial_numbers}
+        subject = _subject(record)
         if record.all_certificates:
-            self._subjects.add(record.subject_uri)
+            self._subjects.add(subject)
         self._serials |= serials
 
         def revoked(principal: Principal) -> bool:
-            return (record.all_certificates and principal.uri == record.subject_uri) or (
+            return (record.all_certificates and subject_digest(principal.uri) == subject) or (
                 principal.certificate_serial in serials
             )
 
@@ -67,5 +84,5 @@ class RevocationList:
             listener(revoked)
 
     def _rebuild(self) -> None:
-        self._subjects = {r.subject_uri for r in self._by_key.values() if r.all_certificates}
+        self._subjects = {_subject(r) for r in self._by_key.values() if r.all_certificates}
         self._serials = {int(s, 16) for r in self._by_key.values() for s in r.serial_numbers}

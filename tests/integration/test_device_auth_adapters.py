@@ -32,7 +32,7 @@ from services.common.clock import SystemClock
 from services.common.identity import Principal, PrincipalKind
 from services.common.kafka import EventProducer, Topic, ensure_topics
 from services.common.pki import create_intermediate, create_root, new_private_key
-from services.common.revocations import RevocationList
+from services.common.revocations import RevocationList, subject_digest
 from services.common.settings import KafkaSettings
 from services.device_auth.adapters.ephemeral import (
     RedisClaimTokens,
@@ -536,10 +536,13 @@ async def test_a_revocation_reaches_the_revocations_topic_before_its_event(kafka
     await publisher.publish(event)
 
     uri = f"spiffe://{TRUST_DOMAIN}/tenant/{tenant}/camera/{device}"
-    revocations = [r for r in await read_topic(kafka, topics.REVOCATIONS) if r.key == uri.encode()]
+    key = f"subject/{subject_digest(uri).hex()}".encode()
+    revocations = [r for r in await read_topic(kafka, topics.REVOCATIONS) if r.key == key]
     assert len(revocations) == 1
     record = RevocationRecord.FromString(revocations[0].value or b"")
-    assert record.subject_uri == uri
+    # Revocations outlive the account: they name the identity by a digest, never by its ids.
+    assert record.subject_digest == subject_digest(uri)
+    assert tenant.encode() not in revocations[0].value + revocations[0].key
     assert record.all_certificates
     assert list(record.serial_numbers) == ["1f2e", "abc"]
     assert record.revoked_at.ToDatetime(tzinfo=UTC) == revoked_at
@@ -597,7 +600,9 @@ async def test_a_single_certificate_revocation_is_keyed_by_serial(kafka: Kafka) 
     found = [r for r in await read_topic(kafka, topics.REVOCATIONS) if r.key == b"serial/d00d"]
     assert len(found) == 1
     record = RevocationRecord.FromString(found[0].value or b"")
-    assert record.subject_uri == f"spiffe://{TRUST_DOMAIN}/tenant/{tenant}/app/{install}"
+    assert record.subject_digest == subject_digest(
+        f"spiffe://{TRUST_DOMAIN}/tenant/{tenant}/app/{install}"
+    )
     assert not record.all_certificates
     assert list(record.serial_numbers) == ["d00d"]
     assert record.covers_until.ToDatetime(tzinfo=UTC) == expiry

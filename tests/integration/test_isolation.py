@@ -35,6 +35,7 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.enrollment import Enrollment
 from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
+from services.common.revocations import subject_digest
 from tests.harness import SERVICES, Platform
 from tests.pki_helpers import Identity
 
@@ -179,10 +180,10 @@ def test_no_foreign_or_expired_certificate_gets_a_call_through(platform: Platfor
 def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -> None:
     tenant, install = str(uuid.uuid4()), str(uuid.uuid4())
     identity = platform.pki.app(tenant, install)
-    record = RevocationRecord(
-        subject_uri=spiffe_uri(platform.pki.trust_domain, PrincipalKind.APP, install, tenant),
-        all_certificates=True,
+    digest = subject_digest(
+        spiffe_uri(platform.pki.trust_domain, PrincipalKind.APP, install, tenant)
     )
+    record = RevocationRecord(subject_digest=digest, all_certificates=True)
 
     async def write() -> None:  # what device_auth writes when the owner signs the app out
         producer = AIOKafkaProducer(
@@ -195,7 +196,7 @@ def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -
             await producer.send_and_wait(
                 platform.namespace + "privacam.revocations.v1",
                 record.SerializeToString(),
-                key=record.subject_uri.encode(),
+                key=f"subject/{digest.hex()}".encode(),
             )
         finally:
             await producer.stop()

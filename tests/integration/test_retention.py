@@ -721,20 +721,9 @@ async def test_cancelling_an_account_leaves_nothing_behind(
         for (topic, key), value in latest.items()
         if value is not None and (needle in key or needle in value)
     ]
-    # Left by other areas, reported to the lead: device_auth keys revocation records by the
-    # revoked identity's SPIFFE URI (which names the tenant) and the key manager keeps a
-    # `destroyed/<tenant>/<version>` marker per destroyed version. Both must outlive the
-    # account for a while; keying them by a certificate fingerprint or a keyed hash of the
-    # tenant would keep them without naming it.
-    known = [
-        item
-        for item in leftovers
-        if item[0] == "privacam.revocations.v1"
-        or (item[0] == "privacam.keys.state.v1" and item[1].startswith(b"destroyed/"))
-    ]
-    assert [item for item in leftovers if item not in known] == []
-    if known:
-        pytest.xfail(f"records of other areas still name the tenant: {known}")
+    # Records that must outlive the account (revocations until its certificates expire,
+    # the key manager's "never again" marker) name it only by a digest.
+    assert leftovers == []
 
 
 async def download(retention: pb_grpc.RetentionServiceAsyncStub, export_id: str) -> bytes:

@@ -35,7 +35,8 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
         # Authenticated and authorized: the empty request reaches the RPC's validation.
         assert await _list_clips(phone) is grpc.StatusCode.INVALID_ARGUMENT
 
-        # What device_auth writes when the owner signs the lost phone out.
+        # A record in the older form (naming the subject by its URI, not its digest):
+        # still honoured, so records written before the change keep revoking.
         record = RevocationRecord(
             subject_uri="spiffe://privacam.local/tenant/tenant-rv/app/phone-lost",
             all_certificates=True,

@@ -6,8 +6,9 @@ the compacted privacam.revocations.v1, which every replica of every service
 replays and follows, so the identity is refused everywhere before the event
 that announces it exists (a retry rewrites the same record: idempotent).
 
-Revocation records: keyed by the subject's SPIFFE URI when all its certificates
-are revoked; otherwise one record per serial keyed `serial/<hex>` (as
+Revocation records: keyed `subject/<hex SHA-256 of the subject's SPIFFE URI>`
+when all its certificates are revoked (records outlive a cancelled account and
+must not name it); otherwise one record per serial keyed `serial/<hex>` (as
 revocations.proto says), so revoking one certificate never overwrites a record
 revoking all of the subject's. `covers_until` is the latest expiry of the
 certificates the record covers (the domain event carries each one's not_after):
@@ -35,6 +36,7 @@ from privacam.types.v1 import types_pb2
 from services.common import topics
 from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.kafka import EventProducer
+from services.common.revocations import subject_digest
 from services.common.timestamps import to_timestamp
 from services.device_auth.domain import events
 from services.device_auth.domain.records import Grant, GrantScope, Subject
@@ -201,12 +203,13 @@ def revocation_records(
     """(record key, record) pairs to write on privacam.revocations.v1."""
     subject = revoked.subject
     uri = spiffe_uri(trust_domain, subject.kind, subject.name, subject.tenant_id)
+    digest = subject_digest(uri)
     serials = [serial.lower() for serial in revoked.serial_numbers]
 
     def record(serial_numbers: list[str], expiries: tuple[datetime, ...]) -> RevocationRecord:
         # No certificate at all: nothing to cover beyond the revocation itself.
         return RevocationRecord(
-            subject_uri=uri,
+            subject_digest=digest,
             serial_numbers=serial_numbers,
             all_certificates=revoked.all_certificates,
             revoked_at=to_timestamp(revoked_at),
@@ -214,7 +217,7 @@ def revocation_records(
         )
 
     if revoked.all_certificates:
-        return [(uri, record(serials, revoked.not_after))]
+        return [(f"subject/{digest.hex()}", record(serials, revoked.not_after))]
     return [
         (f"serial/{serial}", record([serial], (not_after,)))
         for serial, not_after in zip(serials, revoked.not_after, strict=True)

@@ -27,7 +27,7 @@ from services.common.clock import Clock
 from services.common.kafka import EventProducer, Topic, TopicReplica
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_datetime, to_timestamp
-from services.key_manager.domain.keyring import Keyring, SealedKek
+from services.key_manager.domain.keyring import Keyring, SealedKek, tenant_digest
 
 log = logging.getLogger("privacam.key_manager.state")
 
@@ -109,6 +109,8 @@ class KafkaStateLog:
                 to_datetime(gone.destroyed_at),
                 to_datetime(gone.period_start) if gone.HasField("period_start") else None,
             )
+        elif kind == "tenant_gone":
+            self._keyring.apply_tenant_gone(record.tenant_gone.tenant_digest)
 
     # --- writing --------------------------------------------------------------------
 
@@ -164,6 +166,24 @@ class KafkaStateLog:
         self._keyring.apply_destroyed(tenant_id, version, destroyed_at, period_start)
         for proposal_id in proposal_ids:
             await self._send(tenant_id, kek_key(tenant_id, version, proposal_id), None)
+        self._dirty[self._partition(tenant_id)] = time.monotonic()
+        await self._replica.wait_applied(self._partition(tenant_id), offset)
+
+    async def forget_tenant(
+        self, tenant_id: str, versions: list[int], destroyed_at: datetime
+    ) -> None:
+        """After every version of a cancelled tenant is destroyed: one marker naming it by a
+        digest, then tombstones for its per-version markers, so nothing names it."""
+        digest = tenant_digest(tenant_id)
+        marker = pb.TenantGone(
+            tenant_digest=digest, destroyed_at=to_timestamp(destroyed_at), versions=len(versions)
+        )
+        offset = await self._send(
+            tenant_id, f"gone/{digest.hex()}".encode(), pb.KeyStateRecord(tenant_gone=marker)
+        )
+        self._keyring.apply_tenant_gone(digest)
+        for version in versions:
+            await self._send(tenant_id, destroyed_key(tenant_id, version), None)
         self._dirty[self._partition(tenant_id)] = time.monotonic()
         await self._replica.wait_applied(self._partition(tenant_id), offset)
 

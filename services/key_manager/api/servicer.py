@@ -21,6 +21,7 @@ from services.common.timestamps import to_timestamp
 from services.key_manager.adapters.events import PURPOSES, version_pb
 from services.key_manager.domain.keyring import (
     KeyContext,
+    TenantGone,
     UnknownVersion,
     VersionDestroyed,
     WrongContext,
@@ -31,6 +32,7 @@ from services.key_manager.domain.service import KeyService, Purpose, WrappedKey
 map_domain_error(WrongContext, grpc.StatusCode.PERMISSION_DENIED)
 map_domain_error(UnknownVersion, grpc.StatusCode.NOT_FOUND)
 map_domain_error(VersionDestroyed, grpc.StatusCode.FAILED_PRECONDITION)
+map_domain_error(TenantGone, grpc.StatusCode.FAILED_PRECONDITION)
 map_domain_error(WrongRootKey, grpc.StatusCode.INTERNAL)
 
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -45,6 +45,20 @@ class VersionDestroyed(KeyError_):
         self.destroyed_at = destroyed_at
 
 
+class TenantGone(KeyError_):
+    """The tenant's account was cancelled and all its keys destroyed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this account was cancelled: its keys were destroyed and none are made again"
+        )
+
+
+def tenant_digest(tenant_id: str) -> bytes:
+    """How records that outlive an account name it: SHA-256 of the tenant id."""
+    return hashlib.sha256(tenant_id.encode()).digest()
+
+
 class WrongRootKey(KeyError_):
     """Sealed material was sealed under another root key."""
 
@@ -151,12 +165,24 @@ class Keyring:
 
     def __init__(self) -> None:
         self._tenants: dict[str, TenantKeys] = {}
+        self._gone: set[bytes] = set()
 
     def tenant(self, tenant_id: str) -> TenantKeys:
         return self._tenants.get(tenant_id) or TenantKeys()
 
+    def gone(self, tenant_id: str) -> bool:
+        return bool(self._gone) and tenant_digest(tenant_id) in self._gone
+
+    def apply_tenant_gone(self, digest: bytes) -> None:
+        """Forget a cancelled tenant (known here only by its digest) for good."""
+        self._gone.add(digest)
+        for tenant_id in [t for t in self._tenants if tenant_digest(t) == digest]:
+            del self._tenants[tenant_id]
+
     def apply_kek(self, kek: SealedKek) -> bool:
         """Apply a proposal; True if it is (now) the version's KEK."""
+        if self.gone(kek.tenant_id):
+            return False
         keys = self._tenants.setdefault(kek.tenant_id, TenantKeys())
         if kek.version in keys.destroyed:
             return False
@@ -166,6 +192,8 @@ class Keyring:
     def apply_destroyed(
         self, tenant_id: str, version: int, destroyed_at: datetime, period_start: datetime | None
     ) -> None:
+        if self.gone(tenant_id):
+            return
         keys = self._tenants.setdefault(tenant_id, TenantKeys())
         dropped = keys.versions.pop(version, None)
         start = dropped.period_start if dropped else period_start
@@ -175,6 +203,8 @@ class Keyring:
         self._tenants.pop(tenant_id, None)
 
     def sealed(self, tenant_id: str, version: int) -> SealedKek:
+        if self.gone(tenant_id):
+            raise TenantGone()
         keys = self.tenant(tenant_id)
         if version in keys.destroyed:
             raise VersionDestroyed(keys.destroyed[version][0])

@@ -22,6 +22,7 @@ from services.key_manager.domain.keyring import (
     Keyring,
     RootSealer,
     SealedKek,
+    TenantGone,
     UnknownVersion,
     WrongContext,
     unwrap,
@@ -80,6 +81,13 @@ class StateLog(Protocol):
 
     async def catch_up(self) -> None:
         """Wait until every record written before now is applied."""
+        ...
+
+    async def forget_tenant(
+        self, tenant_id: str, versions: list[int], destroyed_at: datetime
+    ) -> None:
+        """Once all its versions are destroyed: keep one marker naming the tenant by a
+        digest only, drop the per-version markers, never make keys for it again."""
         ...
 
 
@@ -148,6 +156,8 @@ class KeyService:
 
     async def _current(self, tenant_id: str, force_new: bool = False) -> SealedKek:
         """The tenant's KEK for now, creating the period's version on first use."""
+        if self._keyring.gone(tenant_id):
+            raise TenantGone()
         async with self._locks[tenant_id]:
             keys = self._keyring.tenant(tenant_id)
             period = self.period_start(self._clock.now())
@@ -254,9 +264,14 @@ class KeyService:
         keys = self._keyring.tenant(tenant_id)
         for version in sorted(keys.versions):
             await self.destroy_version(tenant_id, version)
+        if self._keyring.gone(tenant_id):
+            return []  # a retry of a finished cancellation
         destroyed = [
             self._info(tenant_id, v) for v in sorted(self._keyring.tenant(tenant_id).destroyed)
         ]
+        await self._state.forget_tenant(
+            tenant_id, [info.version for info in destroyed], self._clock.now()
+        )
         self._events.tenant_destroyed(tenant_id, len(destroyed), cancellation_id)
         return destroyed
 

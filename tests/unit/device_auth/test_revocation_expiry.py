@@ -11,6 +11,7 @@ import pytest
 from services.common.clock import FakeClock
 from services.common.identity import PrincipalKind
 from services.common.pki import Authority
+from services.common.revocations import subject_digest
 from services.device_auth.adapters.events import identity_event_pb, revocation_records
 from services.device_auth.domain.events import (
     CertificateRevoked,
@@ -39,7 +40,10 @@ def test_a_subject_record_covers_until_its_latest_certificate_expires() -> None:
     ((key, record),) = revocation_records(
         _revoked(("AB", "cd"), (late, early)), TRUST_DOMAIN, REVOKED_AT
     )
-    assert key == f"spiffe://{TRUST_DOMAIN}/tenant/t-1/camera/d-1"
+    digest = subject_digest(f"spiffe://{TRUST_DOMAIN}/tenant/t-1/camera/d-1")
+    assert key == f"subject/{digest.hex()}"
+    assert record.subject_digest == digest
+    assert "t-1" not in key + str(record)  # it outlives the account: no ids in it
     assert list(record.serial_numbers) == ["ab", "cd"]
     assert record.revoked_at.ToDatetime(tzinfo=UTC) == REVOKED_AT
     assert record.covers_until.ToDatetime(tzinfo=UTC) == late  # not revoked_at + 397 days

@@ -16,10 +16,12 @@ from services.key_manager.domain.keyring import (
     Keyring,
     RootKey,
     SealedKek,
+    TenantGone,
     UnknownVersion,
     VersionDestroyed,
     WrongContext,
     WrongRootKey,
+    tenant_digest,
 )
 from services.key_manager.domain.service import (
     AccessProof,
@@ -54,6 +56,9 @@ class SharedLog:
             keyring.apply_kek(record)
         elif kind == "destroyed":
             keyring.apply_destroyed(*record)  # type: ignore[misc]
+        elif kind == "tenant_gone":
+            assert isinstance(record, bytes)
+            keyring.apply_tenant_gone(record)
 
     def append(self, kind: str, record: object) -> None:
         self.records.append((kind, record))
@@ -85,6 +90,11 @@ class LogPort:
 
     async def catch_up(self) -> None:
         return None
+
+    async def forget_tenant(
+        self, tenant_id: str, versions: list[int], destroyed_at: datetime
+    ) -> None:
+        self.log.append("tenant_gone", tenant_digest(tenant_id))
 
 
 class Events:
@@ -245,14 +255,26 @@ async def test_a_destroyed_period_cannot_open_even_a_copy_taken_before(clock: Fa
 
 
 async def test_destroying_a_tenant_destroys_every_version(clock: FakeClock) -> None:
-    keys = service(SharedLog(), clock)
+    log = SharedLog()
+    keys = service(log, clock)
     for _ in range(3):
-        await keys.generate(CLIP)
+        _, old = await keys.generate(CLIP)
         clock.advance(DAY)
     other_key, other = await keys.generate(KeyContext("tenant-b", "cam-1", "clip-1"))
     destroyed = await keys.destroy_tenant("tenant-a", "cancel-1")
     assert [v.state for v in destroyed] == ["destroyed"] * 3
-    assert keys.versions("tenant-a", include_destroyed=False) == []
+    assert keys.versions("tenant-a", include_destroyed=True) == []  # forgotten, not listed
+    # What outlives the account names it only by a digest ...
+    assert log.records[-1] == ("tenant_gone", tenant_digest("tenant-a"))
+    # ... keys are never made for it again, old ones never open, a retry changes nothing,
+    # and a replica replaying the log agrees.
+    with pytest.raises(TenantGone):
+        await keys.generate(CLIP)
+    with pytest.raises(TenantGone):
+        await keys.unwrap(old, CLIP, Purpose.CLIP_PLAYBACK, object())
+    assert await keys.destroy_tenant("tenant-a", "cancel-1") == []
+    with pytest.raises(TenantGone):
+        await service(log, clock).generate(CLIP)
     assert (
         await keys.unwrap(
             other, KeyContext("tenant-b", "cam-1", "clip-1"), Purpose.CLIP_PLAYBACK, object()
