@@ -242,7 +242,7 @@ CALLS = {
     ("clip-ingest", "key-manager"), ("clip-ingest", "device-auth"),
     ("relay-broker", "device-auth"),
     ("retention", "key-manager"), ("retention", "device-auth"), ("retention", "clip-ingest"),
-    ("device-auth", "access-log"), ("clip-ingest", "access-log"), ("relay-broker", "access-log"),
+    ("clip-ingest", "access-log"), ("relay-broker", "access-log"),
     ("retention", "access-log"),
 }
 # Services cameras and apps call on the gRPC port, and the one that also serves the

@@ -99,7 +99,7 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
     return ServiceParts(
         apis=[api],
         policies=POLICIES,
-        topics=[topics.IDENTITY, topics.IDENTITY_STATE, topics.REVOCATIONS],
+        topics=[topics.IDENTITY, topics.IDENTITY_STATE, topics.REVOCATIONS, topics.ACCESS],
         components=[redis],
         # The sweep reads the replayed state, so it starts after it (and stops first).
         late_components=[

@@ -15,6 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from privacam.accesslog.v1 import access_log_service_pb2 as access_log_pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as access_log_grpc
+from privacam.accesslog.v1 import log_pb2
 from privacam.clips.v1 import clip_service_pb2 as clips_pb
 from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.identity.v1 import device_auth_service_pb2 as pb
@@ -333,3 +336,29 @@ async def test_services_ask_device_auth_who_may_view_a_camera(
             )
         )
     assert code is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_sharing_and_pin_changes_land_in_the_households_log(household: Household) -> None:
+    async with PrivacamClient(household.owner) as app:
+        await app.device_auth().SetPin(
+            pb.SetPinRequest(device_id=household.device, pin="1357"), timeout=10
+        )
+        log = access_log_grpc.AccessLogServiceStub(app.channel("access_log"))
+        purposes: list[int] = []
+        for _ in range(100):
+            reply = await log.ListEntries(
+                access_log_pb.ListEntriesRequest(device_id=household.device), timeout=10
+            )
+            records = [log_pb2.AccessRecord.FromString(e.record) for e in reply.entries]
+            purposes = [r.purpose for r in records if r.service == "device_auth"]
+            if types_pb2.ACCESS_PURPOSE_PIN_CHANGE in purposes:
+                break
+            await asyncio.sleep(0.1)
+    assert types_pb2.ACCESS_PURPOSE_PIN_CHANGE in purposes
+    (pin_change,) = [r for r in records if r.purpose == types_pb2.ACCESS_PURPOSE_PIN_CHANGE]
+    # Who did it: the owner's own app install, as its certificate names it.
+    owner = principal_from_pem(household.owner.cert_file.read_bytes(), "privacam.local")
+    assert (pin_change.principal.tenant_id, pin_change.principal.id) == (
+        household.tenant,
+        owner.name,
+    )

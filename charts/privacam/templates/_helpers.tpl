@@ -20,7 +20,7 @@ names use dashes. The NetworkPolicies are derived from this table.
 device_auth:
   public: true
   publicPort: true
-  calls: [access_log]
+  calls: []
   needs: [redis, issuingCa, clipRetention]
 key_manager:
   public: false
@@ -271,6 +271,11 @@ PRIVACAM_MINIO_SECURE: {{ $v.minio.secure | toString | quote }}
 {{- end }}
 {{- if has "turn" .s.needs }}
 PRIVACAM_TURN_URIS: {{ $v.turn.uris | quote }}
+{{- end }}
+{{- /* The services it calls, by their Service names (in their certificates' DNS names). */}}
+{{- range .s.calls }}
+{{- $peer := include "privacam.service" (dict "root" $.root "name" .) | fromYaml }}
+PRIVACAM_PEER_{{ upper . }}: {{ printf "%s.%s.svc:%v" $peer.fullname $.root.Release.Namespace $v.ports.grpc | quote }}
 {{- end }}
 {{- range $need, $m := include "privacam.mountedSecrets" .root | fromYaml }}
 {{- if has $need $.s.needs }}

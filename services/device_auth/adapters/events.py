@@ -29,6 +29,8 @@ from typing import assert_never
 from google.protobuf.duration_pb2 import Duration
 from prometheus_client import Counter
 
+from privacam.accesslog.v1 import log_pb2
+from privacam.accesslog.v1.events_pb2 import AccessEvent, AccessRecorded
 from privacam.identity.v1 import events_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
@@ -224,6 +226,44 @@ def revocation_records(
     ]
 
 
+def access_record(event: events.IdentityEvent) -> log_pb2.AccessRecord | None:
+    """The household's access-log entry for a change to its camera (sharing, PIN,
+    settings), or None for events that are not an access to its data."""
+    body = event.body
+    match body:
+        case events.GrantCreated():
+            resource = log_pb2.Resource(
+                kind=log_pb2.RESOURCE_KIND_GRANT,
+                device_id=body.grant.device_id,
+                grant_id=body.grant.grant_id,
+            )
+            purpose = types_pb2.ACCESS_PURPOSE_SHARING_CHANGE
+        case events.GrantRevoked():
+            resource = log_pb2.Resource(
+                kind=log_pb2.RESOURCE_KIND_GRANT, device_id=body.device_id, grant_id=body.grant_id
+            )
+            purpose = types_pb2.ACCESS_PURPOSE_SHARING_CHANGE
+        case events.PinChanged():
+            resource = log_pb2.Resource(kind=log_pb2.RESOURCE_KIND_CAMERA, device_id=body.device_id)
+            purpose = types_pb2.ACCESS_PURPOSE_PIN_CHANGE
+        case events.CameraSettingsChanged():
+            resource = log_pb2.Resource(kind=log_pb2.RESOURCE_KIND_CAMERA, device_id=body.device_id)
+            purpose = types_pb2.ACCESS_PURPOSE_SETTINGS_CHANGE
+        case _:
+            return None
+    # A change nobody asked for (a grant running out) is the platform's own doing.
+    actor = event.actor or Subject(PrincipalKind.SERVICE, None, PRODUCER)
+    return log_pb2.AccessRecord(
+        access_id=event.event_id,  # a retried publish is the same entry, not a second one
+        tenant_id=event.tenant_id,
+        principal=principal_pb(actor),
+        resource=resource,
+        purpose=purpose,
+        service=PRODUCER,
+        occurred_at=to_timestamp(event.occurred_at),
+    )
+
+
 class KafkaIdentityEvents:
     """IdentityEvents port: privacam.identity.v1 (and privacam.revocations.v1)."""
 
@@ -241,3 +281,15 @@ class KafkaIdentityEvents:
                 )
         await self._producer.publish(topics.IDENTITY, event.tenant_id, message)
         EVENTS.labels(message.WhichOneof("event") or "unknown").inc()
+        access = access_record(event)
+        if access is not None:  # into the household's log, through the access topic
+            logged = AccessEvent(
+                metadata=types_pb2.EventMetadata(
+                    event_id=event.event_id,
+                    occurred_at=access.occurred_at,
+                    tenant_id=event.tenant_id,
+                    producer=PRODUCER,
+                ),
+                access_recorded=AccessRecorded(record=access),
+            )
+            await self._producer.publish(topics.ACCESS, event.tenant_id, logged)
