@@ -1,13 +1,17 @@
 """Keeps the Redis clip index in step with the clip topic, and rebuilds it when lost.
 
 The consumer group's name carries the index's generation, a random id stored in
-Redis. When Redis loses the index (the generation key with it), the next start
-draws a new generation: a new group, which reads the topic from its beginning
-and so rebuilds every entry. Applying an event twice changes nothing.
+Redis. When Redis loses the index (the generation key with it) a new generation
+is drawn: a new group, which reads the topic from its beginning and so rebuilds
+every entry. That happens at start, and while running: a watch checks every few
+seconds that the generation is still there (a Redis restarted empty under a
+running service). Applying an event twice changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 
 from privacam.clips.v1 import events_pb2 as events
@@ -18,24 +22,58 @@ from services.common import topics
 from services.common.kafka import Delivery, EventConsumer
 from services.common.settings import KafkaSettings
 
+log = logging.getLogger("privacam.clip_ingest.index")
+
 
 class IndexFollower:
     """A late component: starts the consumer once Redis says which generation it is."""
 
-    def __init__(self, kafka: KafkaSettings, index: RedisClipIndex, clips: ClipService) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        index: RedisClipIndex,
+        clips: ClipService,
+        watch_seconds: float = 2.0,
+    ) -> None:
         self._kafka = kafka
         self._index = index
         self._clips = clips
+        self._watch_seconds = watch_seconds
         self._consumer: EventConsumer[events.ClipEvent] | None = None
+        self._generation = ""
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        generation = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
+        await self._follow()
+        self._watch = asyncio.create_task(self._watch_generation(), name="clip index watch")
+
+    async def _follow(self) -> None:
+        self._generation = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
         self._consumer = EventConsumer(
-            self._kafka, topics.CLIPS, f"clip_ingest.index.{generation}", self.on_event
+            self._kafka, topics.CLIPS, f"clip_ingest.index.{self._generation}", self.on_event
         )
         await self._consumer.start()
 
+    async def _watch_generation(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_seconds)
+            try:
+                current = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
+                if current == self._generation:
+                    continue
+                log.warning("the clip index was lost from Redis: rebuilding it from Kafka")
+                if self._consumer is not None:
+                    await self._consumer.stop()
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis or Kafka down: the next round tries again
+                log.warning("could not check the clip index's generation", exc_info=True)
+
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
 
