@@ -1,9 +1,11 @@
 """Demo step for alert clips (issue #5), run by scripts/demo.py after the household step:
 the owner has turned alerts on for "front-door" and set PIN 4071; the camera sends a
-6-second clip, the owner lists and plays it, and a 7-second clip is refused."""
+6-second clip, the owner lists and plays it, a 7-second clip is refused, and the owner
+checks who accessed the camera: the CLI verifies every entry against the signed log."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 from datetime import UTC, datetime
@@ -13,7 +15,7 @@ import grpc
 
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
-from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk import PrivacamClient, Profile, access_log_cli
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from tests.media import make_mp4
 
@@ -74,4 +76,13 @@ async def clips() -> int:
         print(f"  with the PIN: {len(played):,} bytes, {same}")
         if played != six:
             return 1
+
+    say("Who accessed my camera? The owner's CLI lists the log and verifies every proof")
+    # What `privacam --profile owner access-log list --camera <id>` runs.
+    verdict = await access_log_cli.run(
+        argparse.Namespace(action="list", camera=device, since=None, until=None), owner
+    )
+    if verdict != 0:
+        print("  !! the household's log did not verify")
+        return 1
     return 0
