@@ -419,6 +419,11 @@ def _segments(platform: Platform, tenant: str) -> list[str]:
     )
 
 
+def _stored(platform: Platform, tenant: str) -> int:
+    """Entries of a tenant's log stored in MinIO, however the flushes split them."""
+    return sum(len(decode_segment(_get(platform, name))) for name in _segments(platform, tenant))
+
+
 def _put(platform: Platform, name: str, data: bytes) -> None:
     _minio(platform).put_object(BUCKET, name, io.BytesIO(data), len(data))
 
@@ -454,13 +459,14 @@ async def test_restart_keeps_heads_and_tampering_with_segments_is_detected(
         client, _ = clients.app(tenant)
         readers[tenant] = AccessLogReader(client)
         assert (await readers[tenant].list()).head.tree_size == 3
-    # Segments reach MinIO within the interval (1 s in tests); more entries, a 2nd segment.
-    await _wait_for(lambda: all(_segments(platform, t) for t in readers), "segments")
+    # Segments reach MinIO within the interval (1 s in tests); more entries, more segments
+    # (a flush may fall between two appends, so count entries, not segments).
+    await _wait_for(lambda: all(_stored(platform, t) == 3 for t in readers), "segments")
     for tenant in (deleted, reordered):
         await ingest.Append(pb.AppendRequest(record=record(tenant, str(uuid.uuid4()))))
         await readers[tenant].list()
-    await _wait_for(lambda: len(_segments(platform, deleted)) == 2, "a second segment")
-    await _wait_for(lambda: len(_segments(platform, reordered)) == 2, "a second segment")
+    await _wait_for(lambda: _stored(platform, deleted) == 4, "a later segment")
+    await _wait_for(lambda: _stored(platform, reordered) == 4, "a later segment")
 
     # Account deletion: the log leaves memory and MinIO, and stays gone after a restart.
     producer = EventProducer(
@@ -496,12 +502,19 @@ async def test_restart_keeps_heads_and_tampering_with_segments_is_detected(
     assert service.stop() == 0  # flushes what is pending, then the segments are tampered with
     first = _segments(platform, altered)[0]
     entries = decode_segment(_get(platform, first))
-    entries[1] = entries[1].replace(b"clip-1", b"clip-X")
+    entries[-1] = entries[-1].replace(b"clip-1", b"clip-X")
     _put(platform, first, encode_segment(entries))
     _minio(platform).remove_object(BUCKET, _segments(platform, deleted)[0])
-    first = _segments(platform, reordered)[0]
-    entries = decode_segment(_get(platform, first))
-    _put(platform, first, encode_segment([entries[1], entries[0], entries[2]]))
+    # Reorder: two entries swapped within a segment, or two whole segments swapped.
+    names = _segments(platform, reordered)
+    stored = {name: decode_segment(_get(platform, name)) for name in names}
+    longer = next((name for name in names if len(stored[name]) >= 2), None)
+    if longer is not None:
+        entries = stored[longer]
+        _put(platform, longer, encode_segment([entries[1], entries[0], *entries[2:]]))
+    else:
+        _put(platform, names[0], encode_segment(stored[names[1]]))
+        _put(platform, names[1], encode_segment(stored[names[0]]))
     service.start()
     service.wait_serving()
 

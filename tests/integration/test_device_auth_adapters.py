@@ -82,7 +82,9 @@ async def kafka(stack_env: dict[str, str]) -> AsyncIterator[Kafka]:
         namespace=namespace,
         topic_partitions=3,
     )
-    await ensure_topics(settings, [topics.IDENTITY_STATE, topics.IDENTITY, topics.REVOCATIONS])
+    await ensure_topics(
+        settings, [topics.IDENTITY_STATE, topics.IDENTITY, topics.REVOCATIONS, topics.ACCESS]
+    )
     producer = EventProducer(settings, "test-device-auth-adapters")
     await producer.start()
     try:
