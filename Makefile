@@ -28,7 +28,8 @@ down: ## Stop the services and the local stack (data kept; `make clean` removes 
 	bash scripts/services.sh stop || true
 	bash stack/down.sh
 
-demo: ## Run the demo against a running platform
+demo: ## Run the demo again against the running platform (retention's clock back to now)
+	bash scripts/services.sh start
 	$(PY) scripts/demo.py
 
 test: setup lint chart hsm ## Lint, check the chart, run every test; starts (and stops) the servers it needs

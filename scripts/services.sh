@@ -58,6 +58,13 @@ PYEOF
   export PRIVACAM_RETENTION_DEV_CLOCK_FILE="$RUN_DIR/retention-clock-offset"
   export PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS=1
   export PRIVACAM_RETENTION_KEY_PERIOD_GRACE_SECONDS=0
+  # A previous demo moved that clock a week ahead; a new demo starts from the real time
+  # again. The clock never goes back inside a running process, so retention restarts.
+  local offset="$RUN_DIR/retention-clock-offset"
+  if [[ -s "$offset" && "$(cat "$offset")" != "0" ]]; then
+    stop_one retention
+    echo 0 >"$offset"
+  fi
   for service in "${SERVICES[@]}"; do
     if alive "$service"; then echo "$service: already running (pid $(cat "$RUN_DIR/pids/$service.pid"))"; continue; fi
     PRIVACAM_TLS_CA_FILE="$RUN_DIR/pki/ca.crt" \
@@ -77,16 +84,21 @@ PYEOF
   done
 }
 
+stop_one() {
+  local service="$1" pid
+  alive "$service" || { rm -f "$RUN_DIR/pids/$service.pid"; return 0; }
+  pid="$(cat "$RUN_DIR/pids/$service.pid")"
+  kill -TERM "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  rm -f "$RUN_DIR/pids/$service.pid"
+  echo "$service: stopped"
+}
+
 stop() {
-  local service pid
+  local service
   for service in "${SERVICES[@]}"; do
-    alive "$service" || { rm -f "$RUN_DIR/pids/$service.pid"; continue; }
-    pid="$(cat "$RUN_DIR/pids/$service.pid")"
-    kill -TERM "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    rm -f "$RUN_DIR/pids/$service.pid"
-    echo "$service: stopped"
+    stop_one "$service"
   done
 }
 
