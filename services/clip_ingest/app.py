@@ -49,7 +49,7 @@ def build(settings: ClipIngestSettings, producer: EventProducer, clock: Clock) -
             segment_size=settings.segment_bytes,
         ),
     )
-    servicer = ClipIngestServicer(clips, settings.max_clip_bytes)
+    servicer = ClipIngestServicer(clips, settings.max_clip_bytes, settings.upload_idle_seconds)
     return ServiceParts(
         apis=[
             GrpcApi.of(

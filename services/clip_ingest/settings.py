@@ -16,6 +16,9 @@ class ClipIngestSettings(ServiceSettings):
     """MinIO bucket holding encrypted clips."""
     max_clip_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     """Largest clip accepted, in bytes of MP4; larger uploads are RESOURCE_EXHAUSTED."""
+    upload_idle_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Longest wait for the next part of an upload; a stalled camera's upload is then
+    abandoned (DEADLINE_EXCEEDED, nothing stored) instead of holding its resources."""
     max_clip_seconds: float = Field(default=6.0, gt=0, le=6.0)
     """Longest clip accepted, by the MP4's own duration (at most the 6 s alert clips are)."""
     max_capture_skew_seconds: int = Field(default=300, ge=0, le=3600)

@@ -56,6 +56,12 @@ class Unavailable(PrivacamError):
     status = grpc.StatusCode.UNAVAILABLE
 
 
+class DeadlineExceeded(PrivacamError):
+    """The caller was too slow: a stream that stalled past the server's idle limit."""
+
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class Aborted(PrivacamError):
     """A concurrent change won; the caller may retry the whole operation."""
 

@@ -275,6 +275,35 @@ async def test_bad_uploads_are_refused_with_nothing_stored_and_a_retry_succeeds(
     assert metric(platform, "privacam_clips_refused_total") == before + len(cases)
 
 
+async def test_a_stalled_upload_is_abandoned_in_bounded_time_and_can_be_retried(
+    home: Home, minio: Minio
+) -> None:
+    """A camera (or an attacker) that opens an upload and stops sending, without any client
+    deadline: the server gives the place back after its idle limit (5 s in tests)."""
+    data = clip()
+    messages = list(upload_requests(data, "stalled", datetime.now(UTC), chunk_bytes=64 * 1024))
+
+    async def stalling() -> AsyncIterator[pb.UploadClipRequest]:
+        for message in messages[:3]:
+            yield message
+        await asyncio.sleep(120)  # never ends its stream
+
+    profile = home.camera
+    credentials = grpc.ssl_channel_credentials(
+        profile.ca_file.read_bytes(), profile.key_file.read_bytes(), profile.cert_file.read_bytes()
+    )
+    started = time.monotonic()
+    async with grpc.aio.secure_channel(profile.endpoint("clip_ingest"), credentials) as channel:
+        code, details = await refused(pb_grpc.ClipIngestServiceStub(channel).UploadClip(stalling()))
+    waited = time.monotonic() - started
+    assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "nothing was stored" in details
+    assert 4 < waited < 30
+    assert objects_of(minio, home.tenant) == []
+    async with PrivacamClient(home.camera) as camera:
+        assert (await upload_clip(camera, data, "stalled")).created
+
+
 async def test_a_cancelled_upload_leaves_nothing_and_can_be_retried(
     home: Home, minio: Minio
 ) -> None:

@@ -35,7 +35,12 @@ from services.clip_ingest.domain.errors import (
 from services.clip_ingest.domain.model import UploadMetadata
 from services.clip_ingest.domain.service import MAX_CHUNK_BYTES, ClipService
 from services.common.auth import current_principal
-from services.common.errors import InvalidArgument, PermissionDenied, map_domain_error
+from services.common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    PermissionDenied,
+    map_domain_error,
+)
 from services.common.identity import ID_PATTERN, PrincipalKind
 from services.common.timestamps import to_datetime, to_timestamp
 
@@ -105,19 +110,42 @@ async def _drain(requests: AsyncIterator[pb.UploadClipRequest], limit: int) -> N
                 return
 
 
+async def _within(
+    requests: AsyncIterator[pb.UploadClipRequest], idle_seconds: float
+) -> AsyncIterator[pb.UploadClipRequest]:
+    """The upload's messages, each arriving within `idle_seconds` of the previous one: a
+    camera that stalls (or a client that never ends its stream) gives its place back."""
+    while True:
+        try:
+            request = await asyncio.wait_for(anext(requests), idle_seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no part of the upload arrived for {idle_seconds:g} s: it was abandoned and "
+                "nothing was stored; send it again"
+            ) from None
+        yield request
+
+
 class ClipIngestServicer(pb_grpc.ClipIngestServiceServicer):
-    def __init__(self, clips: ClipService, max_clip_bytes: int) -> None:
+    def __init__(
+        self, clips: ClipService, max_clip_bytes: int, upload_idle_seconds: float = 30.0
+    ) -> None:
+        self._idle_seconds = upload_idle_seconds
         self._clips = clips
         self._drain_limit = max_clip_bytes + 1024 * 1024
 
     async def UploadClip(
         self, request_iterator: AsyncIterator[pb.UploadClipRequest], context: Any
     ) -> pb.UploadClipResponse:
-        requests = request_iterator.__aiter__()
+        requests = _within(request_iterator.__aiter__(), self._idle_seconds)
         try:
             response = await self._upload(requests)
         except asyncio.CancelledError:
             raise  # the camera went away: nothing to read
+        except DeadlineExceeded:
+            raise  # a stalled camera: nothing more will come to drain
         except BaseException:
             await _drain(requests, self._drain_limit)  # then the refusal goes out
             raise
