@@ -233,14 +233,30 @@ class EventConsumer(Generic[M]):
         await self._consumer.stop()
 
     async def _run(self) -> None:
+        backoff = 0.1
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
-            for partition, records in batches.items():
-                for record in records:
-                    await self._apply(record)
-                committed = records[-1].offset + 1
-                await self._consumer.commit({partition: committed})
-                self._report_lag(partition, committed)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+                for partition, records in batches.items():
+                    for record in records:
+                        await self._apply(record)
+                    committed = records[-1].offset + 1
+                    await self._consumer.commit({partition: committed})
+                    self._report_lag(partition, committed)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Kafka away or a rebalance mid-commit: the consumer must outlive it, or the
+                # service silently stops following the topic. Uncommitted records come again
+                # and handlers are idempotent.
+                log.warning(
+                    "consuming failed; retrying",
+                    extra={"topic": self.topic.name, "backoff_s": backoff},
+                    exc_info=True,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
 
     def _report_lag(self, partition: TopicPartition, committed: int) -> None:
         end = self._consumer.highwater(partition)

@@ -103,6 +103,9 @@ class RedisClipIndex:
     async def release(self, tenant_id: str, device_id: str, clip_id: str) -> None:
         await self._redis.delete(_claim_key(tenant_id, device_id, clip_id))
 
+    async def renew(self, tenant_id: str, device_id: str, clip_id: str, seconds: int) -> None:
+        await self._redis.expire(_claim_key(tenant_id, device_id, clip_id), seconds)
+
     async def put(
         self,
         record: ClipRecord,

@@ -161,6 +161,10 @@ class ClipIndex(Protocol):
 
     async def release(self, tenant_id: str, device_id: str, clip_id: str) -> None: ...
 
+    async def renew(self, tenant_id: str, device_id: str, clip_id: str, seconds: int) -> None:
+        """Keep holding a claim while its upload makes progress."""
+        ...
+
     async def put(
         self,
         record: ClipRecord,

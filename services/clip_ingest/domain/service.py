@@ -69,8 +69,9 @@ class Limits:
     max_duration: timedelta = timedelta(seconds=6)
     max_capture_skew: timedelta = timedelta(minutes=5)
     segment_size: int = 256 * 1024
-    claim_seconds: int = 120
-    """How long one upload holds its clip id against a concurrent retry."""
+    claim_seconds: int = 15
+    """How long one upload holds its clip id against a concurrent retry; renewed while the
+    upload runs, so a crashed server's claim frees the id for the camera's retry soon."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ class ClipService:
         # clip; a retry of a stored clip simply drops the unused key.
         key_task = asyncio.ensure_future(self._keys.generate(tenant_id, device_id, clip_id))
         key_task.add_done_callback(lambda task: task.cancelled() or task.exception())
+        renewal = asyncio.ensure_future(self._renew_claim(tenant_id, device_id, clip_id))
         uploaded: Uploaded | None = None
         try:
             if existing is not None:
@@ -203,9 +205,19 @@ class ClipService:
             return uploaded
         finally:
             key_task.cancel()
+            renewal.cancel()
             if uploaded is None:  # a stored clip's index write ended the claim already
                 # Shielded: a cancelled call must still free the id (and abort, below).
                 await asyncio.shield(self._index.release(tenant_id, device_id, clip_id))
+
+    async def _renew_claim(self, tenant_id: str, device_id: str, clip_id: str) -> None:
+        seconds = self._limits.claim_seconds
+        while True:
+            await asyncio.sleep(seconds / 3)
+            try:
+                await self._index.renew(tenant_id, device_id, clip_id, seconds)
+            except Exception:  # the upload itself will fail if Redis is gone
+                log.warning("could not renew an upload's claim")
 
     async def _store(
         self,

@@ -11,6 +11,7 @@ running service). Applying an event twice changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 
@@ -48,27 +49,31 @@ class IndexFollower:
         self._watch = asyncio.create_task(self._watch_generation(), name="clip index watch")
 
     async def _follow(self) -> None:
-        self._generation = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
-        self._consumer = EventConsumer(
-            self._kafka, topics.CLIPS, f"clip_ingest.index.{self._generation}", self.on_event
+        generation = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
+        consumer = EventConsumer(
+            self._kafka, topics.CLIPS, f"clip_ingest.index.{generation}", self.on_event
         )
-        await self._consumer.start()
+        await consumer.start()
+        # Only a consumer that started counts: if Kafka is down now, the watch tries again.
+        self._consumer, self._generation = consumer, generation
 
     async def _watch_generation(self) -> None:
         while True:
             await asyncio.sleep(self._watch_seconds)
             try:
                 current = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
-                if current == self._generation:
+                if current == self._generation and self._consumer is not None:
                     continue
                 log.warning("the clip index was lost from Redis: rebuilding it from Kafka")
-                if self._consumer is not None:
-                    await self._consumer.stop()
+                stale, self._consumer = self._consumer, None
+                if stale is not None:
+                    with contextlib.suppress(Exception):
+                        await stale.stop()
                 await self._follow()
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis or Kafka down: the next round tries again
-                log.warning("could not check the clip index's generation", exc_info=True)
+                log.warning("could not check or rebuild the clip index", exc_info=True)
 
     async def stop(self) -> None:
         if self._watch is not None:

@@ -134,6 +134,9 @@ class FakeIndex:
         self.claims.add(key)
         return True, self.entries.get(key)
 
+    async def renew(self, tenant_id: str, device_id: str, clip_id: str, seconds: int) -> None:
+        return None
+
     async def release(self, tenant_id: str, device_id: str, clip_id: str) -> None:
         self.claims.discard((tenant_id, device_id, clip_id))
 
