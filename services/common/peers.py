@@ -22,6 +22,15 @@ from privacam.identity.v1 import device_auth_service_pb2_grpc as identity_grpc
 from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as relay_grpc
 from privacam.retention.v1 import retention_service_pb2_grpc as retention_grpc
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PrivacamError,
+    ResourceExhausted,
+    Unavailable,
+)
 from services.common.settings import TlsSettings
 
 _ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
@@ -129,3 +138,28 @@ class Peers:
 def call_options(peers: Peers, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for a stub call: the default deadline unless one is given."""
     return {"timeout": peers.timeout, **overrides}
+
+
+# A peer's answer that is about the caller's request (a camera not theirs, a wrong PIN, a
+# lockout) goes back to the caller as is; these are those statuses.
+PASSED_ON: dict[grpc.StatusCode, type[PrivacamError]] = {
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+}
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def passed_on(error: grpc.aio.AioRpcError) -> PrivacamError | None:
+    """The caller's own error when the peer refused the request itself, else None."""
+    passed = PASSED_ON.get(error.code())
+    return passed(error.details() or error.code().name.lower()) if passed else None
+
+
+def unreachable(peer: str, error: grpc.aio.AioRpcError) -> Unavailable | None:
+    """Unavailable (retryable) when the peer could not be reached in time, else None."""
+    if error.code() in UNREACHABLE:
+        return Unavailable(f"the {peer} service is unavailable; retry later")
+    return None

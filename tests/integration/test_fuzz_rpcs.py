@@ -9,56 +9,29 @@ set PRIVACAM_FUZZ_EXAMPLES for a longer run.
 
 from __future__ import annotations
 
-import importlib
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.identity import PrincipalKind
-from tests.harness import SERVICES, Platform
+from tests.harness import Platform
 from tests.pki_helpers import Identity
 from tests.proto_strategies import build, messages
+from tests.rpcs import Rpc, all_rpcs
 
 EXAMPLES = int(os.environ.get("PRIVACAM_FUZZ_EXAMPLES", "12"))
 _SERVER_FAULTS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
 
-@dataclass(frozen=True)
-class Rpc:
-    service: str
-    method: MethodDescriptor
-    kinds: frozenset[PrincipalKind]
-
-    @property
-    def path(self) -> str:
-        return f"/{self.method.containing_service.full_name}/{self.method.name}"
-
-    def __str__(self) -> str:
-        return f"{self.service}.{self.method.name}"
-
-
-def _rpcs() -> list[Rpc]:
-    found = []
-    for service in SERVICES:
-        policies = importlib.import_module(f"services.{service}.api.policies")
-        descriptor = policies.SERVICE_DESCRIPTOR
-        for method in descriptor.methods:
-            kinds = policies.POLICIES[f"/{descriptor.full_name}/{method.name}"]
-            found.append(Rpc(service, method, frozenset(kinds)))
-    return found
-
-
-RPCS = _rpcs()
+RPCS = all_rpcs()
 
 
 class Callers:

@@ -12,7 +12,6 @@ did not earn. The exact status, and no answer that tells whether a resource exis
 from __future__ import annotations
 
 import asyncio
-import importlib
 import secrets
 import time
 import uuid
@@ -24,7 +23,7 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
-from google.protobuf.descriptor import Descriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
@@ -38,37 +37,13 @@ from services.common.pki import certificate_pem, issue_leaf, new_private_key, pr
 from services.common.revocations import subject_digest
 from tests.harness import SERVICES, Platform
 from tests.pki_helpers import Identity
+from tests.rpcs import Rpc, all_rpcs
 
 PASSWORD = "a long enough passphrase"
 KINDS = (PrincipalKind.APP, PrincipalKind.CAMERA, PrincipalKind.SERVICE, PrincipalKind.OPERATOR)
 
 
-@dataclass(frozen=True)
-class Rpc:
-    service: str
-    method: MethodDescriptor
-    kinds: frozenset[PrincipalKind]
-
-    @property
-    def path(self) -> str:
-        return f"/{self.method.containing_service.full_name}/{self.method.name}"
-
-    def __str__(self) -> str:
-        return f"{self.service}.{self.method.name}"
-
-
-def _rpcs() -> list[Rpc]:
-    found = []
-    for service in SERVICES:
-        policies = importlib.import_module(f"services.{service}.api.policies")
-        descriptor = policies.SERVICE_DESCRIPTOR
-        for method in descriptor.methods:
-            kinds = policies.POLICIES[f"/{descriptor.full_name}/{method.name}"]
-            found.append(Rpc(service, method, frozenset(kinds)))
-    return found
-
-
-RPCS = _rpcs()
+RPCS = all_rpcs()
 
 
 def _channel(platform: Platform, service: str, identity: Identity) -> grpc.Channel:

@@ -28,31 +28,14 @@ from services.clip_ingest.domain.model import CameraSettings, GeneratedKey, View
 from services.common.auth import current_principal
 from services.common.clock import Clock
 from services.common.errors import (
-    InvalidArgument,
     NotFound,
     PermissionDenied,
-    PrivacamError,
-    ResourceExhausted,
-    Unavailable,
 )
 from services.common.identity import PrincipalKind
-from services.common.peers import Peers, call_options
+from services.common.peers import Peers, call_options, passed_on, unreachable
 from services.common.timestamps import to_datetime, to_timestamp
 
-_PASSED_ON: dict[grpc.StatusCode, type[PrivacamError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-}
-_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _PERIOD_CACHE = 4096
-
-
-def _unavailable(peer: str, error: grpc.aio.AioRpcError) -> PrivacamError | None:
-    if error.code() in _UNREACHABLE:
-        return Unavailable(f"the {peer} service is unavailable; retry later")
-    return None
 
 
 def _viewer_pb() -> types_pb2.Principal:
@@ -78,7 +61,7 @@ class DeviceAuthCameras:
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 raise PermissionDenied("this camera is not enrolled") from None
-            raise _unavailable("device", error) or error from None
+            raise unreachable("device", error) or error from None
         settings = response.settings
         return CameraSettings(settings.activity_alerts_enabled, settings.retention_days)
 
@@ -95,10 +78,7 @@ class DeviceAuthCameras:
                 request, **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
-            passed = _PASSED_ON.get(error.code())
-            if passed is not None:
-                raise passed(error.details() or "") from None
-            raise _unavailable("device", error) or error from None
+            raise passed_on(error) or unreachable("device", error) or error from None
         return Viewer(response.owner_tenant_id, response.is_owner)
 
 
@@ -117,7 +97,7 @@ class KeyManagerKeys:
                 keys_pb.GenerateDataKeyRequest(context=context), **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
-            raise _unavailable("key", error) or error from None
+            raise unreachable("key", error) or error from None
         wrapped = response.wrapped_key
         return GeneratedKey(
             data_key=response.plaintext_key,
@@ -136,7 +116,7 @@ class KeyManagerKeys:
                 keys_pb.ListKeyVersionsRequest(tenant_id=tenant_id), **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
-            raise _unavailable("key", error) or error from None
+            raise unreachable("key", error) or error from None
         start = None
         for info in response.versions:
             if info.version == version and info.HasField("period_start"):
@@ -171,7 +151,7 @@ class KeyManagerKeys:
                 raise IntegrityFailure("the clip's key is not this clip's") from None
             if error.code() is grpc.StatusCode.FAILED_PRECONDITION:
                 raise NotFound("this clip's key has been destroyed: the clip is gone") from None
-            raise _unavailable("key", error) or error from None
+            raise unreachable("key", error) or error from None
         return bytes(response.plaintext_key)
 
 
@@ -204,7 +184,7 @@ class AccessLogClient:
                 log_pb.AppendRequest(record=record), **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
-            raise _unavailable("access log", error) or error from None
+            raise unreachable("access log", error) or error from None
         return access_id, response.receipt
 
     async def record_listing(self, tenant_id: str, device_id: str) -> str:

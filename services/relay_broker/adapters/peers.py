@@ -18,25 +18,12 @@ from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from services.common.errors import (
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    PrivacamError,
-    ResourceExhausted,
     Unavailable,
 )
-from services.common.peers import Peers, call_options
+from services.common.peers import UNREACHABLE, Peers, call_options, passed_on, unreachable
 from services.common.timestamps import to_timestamp
 from services.relay_broker import NAME
 from services.relay_broker.domain.model import Access, Session, Viewer
-
-_PASSED_ON: dict[grpc.StatusCode, type[PrivacamError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-}
-_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def _viewer_pb(viewer: Viewer) -> types_pb2.Principal:
@@ -66,12 +53,7 @@ class DeviceAuthPolicy:
                 request, **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
-            passed = _PASSED_ON.get(error.code())
-            if passed is not None:
-                raise passed(error.details() or "") from None
-            if error.code() in _UNREACHABLE:
-                raise Unavailable("the device service is unavailable; retry later") from None
-            raise
+            raise passed_on(error) or unreachable("device", error) or error from None
         return Access(
             owner_tenant_id=response.owner_tenant_id,
             is_owner=response.is_owner,
@@ -106,7 +88,7 @@ class AccessLogClient:
                 log_pb.AppendRequest(record=record), **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() in (*_UNREACHABLE, grpc.StatusCode.UNIMPLEMENTED):
+            if error.code() in (*UNREACHABLE, grpc.StatusCode.UNIMPLEMENTED):
                 raise Unavailable(
                     "the access log is unavailable, and a live view is never unlogged; retry later"
                 ) from None

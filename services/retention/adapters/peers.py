@@ -17,28 +17,12 @@ from privacam.identity.v1 import identity_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
-from services.common.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    PrivacamError,
-    ResourceExhausted,
-    Unavailable,
-)
-from services.common.peers import Peers, call_options
+from services.common.errors import NotFound, Unavailable
+from services.common.peers import Peers, call_options, passed_on
 from services.common.timestamps import to_datetime
 from services.retention.domain.model import KeyVersionInfo, PeriodRef, PurgeReport, VersionState
 
 T = TypeVar("T")
-
-_PASSED_ON: dict[grpc.StatusCode, type[PrivacamError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-}
 
 _STATES = {
     keys_pb2.KEY_VERSION_STATE_ACTIVE: VersionState.ACTIVE,
@@ -51,10 +35,9 @@ async def call(peer: str, awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
     except grpc.aio.AioRpcError as error:
-        passed = _PASSED_ON.get(error.code())
-        if passed is not None:
-            raise passed(error.details() or error.code().name.lower()) from None
-        raise Unavailable(f"{peer} could not be reached; try again shortly") from None
+        raise passed_on(error) or Unavailable(
+            f"{peer} could not be reached; try again shortly"
+        ) from None
 
 
 def _info(version: keys_pb2.KeyVersion) -> KeyVersionInfo:

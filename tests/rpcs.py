@@ -1,0 +1,37 @@
+"""Every RPC of every service with the kinds of caller its policy admits: what the fuzzing
+and isolation suites walk through."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import MethodDescriptor
+
+from services.common.identity import PrincipalKind
+from tests.harness import SERVICES
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str
+    method: MethodDescriptor
+    kinds: frozenset[PrincipalKind]
+
+    @property
+    def path(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+    def __str__(self) -> str:
+        return f"{self.service}.{self.method.name}"
+
+
+def all_rpcs() -> list[Rpc]:
+    found = []
+    for service in SERVICES:
+        policies = importlib.import_module(f"services.{service}.api.policies")
+        descriptor = policies.SERVICE_DESCRIPTOR
+        for method in descriptor.methods:
+            kinds = policies.POLICIES[f"/{descriptor.full_name}/{method.name}"]
+            found.append(Rpc(service, method, frozenset(kinds)))
+    return found
