@@ -47,6 +47,8 @@ from services.common import clip_format
 from services.common.merkle import MerkleTree
 from services.common.receipts import sign_tree_head
 from services.common.timestamps import to_timestamp
+from services.retention.adapters.exports import RedisExportStore
+from services.retention.domain.exports import ExportJob, ExportState
 from tests.harness import Platform, access_log_key, retention_clock_file
 
 PASSWORD = "a long enough passphrase"
@@ -855,3 +857,28 @@ async def test_an_export_holds_the_users_clips_decrypted(
         document = json.loads(opened.read("export.json"))
     assert media == mine.plaintext
     assert [c["clip_id"] for c in document["clips"]] == [mine.clip_id]
+
+
+async def test_the_export_store_never_writes_back_a_deleted_export(redis: Redis) -> None:
+    # The builder's progress and READY writes race the user's DeleteExport; the store's
+    # update is atomic with its existence check, so a delete always wins.
+    store = RedisExportStore(redis, prefix=f"test-{uuid.uuid4().hex[:8]}:")
+    tenant = str(uuid.uuid4())
+    job = ExportJob(str(uuid.uuid4()), tenant, ExportState.PENDING, datetime.now(UTC))
+    assert await store.create(job)
+    building = ExportJob(job.export_id, tenant, ExportState.BUILDING, job.requested_at, 1, 3)
+    assert await store.update(building)
+    stored = await store.get(tenant, job.export_id)
+    assert stored is not None
+    assert (stored.state, stored.items_done) == (ExportState.BUILDING, 1)
+
+    async def delete_soon() -> None:
+        await store.remove(tenant, job.export_id)
+
+    # Many writers against one delete: after it, nothing of the export exists.
+    writes = [store.update(building) for _ in range(50)]
+    await asyncio.gather(*writes[:25], delete_soon(), *writes[25:])
+    assert await store.get(tenant, job.export_id) is None
+    assert await store.of_tenant(tenant) == []
+    assert not await store.update(building)
+    assert await store.get(tenant, job.export_id) is None

@@ -10,6 +10,8 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from minio.error import S3Error
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
 from privacam.accesslog.v1 import log_pb2
@@ -126,24 +128,45 @@ class RedisExportStore:
             self._building(job.tenant_id), job.export_id, nx=True, ex=86_400
         ):
             return False
-        await self.save(job)
+        await self._write(job)
         return True
 
     async def _release(self, tenant_id: str, export_id: str) -> None:
         if _text(await self._redis.get(self._building(tenant_id)) or b"") == export_id:
             await self._redis.delete(self._building(tenant_id))
 
-    async def save(self, job: ExportJob) -> None:
+    def _queue_write(self, pipe: Pipeline, job: ExportJob) -> None:
+        pipe.hset(f"{self._p}{job.tenant_id}:{job.export_id}", mapping=_encode(job))  # type: ignore[arg-type]
+        pipe.sadd(f"{self._p}{job.tenant_id}", job.export_id)
+        if job.expires_at is not None:
+            member = f"{job.tenant_id}/{job.export_id}"
+            pipe.zadd(self._expiry, {member: job.expires_at.timestamp()})
+
+    async def _write(self, job: ExportJob) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._queue_write(pipe, job)
+            await pipe.execute()
+
+    async def update(self, job: ExportJob) -> bool:
+        # WATCH makes "still there, then write" one step: a DeleteExport between the two
+        # aborts the write and the loop sees the job gone.
+        key = f"{self._p}{job.tenant_id}:{job.export_id}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    if not await pipe.exists(key):
+                        await pipe.unwatch()  # type: ignore[no-untyped-call]
+                        return False
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    self._queue_write(pipe, job)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
         if job.state not in (ExportState.PENDING, ExportState.BUILDING):
             await self._release(job.tenant_id, job.export_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"{self._p}{job.tenant_id}:{job.export_id}", mapping=_encode(job))  # type: ignore[arg-type]
-            pipe.sadd(f"{self._p}{job.tenant_id}", job.export_id)
-            if job.expires_at is not None:
-                pipe.zadd(
-                    self._expiry, {f"{job.tenant_id}/{job.export_id}": job.expires_at.timestamp()}
-                )
-            await pipe.execute()
+        return True
 
     async def get(self, tenant_id: str, export_id: str) -> ExportJob | None:
         raw = await self._redis.hgetall(f"{self._p}{tenant_id}:{export_id}")

@@ -61,7 +61,10 @@ class ExportStore(Protocol):
 
     async def of_tenant(self, tenant_id: str) -> list[ExportJob]: ...
 
-    async def save(self, job: ExportJob) -> None: ...
+    async def update(self, job: ExportJob) -> bool:
+        """Store the job's new state only if the job still exists (atomically); False if it
+        was deleted meanwhile, so a builder never brings back an export the user deleted."""
+        ...
 
     async def remove(self, tenant_id: str, export_id: str) -> None: ...
 
@@ -222,15 +225,14 @@ class Exports:
         if current is None:
             return
         failed = replace(current, state=ExportState.FAILED, failure_reason=reason[:256])
-        await self._store.save(failed)
         await self._vault.discard(job.tenant_id, job.export_id)
-        await self._events.export_deleted(failed)
+        if await self._store.update(failed):
+            await self._events.export_deleted(failed)
 
     async def _progress(self, job: ExportJob, done: int, total: int) -> ExportJob:
-        if await self._store.get(job.tenant_id, job.export_id) is None:
-            raise FailedPrecondition("the export was deleted while it was being built")
         job = replace(job, state=ExportState.BUILDING, items_done=done, items_total=total)
-        await self._store.save(job)
+        if not await self._store.update(job):
+            raise FailedPrecondition("the export was deleted while it was being built")
         return job
 
     async def _assemble(self, job: ExportJob) -> ExportJob:
@@ -285,9 +287,8 @@ class Exports:
             size_bytes=len(data),
             sha256=hashlib.sha256(data).digest(),
         )
-        if await self._store.get(tenant, job.export_id) is None:
+        if not await self._store.update(ready):
             await self._vault.discard(tenant, job.export_id)
             return ready  # deleted while building: leave nothing behind
-        await self._store.save(ready)
         await self._events.export_ready(ready)
         return ready

@@ -291,8 +291,11 @@ class MemoryExportStore:
         self.jobs[(job.tenant_id, job.export_id)] = job
         return True
 
-    async def save(self, job: ExportJob) -> None:
+    async def update(self, job: ExportJob) -> bool:
+        if (job.tenant_id, job.export_id) not in self.jobs:
+            return False
         self.jobs[(job.tenant_id, job.export_id)] = job
+        return True
 
     async def get(self, tenant_id: str, export_id: str) -> ExportJob | None:
         return self.jobs.get((tenant_id, export_id))

@@ -141,3 +141,39 @@ async def test_a_failed_build_says_why_and_keeps_nothing(
     with pytest.raises(FailedPrecondition, match="failed"):
         await exports.download("t1", job.export_id)
     assert (await exports.request("t1")).state is ExportState.PENDING  # may ask again
+
+
+@pytest.mark.parametrize("deleted_during", ["clip", "seal"])
+async def test_an_export_deleted_while_it_builds_stays_deleted(
+    world: tuple[Exports, MemoryExportStore, Sources, Vault, Events, FakeClock],
+    deleted_during: str,
+) -> None:
+    exports, store, sources, vault, events, _ = world
+    job = await exports.request("t1")
+
+    async def delete_now() -> None:
+        await exports.delete("t1", job.export_id)
+
+    if deleted_during == "clip":
+        fetch = sources.clip_plaintext
+
+        async def clip_then_delete(clip: ScheduledClip, export_id: str) -> bytes:
+            media = await fetch(clip, export_id)
+            await delete_now()
+            return media
+
+        sources.clip_plaintext = clip_then_delete  # type: ignore[method-assign]
+    else:
+        seal = vault.seal
+
+        async def seal_then_delete(tenant_id: str, export_id: str, archive: bytes) -> None:
+            await seal(tenant_id, export_id, archive)
+            await delete_now()
+
+        vault.seal = seal_then_delete  # type: ignore[method-assign]
+    await exports.build("t1", job.export_id)
+    assert store.jobs == {}
+    assert vault.sealed == {}
+    assert ("ready", ExportState.READY) not in events.seen
+    with pytest.raises(NotFound):
+        await exports.get("t1", job.export_id)
