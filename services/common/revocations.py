@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
@@ -21,6 +22,10 @@ from services.common.kafka import EventProducer, TopicReplica
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger("privacam.revocations")
+
+PRUNE_GRACE = timedelta(hours=1)
+"""How long a record stays after the last certificate it covers expired: a margin for
+clocks that run behind, since TLS checks expiry against each host's own clock."""
 
 Listener = Callable[[Callable[[Principal], bool]], object]
 """Told of each new revocation, with a predicate matching the principals it revokes."""
@@ -39,6 +44,7 @@ def _subject(record: RevocationRecord) -> bytes:
 
 class RevocationList:
     def __init__(self, settings: KafkaSettings, producer: EventProducer) -> None:
+        self._producer = producer
         self._subjects: set[bytes] = set()
         self._serials: set[int] = set()
         self._by_key: dict[bytes, RevocationRecord] = {}
@@ -60,6 +66,24 @@ class RevocationList:
             principal.certificate_serial in self._serials
             or subject_digest(principal.uri) in self._subjects
         )
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """Tombstone the records whose certificates have all expired (a TLS handshake
+        refuses those already), so the list every replica holds stays as small as the
+        set of certificates still alive. Writers only (device_auth); repeats are harmless.
+        How many records were tombstoned."""
+        cutoff = (now or datetime.now(UTC)) - PRUNE_GRACE
+        outlived = [
+            key
+            for key, record in self._by_key.items()
+            if record.HasField("covers_until") and record.covers_until.ToDatetime(UTC) < cutoff
+        ]
+        for key in outlived:
+            await self._producer.send_raw(topics.REVOCATIONS, key, None)
+        return len(outlived)
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
         if value is None:

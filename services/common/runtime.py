@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -38,6 +39,7 @@ from services.common.interceptors import (
     TracingInterceptor,
 )
 from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
+from services.common.periodic import Periodic
 from services.common.revocations import RevocationList
 from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
 from services.common.tls import public_server_credentials, server_credentials
@@ -107,6 +109,19 @@ class ServiceParts:
     """Started once topics exist and the producer runs, before consumers and the API
     (e.g. state replayed from Kafka); stopped right after the API."""
     public: PublicPort | None = None
+    prunes_revocations: bool = False
+    """The service that writes revocations also tombstones those whose certificates have
+    all expired (hourly), so the list every replica holds does not grow forever."""
+
+
+REVOCATION_PRUNING_INTERVAL = timedelta(hours=1)
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    """Options of every gRPC server a service runs: the one place its limits are set.
+    A request larger than MAX_MESSAGE_BYTES is refused by gRPC itself with
+    RESOURCE_EXHAUSTED before it is parsed or reaches any interceptor or handler."""
+    return [("grpc.max_receive_message_length", settings.max_message_bytes)]
 
 
 def undeclared_methods(apis: Sequence[GrpcApi], policies: MethodPolicies) -> list[str]:
@@ -156,6 +171,15 @@ class ServiceRuntime:
         self.revocations = RevocationList(settings.kafka, producer)
         self.revocations.add_listener(self.calls.close)
         self.parts.late_components.insert(0, self.revocations)
+        if parts.prunes_revocations:
+            self.parts.late_components.append(
+                Periodic(
+                    "revocation pruning",
+                    self.revocations.prune,
+                    REVOCATION_PRUNING_INTERVAL,
+                    log=logging.getLogger("privacam.revocations"),
+                )
+            )
         self.parts.consumers.append(
             EventConsumer(
                 settings.kafka,
@@ -195,7 +219,7 @@ class ServiceRuntime:
                 shedder=self.shedder,
             ),
         ]
-        api = grpc.aio.server(interceptors=interceptors)
+        api = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
         for grpc_api in self.parts.apis:
             grpc_api.register(api)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, api)
@@ -207,7 +231,7 @@ class ServiceRuntime:
             f"{settings.bind_host}:{settings.grpc_port}", server_credentials(settings.tls)
         )
 
-        health_only = grpc.aio.server()
+        health_only = grpc.aio.server(options=server_options(settings))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, health_only)
         self.ports["health"] = health_only.add_insecure_port(
             f"{settings.bind_host}:{settings.health_port}"
@@ -236,7 +260,8 @@ class ServiceRuntime:
                     public.anonymous,
                     shedder=self.shedder,
                 ),
-            ]
+            ],
+            options=server_options(self.settings),
         )
         for grpc_api in public.apis:
             grpc_api.register(server)

@@ -22,6 +22,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _COMMON = {"extra": "ignore", "use_attribute_docstrings": True, "frozen": True}
 
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Default of every service's MAX_MESSAGE_BYTES (gRPC's own default, made explicit)."""
+
 
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRIVACAM_KAFKA_", **_COMMON)  # type: ignore[typeddict-item]
@@ -116,6 +119,14 @@ class ServiceSettings(BaseSettings):
     clients retry with backoff, so a reconnecting fleet cannot pile up unbounded work."""
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=120)
     """How long in-flight calls get to finish after SIGTERM; keep below the pod's grace."""
+    max_message_bytes: int = Field(
+        default=DEFAULT_MAX_MESSAGE_BYTES, ge=512 * 1024, le=64 * 1024 * 1024
+    )
+    """Largest request message the gRPC ports accept (the API port, and device_auth's
+    enrollment port); a larger one is refused with RESOURCE_EXHAUSTED before any handler
+    runs. The default, 4 MiB, fits the largest legitimate messages: a clip upload chunk
+    (at most 256 KiB) and a key_manager batch of 1,000 unwraps with their receipts (about
+    2.1 MiB; raise this with the key manager's MAX_BATCH_ITEMS)."""
 
     @model_validator(mode="before")
     @classmethod

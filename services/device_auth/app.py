@@ -106,6 +106,7 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
             state,
             GrantExpirySweeper(auth, timedelta(seconds=settings.grant_sweep_seconds)),
         ],
+        prunes_revocations=True,
         public=PublicPort(
             port=settings.enrollment_port,
             apis=[api],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -13,7 +14,12 @@ from privacam.clips.v1 import clip_service_pb2 as clips_pb
 from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam_sdk import PrivacamClient
-from tests.harness import Platform
+from services.common import topics
+from services.common.kafka import EventProducer, ensure_topics
+from services.common.revocations import RevocationList, subject_digest
+from services.common.settings import KafkaSettings
+from services.common.timestamps import to_timestamp
+from tests.harness import Platform, delete_namespace_topics, new_namespace
 
 
 async def _list_clips(client: PrivacamClient) -> grpc.StatusCode:
@@ -67,3 +73,49 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
     other = platform.pki.app("tenant-rv", "phone-kept")
     async with PrivacamClient(platform.profile("kept-phone", other, profiles_home)) as kept:
         assert await _list_clips(kept) is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_records_that_outlived_their_certificates_are_pruned(
+    stack_env: dict[str, str],
+) -> None:
+    # The writer tombstones a record an hour after the last certificate it covers
+    # expired; a replica started afterwards replays only the live ones.
+    namespace = new_namespace("rv-prune")
+    settings = KafkaSettings(
+        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], namespace=namespace
+    )
+    await ensure_topics(settings, [topics.REVOCATIONS])
+    producer = EventProducer(settings, "test-revocation-pruning")
+    await producer.start()
+    now = datetime.now(UTC)
+    records = {
+        "long-gone": now - timedelta(days=3),
+        "just-expired": now - timedelta(minutes=10),  # within the grace: kept
+        "alive": now + timedelta(days=2),
+    }
+    try:
+        for name, covers_until in records.items():
+            record = RevocationRecord(
+                subject_digest=subject_digest(f"spiffe://privacam.local/tenant/t/app/{name}"),
+                all_certificates=True,
+                revoked_at=to_timestamp(now - timedelta(days=5)),
+                covers_until=to_timestamp(covers_until),
+            )
+            await producer.send_raw(topics.REVOCATIONS, name.encode(), record.SerializeToString())
+        writer = RevocationList(settings, producer)
+        await writer.start()
+        try:
+            assert len(writer) == 3
+            assert await writer.prune() == 1
+        finally:
+            await writer.stop()
+        later = RevocationList(settings, producer)
+        await later.start()
+        try:
+            assert len(later) == 2
+            assert await later.prune() == 0
+        finally:
+            await later.stop()
+    finally:
+        await producer.stop()
+        await delete_namespace_topics(stack_env, namespace)

@@ -59,3 +59,23 @@ def test_help_lists_variables_with_their_docs() -> None:
     text = describe(ExampleSettings)
     assert "PRIVACAM_EXAMPLE_BIND_HOST (default '127.0.0.1')" in text
     assert "PRIVACAM_KAFKA_BOOTSTRAP_SERVERS\n    Comma-separated" in text
+
+
+@pytest.mark.usefixtures("valid_env")
+def test_the_message_size_limit_is_a_setting_of_every_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.common.runtime import server_options
+    from services.common.settings import DEFAULT_MAX_MESSAGE_BYTES
+
+    settings = load_settings(ExampleSettings)
+    assert settings.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES == 4 * 1024 * 1024
+    assert server_options(settings) == [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+    monkeypatch.setenv("PRIVACAM_EXAMPLE_MAX_MESSAGE_BYTES", str(1024 * 1024))
+    assert server_options(load_settings(ExampleSettings)) == [
+        ("grpc.max_receive_message_length", 1024 * 1024)
+    ]
+    # Below a clip chunk's 256 KiB plus room for its envelope: refused, named.
+    monkeypatch.setenv("PRIVACAM_EXAMPLE_MAX_MESSAGE_BYTES", str(256 * 1024))
+    with pytest.raises(SettingsError, match="PRIVACAM_EXAMPLE_MAX_MESSAGE_BYTES"):
+        load_settings(ExampleSettings)
