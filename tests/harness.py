@@ -173,7 +173,7 @@ def service_env(
         "PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE": str(pki.directory / "issuing" / "ca.key"),
         # Every test registers and pairs from 127.0.0.1: the per-address limit that guards
         # the enrollment port in production (20/min) would throttle the suite itself.
-        "PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_MINUTE": "600",
+        "PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_WINDOW": "600",
         "PRIVACAM_CLIP_INGEST_UPLOAD_IDLE_SECONDS": "5",
         "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",
         "PRIVACAM_KEY_MANAGER_STATE_MAX_COMPACTION_LAG_MS": "2000",

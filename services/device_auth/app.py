@@ -95,7 +95,7 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
         pb_grpc.add_DeviceAuthServiceServicer_to_server,
         DeviceAuthServicer(auth),
     )
-    per_address = Limit(settings.enrollment_calls_per_minute, 60)
+    per_address = Limit(settings.enrollment_calls_per_window, settings.enrollment_window_seconds)
     return ServiceParts(
         apis=[api],
         policies=POLICIES,

@@ -40,8 +40,11 @@ class DeviceAuthSettings(ServiceSettings):
     """Shortest retention an owner may choose."""
     retention_days_max: int = Field(default=30, ge=1, le=365)
     """Longest retention an owner may choose (MinIO's lifecycle backstop follows it)."""
-    enrollment_calls_per_minute: int = Field(default=20, ge=1, le=10_000)
-    """RegisterAccount, SignIn and EnrollCamera calls allowed per source address per minute."""
+    enrollment_calls_per_window: int = Field(default=20, ge=1, le=10_000)
+    """RegisterAccount, SignIn and EnrollCamera calls allowed per source address in each
+    ENROLLMENT_WINDOW_SECONDS."""
+    enrollment_window_seconds: int = Field(default=60, ge=1, le=3_600)
+    """The enrollment limit's window: fixed windows of this length, counted in Redis."""
     password_max_failures: int = Field(default=5, ge=1, le=100)
     """Wrong passwords per account (SignIn, VerifyPassword, ChangePassword, ClearPin) within
     PASSWORD_WINDOW_MINUTES before further password checks on it are RESOURCE_EXHAUSTED."""

@@ -5,11 +5,10 @@ Covered elsewhere: PIN guessing (test_device_auth's 10,000-guess attack), reused
 tokens (test_device_auth), replayed receipts (test_access_log), stalled and cancelled
 uploads (test_clip_ingest).
 
-The enrollment limit counts calls per address in fixed one-minute windows, so the flood
-runs first, against a device_auth replica of its own (a low limit, its own Kafka
+The enrollment limit counts calls per address in fixed windows, so the flood runs first,
+against a device_auth replica of its own (a low limit in a short window, its own Kafka
 namespace and so its own counters, needing only the stack), and the test that needs its
-window to pass comes last: the platform's start and the tests in between run while it
-waits (at most a minute).
+window to pass comes last: the tests in between run while it waits.
 """
 
 from __future__ import annotations
@@ -58,13 +57,13 @@ SIGN_IN = "/privacam.identity.v1.DeviceAuthService/SignIn"
 GET_ACCOUNT = "/privacam.identity.v1.DeviceAuthService/GetAccount"
 _PAD_FIELD = 536_870_911  # the largest field number: unknown to every request message
 
-# The flood replica: a few enrollment calls per minute, and a smaller message limit, to
+# The flood replica: a few enrollment calls per window, and a smaller message limit, to
 # show the setting (not gRPC's own default, which equals ours) is what refuses.
 LIMIT = 4
 FLOOD_EXTRA = 6
 REPLICA_MAX_MESSAGE_BYTES = 1024 * 1024
-FLOOD_ROOM = 10  # seconds the window must have left for every flood call to land in it
-WINDOW = 60  # seconds: services/device_auth/app.py, Limit(enrollment_calls_per_minute, 60)
+FLOOD_ROOM = 6  # seconds the window must have left for every flood call to land in it
+WINDOW = 20  # seconds: the replica's ENROLLMENT_WINDOW_SECONDS
 THROTTLED = re.compile(r"too many requests from this address; try again in (\d+) s")
 
 
@@ -197,7 +196,8 @@ def flood_replica(
     namespace = new_namespace("abuse")
     log_dir = tmp_path_factory.mktemp("abuse")
     replica = make_service("device_auth", pki, stack_env, namespace, log_dir)
-    replica.env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_MINUTE"] = str(LIMIT)
+    replica.env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_WINDOW"] = str(LIMIT)
+    replica.env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_WINDOW_SECONDS"] = str(WINDOW)
     replica.env["PRIVACAM_DEVICE_AUTH_MAX_MESSAGE_BYTES"] = str(REPLICA_MAX_MESSAGE_BYTES)
     replica.start()
     try:
@@ -221,7 +221,7 @@ async def flood(
     pki: PkiFactory, flood_replica: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Flood:
     """LIMIT + FLOOD_EXTRA calls of each enrollment method at once, from one address,
-    all inside one rate-limit window (the limit's windows are fixed minutes)."""
+    all inside one rate-limit window (the limit's windows are fixed)."""
     home = tmp_path_factory.mktemp("abuse-profiles")
     endpoints = {"device_auth": flood_replica.endpoint}
     public = f"127.0.0.1:{flood_replica.public_port}"
