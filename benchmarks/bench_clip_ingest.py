@@ -32,7 +32,6 @@ from benchmarks import Result
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import upload_clip
-from privacam_sdk.enrollment import Enrollment
 from tests.harness import (
     Platform,
     cleanup_namespace,
@@ -86,12 +85,7 @@ def _peak_bytes(pid: int) -> int:
 
 
 async def _cameras(platform: Platform, home: Path) -> tuple[str, list[PrivacamClient]]:
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
+    enrollment = platform.enrollment(home)
     suffix = secrets.token_hex(3)
     owner, tenant = await enrollment.register_account(
         f"bench-{suffix}", f"bench-{suffix}", "a long enough passphrase"

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from privacam_sdk import Profile
+from privacam_sdk.enrollment import Enrollment
 from services.common.healthcheck import serving
 from services.common.settings import read_env_file
 from tests.pki_helpers import Identity, PkiFactory
@@ -115,6 +116,15 @@ class Platform:
             f"127.0.0.1:{self.services['device_auth'].public_port}"
         )
         return endpoints
+
+    def enrollment(self, home: Path) -> Enrollment:
+        """The SDK's enrollment client for this platform (profiles are written under home)."""
+        return Enrollment(
+            self.pki.ca_file.read_bytes(),
+            self.endpoints()["device_auth_enrollment"],
+            self.endpoints(),
+            home=home,
+        )
 
     def profile(self, name: str, identity: Identity, home: Path) -> Profile:
         return Profile.import_files(

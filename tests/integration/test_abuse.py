@@ -370,12 +370,7 @@ async def test_a_message_over_the_limit_is_refused_on_the_enrollment_port(
             grpc.StatusCode.INVALID_ARGUMENT,
         )
     assert serving(f"127.0.0.1:{device_auth.health_port}")
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=profiles_home,
-    )
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     _, tenant = await enrollment.register_account(f"big-{suffix}", f"big-{suffix}", PASSWORD)
     assert tenant
@@ -470,12 +465,7 @@ async def test_a_caller_with_a_short_deadline_gets_deadline_exceeded_and_nothing
     event): callers that give it 10 ms get DEADLINE_EXCEEDED, the server ends their calls,
     and the next caller with a sensible deadline is served."""
     device_auth = platform.services["device_auth"]
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=profiles_home,
-    )
+    enrollment = platform.enrollment(profiles_home)
     login = f"slow-{secrets.token_hex(4)}"
     await enrollment.register_account(login, login, PASSWORD)
     # Fewer than the account's 5 password tries: a try is counted before it is checked,

@@ -19,7 +19,6 @@ from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.enrollment import Enrollment
 from services.common import backup
 from services.common.settings import KafkaSettings
 from tests.harness import Platform, delete_namespace_topics, make_service, new_namespace
@@ -49,12 +48,7 @@ async def _cameras(profile: Profile, endpoint: str) -> list[str]:
 
 
 async def test_a_backup_restores_into_an_empty_stack(platform: Platform, tmp_path: Path) -> None:
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=tmp_path / "home",
-    )
+    enrollment = platform.enrollment(tmp_path / "home")
     login = f"backup-{secrets.token_hex(4)}"
     owner, tenant = await enrollment.register_account("backup-owner", login, PASSWORD)
     async with PrivacamClient(owner) as app:

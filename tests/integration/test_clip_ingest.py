@@ -33,7 +33,6 @@ from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip, upload_requests
-from privacam_sdk.enrollment import Enrollment
 from services.clip_ingest.domain.model import object_name
 from tests.harness import Platform, cleanup_namespace, make_service, new_namespace
 from tests.media import make_mp4, padded_mp4
@@ -56,17 +55,8 @@ class Home:
     login: str
 
 
-def _enrollment(platform: Platform, home: Path) -> Enrollment:
-    return Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
-
-
 async def _home(platform: Platform, profiles_home: Path, alerts: bool = True) -> Home:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     owner, tenant = await enrollment.register_account(
         f"clips-{suffix}", f"clips-{suffix}", PASSWORD

@@ -24,7 +24,7 @@ from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.enrollment import Enrollment, new_key_and_csr
+from privacam_sdk.enrollment import new_key_and_csr
 from services.common.identity import principal_from_pem
 from tests.harness import Platform
 
@@ -40,18 +40,9 @@ class Household:
     login: str
 
 
-def _enrollment(platform: Platform, home: Path) -> Enrollment:
-    return Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
-
-
 @pytest.fixture
 async def household(platform: Platform, profiles_home: Path) -> Household:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     owner, tenant = await enrollment.register_account(
         f"owner-{suffix}", f"owner-{suffix}", PASSWORD
@@ -75,7 +66,7 @@ async def _call_code(awaitable: object) -> grpc.StatusCode:
 async def test_register_sign_in_and_a_wrong_password(
     platform: Platform, household: Household, profiles_home: Path
 ) -> None:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     second, tenant = await enrollment.sign_in("second-phone", household.login, PASSWORD)
     assert tenant == household.tenant
     async with PrivacamClient(second) as app:
@@ -163,7 +154,7 @@ async def test_a_camera_renews_itself_but_cannot_act_as_an_app(household: Househ
 async def test_sharing_shows_the_camera_to_the_grantee_only(
     platform: Platform, household: Household, profiles_home: Path
 ) -> None:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     member, _ = await enrollment.register_account(f"m-{suffix}", f"member-{suffix}", PASSWORD)
     stranger, _ = await enrollment.register_account(f"s-{suffix}", f"stranger-{suffix}", PASSWORD)
@@ -265,7 +256,7 @@ def _principal_pb(profile: Profile) -> types_pb2.Principal:
 async def test_services_ask_device_auth_who_may_view_a_camera(
     platform: Platform, household: Household, profiles_home: Path
 ) -> None:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     member, member_tenant = await enrollment.register_account(
         f"v-{suffix}", f"viewer-{suffix}", PASSWORD

@@ -31,7 +31,6 @@ from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.enrollment import Enrollment
 from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
 from services.common.revocations import subject_digest
@@ -201,12 +200,7 @@ class Household:
 
 
 async def _household(platform: Platform, home: Path) -> Household:
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
+    enrollment = platform.enrollment(home)
     suffix = secrets.token_hex(4)
     app, tenant = await enrollment.register_account(f"iso-{suffix}", f"iso-{suffix}", PASSWORD)
     await enrollment.register_account(f"fr-{suffix}", f"friend-{suffix}", PASSWORD)

@@ -29,7 +29,6 @@ from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.enrollment import Enrollment
 from services.common.identity import principal_from_pem
 from services.common.peers import RETRY_SERVICE_CONFIG
 from tests.harness import Platform, ServiceProcess, make_service
@@ -67,12 +66,7 @@ def small_replica(
 
 
 async def _households(platform: Platform, home: Path) -> list[Household]:
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
+    enrollment = platform.enrollment(home)
     made = []
     for index in range(HOUSEHOLDS):
         suffix = secrets.token_hex(4)

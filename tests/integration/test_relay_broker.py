@@ -30,7 +30,6 @@ from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.enrollment import Enrollment
 from privacam_sdk.live_view import FingerprintRejected
 from services.relay_broker.adapters.links import turn_pb
 from services.relay_broker.domain import turn
@@ -99,18 +98,9 @@ class Household:
     grant_id: str
 
 
-def _enrollment(platform: Platform, home: Path) -> Enrollment:
-    return Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
-
-
 @pytest.fixture
 async def household(platform: Platform, profiles_home: Path) -> Household:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     owner, tenant = await enrollment.register_account(
         f"rb-owner-{suffix}", f"rb-o-{suffix}", PASSWORD
@@ -273,7 +263,7 @@ async def test_a_spliced_fingerprint_makes_the_app_refuse(
 async def test_bad_requests_get_clear_statuses(
     platform: Platform, household: Household, camera: CameraAgent, profiles_home: Path
 ) -> None:
-    enrollment = _enrollment(platform, profiles_home)
+    enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     stranger, _ = await enrollment.register_account(f"rb-x-{suffix}", f"rb-x-{suffix}", PASSWORD)
     async with PrivacamClient(stranger) as other, PrivacamClient(household.owner) as owner:

@@ -42,7 +42,6 @@ from privacam.retention.v1 import retention_service_pb2 as pb
 from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.enrollment import Enrollment
 from services.common import clip_format
 from services.common.merkle import MerkleTree
 from services.common.receipts import sign_tree_head
@@ -136,12 +135,7 @@ class Household:
 
 
 async def new_household(platform: Platform, home: Path) -> Household:
-    enrollment = Enrollment(
-        platform.pki.ca_file.read_bytes(),
-        platform.endpoints()["device_auth_enrollment"],
-        platform.endpoints(),
-        home=home,
-    )
+    enrollment = platform.enrollment(home)
     suffix = secrets.token_hex(4)
     owner, tenant = await enrollment.register_account(
         f"ret-owner-{suffix}", f"ret-owner-{suffix}", PASSWORD
