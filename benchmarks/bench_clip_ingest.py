@@ -38,6 +38,7 @@ from tests.harness import (
     local_stack,
     make_service,
     new_namespace,
+    stack_minio,
     wire_peers,
 )
 from tests.media import padded_mp4
@@ -191,14 +192,7 @@ def run() -> list[Result]:
             for name in ("device_auth", "key_manager", "clip_ingest")
         }
         wire_peers(services)
-        minio = Minio(
-            stack["PRIVACAM_MINIO_ENDPOINT"],
-            access_key=stack["PRIVACAM_MINIO_ACCESS_KEY"],
-            secret_key=stack["PRIVACAM_MINIO_SECRET_KEY"],
-            secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-        )
-        if not minio.bucket_exists(BUCKET):
-            minio.make_bucket(BUCKET)
+        minio = stack_minio(stack, BUCKET)
         try:
             for service in services.values():
                 service.start()

@@ -40,6 +40,7 @@ from tests.harness import (
     make_service,
     new_namespace,
     retention_clock_file,
+    stack_minio,
     wire_peers,
 )
 from tests.pki_helpers import PkiFactory
@@ -191,14 +192,7 @@ def run() -> list[Result]:
                 "PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS": "0.1",
             }
         )
-        minio = Minio(
-            stack["PRIVACAM_MINIO_ENDPOINT"],
-            access_key=stack["PRIVACAM_MINIO_ACCESS_KEY"],
-            secret_key=stack["PRIVACAM_MINIO_SECRET_KEY"],
-            secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-        )
-        if not minio.bucket_exists(BUCKET):
-            minio.make_bucket(BUCKET)
+        minio = stack_minio(stack, BUCKET)
         try:
             for service in services.values():
                 service.start()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from minio import Minio
 
 from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
@@ -49,6 +50,19 @@ def local_stack() -> Iterator[dict[str, str]]:
         if started:
             subprocess.run(["bash", str(ROOT / "stack" / "down.sh"), *started], check=False)
         started_file.unlink(missing_ok=True)
+
+
+def stack_minio(stack: dict[str, str], bucket: str | None = None) -> Minio:
+    """A client of the stack's MinIO (the bucket created first when one is named)."""
+    client = Minio(
+        stack["PRIVACAM_MINIO_ENDPOINT"],
+        access_key=stack["PRIVACAM_MINIO_ACCESS_KEY"],
+        secret_key=stack["PRIVACAM_MINIO_SECRET_KEY"],
+        secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
+    )
+    if bucket is not None and not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    return client
 
 
 def free_port() -> int:

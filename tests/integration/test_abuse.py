@@ -47,6 +47,7 @@ from tests.harness import (
     cleanup_namespace,
     make_service,
     new_namespace,
+    stack_minio,
 )
 from tests.integration.test_clip_ingest import BUCKET, _home, clip, objects_of
 from tests.pki_helpers import Identity, PkiFactory
@@ -404,13 +405,7 @@ async def test_the_limit_is_the_services_setting(pki: PkiFactory, flood: Flood) 
 
 @pytest.fixture(scope="module")
 def minio(platform: Platform) -> Minio:
-    env = platform.stack_env
-    return Minio(
-        env["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=env["PRIVACAM_MINIO_ACCESS_KEY"],
-        secret_key=env["PRIVACAM_MINIO_SECRET_KEY"],
-        secure=env.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-    )
+    return stack_minio(platform.stack_env)
 
 
 async def test_an_upload_with_one_oversized_chunk_is_refused_and_stores_nothing(

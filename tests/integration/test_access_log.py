@@ -36,7 +36,7 @@ from services.common.kafka import EventProducer
 from services.common.receipts import verify_receipt
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
-from tests.harness import ROOT, Platform, access_log_key
+from tests.harness import ROOT, Platform, access_log_key, stack_minio
 
 if TYPE_CHECKING:
     Stub = pb_grpc.AccessLogServiceAsyncStub
@@ -403,13 +403,7 @@ async def test_an_incident_tells_exactly_the_touched_households(
 
 
 def _minio(platform: Platform) -> Minio:
-    env = platform.stack_env
-    return Minio(
-        env["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=env["PRIVACAM_MINIO_ACCESS_KEY"],
-        secret_key=env["PRIVACAM_MINIO_SECRET_KEY"],
-        secure=env.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-    )
+    return stack_minio(platform.stack_env)
 
 
 def _segments(platform: Platform, tenant: str) -> list[str]:

@@ -34,7 +34,7 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip, upload_requests
 from services.clip_ingest.domain.model import object_name
-from tests.harness import Platform, cleanup_namespace, make_service, new_namespace
+from tests.harness import Platform, cleanup_namespace, make_service, new_namespace, stack_minio
 from tests.media import make_mp4, padded_mp4
 
 PASSWORD = "a long enough passphrase"
@@ -88,13 +88,7 @@ async def home(platform: Platform, profiles_home: Path) -> Home:
 
 @pytest.fixture(scope="module")
 def minio(platform: Platform) -> Minio:
-    env = platform.stack_env
-    return Minio(
-        env["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=env["PRIVACAM_MINIO_ACCESS_KEY"],
-        secret_key=env["PRIVACAM_MINIO_SECRET_KEY"],
-        secure=env.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-    )
+    return stack_minio(platform.stack_env)
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ from services.common.receipts import sign_tree_head
 from services.common.timestamps import to_timestamp
 from services.retention.adapters.exports import RedisExportStore
 from services.retention.domain.exports import ExportJob, ExportState
-from tests.harness import Platform, access_log_key, retention_clock_file
+from tests.harness import Platform, access_log_key, retention_clock_file, stack_minio
 
 PASSWORD = "a long enough passphrase"
 CLIP_BUCKET = "privacam-clips"
@@ -84,13 +84,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20) -
 
 
 def minio(platform: Platform) -> Minio:
-    env = platform.stack_env
-    return Minio(
-        env["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=env["PRIVACAM_MINIO_ACCESS_KEY"],
-        secret_key=env["PRIVACAM_MINIO_SECRET_KEY"],
-        secure=env.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-    )
+    return stack_minio(platform.stack_env)
 
 
 def object_exists(client: Minio, name: str) -> bool:

@@ -1,0 +1,255 @@
+"""Load and soak (issue #10): minutes of cameras uploading and apps watching, on the whole
+platform: the sustained clip rate, and whether memory, latency and Kafka lag stay flat.
+
+Real processes on the local stack: all six services (mutual TLS, Kafka with acks=all,
+Redis, MinIO, coturn credentials). The load is tests/soak.py's, shared with the bounded
+test tests/integration/test_soak.py: 16 cameras (PRIVACAM_SOAK_CAMERAS) dealt among 4
+owner apps (PRIVACAM_SOAK_APPS), alerts on. Each camera uploads a real 2-second MP4
+(about 370 KB), at most one upload in flight. Each camera is also online on the broker (a
+CameraAgent); each app lists a page of clips, downloads and checks one, pauses a second,
+and holds one live-view session open 15 s at a time. Live views are signaling only
+(StartLiveView, both sides join, held, ended), no media: aiortc's encoding and DTLS would
+take most of the two cores and measure the load generator rather than the platform
+(bench_relay measures media).
+
+Two phases, the per-window table of each on stderr:
+
+1. The soak: every camera offers 2 clips/s (PRIVACAM_SOAK_CLIPS_PER_CAMERA_PER_SECOND;
+   32/s in all, about 60% of what this machine sustains) for a 20 s warm-up, not
+   counted, then PRIVACAM_SOAK_SECONDS (default 180) of 20-second windows.
+2. Capacity: 40 s more with every camera uploading back to back (10 clips/s offered
+   each, far more than is served), the viewers still at work.
+
+Figures, higher is better:
+
+- clips per second at capacity against raw MinIO PUTs of the same clips by the same 16
+  cameras back to back, a thread each, in the same run (the better of a round before and
+  one after the load). Target 0.3x: clip upload alone reaches about 0.4x
+  (bench_clip_ingest); here the same two cores also serve listings, downloads (key
+  unwrap against an access-log receipt), live views and the access log.
+- the soak's sustained rate over the rate offered: the platform kept up. Target 0.95.
+- memory: for each service, the first measured window's RSS over the last one's (each
+  the window's lowest 1-second sample); the worst service is reported. Target 0.9.
+- latency: the first measured window's upload p99 over the last one's. Target 0.7.
+- Kafka lag, pass/fail: every second, the lag of every consumer group of the namespace
+  that has members (committed against end offsets) and of access_log's replica (its own
+  gauge: it commits no offsets); per window, each consumer's lowest sample (a backlog
+  that grows raises it, a consumer caught mid-batch does not). The value is the
+  allowance, the first measured window's maximum plus one second of sustained clips;
+  the baseline is the last window's maximum. Ratio >= 1 (the lag did not grow past the
+  allowance) passes; a last-window lag of 0 shows as an infinite ratio.
+- every clip acknowledged in either phase listed exactly once by its owner at the end
+  (clips deleted by retention excepted): listed once / acknowledged, target 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import secrets
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from minio import Minio
+
+from benchmarks import Result
+from tests.harness import (
+    SERVICES,
+    Platform,
+    cleanup_namespace,
+    local_stack,
+    make_service,
+    new_namespace,
+    stack_minio,
+    wire_peers,
+)
+from tests.pki_helpers import PkiFactory
+from tests.soak import (
+    Camera,
+    SoakPlan,
+    SoakRun,
+    cameras_of,
+    enroll,
+    run_load,
+    verify_listed,
+    wait_for_lag_to_drain,
+)
+
+CAPACITY_TARGET = 0.3
+KEPT_UP_TARGET = 0.95
+CAPACITY_SECONDS = 40.0
+SATURATING_CLIPS_PER_CAMERA_PER_SECOND = 10.0
+MEMORY_TARGET = 0.9
+LATENCY_TARGET = 0.7
+LAG_TARGET = 1.0
+LISTED_TARGET = 1.0
+RAW_ROUND_SECONDS = 10.0
+LAG_DRAIN_SECONDS = 60.0
+BUCKET = "privacam-bench"
+CLIP_BUCKET = "privacam-clips"
+
+
+def plan_from_environment() -> SoakPlan:
+    return SoakPlan(
+        cameras=int(os.environ.get("PRIVACAM_SOAK_CAMERAS", "16")),
+        apps=int(os.environ.get("PRIVACAM_SOAK_APPS", "4")),
+        load_seconds=float(os.environ.get("PRIVACAM_SOAK_SECONDS", "180")),
+        window_seconds=20,
+        warmup_seconds=20,
+        clips_per_camera_per_second=float(
+            os.environ.get("PRIVACAM_SOAK_CLIPS_PER_CAMERA_PER_SECOND", "2")
+        ),
+        live_view_hold_seconds=15,
+    )
+
+
+async def _raw_puts(minio: Minio, cameras: list[Camera], seconds: float) -> float:
+    """Clips per second when every camera PUTs its clip straight into MinIO, back to back."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    def put(number: int, clip: bytes) -> None:
+        name = f"raw-soak/{number}/{secrets.token_hex(6)}"
+        minio.put_object(BUCKET, name, io.BytesIO(clip), len(clip))
+
+    async def camera_loop(number: int, clip: bytes, threads: ThreadPoolExecutor) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            await loop.run_in_executor(threads, put, number, clip)
+            done += 1
+
+    # A thread per camera: the default pool has 6 threads on 2 cores, fewer than cameras.
+    with ThreadPoolExecutor(max_workers=len(cameras)) as threads:
+        began = time.monotonic()
+        await asyncio.gather(*(camera_loop(n, c.clip, threads) for n, c in enumerate(cameras)))
+        return done / (time.monotonic() - began)
+
+
+def _results(
+    soak: SoakRun, capacity: SoakRun, raw: float, listed_once: int, expected: int
+) -> list[Result]:
+    plan, first, last = soak.plan, soak.measured[0], soak.measured[-1]
+    worst = min(first.rss, key=lambda name: first.rss[name] / max(1, last.rss.get(name, 0)))
+    allowance = first.max_lag + first.clips_per_second
+    return [
+        Result.compare(
+            f"soak: clip uploads at capacity, {plan.cameras} cameras back to back, "
+            f"{plan.apps} apps viewing",
+            capacity.sustained_clips_per_second,
+            "clips/s",
+            f"raw MinIO PUT of the same clips, {plan.cameras} at a time",
+            raw,
+            CAPACITY_TARGET,
+        ),
+        Result.compare(
+            f"soak: clips/s sustained {plan.load_seconds / 60:g} min / offered",
+            soak.sustained_clips_per_second,
+            "clips/s",
+            "offered",
+            plan.offered_clips_per_second,
+            KEPT_UP_TARGET,
+        ),
+        Result.compare(
+            f"soak: RSS first / last window (worst service: {worst})",
+            first.rss[worst] / 2**20,
+            "MiB",
+            "RSS in the last window (MiB)",
+            last.rss.get(worst, 0) / 2**20,
+            MEMORY_TARGET,
+        ),
+        Result.compare(
+            "soak: upload p99 first / last window",
+            first.p99 * 1000,
+            "ms",
+            "upload p99 in the last window (ms)",
+            last.p99 * 1000,
+            LATENCY_TARGET,
+        ),
+        Result.compare(
+            "soak: Kafka consumer lag, allowance / last window's lag",
+            allowance,
+            "msgs",
+            "max consumer lag in the last window (msgs)",
+            last.max_lag,
+            LAG_TARGET,
+        ),
+        Result.compare(
+            "soak: acknowledged clips listed exactly once",
+            listed_once,
+            "clips",
+            "clips acknowledged (less retention's deletions)",
+            expected,
+            LISTED_TARGET,
+        ),
+    ]
+
+
+async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]:
+    plan = plan_from_environment()
+    saturating = replace(
+        plan,
+        load_seconds=CAPACITY_SECONDS,
+        warmup_seconds=0,
+        clips_per_camera_per_second=SATURATING_CLIPS_PER_CAMERA_PER_SECOND,
+    )
+    households = await enroll(platform, home, plan)
+    cameras = cameras_of(households)
+    try:
+        raw_before = await _raw_puts(minio, cameras, RAW_ROUND_SECONDS)
+        print("soak at the offered rate:", file=sys.stderr)
+        soak = await run_load(platform, households, plan, progress=sys.stderr)
+        print("capacity (cameras back to back):", file=sys.stderr)
+        capacity = await run_load(platform, households, saturating, progress=sys.stderr)
+        drained_after, lag_left = await wait_for_lag_to_drain(platform, LAG_DRAIN_SECONDS)
+        verification = await verify_listed(platform, households, soak.ledger, capacity.ledger)
+        raw_after = await _raw_puts(minio, cameras, RAW_ROUND_SECONDS)
+    finally:
+        for household in households:
+            prefix = f"t/{household.tenant}/"
+            for item in minio.list_objects(CLIP_BUCKET, prefix=prefix, recursive=True):
+                minio.remove_object(CLIP_BUCKET, item.object_name or "")
+    expected = verification.acknowledged - len(verification.deleted_by_retention)
+    listed_once = expected - len(verification.lost) - len(verification.duplicated)
+    errors = soak.ledger.errors + capacity.ledger.errors
+    print(
+        f"soak: {plan.offered_clips_per_second:.0f} clips/s offered, "
+        f"{soak.sustained_clips_per_second:.1f} sustained; at capacity "
+        f"{capacity.sustained_clips_per_second:.1f}; raw PUT {raw_before:.1f} before, "
+        f"{raw_after:.1f} after; {verification.acknowledged} acknowledged, "
+        f"{len(verification.lost)} lost, {len(verification.duplicated)} duplicated; errors: "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "none")
+        + f"; camera-side live-view errors: {len(soak.agent_errors + capacity.agent_errors)}; "
+        f"lag {max(lag_left.values(), default=0)} {drained_after:.1f} s after the load",
+        file=sys.stderr,
+    )
+    return _results(soak, capacity, max(raw_before, raw_after), listed_once, expected)
+
+
+def run() -> list[Result]:
+    with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
+        pki = PkiFactory(Path(scratch) / "pki")
+        namespace = new_namespace("bench")
+        services = {
+            name: make_service(name, pki, stack, namespace, Path(scratch)) for name in SERVICES
+        }
+        wire_peers(services)
+        minio = stack_minio(stack, BUCKET)
+        try:
+            for service in services.values():
+                service.start()
+            for service in services.values():
+                service.wait_serving(120)
+            platform = Platform(services, pki, namespace, stack)
+            return asyncio.run(_measure(platform, Path(scratch) / "home", minio))
+        finally:
+            for service in services.values():
+                service.stop()
+            cleanup_namespace(stack, namespace)
+            for item in minio.list_objects(BUCKET, prefix="raw-soak/", recursive=True):
+                minio.remove_object(BUCKET, item.object_name or "")
