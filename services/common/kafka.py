@@ -226,11 +226,16 @@ class EventConsumer(Generic[M]):
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consume {self.topic.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_seconds: float = 10.0) -> None:
+        """Stop consuming; the Kafka client gets `timeout_seconds` to leave its group, then
+        is abandoned (a broker that dies mid-commit must not hang a shutdown or a rebuild)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        try:
+            await asyncio.wait_for(self._consumer.stop(), timeout_seconds)
+        except TimeoutError:
+            log.warning("consumer did not close in time; abandoned", extra={"group": self.group_id})
 
     async def _run(self) -> None:
         backoff = 0.1

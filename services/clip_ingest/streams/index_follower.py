@@ -65,11 +65,14 @@ class IndexFollower:
                 if current == self._generation and self._consumer is not None:
                     continue
                 log.warning("the clip index was lost from Redis: rebuilding it from Kafka")
-                stale, self._consumer = self._consumer, None
+                # The new generation's consumer starts before the old one is stopped: a
+                # stop that hangs (Kafka dying mid-commit, seen in the worst-day suite)
+                # must not hold the rebuild up. Both apply the same idempotent events.
+                stale = self._consumer
+                await self._follow()
                 if stale is not None:
                     with contextlib.suppress(Exception):
                         await stale.stop()
-                await self._follow()
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis or Kafka down: the next round tries again
