@@ -432,8 +432,15 @@ async def test_an_upload_with_one_oversized_chunk_is_refused_and_stores_nothing(
     async with mtls_channel(home.camera.endpoint("clip_ingest"), home.camera) as channel:
         stub = clips_grpc.ClipIngestServiceStub(channel)
         code, details, _ = await _answer(stub.UploadClip(requests(), timeout=30))
-    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
-    assert too_large(DEFAULT_MAX_MESSAGE_BYTES).search(details), details
+    # The server refuses the chunk as its length prefix arrives, while the camera is still
+    # writing its 4 MiB: grpc-python's client then sometimes reports the reset stream as
+    # its own INTERNAL "Internal error from Core" instead of the server's status (seen
+    # once in four full runs). Either way the server refused it: what it kept is checked below.
+    if code is grpc.StatusCode.INTERNAL:
+        assert details == "Internal error from Core", details
+    else:
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        assert too_large(DEFAULT_MAX_MESSAGE_BYTES).search(details), details
     assert objects_of(minio, home.tenant) == []
     pending = minio._list_multipart_uploads(BUCKET, prefix=f"t/{home.tenant}/")
     assert list(pending.uploads) == []
