@@ -40,6 +40,7 @@ from tests.harness import (
     make_service,
     new_namespace,
     retention_clock_file,
+    running,
     stack_minio,
     wire_peers,
 )
@@ -194,14 +195,9 @@ def run() -> list[Result]:
         )
         minio = stack_minio(stack, BUCKET)
         try:
-            for service in services.values():
-                service.start()
-            for service in services.values():
-                service.wait_serving(120)
-            return asyncio.run(_measure(minio, stack, namespace, retention_clock_file(pki)))
+            with running(*services.values()):
+                return asyncio.run(_measure(minio, stack, namespace, retention_clock_file(pki)))
         finally:
-            for service in services.values():
-                service.stop()
             cleanup_namespace(stack, namespace)
             for item in minio.list_objects(BUCKET, recursive=True):
                 minio.remove_object(BUCKET, item.object_name or "")

@@ -65,6 +65,7 @@ from tests.harness import (
     local_stack,
     make_service,
     new_namespace,
+    running,
     stack_minio,
     wire_peers,
 )
@@ -241,15 +242,10 @@ def run() -> list[Result]:
         wire_peers(services)
         minio = stack_minio(stack, BUCKET)
         try:
-            for service in services.values():
-                service.start()
-            for service in services.values():
-                service.wait_serving(120)
-            platform = Platform(services, pki, namespace, stack)
-            return asyncio.run(_measure(platform, Path(scratch) / "home", minio))
+            with running(*services.values()):
+                platform = Platform(services, pki, namespace, stack)
+                return asyncio.run(_measure(platform, Path(scratch) / "home", minio))
         finally:
-            for service in services.values():
-                service.stop()
             cleanup_namespace(stack, namespace)
             for item in minio.list_objects(BUCKET, prefix="raw-soak/", recursive=True):
                 minio.remove_object(BUCKET, item.object_name or "")

@@ -117,6 +117,21 @@ class ServiceProcess:
             return self.process.wait()
 
 
+@contextmanager
+def running(*services: ServiceProcess, timeout: float = 120) -> Iterator[None]:
+    """The services started (all at once, then each waited for until SERVING), and
+    stopped on exit whatever happened."""
+    try:
+        for service in services:
+            service.start()
+        for service in services:
+            service.wait_serving(timeout)
+        yield
+    finally:
+        for service in services:
+            service.stop()
+
+
 @dataclass
 class Platform:
     services: dict[str, ServiceProcess]

@@ -18,6 +18,7 @@ from tests.harness import (
     local_stack,
     make_service,
     new_namespace,
+    running,
     wire_peers,
 )
 from tests.otlp_collector import SpanCollector, exporter_environment
@@ -61,15 +62,10 @@ def platform(
     for service in services.values():
         service.env.update(exporter_environment(f"http://127.0.0.1:{span_collector.port}"))
     try:
-        for service in services.values():
-            service.start()
-        for service in services.values():
-            service.wait_serving()
-        register_prometheus_targets(services, namespace)
-        yield Platform(services, pki, namespace, stack_env)
+        with running(*services.values()):
+            register_prometheus_targets(services, namespace)
+            yield Platform(services, pki, namespace, stack_env)
     finally:
-        for service in services.values():
-            service.stop()
         unregister_prometheus_targets(namespace)
         cleanup_namespace(stack_env, namespace)
 

@@ -47,6 +47,7 @@ from tests.harness import (
     cleanup_namespace,
     make_service,
     new_namespace,
+    running,
     stack_minio,
 )
 from tests.integration.test_clip_ingest import BUCKET, _home, clip, objects_of
@@ -200,12 +201,10 @@ def flood_replica(
     replica.env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_WINDOW"] = str(LIMIT)
     replica.env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_WINDOW_SECONDS"] = str(WINDOW)
     replica.env["PRIVACAM_DEVICE_AUTH_MAX_MESSAGE_BYTES"] = str(REPLICA_MAX_MESSAGE_BYTES)
-    replica.start()
     try:
-        replica.wait_serving()
-        yield replica
+        with running(replica):
+            yield replica
     finally:
-        replica.stop()
         cleanup_namespace(stack_env, namespace)
 
 

@@ -31,7 +31,7 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from services.common.identity import principal_from_pem
 from services.common.peers import RETRY_SERVICE_CONFIG
-from tests.harness import Platform, ServiceProcess, make_service
+from tests.harness import Platform, ServiceProcess, make_service, running
 
 HOUSEHOLDS = 24
 APPS_PER_HOUSEHOLD = 10
@@ -57,12 +57,8 @@ def small_replica(
         tmp_path_factory.mktemp("storm"),
     )
     replica.env["PRIVACAM_DEVICE_AUTH_MAX_CALLS_IN_PROGRESS"] = str(LIMIT)
-    replica.start()
-    try:
-        replica.wait_serving()
+    with running(replica):
         yield replica
-    finally:
-        replica.stop()
 
 
 async def _households(platform: Platform, home: Path) -> list[Household]:

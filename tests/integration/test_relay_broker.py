@@ -40,6 +40,7 @@ from tests.harness import (
     cleanup_namespace,
     make_service,
     new_namespace,
+    running,
     wire_peers,
 )
 from tests.live_view import CameraAgent, open_signal, read_signal, relay_stub, watch
@@ -67,18 +68,12 @@ def platform(
     (log_dir / "second").mkdir()
     second = make_service("relay_broker", pki, stack_env, namespace, log_dir / "second")
     second.env.update({k: v for k, v in services["relay_broker"].env.items() if "_PEER_" in k})
-    everything = [*services.values(), second]
     try:
-        for service in everything:
-            service.start()
-        for service in everything:
-            service.wait_serving()
-        SECOND_BROKER.append(second)
-        yield Platform(services, pki, namespace, stack_env)
+        with running(*services.values(), second):
+            SECOND_BROKER.append(second)
+            yield Platform(services, pki, namespace, stack_env)
     finally:
         SECOND_BROKER.clear()
-        for service in everything:
-            service.stop()
         cleanup_namespace(stack_env, namespace)
 
 
