@@ -53,7 +53,7 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from privacam_sdk.enrollment import Enrollment
 from services.common import topics
-from tests.harness import SERVICES, Platform
+from tests.harness import SERVICES, Platform, clip_deletions
 from tests.live_view import CameraAgent, SignalCall, open_signal, read_signal
 from tests.media import make_mp4
 
@@ -602,7 +602,7 @@ class Verification:
 
 
 async def deleted_clips(platform: Platform) -> set[tuple[str, str]]:
-    """(device, clip) of every ClipDeleted event on the namespace's clip topic."""
+    """(device, clip) of every clip deletion event on the namespace's clip topic."""
     topic = platform.namespace + topics.CLIPS.name
     consumer = AIOKafkaConsumer(
         bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
@@ -622,8 +622,7 @@ async def deleted_clips(platform: Platform) -> set[tuple[str, str]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     event = ClipEvent.FromString(record.value or b"")
-                    if event.WhichOneof("event") == "clip_deleted":
-                        deleted.add((event.clip_deleted.device_id, event.clip_deleted.clip_id))
+                    deleted.update((d.device_id, d.clip_id) for d in clip_deletions(event))
     finally:
         await consumer.stop()
     return deleted

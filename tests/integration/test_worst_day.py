@@ -28,7 +28,7 @@ from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from services.common.healthcheck import serving
-from tests.harness import ROOT, RUN_DIR, Platform
+from tests.harness import ROOT, RUN_DIR, Platform, clip_deletions
 from tests.integration.test_clip_ingest import Home, _home
 from tests.media import make_mp4
 
@@ -101,9 +101,8 @@ async def _clip_events(
                     if event.WhichOneof("event") == "clip_ingested":
                         ingested = event.clip_ingested
                         seen[(ingested.device_id, ingested.clip_id)] += 1
-                    elif event.WhichOneof("event") == "clip_deleted":
-                        gone = event.clip_deleted
-                        deleted.add((gone.device_id, gone.clip_id))
+                    else:
+                        deleted.update((d.device_id, d.clip_id) for d in clip_deletions(event))
         return seen, deleted
     finally:
         await consumer.stop()

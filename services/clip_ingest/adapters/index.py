@@ -11,6 +11,7 @@ was found, so an entry copied under another key is never served.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,13 +132,16 @@ class RedisClipIndex:
         raw = await self._redis.get(_clip_key(tenant_id, device_id, clip_id))
         return record_from_json(raw) if raw is not None else None
 
-    async def remove(self, tenant_id: str, device_id: str, clip_id: str) -> None:
-        clip_key = _clip_key(tenant_id, device_id, clip_id)
-        raw = await self._redis.get(clip_key)
+    async def remove(self, tenant_id: str, device_id: str, clip_ids: Sequence[str]) -> None:
+        if not clip_ids:
+            return
+        clip_keys = [_clip_key(tenant_id, device_id, clip_id) for clip_id in clip_ids]
+        stored = await self._redis.mget(clip_keys)
+        members = [_member(record_from_json(raw)) for raw in stored if raw is not None]
         async with self._redis.pipeline(transaction=True) as pipe:
-            if raw is not None:
-                pipe.zrem(_camera_key(tenant_id, device_id), _member(record_from_json(raw)))
-            pipe.delete(clip_key)
+            if members:
+                pipe.zrem(_camera_key(tenant_id, device_id), *members)
+            pipe.delete(*clip_keys)
             await pipe.execute()
 
     async def page(

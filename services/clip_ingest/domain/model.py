@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -192,7 +192,9 @@ class ClipIndex(Protocol):
         """Entries stored under the camera, newest capture first."""
         ...
 
-    async def remove(self, tenant_id: str, device_id: str, clip_id: str) -> None: ...
+    async def remove(self, tenant_id: str, device_id: str, clip_ids: Sequence[str]) -> None:
+        """Drop these entries of one camera (absent ones are fine), all at once."""
+        ...
 
 
 class ClipEvents(Protocol):

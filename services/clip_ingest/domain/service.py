@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -457,7 +457,7 @@ class ClipService:
             raise IntegrityFailure("this clip's stored entry failed its integrity check")
         await self._objects.delete(object_name(tenant_id, device_id, clip_id))
         await self._events.deleted(record, "OWNER_REQUEST")
-        await self._index.remove(tenant_id, device_id, clip_id)
+        await self._index.remove(tenant_id, device_id, [clip_id])
         return self._clock.now()
 
     # --- the clip topic ----------------------------------------------------------------
@@ -467,9 +467,10 @@ class ClipService:
         if record.names(record.tenant_id, record.device_id, record.clip_id):
             await self._index.put(record)
 
-    async def on_deleted(self, tenant_id: str, device_id: str, clip_id: str) -> None:
-        """A ClipDeleted event (retention or an owner): drop the entry. Idempotent."""
-        await self._index.remove(tenant_id, device_id, clip_id)
+    async def on_deleted(self, tenant_id: str, device_id: str, clip_ids: Sequence[str]) -> None:
+        """A ClipDeleted or ClipsDeleted event (an owner, or retention): drop the entries.
+        Idempotent."""
+        await self._index.remove(tenant_id, device_id, clip_ids)
 
 
 async def _read_prefix(chunks: AsyncIterator[bytes], length: int) -> bytes:

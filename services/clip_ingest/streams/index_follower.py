@@ -92,5 +92,10 @@ class IndexFollower:
         elif kind == "clip_deleted":
             deleted = event.clip_deleted
             await self._clips.on_deleted(
-                event.metadata.tenant_id, deleted.device_id, deleted.clip_id
+                event.metadata.tenant_id, deleted.device_id, [deleted.clip_id]
+            )
+        elif kind == "clips_deleted":
+            batch = event.clips_deleted
+            await self._clips.on_deleted(
+                event.metadata.tenant_id, batch.device_id, [clip.clip_id for clip in batch.clips]
             )

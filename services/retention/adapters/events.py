@@ -22,8 +22,9 @@ from services.retention.domain.model import (
     ShredRecord,
 )
 
-# Event ids of deletions are derived from what was deleted, so a deletion repeated after
-# a crash publishes the very same event and consumers drop it by id.
+# Event ids of deletions are derived from what was deleted, so a batch repeated whole after
+# a crash publishes the very same event and consumers drop it by id (a batch cut
+# differently is a new event; applying it again changes nothing).
 _IDS = uuid.UUID("5f0c2d4e-7a51-4b8e-9a57-3c1f0e9b7d21")
 
 _CLIP_REASONS = {
@@ -34,8 +35,8 @@ _CLIP_REASONS = {
 }
 
 
-def deletion_event_id(clip: ScheduledClip) -> str:
-    return str(uuid.uuid5(_IDS, f"clip-deleted/{clip.member}"))
+def deletion_event_id(clips: Sequence[ScheduledClip]) -> str:
+    return str(uuid.uuid5(_IDS, "clips-deleted/" + ",".join(clip.member for clip in clips)))
 
 
 def cancellation_record_pb(record: CancellationRecord) -> retention_pb2.AccountCancellationRecord:
@@ -73,23 +74,31 @@ class KafkaRetentionEvents:
     async def clips_deleted(
         self, clips: Sequence[ScheduledClip], reason: DeletionReason, now: datetime
     ) -> None:
-        # Sent together: the producer batches them into few requests, all acknowledged.
+        # One ClipsDeleted per camera in the batch, not one event per clip: a sweep of
+        # thousands of clips would otherwise spend more on Kafka than on MinIO.
+        by_camera: dict[tuple[str, str], list[ScheduledClip]] = {}
+        for clip in clips:
+            by_camera.setdefault((clip.tenant_id, clip.device_id), []).append(clip)
         await self._producer.publish_many(
             topics.CLIPS,
             [
                 (
-                    clip.tenant_id,
+                    tenant_id,
                     clip_events.ClipEvent(
-                        metadata=self._metadata(clip.tenant_id, now, deletion_event_id(clip)),
-                        clip_deleted=clip_events.ClipDeleted(
-                            device_id=clip.device_id,
-                            clip_id=clip.clip_id,
+                        metadata=self._metadata(tenant_id, now, deletion_event_id(gone)),
+                        clips_deleted=clip_events.ClipsDeleted(
+                            device_id=device_id,
+                            clips=[
+                                clip_events.DeletedClip(
+                                    clip_id=clip.clip_id, key_version=clip.key_version
+                                )
+                                for clip in gone
+                            ],
                             reason=_CLIP_REASONS[reason],
-                            key_version=clip.key_version,
                         ),
                     ),
                 )
-                for clip in clips
+                for (tenant_id, device_id), gone in by_camera.items()
             ],
         )
 

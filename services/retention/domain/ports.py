@@ -69,8 +69,8 @@ class ClipEvents(Protocol):
     async def clips_deleted(
         self, clips: Sequence[ScheduledClip], reason: DeletionReason, now: datetime
     ) -> None:
-        """Publish one ClipDeleted per clip, each with an event id derived from the clip so a
-        repeat after a crash is recognisably the same event."""
+        """Publish one ClipsDeleted per camera among `clips`, its event id derived from the
+        clips it names, so a batch repeated after a crash is recognisably the same event."""
         ...
 
 

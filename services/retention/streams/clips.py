@@ -1,4 +1,5 @@
-"""The clips topic feeds the schedule: ClipIngested schedules, ClipDeleted unschedules.
+"""The clips topic feeds the schedule: ClipIngested schedules, ClipDeleted and ClipsDeleted
+unschedule.
 
 Applied by a consumer group (committed after the effect) and, when the Redis view is
 missing, by a full replay of the topic from the beginning first. Both paths are
@@ -25,6 +26,7 @@ from services.retention.domain.model import RetentionBounds, ScheduledClip
 log = logging.getLogger("privacam.retention.clips")
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+_DELETIONS = ("clip_deleted", "clips_deleted")
 
 
 class ClipFeed:
@@ -35,7 +37,7 @@ class ClipFeed:
     async def on_event(self, event: events_pb2.ClipEvent, delivery: Delivery) -> None:
         """The live feed. This service's own deletions are skipped: the sweep unschedules those
         clips itself right after publishing (or repeats them under the same event id)."""
-        if event.WhichOneof("event") == "clip_deleted" and event.metadata.producer == NAME:
+        if event.metadata.producer == NAME and event.WhichOneof("event") in _DELETIONS:
             return
         await self.apply(event, delivery)
 
@@ -77,15 +79,16 @@ class ClipFeed:
                 # Whoever deleted it (an owner through clip_ingest, or this service), the
                 # entry goes and a replayed ClipIngested cannot bring it back.
                 await self._schedule.remove(
+                    [_unscheduled(tenant, deleted.device_id, deleted.clip_id, deleted.key_version)]
+                )
+        elif kind == "clips_deleted":
+            batch = event.clips_deleted
+            if tenant and batch.device_id:
+                await self._schedule.remove(
                     [
-                        ScheduledClip(
-                            tenant,
-                            deleted.device_id,
-                            deleted.clip_id,
-                            "",
-                            deleted.key_version,
-                            _EPOCH,
-                        )
+                        _unscheduled(tenant, batch.device_id, clip.clip_id, clip.key_version)
+                        for clip in batch.clips
+                        if clip.clip_id
                     ]
                 )
 
@@ -126,3 +129,8 @@ class ClipFeed:
         await self._schedule.mark_complete()
         log.info("retention schedule rebuilt from the clips topic", extra={"events": applied})
         return applied
+
+
+def _unscheduled(tenant_id: str, device_id: str, clip_id: str, key_version: int) -> ScheduledClip:
+    """A deleted clip as the schedule names it (its object and due time no longer matter)."""
+    return ScheduledClip(tenant_id, device_id, clip_id, "", key_version, _EPOCH)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 from services.clip_ingest.domain.errors import ClipNotFound, IntegrityFailure, StorageUnavailable
@@ -175,8 +175,9 @@ class FakeIndex:
         )
         return Page(mine[:limit], None)
 
-    async def remove(self, tenant_id: str, device_id: str, clip_id: str) -> None:
-        self.entries.pop((tenant_id, device_id, clip_id), None)
+    async def remove(self, tenant_id: str, device_id: str, clip_ids: Sequence[str]) -> None:
+        for clip_id in clip_ids:
+            self.entries.pop((tenant_id, device_id, clip_id), None)
 
 
 class FakeEvents:

@@ -352,7 +352,7 @@ async def test_only_the_owner_deletes_and_deletion_is_announced(kit: Kit) -> Non
     assert not kit.objects.stored
     assert not kit.index.entries
     assert kit.events.published[-1][0] == "deleted:OWNER_REQUEST"
-    await kit.clips.on_deleted(T, D, "clip-1")  # the event coming back changes nothing
+    await kit.clips.on_deleted(T, D, ["clip-1"])  # the event coming back changes nothing
 
 
 async def test_the_index_follows_the_topic(kit: Kit) -> None:
@@ -361,5 +361,5 @@ async def test_the_index_follows_the_topic(kit: Kit) -> None:
     await kit.clips.on_ingested(record)
     assert kit.index.entries[(T, D, "clip-1")] == record
     await kit.clips.on_ingested(replace(record, object_name="t/x/d/y/c/z"))
-    await kit.clips.on_deleted(T, D, "clip-1")
+    await kit.clips.on_deleted(T, D, ["clip-1"])
     assert not kit.index.entries
