@@ -8,8 +8,9 @@ Identity is a certificate (no bearer tokens): `spiffe://<domain>/tenant/<t>/came
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
@@ -38,12 +39,24 @@ class Principal:
     trust_domain: str
     certificate_serial: int
     not_after: datetime
+    uri: str = field(init=False, repr=False, compare=False)
+    """The SPIFFE URI of this identity (made once: every call's revocation check uses it)."""
+    subject: bytes = field(init=False, repr=False, compare=False)
+    """How revocation records name it: `subject_digest(uri)`."""
 
-    @property
-    def uri(self) -> str:
+    def __post_init__(self) -> None:
         if self.tenant_id is not None:
-            return f"spiffe://{self.trust_domain}/tenant/{self.tenant_id}/{self.kind.value}/{self.name}"
-        return f"spiffe://{self.trust_domain}/{self.kind.value}/{self.name}"
+            uri = f"spiffe://{self.trust_domain}/tenant/{self.tenant_id}/{self.kind.value}/{self.name}"
+        else:
+            uri = f"spiffe://{self.trust_domain}/{self.kind.value}/{self.name}"
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "subject", subject_digest(uri))
+
+
+def subject_digest(uri: str) -> bytes:
+    """How a revocation record names its subject: SHA-256 of the SPIFFE URI (records
+    outlive the account, and must not name it)."""
+    return hashlib.sha256(uri.encode()).digest()
 
 
 def spiffe_uri(

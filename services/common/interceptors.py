@@ -1,8 +1,9 @@
-"""The server interceptor: authentication, authorization, metrics, error mapping, access log.
+"""The server interceptor: tracing, authentication, authorization, metrics, error mapping,
+access log.
 
-Written by hand because no maintained library covers grpc.aio for these: the
-OpenTelemetry interceptor (installed beside this one) does tracing only, and
-py-grpc-prometheus supports the synchronous server only.
+Written by hand because no maintained library covers grpc.aio for these:
+py-grpc-prometheus supports the synchronous server only, and OpenTelemetry's contrib
+server interceptor, used here before, cost more than our whole guard (see _ServerSpan).
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Status, StatusCode
 
 from services.common import metrics
 from services.common.auth import Authorizer, reset_current_principal, set_current_principal
@@ -40,6 +45,30 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
+def _behavior(handler: grpc.RpcMethodHandler[Any, Any]) -> Any:
+    """The one behaviour a method handler carries, whatever its streaming shape."""
+    return (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+
+
+def _rewrapped(
+    handler: grpc.RpcMethodHandler[Any, Any], behavior: Any
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the same shape and (de)serializers running `behavior` instead."""
+    factory: Callable[..., grpc.RpcMethodHandler[Any, Any]] = {
+        "unary": grpc.unary_unary_rpc_method_handler,
+        "client_stream": grpc.stream_unary_rpc_method_handler,
+        "server_stream": grpc.unary_stream_rpc_method_handler,
+        "bidi_stream": grpc.stream_stream_rpc_method_handler,
+    }[_rpc_type(handler)]
+    return factory(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def _rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
     if handler.request_streaming and handler.response_streaming:
         return "bidi_stream"
@@ -51,12 +80,13 @@ def _rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
 
 
 class _Method:
-    """What is fixed per RPC method: its names and its metric series, looked up once."""
+    """What is fixed per RPC method: its names, metric series and span, made once."""
 
-    def __init__(self, full_method: str, rpc_type: str) -> None:
+    def __init__(self, full_method: str, rpc_type: str, tracer: trace.Tracer) -> None:
         self.full_method = full_method
         self.service, self.name = _split(full_method)
         self.rpc_type = rpc_type
+        self.span = _ServerSpan(tracer, full_method)
         self.started = metrics.GRPC_STARTED.labels(self.service, self.name, rpc_type)
         self.seconds = metrics.GRPC_HANDLING_SECONDS.labels(self.service, self.name, rpc_type)
         self._handled: dict[grpc.StatusCode, Any] = {}
@@ -249,6 +279,7 @@ class _Guard:
         self._principal: Principal | None = None
         self._token: contextvars.Token[Principal] | None = None
         self._tracked: TrackedCall | None = None
+        self._span = call.rpc.span.begin(context)
 
     async def __aenter__(self) -> _Guard:
         try:
@@ -290,6 +321,7 @@ class _Guard:
         finally:
             self._interceptor.calls.remove(self._tracked)
             self._call.finish(code, self._principal)
+            self._call.rpc.span.end(self._span, code, error)
 
 
 class LoadShedder:
@@ -328,6 +360,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     ) -> None:
         self.authorizer = authorizer
         self.trust_domain = trust_domain
+        self._tracer = trace.get_tracer("privacam.grpc.server")
         self.anonymous = anonymous or AnonymousMethods()
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self.calls = calls if calls is not None else OpenCalls()
@@ -348,23 +381,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or method.startswith(EXEMPT_PREFIXES):
             return handler
         rpc_type = _rpc_type(handler)
+        rpc = _Method(method, rpc_type, self._tracer)
+        inner = _behavior(handler)
         if handler.response_streaming:
-            inner = handler.stream_stream or handler.unary_stream
-            behavior = self._streaming(_Method(method, rpc_type), inner)
+            wrapped = _rewrapped(handler, self._streaming(rpc, inner))
         else:
-            inner = handler.stream_unary or handler.unary_unary
-            behavior = self._unary(_Method(method, rpc_type), inner)
-        factory = {
-            "unary": grpc.unary_unary_rpc_method_handler,
-            "client_stream": grpc.stream_unary_rpc_method_handler,
-            "server_stream": grpc.unary_stream_rpc_method_handler,
-            "bidi_stream": grpc.stream_stream_rpc_method_handler,
-        }[rpc_type]
-        wrapped = factory(
-            behavior,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            wrapped = _rewrapped(handler, self._unary(rpc, inner))
         self._wrapped[method] = wrapped
         return wrapped
 
@@ -405,23 +427,78 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return behavior
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """OpenTelemetry's server interceptor for every call but health checks and reflection.
+_Carrier = Sequence[tuple[str, Any]]
 
-    Its own filter argument does the same, at the cost of a typing.Protocol isinstance
-    check per call that showed up as a tenth of a small RPC's time; a prefix test does not.
+
+class _MetadataGetter(Getter[_Carrier]):
+    """Reads W3C trace headers from gRPC invocation metadata (binary values are skipped)."""
+
+    def get(self, carrier: _Carrier, key: str) -> list[str] | None:
+        values = [value for name, value in carrier if name == key and isinstance(value, str)]
+        return values or None
+
+    def keys(self, carrier: _Carrier) -> list[str]:
+        return [name for name, _ in carrier]
+
+
+_METADATA = _MetadataGetter()
+
+# Codes that are the server's failure, not the caller's (OpenTelemetry's gRPC conventions).
+_SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+class _ServerSpan:
+    """A SERVER span per call of one method, continuing the caller's trace from the W3C
+    headers in its metadata, named and attributed as OpenTelemetry's conventions for gRPC
+    say (health checks and reflection are not traced).
+
+    Made with the OpenTelemetry API rather than the contrib package's aio server interceptor
+    (its client interceptors are used as they are): that one cost about 70 µs a call, a
+    quarter of a small RPC's server time (benchmarks/bench_device_auth.py), because it reads
+    the metadata and the peer twice and builds attributes for every call, recorded or not,
+    and wraps every call's context in a proxy and its handler anew. Here a method's
+    attributes are made once, the peer is read only for a recorded span, and the status
+    comes from the guard, which knows it.
     """
 
-    def __init__(self) -> None:
-        self._traced = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    def __init__(self, tracer: trace.Tracer, method: str) -> None:
+        service, name = _split(method)
+        self._tracer = tracer
+        self._name = method
+        self._attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        if handler_call_details.method.startswith(EXEMPT_PREFIXES):
-            return await continuation(handler_call_details)
-        return await self._traced.intercept_service(continuation, handler_call_details)  # type: ignore[no-any-return]
+    def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[trace.Span, object]:
+        metadata = context.invocation_metadata()
+        parent = extract(cast(_Carrier, metadata), getter=_METADATA) if metadata else None
+        span = self._tracer.start_span(
+            self._name, context=parent, kind=trace.SpanKind.SERVER, attributes=self._attributes
+        )
+        if span.is_recording():
+            address, _, port = context.peer().partition(":")[2].rpartition(":")
+            span.set_attributes({"net.peer.ip": address.strip("[]"), "net.peer.port": port})
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+    @staticmethod
+    def end(
+        began: tuple[trace.Span, object], code: grpc.StatusCode, error: BaseException | None
+    ) -> None:
+        span, token = began
+        try:
+            if span.is_recording():
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                if code in _SERVER_FAULTS:
+                    span.set_status(Status(StatusCode.ERROR, code.name))
+                    if error is not None and not isinstance(error, grpc.aio.AbortError):
+                        span.record_exception(error)
+            span.end()
+        finally:
+            otel_context.detach(token)  # type: ignore[arg-type]

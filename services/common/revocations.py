@@ -9,15 +9,13 @@ within the time Kafka takes to deliver one record.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from services.common import topics
-from services.common.identity import Principal
+from services.common.identity import Principal, subject_digest
 from services.common.kafka import EventProducer, TopicReplica
 from services.common.settings import KafkaSettings
 
@@ -29,13 +27,6 @@ clocks that run behind, since TLS checks expiry against each host's own clock.""
 
 Listener = Callable[[Callable[[Principal], bool]], object]
 """Told of each new revocation, with a predicate matching the principals it revokes."""
-
-
-@lru_cache(maxsize=65_536)
-def subject_digest(uri: str) -> bytes:
-    """How a revocation record names its subject: SHA-256 of the SPIFFE URI (records
-    outlive the account, and must not name it)."""
-    return hashlib.sha256(uri.encode()).digest()
 
 
 def _subject(record: RevocationRecord) -> bytes:
@@ -62,10 +53,7 @@ class RevocationList:
         await self._replica.stop()
 
     def is_revoked(self, principal: Principal) -> bool:
-        return (
-            principal.certificate_serial in self._serials
-            or subject_digest(principal.uri) in self._subjects
-        )
+        return principal.certificate_serial in self._serials or principal.subject in self._subjects
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -100,7 +88,7 @@ class RevocationList:
         self._serials |= serials
 
         def revoked(principal: Principal) -> bool:
-            return (record.all_certificates and subject_digest(principal.uri) == subject) or (
+            return (record.all_certificates and principal.subject == subject) or (
                 principal.certificate_serial in serials
             )
 

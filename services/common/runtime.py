@@ -36,7 +36,6 @@ from services.common.interceptors import (
     LoadShedder,
     OpenCalls,
     ServerInterceptor,
-    TracingInterceptor,
 )
 from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_topics
 from services.common.periodic import Periodic
@@ -211,7 +210,6 @@ class ServiceRuntime:
             await consumer.start()
 
         interceptors = [
-            TracingInterceptor(),
             ServerInterceptor(
                 Authorizer(self.policies, self.revocations),
                 settings.tls.trust_domain,
@@ -238,7 +236,7 @@ class ServiceRuntime:
         )
 
         if self.parts.public is not None:
-            self._public_server = self._start_public(self.parts.public, interceptors[0])
+            self._public_server = self._start_public(self.parts.public)
             await self._public_server.start()
         await api.start()
         await health_only.start()
@@ -249,10 +247,9 @@ class ServiceRuntime:
             await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"ports": self.ports})
 
-    def _start_public(self, public: PublicPort, tracing: Any) -> grpc.aio.Server:
+    def _start_public(self, public: PublicPort) -> grpc.aio.Server:
         server = grpc.aio.server(
             interceptors=[
-                tracing,
                 ServerInterceptor(
                     Authorizer(self.policies, self.revocations),
                     self.settings.tls.trust_domain,

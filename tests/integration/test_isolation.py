@@ -31,9 +31,8 @@ from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam_sdk import PrivacamClient, Profile
-from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
+from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri, subject_digest
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
-from services.common.revocations import subject_digest
 from tests.harness import SERVICES, Platform
 from tests.pki_helpers import Identity
 from tests.rpcs import Rpc, all_rpcs

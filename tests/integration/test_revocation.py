@@ -15,8 +15,9 @@ from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam_sdk import PrivacamClient
 from services.common import topics
+from services.common.identity import Principal, PrincipalKind, subject_digest
 from services.common.kafka import EventProducer, ensure_topics
-from services.common.revocations import RevocationList, subject_digest
+from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
 from tests.harness import Platform, delete_namespace_topics, new_namespace
@@ -117,5 +118,38 @@ async def test_records_that_outlived_their_certificates_are_pruned(
         finally:
             await later.stop()
     finally:
+        await producer.stop()
+        await delete_namespace_topics(stack_env, namespace)
+
+
+async def test_a_record_that_cannot_be_applied_does_not_stop_later_revocations(
+    stack_env: dict[str, str],
+) -> None:
+    # A replica that died on one bad record would stop enforcing every later revocation
+    # without a word: it logs and skips the record, and keeps following.
+    namespace = new_namespace("rv-poison")
+    settings = KafkaSettings(
+        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], namespace=namespace
+    )
+    await ensure_topics(settings, [topics.REVOCATIONS])
+    producer = EventProducer(settings, "test-revocation-poison")
+    await producer.start()
+    replica = RevocationList(settings, producer)
+    try:
+        await replica.start()
+        await producer.send_raw(topics.REVOCATIONS, b"garbage", b"\xff\xff not a record")
+        uri = "spiffe://privacam.local/tenant/t/app/stolen-phone"
+        record = RevocationRecord(subject_digest=subject_digest(uri), all_certificates=True)
+        await producer.send_raw(topics.REVOCATIONS, b"stolen", record.SerializeToString())
+        stolen = Principal(
+            PrincipalKind.APP, "stolen-phone", "t", "privacam.local", 7, datetime.now(UTC)
+        )
+
+        deadline = time.monotonic() + 5
+        while not replica.is_revoked(stolen):
+            assert time.monotonic() < deadline, "the revocation after the bad record was lost"
+            await asyncio.sleep(0.05)
+    finally:
+        await replica.stop()
         await producer.stop()
         await delete_namespace_topics(stack_env, namespace)
