@@ -48,7 +48,7 @@ component_ports() {
 component_cmd_marker() {
   case $1 in
     kafka) echo "kafka.Kafka" ;;
-    minio) echo "$MINIO_BIN" ;;
+    minio) echo "$RUN_DIR/minio/data" ;; # not the binary: its path moves with PRIVACAM_CACHE_DIR
     redis) echo "redis-server" ;;
     coturn) echo "turnserver" ;;
     prometheus) echo "prometheus" ;;
