@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,25 +78,37 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
         assert await _list_clips(kept) is grpc.StatusCode.INVALID_ARGUMENT
 
 
+@contextlib.asynccontextmanager
+async def revocation_topic(
+    stack_env: dict[str, str], name: str
+) -> AsyncIterator[tuple[KafkaSettings, EventProducer]]:
+    """A revocations topic in a namespace of its own, and a producer for it."""
+    namespace = new_namespace(name)
+    settings = KafkaSettings(
+        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], namespace=namespace
+    )
+    await ensure_topics(settings, [topics.REVOCATIONS])
+    producer = EventProducer(settings, f"test-{name}")
+    await producer.start()
+    try:
+        yield settings, producer
+    finally:
+        await producer.stop()
+        await delete_namespace_topics(stack_env, namespace)
+
+
 async def test_records_that_outlived_their_certificates_are_pruned(
     stack_env: dict[str, str],
 ) -> None:
     # The writer tombstones a record an hour after the last certificate it covers
     # expired; a replica started afterwards replays only the live ones.
-    namespace = new_namespace("rv-prune")
-    settings = KafkaSettings(
-        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], namespace=namespace
-    )
-    await ensure_topics(settings, [topics.REVOCATIONS])
-    producer = EventProducer(settings, "test-revocation-pruning")
-    await producer.start()
     now = datetime.now(UTC)
     records = {
         "long-gone": now - timedelta(days=3),
         "just-expired": now - timedelta(minutes=10),  # within the grace: kept
         "alive": now + timedelta(days=2),
     }
-    try:
+    async with revocation_topic(stack_env, "rv-prune") as (settings, producer):
         for name, covers_until in records.items():
             record = RevocationRecord(
                 subject_digest=subject_digest(f"spiffe://privacam.local/tenant/t/app/{name}"),
@@ -117,9 +131,6 @@ async def test_records_that_outlived_their_certificates_are_pruned(
             assert await later.prune() == 0
         finally:
             await later.stop()
-    finally:
-        await producer.stop()
-        await delete_namespace_topics(stack_env, namespace)
 
 
 async def test_a_record_that_cannot_be_applied_does_not_stop_later_revocations(
@@ -127,29 +138,20 @@ async def test_a_record_that_cannot_be_applied_does_not_stop_later_revocations(
 ) -> None:
     # A replica that died on one bad record would stop enforcing every later revocation
     # without a word: it logs and skips the record, and keeps following.
-    namespace = new_namespace("rv-poison")
-    settings = KafkaSettings(
-        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], namespace=namespace
-    )
-    await ensure_topics(settings, [topics.REVOCATIONS])
-    producer = EventProducer(settings, "test-revocation-poison")
-    await producer.start()
-    replica = RevocationList(settings, producer)
-    try:
+    async with revocation_topic(stack_env, "rv-poison") as (settings, producer):
+        replica = RevocationList(settings, producer)
         await replica.start()
-        await producer.send_raw(topics.REVOCATIONS, b"garbage", b"\xff\xff not a record")
-        uri = "spiffe://privacam.local/tenant/t/app/stolen-phone"
-        record = RevocationRecord(subject_digest=subject_digest(uri), all_certificates=True)
-        await producer.send_raw(topics.REVOCATIONS, b"stolen", record.SerializeToString())
-        stolen = Principal(
-            PrincipalKind.APP, "stolen-phone", "t", "privacam.local", 7, datetime.now(UTC)
-        )
-
-        deadline = time.monotonic() + 5
-        while not replica.is_revoked(stolen):
-            assert time.monotonic() < deadline, "the revocation after the bad record was lost"
-            await asyncio.sleep(0.05)
-    finally:
-        await replica.stop()
-        await producer.stop()
-        await delete_namespace_topics(stack_env, namespace)
+        try:
+            await producer.send_raw(topics.REVOCATIONS, b"garbage", b"\xff\xff not a record")
+            uri = "spiffe://privacam.local/tenant/t/app/stolen-phone"
+            record = RevocationRecord(subject_digest=subject_digest(uri), all_certificates=True)
+            await producer.send_raw(topics.REVOCATIONS, b"stolen", record.SerializeToString())
+            stolen = Principal(
+                PrincipalKind.APP, "stolen-phone", "t", "privacam.local", 7, datetime.now(UTC)
+            )
+            deadline = time.monotonic() + 5
+            while not replica.is_revoked(stolen):
+                assert time.monotonic() < deadline, "the revocation after the bad record was lost"
+                await asyncio.sleep(0.05)
+        finally:
+            await replica.stop()
