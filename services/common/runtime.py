@@ -274,8 +274,10 @@ class ServiceRuntime:
             await self._public_server.stop(self.settings.shutdown_grace_seconds)
         if self._api_server is not None:
             await self._api_server.stop(self.settings.shutdown_grace_seconds)
-        for consumer in reversed(self.parts.consumers):
-            await consumer.stop()
+        # All at once: each may need its whole timeout to leave its group (a rebalance in
+        # progress, after a replica died, holds the leave), and one after another they outlast
+        # a pod's termination grace period and get killed.
+        await stop_together(self.parts.consumers)
         for component in reversed(self.parts.late_components):
             await component.stop()
         await self.producer.stop()
@@ -286,6 +288,14 @@ class ServiceRuntime:
         if self._metrics is not None:
             self._metrics[0].shutdown()
         log.info("stopped")
+
+
+async def stop_together(parts: Sequence[Component]) -> None:
+    """Stop every part at the same time; one that fails is logged and the others still stop."""
+    outcomes = await asyncio.gather(*(part.stop() for part in parts), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            log.warning("a part failed to stop cleanly", exc_info=outcome)
 
 
 S = TypeVar("S", bound=ServiceSettings)

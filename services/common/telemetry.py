@@ -8,6 +8,7 @@ gRPC through the OpenTelemetry interceptors and Kafka through message headers.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -57,6 +58,10 @@ class _TraceAndRedact(logging.Filter):
 
 
 def setup_logging(service: str, level: str) -> None:
+    # Written out line by line even into a file or a pipe (block-buffered otherwise): a process
+    # that is killed must not take the last lines it logged, which tell why, with it.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
