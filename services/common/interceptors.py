@@ -86,7 +86,7 @@ class _Method:
         self.full_method = full_method
         self.service, self.name = _split(full_method)
         self.rpc_type = rpc_type
-        self.span = _ServerSpan(tracer, full_method)
+        self.span = _ServerSpan(tracer, full_method, self.service, self.name)
         self.started = metrics.GRPC_STARTED.labels(self.service, self.name, rpc_type)
         self.seconds = metrics.GRPC_HANDLING_SECONDS.labels(self.service, self.name, rpc_type)
         self._handled: dict[grpc.StatusCode, Any] = {}
@@ -470,10 +470,9 @@ class _ServerSpan:
     comes from the guard, which knows it.
     """
 
-    def __init__(self, tracer: trace.Tracer, method: str) -> None:
-        service, name = _split(method)
+    def __init__(self, tracer: trace.Tracer, full_method: str, service: str, name: str) -> None:
         self._tracer = tracer
-        self._name = method
+        self._name = full_method
         self._attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
     def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[trace.Span, object]:

@@ -423,7 +423,7 @@ class TopicReplica:
             async with self._progress:
                 self._progress.notify_all()
 
-    def _apply_one(self, record: Any) -> None:
+    def _apply_one(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             self._apply(record.key or b"", record.value)
         except Exception:
