@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -66,7 +67,40 @@ def stack_minio(stack: dict[str, str], bucket: str | None = None) -> Minio:
     return client
 
 
+def _listen_ports() -> range:
+    """Ports to hand to test servers: outside the kernel's ephemeral range, where any outgoing
+    connection (a Kafka, Redis or MinIO client) could take a port between our pick and the
+    server's bind ("Address already in use", seen in CI)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low > 21_000:
+        return range(20_000, low)  # above every fixed port of the stack (all below 10,000)
+    if high < 64_000:
+        return range(high + 1, 65_536)
+    return range(0)  # no room outside it: let the kernel choose
+
+
+_LISTEN_PORTS = _listen_ports()
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A port free now on 127.0.0.1, never handed out before by this process."""
+    for _ in range(200):
+        if not _LISTEN_PORTS:
+            break
+        port = random.choice(_LISTEN_PORTS)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
