@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from minio import Minio
 
-from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
 from services.common.healthcheck import serving
@@ -316,26 +315,3 @@ async def delete_namespace_topics(stack: dict[str, str], namespace: str) -> None
 
 def cleanup_namespace(stack: dict[str, str], namespace: str) -> None:
     asyncio.run(delete_namespace_topics(stack, namespace))
-
-
-@dataclass(frozen=True)
-class ClipDeletion:
-    device_id: str
-    clip_id: str
-    reason: int
-    key_version: int
-
-
-def clip_deletions(event: ClipEvent) -> list[ClipDeletion]:
-    """Each clip a ClipDeleted (one clip) or ClipsDeleted (a camera's batch) event names."""
-    kind = event.WhichOneof("event")
-    if kind == "clip_deleted":
-        one = event.clip_deleted
-        return [ClipDeletion(one.device_id, one.clip_id, one.reason, one.key_version)]
-    if kind == "clips_deleted":
-        batch = event.clips_deleted
-        return [
-            ClipDeletion(batch.device_id, clip.clip_id, batch.reason, clip.key_version)
-            for clip in batch.clips
-        ]
-    return []

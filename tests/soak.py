@@ -53,7 +53,8 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from privacam_sdk.enrollment import Enrollment
 from services.common import topics
-from tests.harness import SERVICES, Platform, clip_deletions
+from services.common.clip_events import clip_deletions
+from tests.harness import SERVICES, Platform
 from tests.live_view import CameraAgent, SignalCall, open_signal, read_signal
 from tests.media import make_mp4
 

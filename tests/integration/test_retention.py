@@ -44,18 +44,13 @@ from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from services.common import clip_format
+from services.common.clip_events import clip_deletions
 from services.common.merkle import MerkleTree
 from services.common.receipts import sign_tree_head
 from services.common.timestamps import to_timestamp
 from services.retention.adapters.exports import RedisExportStore
 from services.retention.domain.exports import ExportJob, ExportState
-from tests.harness import (
-    Platform,
-    access_log_key,
-    clip_deletions,
-    retention_clock_file,
-    stack_minio,
-)
+from tests.harness import Platform, access_log_key, retention_clock_file, stack_minio
 
 PASSWORD = "a long enough passphrase"
 CLIP_BUCKET = "privacam-clips"

@@ -27,8 +27,9 @@ from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
+from services.common.clip_events import clip_deletions
 from services.common.healthcheck import serving
-from tests.harness import ROOT, RUN_DIR, Platform, clip_deletions
+from tests.harness import ROOT, RUN_DIR, Platform
 from tests.integration.test_clip_ingest import Home, _home
 from tests.media import make_mp4
 

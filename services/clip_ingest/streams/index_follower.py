@@ -20,6 +20,7 @@ from services.clip_ingest.adapters.events import record_from_ingested
 from services.clip_ingest.adapters.index import RedisClipIndex
 from services.clip_ingest.domain.service import ClipService
 from services.common import topics
+from services.common.clip_events import clip_deletions
 from services.common.kafka import Delivery, EventConsumer
 from services.common.settings import KafkaSettings
 
@@ -89,13 +90,7 @@ class IndexFollower:
         kind = event.WhichOneof("event")
         if kind == "clip_ingested":
             await self._clips.on_ingested(record_from_ingested(event.clip_ingested))
-        elif kind == "clip_deleted":
-            deleted = event.clip_deleted
+        elif gone := clip_deletions(event):  # one camera's clips, whichever form
             await self._clips.on_deleted(
-                event.metadata.tenant_id, deleted.device_id, [deleted.clip_id]
-            )
-        elif kind == "clips_deleted":
-            batch = event.clips_deleted
-            await self._clips.on_deleted(
-                event.metadata.tenant_id, batch.device_id, [clip.clip_id for clip in batch.clips]
+                event.metadata.tenant_id, gone[0].device_id, [d.clip_id for d in gone]
             )

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from privacam.clips.v1 import events_pb2
 from services.common import topics
+from services.common.clip_events import clip_deletions
 from services.common.kafka import Delivery, EventProducer
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_datetime
@@ -73,24 +74,15 @@ class ClipFeed:
                 if ingested.HasField("key_period_start")
                 else None,
             )
-        elif kind == "clip_deleted":
-            deleted = event.clip_deleted
-            if tenant and deleted.device_id and deleted.clip_id:
-                # Whoever deleted it (an owner through clip_ingest, or this service), the
-                # entry goes and a replayed ClipIngested cannot bring it back.
-                await self._schedule.remove(
-                    [_unscheduled(tenant, deleted.device_id, deleted.clip_id, deleted.key_version)]
-                )
-        elif kind == "clips_deleted":
-            batch = event.clips_deleted
-            if tenant and batch.device_id:
-                await self._schedule.remove(
-                    [
-                        _unscheduled(tenant, batch.device_id, clip.clip_id, clip.key_version)
-                        for clip in batch.clips
-                        if clip.clip_id
-                    ]
-                )
+        elif tenant and (gone := clip_deletions(event)):
+            # Whoever deleted them (an owner through clip_ingest, or this service), the
+            # entries go and a replayed ClipIngested cannot bring them back.
+            await self._schedule.remove(
+                [
+                    ScheduledClip(tenant, d.device_id, d.clip_id, "", d.key_version, _EPOCH)
+                    for d in gone
+                ]
+            )
 
     async def rebuild(self, settings: KafkaSettings, producer: EventProducer) -> int:
         """Replay the clips topic from its beginning up to now into the view, then mark it
@@ -129,8 +121,3 @@ class ClipFeed:
         await self._schedule.mark_complete()
         log.info("retention schedule rebuilt from the clips topic", extra={"events": applied})
         return applied
-
-
-def _unscheduled(tenant_id: str, device_id: str, clip_id: str, key_version: int) -> ScheduledClip:
-    """A deleted clip as the schedule names it (its object and due time no longer matter)."""
-    return ScheduledClip(tenant_id, device_id, clip_id, "", key_version, _EPOCH)
