@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from minio import Minio
+from minio.error import S3Error
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -59,15 +60,25 @@ class ObjectStore:
     async def start(self) -> None:
         try:
             for bucket in self.buckets:
-                exists = await asyncio.to_thread(self.client.bucket_exists, bucket)
-                if not exists:
-                    await asyncio.to_thread(self.client.make_bucket, bucket)
-                    log.info("bucket created", extra={"bucket": bucket})
+                await self._ensure_bucket(bucket)
         except Exception as error:  # the client raises several unrelated types
             raise StoreUnavailable(
                 f"cannot use MinIO at {self._endpoint} ({error.__class__.__name__}: {error}); "
                 "check PRIVACAM_MINIO_ENDPOINT and the access keys"
             ) from None
+
+    async def _ensure_bucket(self, bucket: str) -> None:
+        if await asyncio.to_thread(self.client.bucket_exists, bucket):
+            return
+        try:
+            await asyncio.to_thread(self.client.make_bucket, bucket)
+        except S3Error as error:
+            # Services sharing a bucket start together: another one may create it
+            # between our check and our request (seen in CI), and that is success.
+            if error.code != "BucketAlreadyOwnedByYou":
+                raise
+            return
+        log.info("bucket created", extra={"bucket": bucket})
 
     async def stop(self) -> None:
         """The MinIO client holds no connection worth closing."""
