@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from aioice import Connection, stun
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -73,6 +75,51 @@ class SyntheticCamera(VideoStreamTrack):
         return self._frame
 
 
+def retrigger_in_progress_checks(pc: RTCPeerConnection) -> None:
+    """Answer a peer's check on a pair whose own check is in flight by re-sending ours now.
+
+    RFC 8445 section 7.3.1.4 asks for a triggered check in that case; aioice 0.13 only
+    triggers checks of frozen, failed or waiting pairs. Through TURN it matters: the
+    camera's first check reaches the app's relay before the app has a permission for
+    it, so coturn drops it, and the camera would wait for the 500 ms retransmission
+    although the app's check has just come through. libwebrtc, in real cameras and
+    apps, does this already; this gives the test peers the same behaviour. The resent
+    request keeps its transaction id, so its answer settles the check in flight.
+    """
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        if not getattr(connection, "_privacam_retriggers", False):
+            _retrigger(connection)
+
+
+def _retrigger(connection: Connection) -> None:
+    in_flight: dict[int, stun.Message] = {}
+    build_request = connection.build_request
+    check_incoming = connection.check_incoming
+
+    def recording_build_request(pair: CandidatePair, nominate: bool) -> stun.Message:
+        request = build_request(pair, nominate=nominate)
+        in_flight[id(pair)] = request
+        return request
+
+    def retriggering_check_incoming(
+        message: stun.Message, addr: tuple[str, int], protocol: StunProtocol
+    ) -> None:
+        check_incoming(message, addr, protocol)
+        for pair in connection._check_list:
+            if (
+                pair.protocol is protocol
+                and pair.remote_addr == addr
+                and pair.state == CandidatePair.State.IN_PROGRESS
+                and id(pair) in in_flight
+            ):
+                protocol.send_stun(in_flight[id(pair)], addr)
+
+    connection.build_request = recording_build_request  # type: ignore[method-assign]
+    connection.check_incoming = retriggering_check_incoming  # type: ignore[method-assign]
+    connection._privacam_retriggers = True  # type: ignore[attr-defined]
+
+
 def _configuration(servers: Sequence[RTCIceServer], relay_only: bool) -> RTCConfiguration:
     return RTCConfiguration(
         iceServers=list(servers),
@@ -95,6 +142,7 @@ class CameraPeer:
 
     async def answer(self, session_id: str, offer_sdp: str) -> tuple[str, pb.SignedDtlsFingerprint]:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        retrigger_in_progress_checks(self.pc)
         self.pc.addTrack(SyntheticCamera())
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         sdp = self.pc.localDescription.sdp
@@ -126,6 +174,7 @@ class ViewerPeer:
         self.pc = RTCPeerConnection(_configuration(self.servers, self.relay_only))
         self.first_frame_at = asyncio.get_running_loop().create_future()
         self.pc.addTransceiver("video", direction="recvonly")
+        retrigger_in_progress_checks(self.pc)
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: object) -> None:
