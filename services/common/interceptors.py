@@ -20,11 +20,12 @@ from typing import Any, cast
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, get_global_textmap
 from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
-from services.common import metrics
+from services.common import metrics, telemetry
 from services.common.auth import Authorizer, reset_current_principal, set_current_principal
 from services.common.errors import PrivacamError, Unauthenticated, status_for
 from services.common.identity import Principal, principal_from_pem
@@ -82,11 +83,11 @@ def _rpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
 class _Method:
     """What is fixed per RPC method: its names, metric series and span, made once."""
 
-    def __init__(self, full_method: str, rpc_type: str, tracer: trace.Tracer) -> None:
+    def __init__(self, full_method: str, rpc_type: str, span: _ServerSpan) -> None:
         self.full_method = full_method
-        self.service, self.name = _split(full_method)
+        self.service, self.name = span.service, span.method
         self.rpc_type = rpc_type
-        self.span = _ServerSpan(tracer, full_method, self.service, self.name)
+        self.span = span
         self.started = metrics.GRPC_STARTED.labels(self.service, self.name, rpc_type)
         self.seconds = metrics.GRPC_HANDLING_SECONDS.labels(self.service, self.name, rpc_type)
         self._handled: dict[grpc.StatusCode, Any] = {}
@@ -361,6 +362,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.authorizer = authorizer
         self.trust_domain = trust_domain
         self._tracer = trace.get_tracer("privacam.grpc.server")
+        self._trace_headers = frozenset(get_global_textmap().fields)
+        self._unrecorded_roots = telemetry.unrecorded_roots()
         self.anonymous = anonymous or AnonymousMethods()
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self.calls = calls if calls is not None else OpenCalls()
@@ -381,7 +384,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or method.startswith(EXEMPT_PREFIXES):
             return handler
         rpc_type = _rpc_type(handler)
-        rpc = _Method(method, rpc_type, self._tracer)
+        span = _ServerSpan(self._tracer, method, self._trace_headers, self._unrecorded_roots)
+        rpc = _Method(method, rpc_type, span)
         inner = _behavior(handler)
         if handler.response_streaming:
             wrapped = _rewrapped(handler, self._streaming(rpc, inner))
@@ -470,14 +474,37 @@ class _ServerSpan:
     comes from the guard, which knows it.
     """
 
-    def __init__(self, tracer: trace.Tracer, full_method: str, service: str, name: str) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        full_method: str,
+        trace_headers: frozenset[str],
+        unrecorded_roots: IdGenerator | None,
+    ) -> None:
         self._tracer = tracer
         self._name = full_method
-        self._attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        self.service, self.method = _split(full_method)
+        self._attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": self.service,
+            "rpc.method": self.method,
+        }
+        self._trace_headers = trace_headers
+        self._unrecorded_roots = unrecorded_roots
 
     def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[trace.Span, object]:
         metadata = context.invocation_metadata()
-        parent = extract(cast(_Carrier, metadata), getter=_METADATA) if metadata else None
+        if metadata and any(name in self._trace_headers for name, _ in metadata):
+            parent = extract(cast(_Carrier, metadata), getter=_METADATA)
+        else:
+            parent = None
+            if self._unrecorded_roots is not None:
+                # No caller's trace and roots are never sampled: the span the SDK would make.
+                ids = self._unrecorded_roots
+                root = trace.NonRecordingSpan(
+                    trace.SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False)
+                )
+                return root, otel_context.attach(trace.set_span_in_context(root))
         span = self._tracer.start_span(
             self._name, context=parent, kind=trace.SpanKind.SERVER, attributes=self._attributes
         )
