@@ -10,6 +10,9 @@ the ratios say what the platform's work costs on top of storing the bytes at all
 Figures, for 256 KiB, 1 MiB and 2 MiB clips: clips per second (target at least 0.8x the
 raw PUT's) and the p99 latency as "raw p99 / our p99" (target at least 0.8, i.e. our p99
 at most 1.25x). Rounds alternate between the two sides; the best round of each is kept.
+Alongside, the CPU time every process on the path spent per clip, each side summed over
+its rounds: with client, services and servers on the same 2 cores, the throughput ratio
+is bounded by the ratio of those totals.
 Then the service's peak resident memory (VmHWM) is read after N = 64 more 2 MiB clips (the
 throughput rounds before are the warm-up) and after 4N: "peak after N / peak after 4N" must
 stay above 0.9 (flat: memory per upload is bounded, nothing accumulates per clip).
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import secrets
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +38,7 @@ from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import upload_clip
 from tests.harness import (
+    RUN_DIR,
     Platform,
     cleanup_namespace,
     local_stack,
@@ -78,6 +84,40 @@ async def _round(
     return clips / (time.perf_counter() - began), latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU seconds per process, summed over the rounds measured inside `measure`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent = dict.fromkeys(pids, 0.0)
+        self.clips = 0
+
+    async def measure(
+        self, operation: Callable[[int, int], Awaitable[None]], clips: int
+    ) -> tuple[float, list[float]]:
+        before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        result = await _round(operation, clips)
+        for name, pid in self.pids.items():
+            self.spent[name] += _cpu_seconds(pid) - before[name]
+        self.clips += clips
+        return result
+
+    def per_clip_ms(self) -> str:
+        parts = {name: 1000 * spent / self.clips for name, spent in self.spent.items()}
+        listed = ", ".join(f"{name} {ms:.2f}" for name, ms in parts.items() if ms >= 0.005)
+        return f"{sum(parts.values()):.2f} ms ({listed})"
+
+
+def _stack_pid(name: str) -> int:
+    return int((RUN_DIR / "pids" / f"{name}.pid").read_text().split()[0])
+
+
 def _peak_bytes(pid: int) -> int:
     """The process's peak resident memory so far (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -110,6 +150,13 @@ async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]
     tenant, cameras = await _cameras(platform, home)
     results: list[Result] = []
     run = secrets.token_hex(3)
+    pids = {
+        name: service.process.pid
+        for name, service in platform.services.items()
+        if service.process is not None
+    }
+    pids |= {name: _stack_pid(name) for name in ("minio", "kafka", "redis")}
+    pids["cameras and raw client"] = os.getpid()
     try:
         for label, size in SIZES.items():
             data = padded_mp4(size, seed=size)
@@ -128,11 +175,18 @@ async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]
             await _round(raw, CAMERAS)
             best_ours: tuple[float, list[float]] = (0.0, [])
             best_raw: tuple[float, list[float]] = (0.0, [])
+            ours_cpu, raw_cpu = _CpuMeter(pids), _CpuMeter(pids)
             for _ in range(ROUNDS):
-                measured = await _round(ours, CLIPS_PER_ROUND)
+                measured = await ours_cpu.measure(ours, CLIPS_PER_ROUND)
                 best_ours = max(best_ours, measured, key=lambda r: r[0])
-                measured = await _round(raw, CLIPS_PER_ROUND)
+                measured = await raw_cpu.measure(raw, CLIPS_PER_ROUND)
                 best_raw = max(best_raw, measured, key=lambda r: r[0])
+            print(
+                f"{label}: CPU per clip, ours {ours_cpu.per_clip_ms()}; "
+                f"raw PUT {raw_cpu.per_clip_ms()}",
+                file=sys.stderr,
+                flush=True,
+            )
             results.append(
                 Result.compare(
                     f"{label} clip uploads, {CAMERAS} cameras",

@@ -113,15 +113,26 @@ class MinioWriter:
         self._objects = objects
         self._name = name
         self._metadata = metadata
-        self._buffer = bytearray()
+        # Segments as they come, joined once per PUT or part: growing one buffer copied
+        # each clip's bytes twice more (a sixth of the service's time in a profile).
+        self._pieces: list[bytes] = []
+        self._buffered = 0
         self._upload_id: str | None = None
         self._parts: list[Part] = []
 
     async def write(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= self._objects.part_bytes + 1:
+        self._pieces.append(data)
+        self._buffered += len(data)
+        while self._buffered >= self._objects.part_bytes + 1:
             # Keep at least a byte back: the last part is sent by complete().
             await self._send_part(self._objects.part_bytes)
+
+    def _take(self, length: int) -> bytes:
+        """The first `length` buffered bytes (a lone segment is not copied)."""
+        joined = b"".join(self._pieces)
+        self._pieces = [joined[length:]] if len(joined) > length else []
+        self._buffered = len(joined) - length
+        return joined if len(joined) == length else joined[:length]
 
     async def _send_part(self, length: int) -> None:
         objects = self._objects
@@ -130,8 +141,7 @@ class MinioWriter:
             self._upload_id = await objects.run(
                 objects.client._create_multipart_upload, objects.bucket, self._name, headers
             )
-        part = bytes(self._buffer[:length])
-        del self._buffer[:length]
+        part = self._take(length)
         number = len(self._parts) + 1
         etag = await objects.run(
             objects.client._upload_part,
@@ -147,8 +157,7 @@ class MinioWriter:
     async def complete(self) -> None:
         objects = self._objects
         if self._upload_id is None:
-            data = bytes(self._buffer)
-            self._buffer.clear()
+            data = self._take(self._buffered)
             await objects.run(
                 objects.client.put_object,
                 objects.bucket,
@@ -158,7 +167,7 @@ class MinioWriter:
                 metadata=self._metadata,
             )
             return
-        await self._send_part(len(self._buffer))
+        await self._send_part(self._buffered)
         await objects.run(
             objects.client._complete_multipart_upload,
             objects.bucket,
@@ -169,7 +178,7 @@ class MinioWriter:
         self._upload_id = None
 
     async def abort(self) -> None:
-        self._buffer.clear()
+        self._pieces, self._buffered = [], 0
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             return
