@@ -53,6 +53,8 @@ from services.retention.domain.exports import ExportJob, ExportState
 from tests.harness import Platform, access_log_key, retention_clock_file, stack_minio
 
 PASSWORD = "a long enough passphrase"
+pytestmark = pytest.mark.moves_retention_clock  # see conftest.py
+
 CLIP_BUCKET = "privacam-clips"
 
 
