@@ -50,6 +50,7 @@ from typing import Any, Generic, TypeVar
 
 from privacam.identity.v1.state_pb2 import IdentityStateDocument
 from services.common.kafka import EventProducer, Topic
+from services.common.memo import DerivedCache
 from services.common.replicated_map import ReplicatedMap
 from services.common.settings import KafkaSettings
 from services.device_auth.adapters.codec import (
@@ -280,19 +281,15 @@ class _Records(Generic[R]):
         self._map = entries
         self._locks = locks
         self._kind = kind
-        self._decoded: dict[str, tuple[bytes, R]] = {}
+        # Records are immutable: each stored value is decoded once, not on every read.
+        self._decoded: DerivedCache[str, bytes, R] = DerivedCache(self._decode)
+
+    def _decode(self, value: bytes) -> R:
+        return self._kind.decode(_content(value))
 
     def _read(self, key: str) -> R | None:
         value = self._map.get(key)
-        if value is None:
-            return None
-        # Records are immutable: decode each stored value once, not on every read.
-        cached = self._decoded.get(key)
-        if cached is not None and cached[0] is value:
-            return cached[1]
-        record = self._kind.decode(_content(value))
-        self._decoded[key] = (value, record)
-        return record
+        return None if value is None else self._decoded.get(key, value)
 
     async def create(self, record: R) -> bool:
         kind = self._kind

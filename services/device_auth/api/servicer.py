@@ -20,6 +20,7 @@ from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, PermissionDenied, map_domain_error
 from services.common.identity import Principal, PrincipalKind
+from services.common.memo import DerivedCache
 from services.common.timestamps import to_timestamp
 from services.device_auth.api import convert
 from services.device_auth.domain.errors import (
@@ -35,7 +36,7 @@ from services.device_auth.domain.errors import (
     WrongPin,
 )
 from services.device_auth.domain.records import Subject
-from services.device_auth.domain.service import DeviceAuth
+from services.device_auth.domain.service import CameraView, DeviceAuth
 
 # Messages of TooManyAttempts and LockedOut already say when to try again
 # ("try again in 4 s", "locked for 3600 s"), so the status message carries it.
@@ -61,9 +62,15 @@ def _subject(principal: Principal) -> Subject:
 def _app() -> tuple[str, Subject]:
     """The calling app install's tenant and identity (the actor of what it does)."""
     principal = current_principal()
+    return _app_tenant(principal), _subject(principal)
+
+
+def _app_tenant(principal: Principal | None = None) -> str:
+    """The calling app install's tenant."""
+    principal = principal or current_principal()
     if principal.kind is not PrincipalKind.APP or principal.tenant_id is None:
         raise PermissionDenied("only app identities may call this method")
-    return principal.tenant_id, _subject(principal)
+    return principal.tenant_id
 
 
 def _service() -> Subject:
@@ -76,6 +83,11 @@ def _service() -> Subject:
 class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
     def __init__(self, auth: DeviceAuth) -> None:
         self._auth = auth
+        # GetCamera's reply per caller and camera, made once per view (owners' views are
+        # themselves made once per camera record): building the message was most of the call.
+        self._camera_replies: DerivedCache[tuple[str, str], CameraView, pb.GetCameraResponse] = (
+            DerivedCache(lambda view: pb.GetCameraResponse(camera=convert.camera_pb(view)))
+        )
 
     # --- accounts and app installs (the first two: no client certificate) ----------
 
@@ -182,11 +194,10 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         return pb.ListCamerasResponse(cameras=[convert.camera_pb(c) for c in cameras])
 
     async def GetCamera(self, request: pb.GetCameraRequest, context: Any) -> pb.GetCameraResponse:
-        tenant_id, _ = _app()
-        view = await self._auth.get_camera(
-            tenant_id, convert.identifier(request.device_id, "device_id")
-        )
-        return pb.GetCameraResponse(camera=convert.camera_pb(view))
+        tenant_id = _app_tenant()
+        # The domain checks the id (INVALID_ARGUMENT naming device_id); once is enough here.
+        view = await self._auth.get_camera(tenant_id, request.device_id)
+        return self._camera_replies.get((tenant_id, view.device_id), view)
 
     async def RevokeCamera(
         self, request: pb.RevokeCameraRequest, context: Any

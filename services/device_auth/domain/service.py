@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.common.clock import Clock
 from services.common.identity import PrincipalKind
+from services.common.memo import DerivedCache
 from services.device_auth.domain import validation
 from services.device_auth.domain.certificates import (
     CertificateIssuer,
@@ -259,6 +260,11 @@ class DeviceAuth:
             pin_attempts, pin_hasher or password_hasher, clock, self._config.pin_policy
         )
         self._password_guard = PasswordGuard(password_attempts, self._config.password_policy)
+        # What owners see of a camera, made once per version of its record (GetCamera is
+        # the hottest read there is).
+        self._owner_views: DerivedCache[str, Camera, CameraView] = DerivedCache(
+            lambda camera: self._make_camera_view(camera, None)
+        )
 
     # --- accounts and app installs ------------------------------------------------
 
@@ -1069,6 +1075,11 @@ class DeviceAuth:
         await self._grants.delete(grant.grant_id)
 
     def _camera_view(self, camera: Camera, grant: Grant | None) -> CameraView:
+        if grant is None:
+            return self._owner_views.get(camera.device_id, camera)
+        return self._make_camera_view(camera, grant)
+
+    def _make_camera_view(self, camera: Camera, grant: Grant | None) -> CameraView:
         return CameraView(
             device_id=camera.device_id,
             owner_tenant_id=camera.tenant_id,
