@@ -8,8 +8,8 @@ certificate makes every call:
 (b) GetCamera on one reused channel (certificate parsed once and cached, policy check, the
     owner-or-grantee check, a lookup) against health Check on the same channel and server;
     target at least 0.85x.
-Ten rounds of about half a second alternate between the two sides; the best round of each
-counts (with five, one unlucky side in a noisy minute could swing the ratio by 0.1).
+Twenty rounds of about half a second alternate between the two sides; the best round of each
+counts (with five, one unlucky side in a noisy minute swung the ratio by 0.1).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.pki_helpers import PkiFactory
 
 IN_FLIGHT = 4
 ROUND_SECONDS = 0.5
-ROUNDS = 10
+ROUNDS = 20
 
 
 async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -> list[Result]:

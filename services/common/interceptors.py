@@ -100,66 +100,6 @@ class _Method:
         return self._handled[code]
 
 
-class _Call:
-    """Bookkeeping of one RPC: who, how long, which status."""
-
-    def __init__(self, interceptor: ServerInterceptor, method: _Method) -> None:
-        self.interceptor = interceptor
-        self.rpc = method
-        self.started = time.perf_counter()
-        method.started.inc()
-
-    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
-        anonymous = self.interceptor.anonymous
-        if self.rpc.full_method in anonymous.limits:
-            # No identity yet (this is how one is obtained): only the rate limit applies.
-            if anonymous.limiter is not None:
-                await anonymous.limiter.check(
-                    self.rpc.name, _peer_address(context), anonymous.limits[self.rpc.full_method]
-                )
-            return None
-        auth = context.auth_context()
-        pem = next(iter(auth.get("x509_pem_cert", ())), None)
-        if pem is None:
-            raise Unauthenticated("a client certificate is required")
-        principal = principal_from_pem(pem, self.interceptor.trust_domain)
-        self.interceptor.authorizer.authorize(principal, self.rpc.full_method)
-        return principal
-
-    def finish(self, code: grpc.StatusCode, principal: Principal | None) -> None:
-        elapsed = time.perf_counter() - self.started
-        self.rpc.handled(code).inc()
-        self.rpc.seconds.observe(elapsed)
-        # One line per failed call (successes are counted by the metrics above; a line for
-        # each of them cost more than the call itself). Only the kind of caller: ids of
-        # people and devices never go to logs.
-        level = logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO
-        if not log.isEnabledFor(level):
-            return
-        log.log(
-            level,
-            "rpc",
-            extra={
-                "rpc_method": self.rpc.full_method,
-                "grpc_code": code.name,
-                "duration_ms": round(elapsed * 1000, 3),
-                "principal_kind": principal.kind.value if principal else None,
-            },
-        )
-
-    async def fail(self, context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
-        code, message = status_for(error)
-        if isinstance(error, PrivacamError) and code in (
-            grpc.StatusCode.UNAUTHENTICATED,
-            grpc.StatusCode.PERMISSION_DENIED,
-        ):
-            reason = "unauthenticated" if code is grpc.StatusCode.UNAUTHENTICATED else "forbidden"
-            metrics.AUTH_REJECTED.labels(self.rpc.service, reason).inc()
-        if code is grpc.StatusCode.INTERNAL:
-            log.error("unhandled error in %s", self.rpc.full_method, exc_info=error)
-        await context.abort(code, message)
-
-
 def _peer_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The caller's IP address without the port ("ipv4:1.2.3.4:5678" -> "1.2.3.4")."""
     peer = context.peer()
@@ -263,28 +203,42 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
 
 
 class _Guard:
-    """Around every handler: who calls, may they, and what status and metrics result.
+    """Around every handler: who calls, may they, and what status, span and metrics result.
     (A class, not a generator-based context manager: it runs on every call.)"""
+
+    __slots__ = (
+        "_context",
+        "_interceptor",
+        "_principal",
+        "_rpc",
+        "_span",
+        "_started",
+        "_token",
+        "_track",
+        "_tracked",
+    )
 
     def __init__(
         self,
         interceptor: ServerInterceptor,
-        call: _Call,
+        rpc: _Method,
         context: grpc.aio.ServicerContext[Any, Any],
         track: bool,
     ) -> None:
         self._interceptor = interceptor
-        self._call = call
+        self._rpc = rpc
         self._context = context
         self._track = track
+        self._started = time.perf_counter()
+        rpc.started.inc()
         self._principal: Principal | None = None
         self._token: contextvars.Token[Principal] | None = None
         self._tracked: TrackedCall | None = None
-        self._span = call.rpc.span.begin(context)
+        self._span = rpc.span.begin(context)
 
     async def __aenter__(self) -> _Guard:
         try:
-            self._principal = await self._call.authenticate(self._context)
+            self._principal = await self._authenticate()
         except BaseException as error:
             await self.__aexit__(type(error), error, error.__traceback__)
             raise
@@ -293,6 +247,23 @@ class _Guard:
             if self._track:
                 self._tracked = self._interceptor.calls.add(self._principal)
         return self
+
+    async def _authenticate(self) -> Principal | None:
+        rpc, context = self._rpc, self._context
+        anonymous = self._interceptor.anonymous
+        if rpc.full_method in anonymous.limits:
+            # No identity yet (this is how one is obtained): only the rate limit applies.
+            if anonymous.limiter is not None:
+                await anonymous.limiter.check(
+                    rpc.name, _peer_address(context), anonymous.limits[rpc.full_method]
+                )
+            return None
+        pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+        if pem is None:
+            raise Unauthenticated("a client certificate is required")
+        principal = principal_from_pem(pem, self._interceptor.trust_domain)
+        self._interceptor.authorizer.authorize(principal, rpc.full_method)
+        return principal
 
     async def run(self, work: Awaitable[Any]) -> Any:
         """`work`'s result; for a tracked call, unless the caller is revoked first."""
@@ -311,18 +282,56 @@ class _Guard:
             if self._token is not None:
                 reset_current_principal(self._token)
                 self._token = None
-            if isinstance(error, asyncio.CancelledError):
+            if error is None:
+                pass
+            elif isinstance(error, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED  # the client went away
             elif isinstance(error, grpc.aio.AbortError):
                 code = self._context.code() or grpc.StatusCode.UNKNOWN
             elif isinstance(error, Exception):
                 code = status_for(error)[0]
-                await self._call.fail(self._context, error)  # raises AbortError
+                await self._fail(error)  # raises AbortError
             return False
         finally:
-            self._interceptor.calls.remove(self._tracked)
-            self._call.finish(code, self._principal)
-            self._call.rpc.span.end(self._span, code, error)
+            if self._tracked is not None:
+                self._interceptor.calls.remove(self._tracked)
+            self._finish(code)
+            self._rpc.span.end(self._span, code, error)
+
+    def _finish(self, code: grpc.StatusCode) -> None:
+        elapsed = time.perf_counter() - self._started
+        rpc = self._rpc
+        rpc.handled(code).inc()
+        rpc.seconds.observe(elapsed)
+        # One line per failed call (successes are counted by the metrics above; a line for
+        # each of them cost more than the call itself). Only the kind of caller: ids of
+        # people and devices never go to logs.
+        level = logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO
+        if not log.isEnabledFor(level):
+            return
+        principal = self._principal
+        log.log(
+            level,
+            "rpc",
+            extra={
+                "rpc_method": rpc.full_method,
+                "grpc_code": code.name,
+                "duration_ms": round(elapsed * 1000, 3),
+                "principal_kind": principal.kind.value if principal else None,
+            },
+        )
+
+    async def _fail(self, error: BaseException) -> None:
+        code, message = status_for(error)
+        if isinstance(error, PrivacamError) and code in (
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ):
+            reason = "unauthenticated" if code is grpc.StatusCode.UNAUTHENTICATED else "forbidden"
+            metrics.AUTH_REJECTED.labels(self._rpc.service, reason).inc()
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("unhandled error in %s", self._rpc.full_method, exc_info=error)
+        await self._context.abort(code, message)
 
 
 class LoadShedder:
@@ -400,7 +409,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         shedder = self.shedder
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with _Guard(self, _Call(self, rpc), context, track) as guard:
+            async with _Guard(self, rpc, context, track) as guard:
                 if not track:
                     return await inner(request, context)
                 return await guard.run(inner(request, context))
@@ -423,7 +432,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def behavior(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with _Guard(self, _Call(self, rpc), context, track=True) as guard:
+            async with _Guard(self, rpc, context, track=True) as guard:
                 responses = inner(request, context).__aiter__()
                 while (response := await guard.run(_next(responses))) is not _END:
                     yield response
