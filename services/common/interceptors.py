@@ -282,9 +282,7 @@ class _Guard:
             if self._token is not None:
                 reset_current_principal(self._token)
                 self._token = None
-            if error is None:
-                pass
-            elif isinstance(error, asyncio.CancelledError):
+            if isinstance(error, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED  # the client went away
             elif isinstance(error, grpc.aio.AbortError):
                 code = self._context.code() or grpc.StatusCode.UNKNOWN
