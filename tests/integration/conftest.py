@@ -31,10 +31,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
-    # Retention's development clock only moves forward, and once days have passed for it,
-    # it deletes the clips other tests upload to the shared platform: tests that move it
-    # run after all the others, whatever the order they were collected in.
-    items.sort(key=lambda item: item.get_closest_marker("moves_retention_clock") is not None)
+    # Whatever the order they were collected in: retention's development clock only moves
+    # forward, and once days have passed for it, it deletes the clips other tests upload to
+    # the shared platform, so the tests that move it run after the others; the test that
+    # kills and restarts the shared stack runs after everything (it expects a moved clock,
+    # and clients of a restarted Redis find their pooled connections dead).
+    items.sort(key=_late)
+
+
+def _late(item: pytest.Item) -> int:
+    if item.get_closest_marker("restarts_stack") is not None:
+        return 2
+    return 1 if item.get_closest_marker("moves_retention_clock") is not None else 0
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ firmware does) while the test kills, with SIGKILL, one part after another: each 
 process, then MinIO, Redis and Kafka themselves, restarted by the project's own scripts.
 Afterwards every clip acknowledged to a camera must be listed once, download and decrypt
 to its exact bytes, and have exactly one ClipIngested event; nothing needs a manual step.
-The module runs last (its name) because it restarts the shared stack.
+It runs last (see conftest.py) because it restarts the shared stack.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from privacam.clips.v1.events_pb2 import ClipEvent
@@ -32,6 +33,8 @@ from services.common.healthcheck import serving
 from tests.harness import ROOT, RUN_DIR, Platform
 from tests.integration.test_clip_ingest import Home, _home
 from tests.media import make_mp4
+
+pytestmark = pytest.mark.restarts_stack  # see conftest.py
 
 CAMERAS = 3
 
