@@ -26,11 +26,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from minio import Minio
+from pydantic import SecretStr
 
 from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
 from services.common.healthcheck import serving
-from services.common.settings import read_env_file
+from services.common.settings import MinioSettings, read_env_file
 from tests.pki_helpers import Identity, PkiFactory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +54,24 @@ def local_stack() -> Iterator[dict[str, str]]:
         started_file.unlink(missing_ok=True)
 
 
+def stack_minio_settings(stack: dict[str, str]) -> MinioSettings:
+    """The stack's MinIO as a service's settings name it."""
+    return MinioSettings(
+        endpoint=stack["PRIVACAM_MINIO_ENDPOINT"],
+        access_key=SecretStr(stack["PRIVACAM_MINIO_ACCESS_KEY"]),
+        secret_key=SecretStr(stack["PRIVACAM_MINIO_SECRET_KEY"]),
+        secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
+    )
+
+
 def stack_minio(stack: dict[str, str], bucket: str | None = None) -> Minio:
     """A client of the stack's MinIO (the bucket created first when one is named)."""
+    settings = stack_minio_settings(stack)
     client = Minio(
-        stack["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=stack["PRIVACAM_MINIO_ACCESS_KEY"],
-        secret_key=stack["PRIVACAM_MINIO_SECRET_KEY"],
-        secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
+        settings.endpoint,
+        access_key=settings.access_key.get_secret_value(),
+        secret_key=settings.secret_key.get_secret_value(),
+        secure=settings.secure,
     )
     if bucket is not None and not client.bucket_exists(bucket):
         client.make_bucket(bucket)

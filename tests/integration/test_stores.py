@@ -5,30 +5,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from pydantic import SecretStr
-
-from services.common.settings import MinioSettings
 from services.common.stores import ObjectStore
-from tests.harness import stack_minio
-
-
-def _settings(stack_env: dict[str, str]) -> MinioSettings:
-    return MinioSettings(
-        endpoint=stack_env["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=SecretStr(stack_env["PRIVACAM_MINIO_ACCESS_KEY"]),
-        secret_key=SecretStr(stack_env["PRIVACAM_MINIO_SECRET_KEY"]),
-        secure=stack_env.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
-    )
+from tests.harness import stack_minio, stack_minio_settings
 
 
 async def test_services_sharing_a_bucket_start_together(stack_env: dict[str, str]) -> None:
     """Two services creating the same bucket at once both start (a CI run lost one to this)."""
     bucket = f"privacam-race-{secrets.token_hex(4)}"
-    stores = [ObjectStore(_settings(stack_env), (bucket,)) for _ in range(6)]
+    stores = [ObjectStore(stack_minio_settings(stack_env), (bucket,)) for _ in range(6)]
     try:
         await asyncio.gather(*(store.start() for store in stores))
         # The losing side of the race, every time: the bucket appears after the check.
-        late = ObjectStore(_settings(stack_env), (bucket,))
+        late = ObjectStore(stack_minio_settings(stack_env), (bucket,))
         late.client.bucket_exists = lambda _bucket: False  # type: ignore[method-assign,assignment]
         await late.start()
         assert stores[0].client.bucket_exists(bucket)
