@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, cast
 
 import grpc
@@ -204,10 +203,15 @@ async def _next(iterator: AsyncIterator[Any]) -> Any:
 
 class _Guard:
     """Around every handler: who calls, may they, and what status, span and metrics result.
-    (A class, not a generator-based context manager: it runs on every call.)"""
+
+    Its steps are plain methods called from one try/except/finally in the wrapped handler,
+    not an async context manager: this runs on every call, and the certificate path, most
+    calls, then makes no coroutine of its own."""
 
     __slots__ = (
+        "_code",
         "_context",
+        "_error",
         "_interceptor",
         "_principal",
         "_rpc",
@@ -231,39 +235,33 @@ class _Guard:
         self._track = track
         self._started = time.perf_counter()
         rpc.started.inc()
+        self._code = grpc.StatusCode.OK
+        self._error: BaseException | None = None
         self._principal: Principal | None = None
         self._token: contextvars.Token[Principal] | None = None
         self._tracked: TrackedCall | None = None
         self._span = rpc.span.begin(context)
 
-    async def __aenter__(self) -> _Guard:
-        try:
-            self._principal = await self._authenticate()
-        except BaseException as error:
-            await self.__aexit__(type(error), error, error.__traceback__)
-            raise
-        if self._principal is not None:  # None: an anonymous method, nothing to revoke
-            self._token = set_current_principal(self._principal)
-            if self._track:
-                self._tracked = self._interceptor.calls.add(self._principal)
-        return self
-
-    async def _authenticate(self) -> Principal | None:
-        rpc, context = self._rpc, self._context
-        anonymous = self._interceptor.anonymous
-        if rpc.full_method in anonymous.limits:
-            # No identity yet (this is how one is obtained): only the rate limit applies.
-            if anonymous.limiter is not None:
-                await anonymous.limiter.check(
-                    rpc.name, _peer_address(context), anonymous.limits[rpc.full_method]
-                )
-            return None
-        pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+    def admit_certified(self) -> None:
+        """Authenticate the caller by its client certificate and authorize the method."""
+        interceptor = self._interceptor
+        pem = next(iter(self._context.auth_context().get("x509_pem_cert", ())), None)
         if pem is None:
             raise Unauthenticated("a client certificate is required")
-        principal = principal_from_pem(pem, self._interceptor.trust_domain)
-        self._interceptor.authorizer.authorize(principal, rpc.full_method)
-        return principal
+        principal = principal_from_pem(pem, interceptor.trust_domain)
+        interceptor.authorizer.authorize(principal, self._rpc.full_method)
+        self._principal = principal
+        self._token = set_current_principal(principal)
+        if self._track:
+            self._tracked = interceptor.calls.add(principal)
+
+    async def admit_anonymous(self) -> None:
+        """No identity yet (this is how one is obtained): only the rate limit applies."""
+        rpc, anonymous = self._rpc, self._interceptor.anonymous
+        if anonymous.limiter is not None:
+            await anonymous.limiter.check(
+                rpc.name, _peer_address(self._context), anonymous.limits[rpc.full_method]
+            )
 
     async def run(self, work: Awaitable[Any]) -> Any:
         """`work`'s result; for a tracked call, unless the caller is revoked first."""
@@ -271,30 +269,28 @@ class _Guard:
             return await work
         return await self._tracked.run(work, self._context)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        code = grpc.StatusCode.OK
+    async def failed(self, error: BaseException) -> None:
+        """Note how the call failed; an error of ours becomes its status (AbortError)."""
+        self._error = error
+        if isinstance(error, asyncio.CancelledError):
+            self._code = grpc.StatusCode.CANCELLED  # the client went away
+        elif isinstance(error, grpc.aio.AbortError):
+            self._code = self._context.code() or grpc.StatusCode.UNKNOWN
+        elif isinstance(error, Exception):
+            self._code = status_for(error)[0]
+            await self._fail(error)  # raises AbortError
+
+    def close(self) -> None:
+        """The call is over: forget the caller, count it, end its span."""
         try:
             if self._token is not None:
                 reset_current_principal(self._token)
                 self._token = None
-            if isinstance(error, asyncio.CancelledError):
-                code = grpc.StatusCode.CANCELLED  # the client went away
-            elif isinstance(error, grpc.aio.AbortError):
-                code = self._context.code() or grpc.StatusCode.UNKNOWN
-            elif isinstance(error, Exception):
-                code = status_for(error)[0]
-                await self._fail(error)  # raises AbortError
-            return False
-        finally:
             if self._tracked is not None:
                 self._interceptor.calls.remove(self._tracked)
-            self._finish(code)
-            self._rpc.span.end(self._span, code, error)
+            self._finish(self._code)
+        finally:
+            self._rpc.span.end(self._span, self._code, self._error)
 
     def _finish(self, code: grpc.StatusCode) -> None:
         elapsed = time.perf_counter() - self._started
@@ -404,36 +400,52 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def _unary(self, rpc: _Method, inner: Any) -> Any:
         # A unary call is short and ends on its own: it is not tracked for revocation.
         track = rpc.rpc_type != "unary"
+        anonymous = rpc.full_method in self.anonymous.limits
         shedder = self.shedder
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with _Guard(self, rpc, context, track) as guard:
+            if shedder is not None and not shedder.admit(rpc.service):
+                rpc.handled(grpc.StatusCode.UNAVAILABLE).inc()
+                await context.abort(grpc.StatusCode.UNAVAILABLE, _OVERLOADED)
+            guard = _Guard(self, rpc, context, track)
+            try:
+                if anonymous:
+                    await guard.admit_anonymous()
+                else:
+                    guard.admit_certified()
                 if not track:
                     return await inner(request, context)
                 return await guard.run(inner(request, context))
-
-        if shedder is None:
-            return guarded
-
-        async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if not shedder.admit(rpc.service):
-                rpc.handled(grpc.StatusCode.UNAVAILABLE).inc()
-                await context.abort(grpc.StatusCode.UNAVAILABLE, _OVERLOADED)
-            try:
-                return await guarded(request, context)
+            except BaseException as error:
+                await guard.failed(error)
+                raise
             finally:
-                shedder.done()
+                guard.close()
+                if shedder is not None:
+                    shedder.done()
 
-        return behavior
+        return guarded
 
     def _streaming(self, rpc: _Method, inner: Any) -> Any:
+        anonymous = rpc.full_method in self.anonymous.limits
+
         async def behavior(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with _Guard(self, rpc, context, track=True) as guard:
+            guard = _Guard(self, rpc, context, track=True)
+            try:
+                if anonymous:
+                    await guard.admit_anonymous()
+                else:
+                    guard.admit_certified()
                 responses = inner(request, context).__aiter__()
                 while (response := await guard.run(_next(responses))) is not _END:
                     yield response
+            except BaseException as error:
+                await guard.failed(error)
+                raise
+            finally:
+                guard.close()
 
         return behavior
 
