@@ -15,7 +15,8 @@ from dataclasses import dataclass
 class Result:
     """One measured figure against its baseline. Express figures so that higher is better
     (throughput, operations per second): ``ratio`` is ``value / baseline_value`` and the
-    figure passes when ``ratio >= target``."""
+    figure passes when ``ratio >= target``. A figure without a target (None) is reported
+    for what it is and cannot miss."""
 
     name: str
     value: float
@@ -23,7 +24,7 @@ class Result:
     baseline_name: str
     baseline_value: float
     ratio: float
-    target: float
+    target: float | None
     passed: bool
 
     @classmethod
@@ -34,10 +35,15 @@ class Result:
         unit: str,
         baseline_name: str,
         baseline_value: float,
-        target: float,
+        target: float | None,
     ) -> Result:
         ratio = value / baseline_value if baseline_value > 0 else float("inf")
-        return cls(name, value, unit, baseline_name, baseline_value, ratio, target, ratio >= target)
+        passed = target is None or ratio >= target
+        return cls(name, value, unit, baseline_name, baseline_value, ratio, target, passed)
+
+    @property
+    def target_text(self) -> str:
+        return "none" if self.target is None else f">= {self.target:.2f}x"
 
 
 def format_table(results: list[Result]) -> str:
@@ -60,7 +66,7 @@ def format_table(results: list[Result]) -> str:
             r.baseline_name,
             f"{r.baseline_value:,.2f}",
             f"{r.ratio:.2f}x",
-            f">= {r.target:.2f}x",
+            r.target_text,
             "ok" if r.passed else "MISSED",
         )
         for r in results
@@ -92,6 +98,6 @@ def format_markdown(results: list[Result], when: str) -> str:
         missed = "" if r.passed else " **(missed)**"
         lines.append(
             f"| {r.name} | {r.value:,.2f} {r.unit} | {r.baseline_name}: {r.baseline_value:,.2f} "
-            f"| {r.ratio:.2f}x | >= {r.target:.2f}x{missed} |"
+            f"| {r.ratio:.2f}x | {r.target_text}{missed} |"
         )
     return "\n".join(lines)

@@ -513,17 +513,29 @@ class _ServerSpan:
 
     def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[trace.Span, object]:
         metadata = context.invocation_metadata()
+        parent = None
         if metadata and any(name in self._trace_headers for name, _ in metadata):
             parent = extract(cast(_Carrier, metadata), getter=_METADATA)
-        else:
-            parent = None
-            if self._unrecorded_roots is not None:
-                # No caller's trace and roots are never sampled: the span the SDK would make.
-                ids = self._unrecorded_roots
-                root = trace.NonRecordingSpan(
-                    trace.SpanContext(ids.generate_trace_id(), ids.generate_span_id(), False)
+        ids = self._unrecorded_roots
+        if ids is not None:
+            # Only a sampled caller's trace is recorded (ParentBased(ALWAYS_OFF)): any other
+            # call gets the span the SDK would make, from ids alone. Every call from our own
+            # clients brings an unsampled trace, so this is most calls.
+            caller = trace.get_current_span(parent).get_span_context()
+            if not caller.trace_flags.sampled:
+                trace_id = caller.trace_id if caller.is_valid else ids.generate_trace_id()
+                unrecorded = trace.NonRecordingSpan(
+                    trace.SpanContext(
+                        trace_id,
+                        ids.generate_span_id(),
+                        False,
+                        caller.trace_flags,
+                        caller.trace_state,
+                    )
                 )
-                return root, otel_context.attach(trace.set_span_in_context(root))
+                return unrecorded, otel_context.attach(
+                    trace.set_span_in_context(unrecorded, parent)
+                )
         span = self._tracer.start_span(
             self._name, context=parent, kind=trace.SpanKind.SERVER, attributes=self._attributes
         )

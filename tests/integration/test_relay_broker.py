@@ -418,6 +418,41 @@ async def test_session_limits_per_camera(platform: Platform, household: Househol
         await agent.stop()
 
 
+async def test_each_side_renews_its_turn_credentials_and_coturn_takes_them(
+    platform: Platform, household: Household, camera: CameraAgent
+) -> None:
+    async with (
+        PrivacamClient(household.owner) as owner,
+        PrivacamClient(household.camera) as device,
+        PrivacamClient(household.member) as member,
+    ):
+        stub = relay_stub(owner)
+        started = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
+        sid = started.session_id
+        request = pb.RenewTurnCredentialsRequest(session_id=sid)
+        renewed = (await stub.RenewTurnCredentials(request)).turn
+        assert renewed.username.endswith(f":{sid}.app")
+        assert renewed.expires_at.ToDatetime() >= started.turn.expires_at.ToDatetime()
+        viewer = ViewerPeer(ice_servers(renewed), relay_only=True)
+        try:
+            assert "relay" in candidate_types(await viewer.offer())  # coturn accepts them
+        finally:
+            await viewer.close()
+        camera_side = (await relay_stub(device).RenewTurnCredentials(request)).turn
+        assert camera_side.username.endswith(f":{sid}.camera")
+        with pytest.raises(grpc.aio.AioRpcError) as error:  # not a side of this session
+            await relay_stub(member).RenewTurnCredentials(request)
+        assert error.value.code() is grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.RenewTurnCredentials(pb.RenewTurnCredentialsRequest(session_id="nope"))
+        assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        await stub.EndLiveView(pb.EndLiveViewRequest(session_id=sid))
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.RenewTurnCredentials(request)
+        assert error.value.code() is grpc.StatusCode.NOT_FOUND
+        assert "ended" in (error.value.details() or "")
+
+
 async def test_coturn_refuses_expired_credentials(platform: Platform) -> None:
     secret = platform.stack_env["PRIVACAM_TURN_SHARED_SECRET"].encode()
     uris = tuple(platform.stack_env["PRIVACAM_TURN_URIS"].split(","))

@@ -17,6 +17,7 @@ POLICIES = method_policies(
         "StartLiveView": APP,
         "Signal": CAMERA | APP,
         "EndLiveView": CAMERA | APP,
+        "RenewTurnCredentials": CAMERA | APP,
         "GetCameraPresence": APP | SERVICE,
         "StreamNotices": APP,
     },

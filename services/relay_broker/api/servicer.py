@@ -211,6 +211,7 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
                 reader.cancel()
             await self._bus.unsubscribe(channel, deliver)
             if joined:
+                self._views.left(sid, side)
                 if side is Side.APP:
                     SESSIONS_ACTIVE.dec()
                 if not closed:  # this side left: the session cannot go on
@@ -248,6 +249,15 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
             raise InvalidArgument(f"reason must be unspecified or one of {allowed}")
         ended_at = await self._views.end_by(sid, is_app, _tenant(caller), caller.name, reason)
         return pb.EndLiveViewResponse(ended_at=to_timestamp(ended_at))
+
+    async def RenewTurnCredentials(
+        self, request: pb.RenewTurnCredentialsRequest, context: Any
+    ) -> pb.RenewTurnCredentialsResponse:
+        caller = current_principal()
+        side = Side.APP if caller.kind is PrincipalKind.APP else Side.CAMERA
+        sid = validation.session_id(request.session_id)
+        grant = await self._views.renew_turn(sid, side, _tenant(caller), caller.name)
+        return pb.RenewTurnCredentialsResponse(turn=turn_pb(grant))
 
     # --- presence and notices -------------------------------------------------------
 

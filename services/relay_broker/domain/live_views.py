@@ -149,6 +149,9 @@ class LiveViews:
         self._secret = turn_secret
         self._uris = turn_uris
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
+        # The sides whose Signal stream this replica holds: a renewal from one of them needs
+        # no read of the shared store, since its stream ends when its session does.
+        self._signaling: dict[tuple[str, Side], Session] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # --- start -----------------------------------------------------------------
@@ -230,12 +233,42 @@ class LiveViews:
             raise SessionNotFound("the live-view session has ended")
         return found[0]
 
+    async def renew_turn(self, session_id: str, side: Side, tenant_id: str, name: str) -> TurnGrant:
+        """Fresh TURN credentials for one side of a running session, never valid past its
+        end. Nothing new to log: the session's start is in the access log, its end will be.
+
+        A side signaling through this replica is answered from memory: its stream ends when
+        the session does, wherever that happens (within the bus's delivery time, while the
+        credentials it already holds stay valid anyway)."""
+        session = self._signaling.get((session_id, side))
+        if session is None or not _is_side(session, side, tenant_id, name):
+            session = await self.session_for(session_id, side, tenant_id, name)
+        now = self._clock.now()
+        left = int((session.expires_at - now).total_seconds())
+        if left < 1:
+            raise SessionNotFound("the live-view session has ended")
+        grant = turn.issue(
+            self._secret,
+            self._uris,
+            session_id,
+            side,
+            now,
+            min(self.limits.turn_ttl_seconds, left),
+        )
+        self._metrics.credentials_issued(1)
+        return grant
+
     async def join(self, session: Session, side: Side) -> None:
         count = await self._sessions.join(session.session_id, side, self.limits.max_duration)
         if count is None:
             raise SessionConflict(f"the {side.value} side of this session has already joined")
+        self._signaling[(session.session_id, side)] = session
         if count == 2:
             await self._links.peer_joined(session.session_id)
+
+    def left(self, session_id: str, side: Side) -> None:
+        """That side's Signal stream on this replica is over."""
+        self._signaling.pop((session_id, side), None)
 
     # --- end ---------------------------------------------------------------------
 
@@ -259,6 +292,8 @@ class LiveViews:
     async def end(self, session_id: str, reason: EndReason) -> bool:
         """End a session once, wherever it runs; False when it had already ended."""
         ended = await self._sessions.end(session_id, reason)
+        for side in Side:
+            self.left(session_id, side)
         for handle in self._timers.pop(session_id, []):
             handle.cancel()
         if ended is None:

@@ -32,16 +32,18 @@ _FINGERPRINT = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){15,63}$")
 _HASHES = frozenset({"sha-1", "sha-224", "sha-256", "sha-384", "sha-512"})
 _FIRMWARE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 _PIN = re.compile(r"^[0-9]{4}$")
+# The canonical form `str(uuid.UUID(...))` gives: a match is a UUID, checked in one step.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def session_id(value: str, field: str = "session_id") -> str:
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
-        parsed = uuid.UUID(value)
+        uuid.UUID(value)
     except ValueError:
         raise InvalidInput(f"{field} must be a UUID") from None
-    if str(parsed) != value:
-        raise InvalidInput(f"{field} must be a UUID in lower-case canonical form")
-    return value
+    raise InvalidInput(f"{field} must be a UUID in lower-case canonical form")
 
 
 def device_id(value: str, field: str = "device_id") -> str:

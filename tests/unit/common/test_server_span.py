@@ -81,7 +81,17 @@ def test_a_sampled_caller_trace_is_continued_and_recorded() -> None:
 
 
 def test_an_unsampled_caller_trace_is_continued_unrecorded() -> None:
-    span, exporter = _server_span(fast_roots=True)
-    context = _call(span, (("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-00"),))
-    assert format(context.trace_id, "032x") == TRACE_ID
-    assert exporter.get_finished_spans() == ()
+    metadata = (
+        ("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-00"),
+        ("tracestate", "vendor=value"),
+    )
+    made = []
+    for fast_roots in (True, False):  # from ids alone, as the SDK would make it
+        span, exporter = _server_span(fast_roots)
+        context = _call(span, metadata)
+        assert format(context.trace_id, "032x") == TRACE_ID
+        assert context.span_id != 0x00F067AA0BA902B7
+        assert exporter.get_finished_spans() == ()
+        made.append((context.trace_flags, context.trace_state, context.is_remote))
+    assert made[0] == made[1]
+    assert made[0][1].get("vendor") == "value"

@@ -163,10 +163,12 @@ class World:
     cameras: Cameras
     links: Links
     events: Events
+    clock: FakeClock
 
 
 def world(idle: float = 30) -> World:
     log, sessions, cameras, links, events = Log(), Sessions(), Cameras(), Links(), Events()
+    clock = FakeClock()
     views = LiveViews(
         policy=Policy(),
         access_log=log,
@@ -175,12 +177,12 @@ def world(idle: float = 30) -> World:
         links=links,
         events=events,
         metrics=Metrics(),
-        clock=FakeClock(),
+        clock=clock,
         limits=Limits(timedelta(seconds=idle), timedelta(hours=1), 600, per_camera=4, per_app=1),
         turn_secret=b"k" * 32,
         turn_uris=("turn:127.0.0.1:3478",),
     )
-    return World(views, log, sessions, cameras, links, events)
+    return World(views, log, sessions, cameras, links, events, clock)
 
 
 async def test_a_session_is_logged_before_any_credential_and_the_household_is_told() -> None:
@@ -263,4 +265,65 @@ async def test_a_session_nobody_joins_ends_after_the_idle_timeout() -> None:
     sid = (await w.views.start(OWNER, "cam-1", "")).session.session_id
     await asyncio.sleep(0.2)
     assert ("closed", sid, "idle_timeout") in w.links.said
+    await w.views.stop()
+
+
+async def test_each_side_renews_its_turn_credentials_never_past_the_session() -> None:
+    w = world()
+    started = await w.views.start(GUEST, "cam-1", "")
+    sid = started.session.session_id
+    w.clock.advance(timedelta(minutes=9))
+    app = await w.views.renew_turn(sid, Side.APP, "tenant-b", "app-2")
+    assert app.username.endswith(f":{sid}.app")
+    assert app.username != started.turn.username
+    assert app.expires_at == started.turn.expires_at + timedelta(minutes=9)
+    camera = await w.views.renew_turn(sid, Side.CAMERA, "tenant-a", "cam-1")
+    assert camera.username.endswith(f":{sid}.camera")
+    # Near the session's end the credentials end with it (limits: one hour, TTL 600 s).
+    w.clock.advance(timedelta(minutes=46))
+    late = await w.views.renew_turn(sid, Side.APP, "tenant-b", "app-2")
+    assert late.expires_at == started.session.expires_at.replace(microsecond=0)
+    assert late.ttl_seconds == 300
+    assert w.log.entries == [("start", sid)]  # a renewal is not a new access
+    # Only the session's own sides; the owner's other app is not one of them.
+    for side, tenant, name in (
+        (Side.APP, "tenant-a", "app-1"),
+        (Side.APP, "tenant-z", "app-9"),
+        (Side.CAMERA, "tenant-a", "cam-2"),
+    ):
+        with pytest.raises(SessionNotFound):
+            await w.views.renew_turn(sid, side, tenant, name)
+    await w.views.end(sid, EndReason.VIEWER_ENDED)
+    with pytest.raises(SessionNotFound, match="ended"):
+        await w.views.renew_turn(sid, Side.APP, "tenant-b", "app-2")
+    await w.views.stop()
+
+
+async def test_a_side_signaling_here_renews_without_reading_the_store() -> None:
+    w = world()
+    sid = (await w.views.start(GUEST, "cam-1", "")).session.session_id
+    session = await w.views.session_for(sid, Side.APP, "tenant-b", "app-2")
+    await w.views.join(session, Side.APP)
+    reads = 0
+    read = w.sessions.get
+
+    async def counted(session_id: str) -> tuple[Session, bool] | None:
+        nonlocal reads
+        reads += 1
+        return await read(session_id)
+
+    w.sessions.get = counted  # type: ignore[method-assign]
+    await w.views.renew_turn(sid, Side.APP, "tenant-b", "app-2")
+    assert reads == 0
+    with pytest.raises(SessionNotFound):  # the same id from another app: checked, not cached
+        await w.views.renew_turn(sid, Side.APP, "tenant-a", "app-1")
+    await w.views.renew_turn(sid, Side.CAMERA, "tenant-a", "cam-1")  # not joined: the store
+    assert reads == 2
+    w.views.left(sid, Side.APP)
+    await w.views.renew_turn(sid, Side.APP, "tenant-b", "app-2")
+    assert reads == 3
+    await w.views.join(session, Side.CAMERA)
+    await w.views.end(sid, EndReason.VIEWER_ENDED)  # forgets both sides at once
+    with pytest.raises(SessionNotFound, match="ended"):
+        await w.views.renew_turn(sid, Side.CAMERA, "tenant-a", "cam-1")
     await w.views.stop()

@@ -106,9 +106,13 @@ def test_fingerprint_shape_is_checked() -> None:
 def test_ids_and_pins() -> None:
     sid = "3f1b2c4d-0000-4000-8000-000000000000"
     assert validation.session_id(sid) == sid
-    for bad in ("", "not-a-uuid", sid.upper()):
-        with pytest.raises(InvalidInput, match="session_id"):
+    for bad in ("", "not-a-uuid", sid + "\n", sid[:-1] + "g"):
+        with pytest.raises(InvalidInput, match=r"session_id must be a UUID$"):
             validation.session_id(bad)
+    # UUIDs all, but not as the broker writes them: one spelling per session.
+    for other in (sid.upper(), "{" + sid + "}", "urn:uuid:" + sid, sid.replace("-", "")):
+        with pytest.raises(InvalidInput, match="lower-case canonical form"):
+            validation.session_id(other)
     assert validation.pin("") == ""
     with pytest.raises(InvalidInput, match="4 digits"):
         validation.pin("12a4")
