@@ -7,16 +7,15 @@ coturn refuses a username whose expiry has passed, so a leaked credential dies o
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 from services.relay_broker.domain.model import Side, TurnGrant
 
 
-def turn_username(expiry: datetime, session_id: str, side: Side) -> str:
+def turn_username(expiry_seconds: int, session_id: str, side: Side) -> str:
     # The side in the name lets coturn's per-user quota and statistics tell the two apart.
-    return f"{int(expiry.timestamp())}:{session_id}.{side.value}"
+    return f"{expiry_seconds}:{session_id}.{side.value}"
 
 
 def session_of(username: str) -> str | None:
@@ -34,7 +33,7 @@ def issue(
     now: datetime,
     ttl_seconds: int,
 ) -> TurnGrant:
-    expiry = now.replace(microsecond=0) + timedelta(seconds=ttl_seconds)
+    expiry = int(now.timestamp()) + ttl_seconds  # whole seconds, as coturn reads them
     username = turn_username(expiry, session_id, side)
-    password = base64.b64encode(hmac.new(secret, username.encode(), hashlib.sha1).digest())
-    return TurnGrant(uris, username, password.decode(), ttl_seconds, expiry)
+    password = base64.b64encode(hmac.digest(secret, username.encode(), "sha1")).decode()
+    return TurnGrant(uris, username, password, ttl_seconds, datetime.fromtimestamp(expiry, UTC))
