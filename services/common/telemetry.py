@@ -86,10 +86,11 @@ _unrecorded_roots: IdGenerator | None = None
 
 
 def unrecorded_roots() -> IdGenerator | None:
-    """The id generator of spans that start a trace, when those are never recorded (the
+    """The id generator of spans, when only a caller's sampled trace is ever recorded (the
     default while nothing is exported); None when the sampler decides. A server handling a
-    call that brings no trace can then make its span from ids alone, as the sampler would,
-    without the SDK's span machinery: a tenth of a small RPC's interceptor time."""
+    call that brings no trace, or an unsampled one, can then make its span from ids alone, as
+    the sampler would, without the SDK's span machinery: a tenth of a small RPC's
+    interceptor time."""
     return _unrecorded_roots
 
 
