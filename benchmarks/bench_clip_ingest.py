@@ -44,6 +44,7 @@ from tests.harness import (
     local_stack,
     make_service,
     new_namespace,
+    process_memory_kib,
     running,
     stack_minio,
     wire_peers,
@@ -116,14 +117,6 @@ class _CpuMeter:
 
 def _stack_pid(name: str) -> int:
     return int((RUN_DIR / "pids" / f"{name}.pid").read_text().split()[0])
-
-
-def _peak_bytes(pid: int) -> int:
-    """The process's peak resident memory so far (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 async def _cameras(platform: Platform, home: Path) -> tuple[str, list[PrivacamClient]]:
@@ -217,9 +210,9 @@ async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]
             await upload_clip(cameras[camera], data, clip_id, datetime.now(UTC))
 
         await _round(more, 64)
-        after_n = _peak_bytes(pid)
+        after_n = process_memory_kib(pid, "VmHWM") * 1024
         await _round(more, 192)
-        after_4n = _peak_bytes(pid)
+        after_4n = process_memory_kib(pid, "VmHWM") * 1024
         results.append(
             Result.compare(
                 "clip_ingest peak RSS after N / after 4N clips",

@@ -62,6 +62,7 @@ from tests.harness import (
     local_stack,
     make_service,
     new_namespace,
+    process_memory_kib,
     wire_peers,
 )
 from tests.live_view import CameraAgent, open_control, open_signal, read_signal, relay_stub, watch
@@ -79,13 +80,6 @@ CANDIDATE = pb.SignalMessage(
         candidate="candidate:1 1 UDP 2122260223 127.0.0.1 54400 typ host", sdp_mid="0"
     )
 )
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 async def _in_process_first_frame(stack: dict[str, str]) -> float:
@@ -381,10 +375,10 @@ async def _memory(
     assert broker.process is not None
     pid = broker.process.pid
     await asyncio.sleep(1)
-    before = _rss_kib(pid)
+    before = process_memory_kib(pid)
     channels, tasks, held = await _hold_connections(broker.endpoint, credentials, streams)
     await asyncio.sleep(3)  # a heartbeat or so, then the process settles
-    after = _rss_kib(pid)
+    after = process_memory_kib(pid)
     kind = "camera streams" if streams else "idle connections"
     print(f"{held} of {len(credentials)} {kind} held", file=sys.stderr, flush=True)
     for task in tasks:

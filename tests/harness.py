@@ -32,6 +32,7 @@ from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
 from services.common.healthcheck import serving
 from services.common.settings import MinioSettings, read_env_file
+from services.common.stores import ObjectStore
 from tests.pki_helpers import Identity, PkiFactory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,16 +67,18 @@ def stack_minio_settings(stack: dict[str, str]) -> MinioSettings:
 
 def stack_minio(stack: dict[str, str], bucket: str | None = None) -> Minio:
     """A client of the stack's MinIO (the bucket created first when one is named)."""
-    settings = stack_minio_settings(stack)
-    client = Minio(
-        settings.endpoint,
-        access_key=settings.access_key.get_secret_value(),
-        secret_key=settings.secret_key.get_secret_value(),
-        secure=settings.secure,
-    )
+    client = ObjectStore(stack_minio_settings(stack), ()).client
     if bucket is not None and not client.bucket_exists(bucket):
         client.make_bucket(bucket)
     return client
+
+
+def process_memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a process from /proc/<pid>/status (VmRSS now, VmHWM its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"no {field} in /proc/{pid}/status")
 
 
 def _listen_ports() -> range:

@@ -54,7 +54,7 @@ from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from privacam_sdk.enrollment import Enrollment
 from services.common import topics
 from services.common.clip_events import clip_deletions
-from tests.harness import SERVICES, Platform
+from tests.harness import SERVICES, Platform, process_memory_kib
 from tests.live_view import CameraAgent, SignalCall, open_signal, read_signal
 from tests.media import make_mp4
 
@@ -269,9 +269,7 @@ def rss_bytes(platform: Platform) -> dict[str, int]:
         if service.process is None or service.process.poll() is not None:
             continue
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{service.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    sizes[name] = int(line.split()[1]) * 1024
+            sizes[name] = process_memory_kib(service.process.pid) * 1024
     return sizes
 
 
