@@ -479,6 +479,30 @@ _SERVER_FAULTS = frozenset(
 )
 
 
+class _UnrecordedSpan(trace.NonRecordingSpan):
+    """The span the SDK would make for a call it does not record, with its ids made when
+    first read: most calls neither log nor call onwards, so most never need them."""
+
+    def __init__(self, ids: IdGenerator, caller: trace.SpanContext) -> None:
+        super().__init__(trace.INVALID_SPAN_CONTEXT)
+        self._ids: IdGenerator | None = ids
+        self._caller = caller
+
+    def get_span_context(self) -> trace.SpanContext:
+        ids = self._ids
+        if ids is not None:  # the first read
+            self._ids = None
+            caller = self._caller
+            self._context = trace.SpanContext(
+                caller.trace_id if caller.is_valid else ids.generate_trace_id(),
+                ids.generate_span_id(),
+                False,
+                caller.trace_flags,
+                caller.trace_state,
+            )
+        return self._context
+
+
 class _ServerSpan:
     """A SERVER span per call of one method, continuing the caller's trace from the W3C
     headers in its metadata, named and attributed as OpenTelemetry's conventions for gRPC
@@ -523,16 +547,7 @@ class _ServerSpan:
             # clients brings an unsampled trace, so this is most calls.
             caller = trace.get_current_span(parent).get_span_context()
             if not caller.trace_flags.sampled:
-                trace_id = caller.trace_id if caller.is_valid else ids.generate_trace_id()
-                unrecorded = trace.NonRecordingSpan(
-                    trace.SpanContext(
-                        trace_id,
-                        ids.generate_span_id(),
-                        False,
-                        caller.trace_flags,
-                        caller.trace_state,
-                    )
-                )
+                unrecorded = _UnrecordedSpan(ids, caller)
                 return unrecorded, otel_context.attach(
                     trace.set_span_in_context(unrecorded, parent)
                 )

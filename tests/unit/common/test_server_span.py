@@ -11,6 +11,7 @@ from opentelemetry.propagate import get_global_textmap
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from services.common.interceptors import _ServerSpan
@@ -95,3 +96,33 @@ def test_an_unsampled_caller_trace_is_continued_unrecorded() -> None:
         made.append((context.trace_flags, context.trace_state, context.is_remote))
     assert made[0] == made[1]
     assert made[0][1].get("vendor") == "value"
+
+
+class _CountingIds(RandomIdGenerator):
+    def __init__(self) -> None:
+        self.made = 0
+
+    def generate_span_id(self) -> int:
+        self.made += 1
+        return super().generate_span_id()
+
+
+def test_an_unrecorded_spans_ids_are_made_once_and_only_when_read() -> None:
+    ids = _CountingIds()
+    span = _ServerSpan(
+        TracerProvider(sampler=ParentBased(ALWAYS_OFF)).get_tracer("test"),
+        METHOD,
+        frozenset(get_global_textmap().fields),
+        ids,
+    )
+    unread = span.begin(_Context(()))  # type: ignore[arg-type]
+    span.end(unread, grpc.StatusCode.OK, None)
+    assert ids.made == 0  # a call that never logs nor calls onwards needs none
+    read = span.begin(_Context(()))  # type: ignore[arg-type]
+    try:
+        first = trace.get_current_span().get_span_context()
+        assert first.is_valid
+        assert trace.get_current_span().get_span_context() == first
+        assert ids.made == 1
+    finally:
+        span.end(read, grpc.StatusCode.OK, None)
