@@ -87,16 +87,7 @@ class _Method:
         self.service, self.name = span.service, span.method
         self.rpc_type = rpc_type
         self.span = span
-        self.started = metrics.GRPC_STARTED.labels(self.service, self.name, rpc_type)
-        self.seconds = metrics.GRPC_HANDLING_SECONDS.labels(self.service, self.name, rpc_type)
-        self._handled: dict[grpc.StatusCode, Any] = {}
-
-    def handled(self, code: grpc.StatusCode) -> Any:
-        if code not in self._handled:
-            self._handled[code] = metrics.GRPC_HANDLED.labels(
-                self.service, self.name, self.rpc_type, code.name
-            )
-        return self._handled[code]
+        self.series = metrics.GRPC_SERVER.series(self.service, self.name, rpc_type)
 
 
 def _peer_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -234,7 +225,7 @@ class _Guard:
         self._context = context
         self._track = track
         self._started = time.perf_counter()
-        rpc.started.inc()
+        rpc.series.started += 1
         self._code = grpc.StatusCode.OK
         self._error: BaseException | None = None
         self._principal: Principal | None = None
@@ -295,8 +286,7 @@ class _Guard:
     def _finish(self, code: grpc.StatusCode) -> None:
         elapsed = time.perf_counter() - self._started
         rpc = self._rpc
-        rpc.handled(code).inc()
-        rpc.seconds.observe(elapsed)
+        rpc.series.finished(code.name, elapsed)
         # One line per failed call (successes are counted by the metrics above; a line for
         # each of them cost more than the call itself). Only the kind of caller: ids of
         # people and devices never go to logs.
@@ -405,7 +395,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if shedder is not None and not shedder.admit(rpc.service):
-                rpc.handled(grpc.StatusCode.UNAVAILABLE).inc()
+                rpc.series.refused(grpc.StatusCode.UNAVAILABLE.name)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, _OVERLOADED)
             guard = _Guard(self, rpc, context, track)
             try:

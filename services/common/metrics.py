@@ -6,26 +6,93 @@ dashboards and alerts apply. No tenant, device or user id is ever a label.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-GRPC_STARTED = Counter(
-    "grpc_server_started_total",
-    "RPCs started on the server.",
-    ["grpc_service", "grpc_method", "grpc_type"],
-)
-GRPC_HANDLED = Counter(
-    "grpc_server_handled_total",
-    "RPCs completed on the server, by status code.",
-    ["grpc_service", "grpc_method", "grpc_type", "grpc_code"],
-)
-GRPC_HANDLING_SECONDS = Histogram(
-    "grpc_server_handling_seconds",
-    "Time from an RPC's start to its status.",
-    ["grpc_service", "grpc_method", "grpc_type"],
-    buckets=_LATENCY_BUCKETS,
-)
+
+class RpcSeries:
+    """One RPC method's grpc_server_* series, counted in plain attributes.
+
+    Written by hand, and why: the client library's Counter and Histogram take a lock per
+    sample, 2.0 µs a call for these three series against 0.6 here, on every call of every
+    service. The interceptor, their only writer, runs on the event loop's thread, so the locks
+    buy nothing; the scrape (another thread) reads whole numbers, at worst one call apart."""
+
+    __slots__ = ("bucket_counts", "handled", "labels", "seconds_sum", "started")
+
+    def __init__(self, service: str, method: str, rpc_type: str) -> None:
+        self.labels = (service, method, rpc_type)
+        self.started = 0
+        self.handled: dict[str, int] = {}
+        self.bucket_counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one: +Inf
+        self.seconds_sum = 0.0
+
+    def finished(self, code: str, seconds: float) -> None:
+        """A started call ended with `code` after `seconds`."""
+        self.handled[code] = self.handled.get(code, 0) + 1
+        self.bucket_counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        self.seconds_sum += seconds
+
+    def refused(self, code: str) -> None:
+        """A call answered `code` before it started (load shedding)."""
+        self.handled[code] = self.handled.get(code, 0) + 1
+
+
+class _RpcCollector(Collector):
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str], RpcSeries] = {}
+
+    def series(self, service: str, method: str, rpc_type: str) -> RpcSeries:
+        key = (service, method, rpc_type)
+        if key not in self._series:
+            self._series[key] = RpcSeries(service, method, rpc_type)
+        return self._series[key]
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families([])
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(list(self._series.values()))  # one step: safe from another thread
+
+    @staticmethod
+    def _families(all_series: list[RpcSeries]) -> Iterator[Metric]:
+        labels = ["grpc_service", "grpc_method", "grpc_type"]
+        started = CounterMetricFamily(
+            "grpc_server_started", "RPCs started on the server.", labels=labels
+        )
+        handled = CounterMetricFamily(
+            "grpc_server_handled",
+            "RPCs completed on the server, by status code.",
+            labels=[*labels, "grpc_code"],
+        )
+        seconds = HistogramMetricFamily(
+            "grpc_server_handling_seconds", "Time from an RPC's start to its status.", labels=labels
+        )
+        for one in all_series:
+            started.add_metric(one.labels, one.started)
+            for code, count in list(one.handled.items()):
+                handled.add_metric([*one.labels, code], count)
+            seconds_sum, cumulative = one.seconds_sum, accumulate(list(one.bucket_counts))
+            seconds.add_metric(
+                one.labels,
+                list(zip(_BUCKET_LABELS, cumulative, strict=True)),
+                seconds_sum,
+            )
+        yield from (started, handled, seconds)
+
+
+_BUCKET_LABELS = (*(repr(float(bound)) for bound in _LATENCY_BUCKETS), "+Inf")  # as Go prints
+GRPC_SERVER = _RpcCollector()
+"""grpc_server_started_total, grpc_server_handled_total and grpc_server_handling_seconds."""
+REGISTRY.register(GRPC_SERVER)
+
 SHED = Counter(
     "privacam_grpc_shed_total",
     "Calls refused with UNAVAILABLE because the process had too many calls in progress.",
