@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BUCKET_LABELS = (*(repr(float(bound)) for bound in _LATENCY_BUCKETS), "+Inf")  # as Go prints
 
 
 class RpcSeries:
@@ -79,16 +80,12 @@ class _RpcCollector(Collector):
             started.add_metric(one.labels, one.started)
             for code, count in list(one.handled.items()):
                 handled.add_metric([*one.labels, code], count)
-            seconds_sum, cumulative = one.seconds_sum, accumulate(list(one.bucket_counts))
-            seconds.add_metric(
-                one.labels,
-                list(zip(_BUCKET_LABELS, cumulative, strict=True)),
-                seconds_sum,
-            )
+            cumulative = accumulate(list(one.bucket_counts))
+            buckets = list(zip(_BUCKET_LABELS, cumulative, strict=True))
+            seconds.add_metric(one.labels, buckets, one.seconds_sum)
         yield from (started, handled, seconds)
 
 
-_BUCKET_LABELS = (*(repr(float(bound)) for bound in _LATENCY_BUCKETS), "+Inf")  # as Go prints
 GRPC_SERVER = _RpcCollector()
 """grpc_server_started_total, grpc_server_handled_total and grpc_server_handling_seconds."""
 REGISTRY.register(GRPC_SERVER)
