@@ -14,8 +14,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Result:
     """One measured figure against its baseline. Express figures so that higher is better
-    (throughput, operations per second): ``ratio`` is ``value / baseline_value`` and the
-    figure passes when ``ratio >= target``. A figure without a target (None) is reported
+    (throughput, operations per second): ``ratio`` is ``value / baseline_value`` (or, for
+    alternating rounds, the median of their paired ratios) and the figure passes when
+    ``ratio >= target``. A figure without a target (None) is reported
     for what it is and cannot miss."""
 
     name: str
@@ -36,8 +37,12 @@ class Result:
         baseline_name: str,
         baseline_value: float,
         target: float | None,
+        ratio: float | None = None,
     ) -> Result:
-        ratio = value / baseline_value if baseline_value > 0 else float("inf")
+        """`ratio` defaults to value / baseline_value; rates measured in alternating rounds
+        give the median of their paired ratios instead (timing.paired_rates)."""
+        if ratio is None:
+            ratio = value / baseline_value if baseline_value > 0 else float("inf")
         passed = target is None or ratio >= target
         return cls(name, value, unit, baseline_name, baseline_value, ratio, target, passed)
 

@@ -8,8 +8,8 @@ certificate makes every call:
 (b) GetCamera on one reused channel (certificate parsed once and cached, policy check, the
     owner-or-grantee check, a lookup) against health Check on the same channel and server;
     target at least 0.85x.
-Twenty rounds of about half a second alternate between the two sides; the best round of each
-counts (with five, one unlucky side in a noisy minute swung the ratio by 0.1).
+Twenty rounds of about half a second alternate between the two sides; the ratio is the median
+of the ratios of adjacent rounds (benchmarks/timing.py says why).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks import Result
-from benchmarks.timing import best_rates
+from benchmarks.timing import paired_rates
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from privacam_sdk import PrivacamClient
@@ -58,7 +58,7 @@ async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -
         async with grpc.aio.secure_channel(endpoint, credentials) as channel:
             await health_pb2_grpc.HealthStub(channel).Check(health)
 
-    fresh = await best_rates(
+    fresh = await paired_rates(
         fresh_authenticated,
         fresh_noop,
         in_flight=IN_FLIGHT,
@@ -75,7 +75,7 @@ async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -
         async def reused_noop(_: int) -> None:
             await probes.Check(health)
 
-        reused = await best_rates(
+        reused = await paired_rates(
             reused_authenticated,
             reused_noop,
             in_flight=IN_FLIGHT,
@@ -85,19 +85,21 @@ async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -
     return [
         Result.compare(
             "new mTLS channel + GetCamera",
-            fresh[0],
+            fresh.figure,
             "calls/s",
             "new mTLS channel + health Check",
-            fresh[1],
+            fresh.baseline,
             0.8,
+            fresh.ratio,
         ),
         Result.compare(
             "GetCamera, reused channel",
-            reused[0],
+            reused.figure,
             "calls/s",
             "health Check, same channel",
-            reused[1],
+            reused.baseline,
             0.85,
+            reused.ratio,
         ),
     ]
 

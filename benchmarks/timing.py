@@ -1,12 +1,19 @@
-"""Timing shared by the benchmarks: best-of-many samples, taken in turn so that a figure and
-its baseline see the same machine states (this machine is shared and its load varies)."""
+"""Timing shared by the benchmarks, with samples of a figure and its baseline taken in turn so
+that both see the same machine states (this machine is shared and its load varies).
+
+Tight CPU loops keep the best sample of each function: interference only slows them.
+Throughput over RPCs keeps the median of the ratios of adjacent rounds: there one lucky round
+of either side swung the best-of-each ratio by up to 0.15 between runs on this machine (twenty
+rounds each), where the paired median stayed within about 0.05."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import statistics
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 SAMPLE_SECONDS = 0.002
 MIN_ROUNDS = 10
@@ -68,19 +75,32 @@ async def _rate(operation: Operation, in_flight: int, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-async def best_rates(
+class Rates(NamedTuple):
+    figure: float
+    """Median operations per second of the figure's rounds."""
+    baseline: float
+    """Median operations per second of the baseline's rounds."""
+    ratio: float
+    """Median of figure / baseline over adjacent pairs of rounds."""
+
+
+async def paired_rates(
     figure: Operation,
     baseline: Operation,
     *,
     in_flight: int,
     rounds: int = 6,
     round_seconds: float = 0.5,
-) -> tuple[float, float]:
-    """Best operations per second of a figure and its baseline over alternating rounds."""
+) -> Rates:
+    """A figure and its baseline over alternating rounds, each pair of rounds compared."""
     await _rate(figure, in_flight, round_seconds)  # warm up both
     await _rate(baseline, in_flight, round_seconds)
-    best_figure = best_baseline = 0.0
+    figures, baselines = [], []
     for _ in range(rounds):
-        best_baseline = max(best_baseline, await _rate(baseline, in_flight, round_seconds))
-        best_figure = max(best_figure, await _rate(figure, in_flight, round_seconds))
-    return best_figure, best_baseline
+        baselines.append(await _rate(baseline, in_flight, round_seconds))
+        figures.append(await _rate(figure, in_flight, round_seconds))
+    return Rates(
+        statistics.median(figures),
+        statistics.median(baselines),
+        statistics.median(f / b for f, b in zip(figures, baselines, strict=True)),
+    )
