@@ -11,7 +11,7 @@ from opentelemetry.propagate import get_global_textmap
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from services.common.interceptors import _ServerSpan
@@ -31,9 +31,11 @@ class _Context:
         return "ipv4:127.0.0.1:50123"
 
 
-def _server_span(fast_roots: bool) -> tuple[_ServerSpan, InMemorySpanExporter]:
+def _server_span(
+    fast_roots: bool, ids: IdGenerator | None = None
+) -> tuple[_ServerSpan, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF), id_generator=ids)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     span = _ServerSpan(
         provider.get_tracer("test"),
@@ -109,12 +111,7 @@ class _CountingIds(RandomIdGenerator):
 
 def test_an_unrecorded_spans_ids_are_made_once_and_only_when_read() -> None:
     ids = _CountingIds()
-    span = _ServerSpan(
-        TracerProvider(sampler=ParentBased(ALWAYS_OFF)).get_tracer("test"),
-        METHOD,
-        frozenset(get_global_textmap().fields),
-        ids,
-    )
+    span, _ = _server_span(fast_roots=True, ids=ids)
     unread = span.begin(_Context(()))  # type: ignore[arg-type]
     span.end(unread, grpc.StatusCode.OK, None)
     assert ids.made == 0  # a call that never logs nor calls onwards needs none
