@@ -10,12 +10,24 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
 
+import grpc
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BUCKET_LABELS = (*(repr(float(bound)) for bound in _LATENCY_BUCKETS), "+Inf")  # as Go prints
+
+
+def _go_spelling(code: grpc.StatusCode) -> str:
+    """A status as Go's codes.Code prints it (NOT_FOUND is "NotFound"): the convention's
+    dashboards, alerts and runbooks, ours too, select grpc_code by that spelling."""
+    special = {grpc.StatusCode.OK: "OK", grpc.StatusCode.CANCELLED: "Canceled"}
+    return special.get(code) or "".join(word.capitalize() for word in code.name.split("_"))
+
+
+GRPC_CODE_LABELS = {code.name: _go_spelling(code) for code in grpc.StatusCode}
+"""grpc_code's value for each status, by the name the interceptor counts it under."""
 
 
 class RpcSeries:
@@ -36,7 +48,7 @@ class RpcSeries:
         self.seconds_sum = 0.0
 
     def finished(self, code: str, seconds: float) -> None:
-        """A started call ended with `code` after `seconds`."""
+        """A started call ended with status `code` (its name: "NOT_FOUND") after `seconds`."""
         self.handled[code] = self.handled.get(code, 0) + 1
         self.bucket_counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
         self.seconds_sum += seconds
@@ -79,7 +91,7 @@ class _RpcCollector(Collector):
         for one in all_series:
             started.add_metric(one.labels, one.started)
             for code, count in list(one.handled.items()):
-                handled.add_metric([*one.labels, code], count)
+                handled.add_metric([*one.labels, GRPC_CODE_LABELS[code]], count)
             cumulative = accumulate(list(one.bucket_counts))
             buckets = list(zip(_BUCKET_LABELS, cumulative, strict=True))
             seconds.add_metric(one.labels, buckets, one.seconds_sum)

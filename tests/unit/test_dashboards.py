@@ -9,9 +9,12 @@ import re
 from prometheus_client import REGISTRY
 
 from scripts import dashboards
+from services.common.metrics import GRPC_CODE_LABELS
+from tests.harness import ROOT
 
 _METRIC = re.compile(r"\b((?:privacam|grpc_server|process)_[a-z_]+|up)\b(?=\s*[{\[)])")
 _SUFFIXES = ("_bucket", "_count", "_sum")
+_GRPC_CODES = re.compile(r'grpc_code\s*!?=~?\s*"([^"]+)"')
 
 
 def test_the_checked_in_dashboards_are_the_generated_ones() -> None:
@@ -50,3 +53,25 @@ def test_every_queried_metric_is_exported_by_a_service() -> None:
     )
     assert missing == []
     json.dumps(dashboards.all_dashboards())  # serialisable as the ConfigMaps need
+
+
+def test_every_grpc_code_selected_is_one_the_services_expose() -> None:
+    """The alerts and panels on failed calls select grpc_code by Go's spelling; a service
+    exposing another ("UNAVAILABLE") would leave them silent, as they once were."""
+    queries = [
+        target["expr"]
+        for board in dashboards.all_dashboards().values()
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
+    chart = ROOT / "charts" / "privacam"
+    queries += [(chart / "templates" / "prometheusrule.yaml").read_text()]
+    queries += [(chart / "ci" / "prometheusrule.test.yaml").read_text()]
+    selected = {
+        code
+        for query in queries
+        for found in _GRPC_CODES.findall(query)
+        for code in found.split("|")
+    }
+    assert {"Internal", "Unavailable", "OK"} <= selected
+    assert selected <= set(GRPC_CODE_LABELS.values())

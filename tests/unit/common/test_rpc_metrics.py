@@ -25,8 +25,9 @@ def test_calls_are_exposed_as_the_client_library_would() -> None:
 
     assert _sample("grpc_server_started_total") == 4
     assert _sample("grpc_server_handled_total", grpc_code="OK") == 3
-    assert _sample("grpc_server_handled_total", grpc_code="NOT_FOUND") == 1
-    assert _sample("grpc_server_handled_total", grpc_code="UNAVAILABLE") == 1
+    # grpc_code as Go spells it, which the convention's dashboards and alerts select.
+    assert _sample("grpc_server_handled_total", grpc_code="NotFound") == 1
+    assert _sample("grpc_server_handled_total", grpc_code="Unavailable") == 1
     # A bucket counts the calls at or below its bound; a refused call has no duration.
     assert _sample("grpc_server_handling_seconds_bucket", le="0.001") == 2
     assert _sample("grpc_server_handling_seconds_bucket", le="0.025") == 3
