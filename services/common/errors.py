@@ -8,6 +8,9 @@ wrong and how to fix it, and never name another tenant's resource.
 from __future__ import annotations
 
 import grpc
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class PrivacamError(Exception):
@@ -69,6 +72,12 @@ class Aborted(PrivacamError):
 
 
 _DOMAIN_STATUS: dict[type[BaseException], grpc.StatusCode] = {}
+# A client library's word for "its server cannot be reached right now" (down, restarting,
+# too slow): the call fails UNAVAILABLE, which callers retry with backoff (the SDK and the
+# services' own clients do), not INTERNAL, which says the call can never work. The message
+# is fixed: the libraries' own name hosts and ports.
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, KafkaConnectionError, KafkaTimeoutError)
+UNREACHABLE_MESSAGE = "a store this service needs cannot be reached right now; retry with backoff"
 
 
 def map_domain_error(error_type: type[BaseException], status: grpc.StatusCode) -> None:
@@ -84,6 +93,8 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, NotImplementedError):
         # The generated servicer base raises this for RPCs not built yet.
         return grpc.StatusCode.UNIMPLEMENTED, "this RPC is declared but not implemented yet"
+    if isinstance(error, _UNREACHABLE):
+        return grpc.StatusCode.UNAVAILABLE, UNREACHABLE_MESSAGE
     for cls in type(error).__mro__:
         if cls in _DOMAIN_STATUS:
             status = _DOMAIN_STATUS[cls]

@@ -315,6 +315,12 @@ class _Guard:
             metrics.AUTH_REJECTED.labels(self._rpc.service, reason).inc()
         if code is grpc.StatusCode.INTERNAL:
             log.error("unhandled error in %s", self._rpc.full_method, exc_info=error)
+        elif code is grpc.StatusCode.UNAVAILABLE and not isinstance(error, PrivacamError):
+            # The error's own text names hosts: its class is enough to find the store.
+            log.warning(
+                "a store is unreachable",
+                extra={"rpc_method": self._rpc.full_method, "error": type(error).__name__},
+            )
         await self._context.abort(code, message)
 
 

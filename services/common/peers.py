@@ -35,10 +35,12 @@ from services.common.settings import TlsSettings
 
 _ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
 
-# Only UNAVAILABLE is retried: it means the call never reached a handler (down, or shed
-# under load), so a retry cannot repeat an effect. gRPC draws each wait at random up to
-# the current backoff (jitter), so a crowd of retries spreads out instead of returning
-# in step. Anything else is the callee's answer and is passed on.
+# Only UNAVAILABLE is retried: the call never reached a handler (down, or shed under load),
+# or its handler could not reach Redis or Kafka, and the platform's writes are keyed by id
+# or compare-and-set, so a retry meets its own earlier effect instead of repeating it. gRPC
+# draws each wait at random up to the current backoff (jitter), so a crowd of retries
+# spreads out instead of returning in step. Anything else is the callee's answer and is
+# passed on.
 RETRY_SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [

@@ -17,7 +17,6 @@ import asyncio
 import re
 import secrets
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from tests.harness import (
     ServiceProcess,
     cleanup_namespace,
     make_service,
+    metric,
     new_namespace,
     running,
     stack_minio,
@@ -129,18 +129,6 @@ def mtls_channel(target: str, identity: Identity | Profile) -> grpc.aio.Channel:
 def enrollment_channel(pki: PkiFactory, target: str) -> grpc.aio.Channel:
     """Server-authenticated TLS only, as an app or camera without a certificate yet."""
     return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(pki.ca_file.read_bytes()))
-
-
-def metric(port: int, name: str, **labels: str) -> float:
-    """Sum of a Prometheus counter's samples whose labels include `labels`."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{key}="{value}"' in line for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def probe_request() -> diagnostics_pb.GetProbeRequest:

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from aiokafka import errors as kafka_errors
+from redis import exceptions as redis_errors
 
 from services.common.clock import FakeClock
 from services.common.errors import NotFound, status_for
@@ -27,3 +29,26 @@ def test_domain_errors_map_to_their_status_and_bugs_say_nothing() -> None:
     code, message = status_for(KeyError("tenant-secret-id"))
     assert code is grpc.StatusCode.INTERNAL
     assert "tenant-secret-id" not in message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis_errors.ConnectionError("Error 111 connecting to 10.0.0.7:6379. Connection refused."),
+        redis_errors.TimeoutError("Timeout reading from 10.0.0.7:6379"),
+        redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
+        kafka_errors.KafkaConnectionError("Unable to bootstrap from [('10.0.0.7', 9092)]"),
+        kafka_errors.KafkaTimeoutError("Failed to update metadata after 40.0 secs."),
+    ],
+)
+def test_a_store_out_of_reach_is_unavailable_and_names_no_host(error: Exception) -> None:
+    code, message = status_for(error)
+    assert code is grpc.StatusCode.UNAVAILABLE  # clients retry it with backoff
+    assert "10.0.0.7" not in message
+    assert "retry" in message
+
+
+def test_other_store_errors_are_still_bugs() -> None:
+    """A wrong command or a broken script will not work on retry: INTERNAL, as before."""
+    assert status_for(redis_errors.ResponseError("WRONGTYPE"))[0] is grpc.StatusCode.INTERNAL
+    assert status_for(ConnectionError("a socket of our own"))[0] is grpc.StatusCode.INTERNAL

@@ -1,0 +1,188 @@
+"""A store that goes away fails calls UNAVAILABLE, which clients retry, and nothing more.
+
+device_auth runs here against a Redis of its own (append-only, so a restart keeps its
+data) that the test stops and starts again, with the stack's redis-server:
+- while Redis is down, a call fails UNAVAILABLE at once (not INTERNAL, which clients do not
+  retry) with a message that names no host, and the service stays up;
+- the SDK's retries carry a call across a short restart, and once Redis is back every
+  call made through the SDK succeeds (its retries absorb the pooled connections Redis
+  dropped, which fail one call each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+
+from privacam.identity.v1 import device_auth_service_pb2 as pb
+from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
+from privacam_sdk import PrivacamClient
+from privacam_sdk.enrollment import Enrollment
+from privacam_sdk.profile import Profile
+from services.common.errors import UNREACHABLE_MESSAGE
+from services.common.healthcheck import serving
+from tests.harness import (
+    ServiceProcess,
+    cleanup_namespace,
+    free_port,
+    make_service,
+    metric,
+    new_namespace,
+    running,
+)
+from tests.pki_helpers import PkiFactory
+
+
+class PrivateRedis:
+    """A redis-server on a free loopback port that keeps its data across restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)),
+                *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with Redis.from_url(self.url, socket_connect_timeout=1) as client:
+                    client.ping()
+                return
+            except RedisError:
+                assert time.monotonic() < deadline, "the private Redis did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=20)
+            self._process = None
+
+
+@dataclass
+class Outage:
+    redis: PrivateRedis
+    service: ServiceProcess
+    owner: Profile
+    enrollment: Enrollment
+    device_id: str
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+@pytest.fixture
+async def outage(
+    stack_env: dict[str, str], pki: PkiFactory, private_redis: PrivateRedis, tmp_path: Path
+) -> AsyncIterator[Outage]:
+    namespace = new_namespace("outage")
+    store = {**stack_env, "PRIVACAM_REDIS_URL": private_redis.url}
+    service = make_service("device_auth", pki, store, namespace, tmp_path)
+    try:
+        with running(service):
+            enrollment = Enrollment(
+                pki.ca_file.read_bytes(),
+                f"127.0.0.1:{service.public_port}",
+                {"device_auth": service.endpoint},
+                home=tmp_path / "profiles",
+            )
+            owner, _ = await enrollment.register_account(
+                "owner", "outage-owner", "a long passphrase"
+            )
+            async with PrivacamClient(owner) as app:
+                token = await app.device_auth().CreateClaimToken(pb.CreateClaimTokenRequest())
+            _, device_id = await enrollment.enroll_camera("cam", token.claim_token, "SN-OUTAGE")
+            yield Outage(private_redis, service, owner, enrollment, device_id)
+    finally:
+        await asyncio.to_thread(cleanup_namespace, stack_env, namespace)
+
+
+def _plain_channel(owner: Profile, endpoint: str) -> grpc.aio.Channel:
+    """mTLS without the SDK's retry policy: each call is one attempt."""
+    credentials = grpc.ssl_channel_credentials(
+        owner.ca_file.read_bytes(), owner.key_file.read_bytes(), owner.cert_file.read_bytes()
+    )
+    return grpc.aio.secure_channel(endpoint, credentials, options=[("grpc.enable_retries", 0)])
+
+
+def _unavailable_answers(service: ServiceProcess) -> float:
+    return metric(
+        service.metrics_port,
+        "grpc_server_handled_total",
+        grpc_method="CreateClaimToken",
+        grpc_code="Unavailable",
+    )
+
+
+async def test_a_call_fails_unavailable_while_redis_is_down(outage: Outage) -> None:
+    request = pb.CreateClaimTokenRequest()  # stores the token's hash in Redis
+    async with _plain_channel(outage.owner, outage.service.endpoint) as channel:
+        stub = pb_grpc.DeviceAuthServiceStub(channel)
+        assert (await stub.CreateClaimToken(request)).claim_token
+        outage.redis.stop()
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateClaimToken(request, timeout=15)
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert refused.value.details() == UNREACHABLE_MESSAGE
+    assert time.monotonic() - started < 6, "a refused connection should fail at once"
+    assert serving(f"127.0.0.1:{outage.service.health_port}")
+    log = outage.service.log_file.read_text()
+    assert "a store is unreachable" in log
+    assert "Traceback" not in log
+    assert str(outage.redis.port) not in log, "logs name the store by its error class only"
+
+
+async def test_the_sdk_carries_calls_across_a_short_redis_restart(outage: Outage) -> None:
+    request = pb.CreateClaimTokenRequest()
+    async with PrivacamClient(outage.owner, timeout=20) as app:
+        identity = app.device_auth()
+        # Several connections in the service's pool, all of which the restart drops.
+        await asyncio.gather(*(identity.CreateClaimToken(request) for _ in range(8)))
+        outage.redis.stop()
+        refused_before = _unavailable_answers(outage.service)
+
+        async def create_token() -> pb.CreateClaimTokenResponse:
+            return await identity.CreateClaimToken(request)
+
+        call = asyncio.create_task(create_token())
+        deadline = time.monotonic() + 5
+        while _unavailable_answers(outage.service) == refused_before:  # its first attempt
+            assert time.monotonic() < deadline, "the call's first attempt never reached Redis"
+            assert not call.done()
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(outage.redis.start)
+        token = (await call).claim_token
+        answers = await asyncio.gather(*(identity.CreateClaimToken(request) for _ in range(8)))
+        assert all(answer.claim_token for answer in answers)
+        # The token made across the restart was kept: it pairs a camera.
+        _, device_id = await outage.enrollment.enroll_camera("cam-2", token, "SN-OUTAGE-2")
+    assert device_id != outage.device_id
