@@ -204,3 +204,5 @@ async def test_every_acknowledged_clip_survives_crashes_of_every_part(
     )
     assert total >= 10
     assert (lost, duplicated, missing_events, repeated_events) == (0, 0, 0, 0)
+    # A part down is a status the camera retries, never "internal error" (which it would not).
+    assert not {"INTERNAL", "UNKNOWN"} & set(ledger.refused), ledger.refused
