@@ -86,6 +86,11 @@ def map_domain_error(error_type: type[BaseException], status: grpc.StatusCode) -
     _DOMAIN_STATUS[error_type] = status
 
 
+def store_unreachable(error: BaseException) -> bool:
+    """True for Redis's or Kafka's client saying its server cannot be reached right now."""
+    return isinstance(error, _UNREACHABLE)
+
+
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and message a caller sees for an exception raised by a handler."""
     if isinstance(error, PrivacamError):
@@ -93,7 +98,7 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, NotImplementedError):
         # The generated servicer base raises this for RPCs not built yet.
         return grpc.StatusCode.UNIMPLEMENTED, "this RPC is declared but not implemented yet"
-    if isinstance(error, _UNREACHABLE):
+    if store_unreachable(error):
         return grpc.StatusCode.UNAVAILABLE, UNREACHABLE_MESSAGE
     for cls in type(error).__mro__:
         if cls in _DOMAIN_STATUS:

@@ -26,7 +26,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from services.common import metrics, telemetry
 from services.common.auth import Authorizer, reset_current_principal, set_current_principal
-from services.common.errors import PrivacamError, Unauthenticated, status_for
+from services.common.errors import (
+    PrivacamError,
+    Unauthenticated,
+    status_for,
+    store_unreachable,
+)
 from services.common.identity import Principal, principal_from_pem
 from services.common.ratelimit import Limit, RateLimiter
 
@@ -315,7 +320,7 @@ class _Guard:
             metrics.AUTH_REJECTED.labels(self._rpc.service, reason).inc()
         if code is grpc.StatusCode.INTERNAL:
             log.error("unhandled error in %s", self._rpc.full_method, exc_info=error)
-        elif code is grpc.StatusCode.UNAVAILABLE and not isinstance(error, PrivacamError):
+        elif store_unreachable(error):
             # The error's own text names hosts: its class is enough to find the store.
             log.warning(
                 "a store is unreachable",
