@@ -11,6 +11,7 @@ import grpc
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from urllib3.exceptions import MaxRetryError
 
 
 class PrivacamError(Exception):
@@ -76,7 +77,13 @@ _DOMAIN_STATUS: dict[type[BaseException], grpc.StatusCode] = {}
 # too slow): the call fails UNAVAILABLE, which callers retry with backoff (the SDK and the
 # services' own clients do), not INTERNAL, which says the call can never work. The message
 # is fixed: the libraries' own name hosts and ports.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, KafkaConnectionError, KafkaTimeoutError)
+_UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MaxRetryError,  # MinIO's client (urllib3) once its own retries are spent
+)
 UNREACHABLE_MESSAGE = "a store this service needs cannot be reached right now; retry with backoff"
 
 
@@ -87,7 +94,7 @@ def map_domain_error(error_type: type[BaseException], status: grpc.StatusCode) -
 
 
 def store_unreachable(error: BaseException) -> bool:
-    """True for Redis's or Kafka's client saying its server cannot be reached right now."""
+    """True for a Redis, Kafka or MinIO client saying its server cannot be reached now."""
     return isinstance(error, _UNREACHABLE)
 
 

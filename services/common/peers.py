@@ -36,7 +36,7 @@ from services.common.settings import TlsSettings
 _ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
 
 # Only UNAVAILABLE is retried: the call never reached a handler (down, or shed under load),
-# or its handler could not reach Redis or Kafka, and the platform's writes are keyed by id
+# or its handler could not reach a store, and the platform's writes are keyed by id
 # or compare-and-set, so a retry meets its own earlier effect instead of repeating it. gRPC
 # draws each wait at random up to the current backoff (jitter), so a crowd of retries
 # spreads out instead of returning in step. Anything else is the callee's answer and is

@@ -6,6 +6,8 @@ import grpc
 import pytest
 from aiokafka import errors as kafka_errors
 from redis import exceptions as redis_errors
+from urllib3 import HTTPConnectionPool
+from urllib3.exceptions import MaxRetryError
 
 from services.common.clock import FakeClock
 from services.common.errors import NotFound, status_for
@@ -39,6 +41,7 @@ def test_domain_errors_map_to_their_status_and_bugs_say_nothing() -> None:
         redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
         kafka_errors.KafkaConnectionError("Unable to bootstrap from [('10.0.0.7', 9092)]"),
         kafka_errors.KafkaTimeoutError("Failed to update metadata after 40.0 secs."),
+        MaxRetryError(HTTPConnectionPool("10.0.0.7", 9000), "/clips/x", ConnectionRefusedError()),
     ],
 )
 def test_a_store_out_of_reach_is_unavailable_and_names_no_host(error: Exception) -> None:
