@@ -11,10 +11,8 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.common.errors import ResourceExhausted, Unavailable
+from services.common.errors import ResourceExhausted
 
 
 @dataclass(frozen=True)
@@ -32,17 +30,12 @@ class RateLimiter:
         """Count one call of `key` against `limit`; ResourceExhausted once it is spent."""
         window = int(time.time()) // limit.per_seconds
         counter = f"{self._prefix}:{name}:{key}:{window}"
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(counter)
-                pipe.expire(counter, limit.per_seconds + 1)
-                count, _ = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError):
-            # Nothing has happened yet: the caller may simply try again (a CI run saw
-            # INTERNAL here while the pool still held connections to a restarted Redis).
-            raise Unavailable(
-                "the service cannot count requests right now; retry shortly"
-            ) from None
+        # Redis out of reach fails the call UNAVAILABLE (services/common/errors.py): nothing
+        # has happened yet, so the caller may simply try again.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(counter)
+            pipe.expire(counter, limit.per_seconds + 1)
+            count, _ = await pipe.execute()
         if int(count) > limit.calls:
             retry = limit.per_seconds - int(time.time()) % limit.per_seconds
             raise ResourceExhausted(f"too many requests from this address; try again in {retry} s")

@@ -8,8 +8,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.common.errors import Unavailable, status_for
+from services.common.errors import status_for
 from services.common.ratelimit import Limit, RateLimiter
 
 
@@ -24,7 +25,7 @@ async def test_redis_out_of_reach_is_unavailable_and_names_no_address() -> None:
         host="127.0.0.1", port=_closed_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
     )
     try:
-        with pytest.raises(Unavailable) as refused:
+        with pytest.raises(RedisConnectionError) as refused:
             await RateLimiter(redis, "test").check("Enroll", "192.0.2.1", Limit(5, 60))
     finally:
         await redis.aclose()
