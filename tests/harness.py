@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from minio import Minio
@@ -84,6 +85,19 @@ def metric(port: int, name: str, **labels: str) -> float:
         if all(f'{key}="{value}"' in line for key, value in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def mtls_channel(target: str, identity: Identity | Profile) -> grpc.aio.Channel:
+    """A bare mTLS channel (no retries), to see each answer as it is."""
+    if isinstance(identity, Profile):
+        ca, key, cert = (
+            identity.ca_file.read_bytes(),
+            identity.key_file.read_bytes(),
+            identity.cert_file.read_bytes(),
+        )
+    else:
+        ca, cert, key = identity.credentials()
+    return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert))
 
 
 def process_memory_kib(pid: int, field: str = "VmRSS") -> int:

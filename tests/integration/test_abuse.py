@@ -46,12 +46,13 @@ from tests.harness import (
     cleanup_namespace,
     make_service,
     metric,
+    mtls_channel,
     new_namespace,
     running,
     stack_minio,
 )
 from tests.integration.test_clip_ingest import BUCKET, _home, clip, objects_of
-from tests.pki_helpers import Identity, PkiFactory
+from tests.pki_helpers import PkiFactory
 
 PASSWORD = "a long enough passphrase"
 GET_PROBE = "/privacam.diagnostics.v1.DiagnosticsService/GetProbe"
@@ -111,19 +112,6 @@ async def call_raw(
     except grpc.aio.AioRpcError as error:
         return error.code(), error.details() or ""
     return grpc.StatusCode.OK, ""
-
-
-def mtls_channel(target: str, identity: Identity | Profile) -> grpc.aio.Channel:
-    """A bare mTLS channel (no retries), to see each answer as it is."""
-    if isinstance(identity, Profile):
-        ca, key, cert = (
-            identity.ca_file.read_bytes(),
-            identity.key_file.read_bytes(),
-            identity.cert_file.read_bytes(),
-        )
-    else:
-        ca, cert, key = identity.credentials()
-    return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert))
 
 
 def enrollment_channel(pki: PkiFactory, target: str) -> grpc.aio.Channel:
