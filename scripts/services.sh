@@ -51,6 +51,7 @@ PYEOF
   export PRIVACAM_ACCESS_LOG_SIGNING_KEY_FILE="$RUN_DIR/secrets/access-log-signing.key"
   export PRIVACAM_ACCESS_LOG_SIGNING_KEY_ID="dev-log-1"
   export PRIVACAM_KEY_MANAGER_ACCESS_LOG_KEYS_FILE="$RUN_DIR/secrets/access-log-keys.json"
+  export PRIVACAM_DEVICE_AUTH_ACCESS_LOG_KEYS_FILE="$RUN_DIR/secrets/access-log-keys.json"
   # device_auth signs camera and app certificates with the issuing CA (the root stays offline).
   export PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE="$RUN_DIR/pki/issuing/ca.crt"
   export PRIVACAM_DEVICE_AUTH_ISSUING_CA_KEY_FILE="$RUN_DIR/pki/issuing/ca.key"

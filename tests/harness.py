@@ -281,6 +281,7 @@ def service_env(
     return {
         "PRIVACAM_KEY_MANAGER_ROOT_KEY_FILE": str(root_key_file(pki)),
         "PRIVACAM_KEY_MANAGER_ACCESS_LOG_KEYS_FILE": str(pki.directory / "access-log-keys.json"),
+        "PRIVACAM_DEVICE_AUTH_ACCESS_LOG_KEYS_FILE": str(pki.directory / "access-log-keys.json"),
         "PRIVACAM_ACCESS_LOG_SIGNING_KEY_FILE": str(pki.directory / "access-log-signing.key"),
         "PRIVACAM_ACCESS_LOG_SIGNING_KEY_ID": "test-log-1",
         "PRIVACAM_ACCESS_LOG_SEGMENT_INTERVAL_SECONDS": "1",

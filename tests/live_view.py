@@ -9,7 +9,7 @@ import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -21,7 +21,15 @@ from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam.relay.v1 import relay_pb2
 from privacam_sdk import PrivacamClient, Profile
-from privacam_sdk.live_view import FingerprintRejected, verify_dtls_fingerprint
+from privacam_sdk.camera import MAX_RECEIPT_AGE, LoggedViewer, SessionGate, SessionRefused
+from privacam_sdk.live_view import (
+    FingerprintRejected,
+    Signer,
+    sdp_fingerprints,
+    sign_dtls_fingerprint,
+    verify_camera_fingerprint,
+)
+from services.common.identity import principal_from_pem
 from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
 
 SignalCall = grpc.aio.StreamStreamCall[pb.SignalRequest, pb.SignalResponse]
@@ -47,7 +55,7 @@ async def read_signal(call: SignalCall) -> pb.SignalResponse:
     return response
 
 
-def camera_key_and_chain(profile: Profile) -> tuple[ec.EllipticCurvePrivateKey, list[bytes]]:
+def key_and_chain(profile: Profile) -> tuple[ec.EllipticCurvePrivateKey, list[bytes]]:
     key = load_pem_private_key(profile.key_file.read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     chain = x509.load_pem_x509_certificates(profile.cert_file.read_bytes())
@@ -56,22 +64,42 @@ def camera_key_and_chain(profile: Profile) -> tuple[ec.EllipticCurvePrivateKey, 
 
 @dataclass
 class CameraAgent:
-    """A camera online on the broker that answers every session with live video."""
+    """A camera online on the broker that answers with live video every session the
+    household's log names, and only to the app the log names (privacam_sdk.camera)."""
 
     profile: Profile
     relay_only: bool = False
     max_sessions: int = 4
     echo_heartbeats: bool = True
+    max_receipt_age: timedelta = MAX_RECEIPT_AGE
     client: PrivacamClient = field(init=False)
+    gate: SessionGate = field(init=False)
     welcome: pb.CameraWelcome | None = None
     closed_sessions: dict[str, int] = field(default_factory=dict)
     errors: list[Exception] = field(default_factory=list)
     """What went wrong answering sessions (each such session was ended FAILED)."""
+    requests: dict[str, pb.SessionRequested] = field(default_factory=dict)
+    """Every session request the camera received, by session id."""
+    refusals: dict[str, str] = field(default_factory=dict)
+    """Sessions the camera declined, with why (its log or viewer check failed)."""
+    answered: set[str] = field(default_factory=set)
+    """Sessions the camera answered (and so sent video to)."""
     _call: ControlCall | None = None
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _peers: list[CameraPeer] = field(default_factory=list)
 
     async def start(self) -> None:
+        me = principal_from_pem(self.profile.cert_file.read_bytes(), self.profile.trust_domain)
+        assert me.tenant_id is not None, "a camera's certificate names its household"
+        self.gate = SessionGate(
+            tenant_id=me.tenant_id,
+            device_id=me.name,
+            log_keys=self.profile.log_keys(),
+            trusted_ca_pem=self.profile.ca_file.read_bytes(),
+            trust_domain=self.profile.trust_domain,
+            max_age=self.max_receipt_age,
+        )
         self.client = PrivacamClient(self.profile, timeout=10)
         self._call = open_control(relay_stub(self.client))
         await self._call.write(
@@ -96,7 +124,7 @@ class CameraAgent:
             async for message in self._call:
                 which = message.WhichOneof("message")
                 if which == "heartbeat" and self.echo_heartbeats:
-                    await self._call.write(pb.CameraControlRequest(heartbeat=message.heartbeat))
+                    await self._write(pb.CameraControlRequest(heartbeat=message.heartbeat))
                 elif which == "session_requested":
                     self._spawn(self._serve(message.session_requested))
                 elif which == "session_closed":
@@ -104,9 +132,34 @@ class CameraAgent:
                         message.session_closed.reason
                     )
 
+    async def _write(self, request: pb.CameraControlRequest) -> None:
+        assert self._call is not None
+        async with self._writing:  # one write at a time on the stream
+            await self._call.write(request)
+
+    async def _decline(self, session_id: str, refused: SessionRefused) -> None:
+        self.refusals[session_id] = str(refused)
+        await self._write(
+            pb.CameraControlRequest(
+                session_answer=pb.SessionAnswer(
+                    session_id=session_id, accepted=False, decline_reason=str(refused)[:128]
+                )
+            )
+        )
+
     async def _serve(self, request: pb.SessionRequested) -> None:
+        self.requests[request.session_id] = request
         try:
-            await self._answer(request)
+            viewer = self.gate.check_request(request, datetime.now(UTC))
+        except SessionRefused as refused:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._decline(request.session_id, refused)
+            return
+        try:
+            await self._answer(request, viewer)
+        except SessionRefused as refused:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._decline(request.session_id, refused)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
         except Exception as error:  # the camera gives up on this session, and says so
@@ -118,20 +171,31 @@ class CameraAgent:
                     )
                 )
 
-    async def _answer(self, request: pb.SessionRequested) -> None:
-        key, chain = camera_key_and_chain(self.profile)
+    async def _answer(self, request: pb.SessionRequested, viewer: LoggedViewer) -> None:
+        """Signal, and answer once the app has proven it is the logged viewer."""
+        key, chain = key_and_chain(self.profile)
         call = open_signal(relay_stub(self.client))
         await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=request.session_id)))
         peer = CameraPeer(key, chain, ice_servers(request.turn), self.relay_only)
         self._peers.append(peer)
+        offer: str | None = None
+        proof: pb.SignedDtlsFingerprint | None = None
+        done = False
         try:
             async for response in call:
                 if response.HasField("session_closed"):
                     break
-                if response.HasField("signal") and response.signal.HasField("description"):
-                    answer, signed = await peer.answer(
-                        request.session_id, response.signal.description.sdp
-                    )
+                if not response.HasField("signal") or done:
+                    continue
+                if response.signal.HasField("description"):
+                    offer = response.signal.description.sdp
+                elif response.signal.HasField("fingerprint"):
+                    proof = response.signal.fingerprint
+                if offer is not None and proof is not None:
+                    self.gate.check_viewer(viewer, proof, offer, datetime.now(UTC))
+                    done = True
+                    self.answered.add(request.session_id)
+                    answer, signed = await peer.answer(request.session_id, offer)
                     await call.write(
                         pb.SignalRequest(
                             signal=pb.SignalMessage(
@@ -154,6 +218,14 @@ class CameraAgent:
         for peer in self._peers:
             await peer.close()
         await self.client.close()
+
+
+def sign_offer(client: PrivacamClient, offer_sdp: str, session_id: str) -> pb.SignedDtlsFingerprint:
+    """The app's proof to the camera that it is the viewer the log names: its offer's DTLS
+    fingerprint signed with its own certificate key."""
+    key, chain = key_and_chain(client.profile)
+    ((algorithm, fingerprint),) = sdp_fingerprints(offer_sdp)
+    return sign_dtls_fingerprint(key, chain, session_id, algorithm, fingerprint, Signer.APP)
 
 
 Tamper = Callable[[str, pb.SignedDtlsFingerprint], tuple[str, pb.SignedDtlsFingerprint]]
@@ -216,6 +288,11 @@ async def watch(
             )
         )
     )
+    await call.write(
+        pb.SignalRequest(
+            signal=pb.SignalMessage(fingerprint=sign_offer(client, offer, started.session_id))
+        )
+    )
     answer: str | None = None
     signed: pb.SignedDtlsFingerprint | None = None
     async with asyncio.timeout(frame_timeout):  # an app gives up on a camera that never answers
@@ -229,7 +306,7 @@ async def watch(
     if tamper is not None:
         answer, signed = tamper(answer, signed)
     try:
-        verify_dtls_fingerprint(
+        verify_camera_fingerprint(
             signed,
             session_id=started.session_id,
             device_id=device_id,

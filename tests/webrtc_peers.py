@@ -190,9 +190,12 @@ class ViewerPeer:
                         self.first_frame_at.set_result(time.perf_counter())
 
     async def offer(self) -> str:
+        """The offer, naming only the sha-256 fingerprint (the one the app signs)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
         sdp: str = self.pc.localDescription.sdp
-        return only_relay_candidates(sdp) if self.relay_only else sdp
+        if self.relay_only:
+            sdp = only_relay_candidates(sdp)
+        return _OTHER_FINGERPRINTS.sub("", sdp)
 
     async def accept(self, answer_sdp: str) -> None:
         """Only after the caller verified the camera's signed fingerprint."""

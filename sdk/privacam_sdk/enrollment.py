@@ -13,6 +13,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
@@ -68,7 +69,7 @@ class Enrollment:
     def _save(
         self, name: str, key: ec.EllipticCurvePrivateKey, issued: pb.IssuedCertificate
     ) -> Profile:
-        return Profile.create(
+        profile = Profile.create(
             name,
             self._ca_pem,
             _pem_chain(issued),
@@ -77,6 +78,15 @@ class Enrollment:
             self._trust_domain,
             self._home,
         )
+        # Pinned now, over the same server-authenticated channel as the certificate: from
+        # here on a log key is trusted only through a statement signed by one of these.
+        profile.pin_log_keys(
+            {
+                pinned.key_id: Ed25519PublicKey.from_public_bytes(pinned.public_key)
+                for pinned in issued.access_log_keys
+            }
+        )
+        return profile
 
     async def _call(self) -> tuple[grpc.aio.Channel, pb_grpc.DeviceAuthServiceAsyncStub]:
         channel = grpc.aio.secure_channel(

@@ -1,21 +1,25 @@
-"""Live view without splicing: the camera signs its DTLS fingerprint, the app checks it.
+"""Live view without splicing: each side signs its DTLS fingerprint, the other checks it.
 
-The broker relays SDP between camera and app, so it could swap the camera's
-`a=fingerprint` for its own and sit in the middle of DTLS-SRTP. It cannot forge
-this signature: the camera signs its fingerprint with its device key (ECDSA P-256,
-SHA-256, DER) over
+The broker relays SDP between camera and app, so it could swap an `a=fingerprint` line
+for its own and sit in the middle of DTLS-SRTP. It cannot forge these signatures: each
+side signs its fingerprint with its certificate key (ECDSA P-256, SHA-256, DER) over
 
-    b"privacam-dtls-fingerprint-v1" 0x00 session_id 0x00 algorithm 0x00 fingerprint
+    context 0x00 session_id 0x00 algorithm 0x00 fingerprint
 
-(UTF-8), so a signature from one session is useless in another. The app accepts
-media only when the chain the camera sent verifies up to the CA the app pins, the
-leaf's URI SAN names the very camera it asked to watch, the signature verifies
-with the leaf's key, and the fingerprint signed is the one in the SDP answer.
+(UTF-8), where the context is ``b"privacam-dtls-fingerprint-v1"`` for the camera and
+``b"privacam-viewer-dtls-fingerprint-v1"`` for the app, so a signature from one session
+or one side is useless in another. A side accepts the other only when the chain it sent
+verifies up to the CA it pins, the leaf's URI SAN names the principal expected (the
+camera it asked to watch; for the camera, the viewer the access log's record names, see
+privacam_sdk.camera), the signature verifies with the leaf's key, and the fingerprint
+signed is the one in the SDP it received.
 """
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
@@ -26,17 +30,28 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 
-DOMAIN = b"privacam-dtls-fingerprint-v1"
+
+class Signer(enum.Enum):
+    """Who signs a fingerprint; the value is the signature's context."""
+
+    CAMERA = b"privacam-dtls-fingerprint-v1"
+    APP = b"privacam-viewer-dtls-fingerprint-v1"
+
+
 _FINGERPRINT_LINE = re.compile(r"^a=fingerprint:(\S+) ([0-9A-Fa-f:]+)\s*$", re.MULTILINE)
 
 
 class FingerprintRejected(Exception):
-    """The camera's DTLS fingerprint could not be proven: refuse the session."""
+    """The other side's DTLS fingerprint could not be proven: refuse the session."""
 
 
-def signed_payload(session_id: str, algorithm: str, fingerprint: str) -> bytes:
-    """The exact bytes the camera signs (see the module docstring)."""
-    return b"\x00".join((DOMAIN, session_id.encode(), algorithm.encode(), fingerprint.encode()))
+def signed_payload(
+    session_id: str, algorithm: str, fingerprint: str, signer: Signer = Signer.CAMERA
+) -> bytes:
+    """The exact bytes a side signs (see the module docstring)."""
+    return b"\x00".join(
+        (signer.value, session_id.encode(), algorithm.encode(), fingerprint.encode())
+    )
 
 
 def sdp_fingerprints(sdp: str) -> set[tuple[str, str]]:
@@ -50,11 +65,12 @@ def sign_dtls_fingerprint(
     session_id: str,
     algorithm: str,
     fingerprint: str,
+    signer: Signer = Signer.CAMERA,
 ) -> pb.SignedDtlsFingerprint:
-    """What a camera sends after its SDP answer."""
+    """What a camera sends after its SDP answer, and an app after its offer."""
     fingerprint = fingerprint.upper()
     signature = key.sign(
-        signed_payload(session_id, algorithm, fingerprint), ec.ECDSA(hashes.SHA256())
+        signed_payload(session_id, algorithm, fingerprint, signer), ec.ECDSA(hashes.SHA256())
     )
     return pb.SignedDtlsFingerprint(
         algorithm=algorithm,
@@ -64,7 +80,7 @@ def sign_dtls_fingerprint(
     )
 
 
-def verify_dtls_fingerprint(
+def verify_camera_fingerprint(
     signed: pb.SignedDtlsFingerprint,
     *,
     session_id: str,
@@ -74,44 +90,73 @@ def verify_dtls_fingerprint(
     trust_domain: str,
     now: datetime,
 ) -> None:
-    """Raise FingerprintRejected unless the answer's fingerprint is the camera's own."""
+    """The app's check: raise FingerprintRejected unless the answer's fingerprint is the
+    camera's own (a camera certificate of this trust domain naming ``device_id``)."""
+
+    def names_camera(uri: str) -> bool:
+        return uri.startswith(f"spiffe://{trust_domain}/tenant/") and uri.endswith(
+            f"/camera/{device_id}"
+        )
+
+    verify_dtls_fingerprint(
+        signed,
+        signer=Signer.CAMERA,
+        session_id=session_id,
+        names_expected=names_camera,
+        sdp=answer_sdp,
+        trusted_ca_pem=trusted_ca_pem,
+        now=now,
+    )
+
+
+def verify_dtls_fingerprint(
+    signed: pb.SignedDtlsFingerprint,
+    *,
+    signer: Signer,
+    session_id: str,
+    names_expected: Callable[[str], bool],
+    sdp: str,
+    trusted_ca_pem: bytes,
+    now: datetime,
+) -> None:
+    """Raise FingerprintRejected unless ``sdp``'s only fingerprint is signed by a
+    certificate that chains to ``trusted_ca_pem`` and has a URI SAN ``names_expected``
+    accepts."""
+    whom = "camera" if signer is Signer.CAMERA else "app"
     if not signed.certificate_chain:
-        raise FingerprintRejected("the camera sent no certificate")
+        raise FingerprintRejected(f"the {whom} sent no certificate")
     try:
         leaf = x509.load_der_x509_certificate(signed.certificate_chain[0])
         intermediates = [x509.load_der_x509_certificate(c) for c in signed.certificate_chain[1:]]
         roots = x509.load_pem_x509_certificates(trusted_ca_pem)
     except ValueError:
-        raise FingerprintRejected("the camera's certificate chain does not parse") from None
-    # Client-certificate policy: camera leaves carry a URI SAN, not a DNS name.
+        raise FingerprintRejected(f"the {whom}'s certificate chain does not parse") from None
+    # Client-certificate policy: camera and app leaves carry a URI SAN, not a DNS name.
     verifier = PolicyBuilder().store(Store(roots)).time(now).build_client_verifier()
     try:
         verified = verifier.verify(leaf, intermediates)
     except VerificationError:
         raise FingerprintRejected(
-            "the camera's certificate does not chain to the pinned CA"
+            f"the {whom}'s certificate does not chain to the pinned CA"
         ) from None
     uris = {
         str(getattr(name, "value", ""))
         for name in (verified.subjects or [])
         if isinstance(name, x509.UniformResourceIdentifier)
     }
-    if not any(
-        uri.startswith(f"spiffe://{trust_domain}/tenant/") and uri.endswith(f"/camera/{device_id}")
-        for uri in uris
-    ):
-        raise FingerprintRejected("the certificate is not the camera that was asked for")
+    if not any(names_expected(uri) for uri in uris):
+        raise FingerprintRejected(f"the certificate is not the {whom} that was expected")
     public_key = leaf.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise FingerprintRejected("the camera key is not an EC key")
+        raise FingerprintRejected(f"the {whom}'s key is not an EC key")
     try:
         public_key.verify(
             signed.signature,
-            signed_payload(session_id, signed.algorithm, signed.fingerprint),
+            signed_payload(session_id, signed.algorithm, signed.fingerprint, signer),
             ec.ECDSA(hashes.SHA256()),
         )
     except InvalidSignature:
         raise FingerprintRejected("the fingerprint signature does not verify") from None
-    offered = sdp_fingerprints(answer_sdp)
+    offered = sdp_fingerprints(sdp)
     if not offered or offered != {(signed.algorithm.lower(), signed.fingerprint.upper())}:
-        raise FingerprintRejected("the SDP answer carries a fingerprint the camera did not sign")
+        raise FingerprintRejected(f"the SDP carries a fingerprint the {whom} did not sign")

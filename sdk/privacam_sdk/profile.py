@@ -1,8 +1,9 @@
 """A local profile: one identity (key and certificate) and where the platform's services are.
 
 Profiles live in `$PRIVACAM_HOME/profiles/<name>/` (default ~/.privacam):
-`ca.crt`, `tls.crt`, `tls.key` (mode 0600, never leaves the device) and
-`profile.json` with the service endpoints and trust domain.
+`ca.crt`, `tls.crt`, `tls.key` (mode 0600, never leaves the device),
+`profile.json` with the service endpoints and trust domain, and `log-keys.json`, the
+access log's signing keys pinned at enrollment (key id to PEM Ed25519 public key).
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 
 SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
 DEFAULT_ENDPOINTS = {
@@ -48,6 +57,33 @@ class Profile:
     @property
     def key_file(self) -> Path:
         return self.directory / "tls.key"
+
+    @property
+    def log_keys_file(self) -> Path:
+        return self.directory / "log-keys.json"
+
+    def log_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The access log keys this profile trusts: pinned at enrollment (empty when the
+        profile was made without them, and then no log receipt verifies)."""
+        if not self.log_keys_file.exists():
+            return {}
+        keys: dict[str, Ed25519PublicKey] = {}
+        for key_id, pem in json.loads(self.log_keys_file.read_text()).items():
+            key = load_pem_public_key(pem.encode())
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError(f"{self.log_keys_file}: key {key_id!r} is not an Ed25519 key")
+            keys[key_id] = key
+        return keys
+
+    def pin_log_keys(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+        """Replace the trusted log keys (enrollment, or a verified rotation statement)."""
+        document = {
+            key_id: key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+            for key_id, key in sorted(keys.items())
+        }
+        temporary = self.log_keys_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(document, indent=2) + "\n")
+        temporary.replace(self.log_keys_file)
 
     def endpoint(self, service: str) -> str:
         try:

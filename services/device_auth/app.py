@@ -7,15 +7,18 @@ domain (RedisPasswordAttempts), which holds however many addresses an attacker u
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 from cryptography import x509
 
+from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.clock import Clock
 from services.common.hsm import HsmAuthority, Pkcs11EcSigner, Pkcs11Token
 from services.common.interceptors import AnonymousMethods
 from services.common.kafka import EventProducer
+from services.common.log_keys import load_log_keys
 from services.common.pki import Issuer, load_authority
 from services.common.ratelimit import Limit, RateLimiter
 from services.common.runtime import GrpcApi, PublicPort, ServiceParts
@@ -93,7 +96,7 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
     api = GrpcApi.of(
         SERVICE_DESCRIPTOR,
         pb_grpc.add_DeviceAuthServiceServicer_to_server,
-        DeviceAuthServicer(auth),
+        DeviceAuthServicer(auth, access_log_keys(settings.access_log_keys_file)),
     )
     per_address = Limit(settings.enrollment_calls_per_window, settings.enrollment_window_seconds)
     return ServiceParts(
@@ -120,3 +123,12 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
             ),
         ),
     )
+
+
+def access_log_keys(path: Path | None) -> list[pb.AccessLogKey]:
+    """What every issued certificate carries for its holder to pin (none when unset)."""
+    keys = load_log_keys(path) if path is not None else {}
+    return [
+        pb.AccessLogKey(key_id=key_id, public_key=key.public_bytes_raw())
+        for key_id, key in sorted(keys.items())
+    ]

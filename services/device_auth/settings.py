@@ -52,6 +52,11 @@ class DeviceAuthSettings(ServiceSettings):
     """Window of the per-account password limit; a correct password resets the count."""
     grant_sweep_seconds: int = Field(default=60, ge=1, le=3600)
     """How often each replica revokes (and announces) grants whose expiry has passed."""
+    access_log_keys_file: FilePath | None = None
+    """JSON map of key id to PEM Ed25519 public key of the access log's signing keys,
+    handed to every camera and app with its certificate: a camera checks each live-view
+    request's log receipt against them. Unset: none are handed out, and cameras decline
+    every live view."""
     redis: RedisSettings
 
     @model_validator(mode="after")

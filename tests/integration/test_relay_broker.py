@@ -9,10 +9,12 @@ view never depends on clips or keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from redis.asyncio import Redis
 
 from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as access_log_grpc
@@ -31,9 +34,11 @@ from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.live_view import FingerprintRejected
-from services.relay_broker.adapters.links import turn_pb
+from services.common.identity import principal_from_pem
+from services.relay_broker.adapters.links import camera_channel, turn_pb
+from services.relay_broker.adapters.redis_state import RedisSessions
 from services.relay_broker.domain import turn
-from services.relay_broker.domain.model import Side
+from services.relay_broker.domain.model import Role, Session, Side, Viewer
 from tests.harness import (
     Platform,
     ServiceProcess,
@@ -43,7 +48,7 @@ from tests.harness import (
     running,
     wire_peers,
 )
-from tests.live_view import CameraAgent, open_signal, read_signal, relay_stub, watch
+from tests.live_view import CameraAgent, open_signal, read_signal, relay_stub, sign_offer, watch
 from tests.pki_helpers import PkiFactory
 from tests.webrtc_peers import ViewerPeer, candidate_types, ice_servers
 
@@ -499,3 +504,269 @@ async def test_camera_and_viewer_on_different_replicas(
         finally:
             notices.cancel()
             await view.close()
+
+
+# --- log before view, at the camera ------------------------------------------------------
+
+
+@dataclass
+class Forger:
+    """Someone holding relay_broker's Redis credentials and nothing else (a stolen broker
+    password, or coturn's host when it shared them): writes sessions and publishes requests
+    exactly as the broker would, and watches with a stranger's app."""
+
+    redis: Redis
+    namespace: str
+    app: PrivacamClient
+    app_tenant: str
+    app_id: str
+
+    async def request(
+        self, device_id: str, owner_tenant: str, session_id: str, receipt: log_pb2.Receipt | None
+    ) -> None:
+        now = datetime.now(UTC)
+        session = Session(
+            session_id=session_id,
+            device_id=device_id,
+            owner_tenant_id=owner_tenant,
+            viewer=Viewer(self.app_tenant, self.app_id),
+            role=Role.OWNER,
+            grant_id="",
+            started_at=now,
+            expires_at=now + timedelta(minutes=10),
+        )
+        sessions = RedisSessions(self.redis, timedelta(hours=1), self.namespace)
+        await sessions.create(session, camera_limit=8, app_limit=8, ttl=timedelta(minutes=1))
+        await self.name_viewer(session_id)
+        requested = pb.SessionRequested(session_id=session_id)
+        if receipt is not None:
+            requested.receipt.CopyFrom(receipt)
+        message = pb.CameraControlResponse(session_requested=requested)
+        await self.redis.publish(
+            self.namespace + camera_channel(device_id), message.SerializeToString()
+        )
+
+    async def name_viewer(self, session_id: str) -> None:
+        """Make the broker's record of a session name the forger's app as its viewer."""
+        key = f"{self.namespace}relay:session:{session_id}"
+        await self.redis.hset(
+            key, mapping={"viewer_tenant": self.app_tenant, "viewer_app": self.app_id}
+        )
+
+    async def watch(self, session_id: str) -> ViewerPeer:
+        """Join as the app side, offer with its own signed fingerprint, wait for an answer."""
+        call = open_signal(relay_stub(self.app))
+        await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=session_id)))
+        viewer = ViewerPeer()
+        offer = await viewer.offer()
+        await call.write(
+            pb.SignalRequest(
+                signal=pb.SignalMessage(
+                    description=pb.SessionDescription(type=pb.SDP_TYPE_OFFER, sdp=offer)
+                )
+            )
+        )
+        await call.write(
+            pb.SignalRequest(
+                signal=pb.SignalMessage(fingerprint=sign_offer(self.app, offer, session_id))
+            )
+        )
+
+        async def until_closed() -> None:
+            async for response in call:
+                if response.HasField("signal") and response.signal.HasField("description"):
+                    await viewer.accept(response.signal.description.sdp)  # an answer: media
+                if response.HasField("session_closed"):
+                    return
+
+        with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+            await asyncio.wait_for(until_closed(), 8)
+        call.cancel()
+        return viewer
+
+
+@pytest.fixture
+async def forger(
+    platform: Platform, household: Household, profiles_home: Path
+) -> AsyncIterator[Forger]:
+    enrollment = platform.enrollment(profiles_home)
+    suffix = secrets.token_hex(4)
+    stranger, stranger_tenant = await enrollment.register_account(
+        f"rb-stranger-{suffix}", f"rb-s-{suffix}", PASSWORD
+    )
+    me = principal_from_pem(stranger.cert_file.read_bytes(), stranger.trust_domain)
+    redis = Redis.from_url(platform.stack_env["PRIVACAM_REDIS_URL"])
+    async with PrivacamClient(stranger) as app:
+        yield Forger(redis, platform.namespace, app, stranger_tenant, me.name)
+    await redis.aclose()
+
+
+async def _refused(agent: CameraAgent, session_id: str) -> str:
+    for _ in range(100):
+        if session_id in agent.refusals:
+            return agent.refusals[session_id]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the camera did not refuse session {session_id}")
+
+
+async def _logged_sessions(owner: PrivacamClient, device_id: str) -> set[str]:
+    log = access_log_grpc.AccessLogServiceStub(owner.channel("access_log"))
+    listed = await log.ListEntries(log_pb.ListEntriesRequest(device_id=device_id, page_size=500))
+    return {log_pb2.AccessRecord.FromString(e.record).resource.session_id for e in listed.entries}
+
+
+async def test_forged_live_session_gets_no_video(
+    platform: Platform, household: Household, forger: Forger, profiles_home: Path
+) -> None:
+    agent = CameraAgent(household.camera, max_receipt_age=timedelta(seconds=10))
+    await agent.start()
+    declined_before = _metric(platform, "privacam_relay_sessions_declined_total")
+    forged: list[str] = []
+    try:
+        async with PrivacamClient(household.owner) as owner:
+            # A real, logged view by the owner: its request (with its receipt) is what a
+            # forger who reads the broker's channels gets to replay.
+            view = await watch(
+                owner,
+                household.device,
+                ca_pem=_ca(platform),
+                trust_domain=platform.pki.trust_domain,
+            )
+            await view.close()
+            await relay_stub(owner).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+            real = agent.requests[view.session_id].receipt
+
+            # 1. A session written into Redis with no receipt at all.
+            sid = str(uuid.uuid4())
+            forged.append(sid)
+            await forger.request(household.device, household.tenant, sid, None)
+            viewer = await forger.watch(sid)
+            assert "no access-log receipt" in await _refused(agent, sid)
+            assert viewer.frames == 0
+            assert sid not in agent.answered
+            await viewer.close()
+
+            # 2. Another camera's receipt (the owner's second camera, really logged).
+            token = await owner.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
+            second, _ = await platform.enrollment(profiles_home).enroll_camera(
+                f"rb-cam2-{secrets.token_hex(4)}", token.claim_token, f"SN-2-{secrets.token_hex(4)}"
+            )
+            other_agent = CameraAgent(second)
+            await other_agent.start()
+            try:
+                other_device = principal_from_pem(
+                    second.cert_file.read_bytes(), second.trust_domain
+                ).name
+                started = await relay_stub(owner).StartLiveView(
+                    pb.StartLiveViewRequest(device_id=other_device)
+                )
+                for _ in range(50):
+                    if started.session_id in other_agent.requests:
+                        break
+                    await asyncio.sleep(0.1)
+                foreign = other_agent.requests[started.session_id].receipt
+                await forger.request(
+                    household.device, household.tenant, started.session_id, foreign
+                )
+                viewer = await forger.watch(started.session_id)
+                assert "another camera" in await _refused(agent, started.session_id)
+                assert viewer.frames == 0
+                await viewer.close()
+            finally:
+                await other_agent.stop()
+
+            # 3. Another viewer signaling: the broker logged the owner's session, the forger
+            # makes the broker's record name its own app and signals first.
+            started = await relay_stub(owner).StartLiveView(
+                pb.StartLiveViewRequest(device_id=household.device)
+            )
+            await forger.name_viewer(started.session_id)
+            viewer = await forger.watch(started.session_id)
+            assert "not the logged viewer" in await _refused(agent, started.session_id)
+            assert viewer.frames == 0
+            assert started.session_id not in agent.answered
+            await viewer.close()
+
+            # 4. The owner's real receipt, expired: replayed to the camera after a restart
+            # (which forgets the sessions it served) once it is older than the camera allows.
+            await agent.stop()
+            agent = CameraAgent(household.camera, max_receipt_age=timedelta(seconds=10))
+            await agent.start()
+            signed_at = real.tree_head.timestamp.ToDatetime(tzinfo=UTC)
+            await asyncio.sleep(max(0.0, 11 - (datetime.now(UTC) - signed_at).total_seconds()))
+            await forger.request(household.device, household.tenant, view.session_id, real)
+            viewer = await forger.watch(view.session_id)
+            assert "ago, more than" in await _refused(agent, view.session_id)
+            assert viewer.frames == 0
+            await viewer.close()
+
+            # The household's log names none of the forged sessions; the broker counted
+            # every decline.
+            assert not set(forged) & await _logged_sessions(owner, household.device)
+            declined = _metric(platform, "privacam_relay_sessions_declined_total")
+            assert declined - declined_before >= 4
+    finally:
+        await agent.stop()
+
+
+async def test_notice_only_to_owner_and_viewer(
+    platform: Platform, household: Household, camera: CameraAgent, profiles_home: Path
+) -> None:
+    # A second member the camera is shared with: it must hear of nobody's viewing.
+    suffix = secrets.token_hex(4)
+    bystander, _ = await platform.enrollment(profiles_home).register_account(
+        f"rb-by-{suffix}", f"rb-b-{suffix}", PASSWORD
+    )
+    async with PrivacamClient(household.owner) as owner:
+        await owner.device_auth().CreateGrant(
+            id_pb.CreateGrantRequest(
+                device_id=household.device,
+                grantee_login=f"rb-b-{suffix}",
+                scopes=[identity_pb2.GRANT_SCOPE_LIVE],
+            )
+        )
+    async with (
+        PrivacamClient(household.owner) as owner,
+        PrivacamClient(household.member) as member,
+        PrivacamClient(bystander) as other,
+    ):
+        streams = {
+            name: relay_stub(client).StreamNotices(pb.StreamNoticesRequest())
+            for name, client in (("owner", owner), ("member", member), ("bystander", other))
+        }
+        await asyncio.sleep(0.3)  # the notice streams are subscribed
+        try:
+            # The member watches: the owner's household and the member are told.
+            view = await watch(
+                member,
+                household.device,
+                ca_pem=_ca(platform),
+                trust_domain=platform.pki.trust_domain,
+            )
+            to_owner = (await _next_notice(streams["owner"], "watching_started")).watching_started
+            to_member = (await _next_notice(streams["member"], "watching_started")).watching_started
+            assert to_owner.session_id == to_member.session_id == view.session_id
+            assert to_owner.grant_id == household.grant_id  # the owner knows who by the grant
+            assert not to_owner.HasField("viewer")  # and learns no other household's ids
+            assert household.member_tenant not in to_owner.SerializeToString().decode("latin-1")
+            assert to_member.viewer.tenant_id == household.member_tenant  # its own app
+            await relay_stub(member).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+            await view.close()
+            # The owner watches: the members hear nothing.
+            view = await watch(
+                owner,
+                household.device,
+                ca_pem=_ca(platform),
+                trust_domain=platform.pki.trust_domain,
+            )
+            owner_own = (await _next_notice(streams["owner"], "watching_started")).watching_started
+            assert owner_own.viewer.tenant_id == household.tenant
+            await relay_stub(owner).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
+            await view.close()
+            await _next_notice(streams["owner"], "watching_ended")
+            for name in ("member", "bystander"):
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(_next_notice(streams[name], "watching_started"), 2)
+        finally:
+            for stream in streams.values():
+                stream.cancel()

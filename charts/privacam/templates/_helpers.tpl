@@ -21,7 +21,7 @@ device_auth:
   public: true
   publicPort: true
   calls: []
-  needs: [redis, issuingCa, clipRetention]
+  needs: [redis, issuingCa, clipRetention, accessLogKeys]
 key_manager:
   public: false
   publicPort: false

@@ -23,6 +23,7 @@ from services.common.identity import Principal, PrincipalKind
 from services.common.memo import DerivedCache
 from services.common.timestamps import to_timestamp
 from services.device_auth.api import convert
+from services.device_auth.domain.certificates import IssuedCertificate
 from services.device_auth.domain.errors import (
     AlreadyExists,
     BadCredentials,
@@ -81,13 +82,19 @@ def _service() -> Subject:
 
 
 class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
-    def __init__(self, auth: DeviceAuth) -> None:
+    def __init__(self, auth: DeviceAuth, access_log_keys: list[pb.AccessLogKey]) -> None:
         self._auth = auth
+        self._log_keys = access_log_keys
         # GetCamera's reply per caller and camera, made once per view (owners' views are
         # themselves made once per camera record): building the message was most of the call.
         self._camera_replies: DerivedCache[tuple[str, str], CameraView, pb.GetCameraResponse] = (
             DerivedCache(lambda view: pb.GetCameraResponse(camera=convert.camera_pb(view)))
         )
+
+    def _certificate(self, certificate: IssuedCertificate) -> pb.IssuedCertificate:
+        issued = convert.certificate_pb(certificate)
+        issued.access_log_keys.extend(self._log_keys)
+        return issued
 
     # --- accounts and app installs (the first two: no client certificate) ----------
 
@@ -100,7 +107,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         return pb.RegisterAccountResponse(
             tenant_id=enrollment.tenant_id,
             install_id=enrollment.principal_id,
-            certificate=convert.certificate_pb(enrollment.certificate),
+            certificate=self._certificate(enrollment.certificate),
         )
 
     async def SignIn(self, request: pb.SignInRequest, context: Any) -> pb.SignInResponse:
@@ -110,7 +117,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         return pb.SignInResponse(
             tenant_id=enrollment.tenant_id,
             install_id=enrollment.principal_id,
-            certificate=convert.certificate_pb(enrollment.certificate),
+            certificate=self._certificate(enrollment.certificate),
         )
 
     async def GetAccount(
@@ -173,7 +180,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         return pb.EnrollCameraResponse(
             tenant_id=enrollment.tenant_id,
             device_id=enrollment.principal_id,
-            certificate=convert.certificate_pb(enrollment.certificate),
+            certificate=self._certificate(enrollment.certificate),
         )
 
     async def RenewCertificate(
@@ -184,7 +191,7 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         certificate = await self._auth.renew_certificate(
             _subject(principal), principal.certificate_serial, der
         )
-        return pb.RenewCertificateResponse(certificate=convert.certificate_pb(certificate))
+        return pb.RenewCertificateResponse(certificate=self._certificate(certificate))
 
     async def ListCameras(
         self, request: pb.ListCamerasRequest, context: Any

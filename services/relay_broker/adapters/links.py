@@ -7,6 +7,7 @@ from datetime import datetime
 
 from google.protobuf.duration_pb2 import Duration
 
+from privacam.accesslog.v1 import log_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
@@ -61,13 +62,16 @@ class BusLinks:
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
 
-    async def session_requested(self, session: Session, camera_turn: TurnGrant) -> None:
+    async def session_requested(
+        self, session: Session, camera_turn: TurnGrant, receipt: bytes
+    ) -> None:
         message = pb.CameraControlResponse(
             session_requested=pb.SessionRequested(
                 session_id=session.session_id,
                 turn=turn_pb(camera_turn),
                 viewer_role=ROLES[session.role],
                 expires_at=to_timestamp(session.expires_at),
+                receipt=log_pb2.Receipt.FromString(receipt),
             )
         )
         await self._bus.publish(camera_channel(session.device_id), message.SerializeToString())
@@ -95,10 +99,12 @@ class BusLinks:
         )
 
     async def watching(self, session: Session, at: datetime, reason: EndReason | None) -> None:
-        notice = relay_pb2_notice(session, at, reason)
-        payload = pb.StreamNoticesResponse(notice=notice).SerializeToString()
-        for tenant_id in session.household:
-            await self._bus.publish(notice_channel(tenant_id), payload)
+        for tenant_id in session.told:
+            notice = relay_pb2_notice(session, at, reason, tenant_id)
+            await self._bus.publish(
+                notice_channel(tenant_id),
+                pb.StreamNoticesResponse(notice=notice).SerializeToString(),
+            )
 
     async def pin_locked_out(
         self, tenant_id: str, device_id: str, lockout: Duration, at: datetime
@@ -130,19 +136,22 @@ class BusLinks:
 
 
 def relay_pb2_notice(
-    session: Session, at: datetime, reason: EndReason | None
+    session: Session, at: datetime, reason: EndReason | None, recipient_tenant_id: str
 ) -> pb.HouseholdNotice:
+    """The notice as ``recipient_tenant_id`` sees it: the viewer is named only to its own
+    household; the owner's household knows another household's viewer by the grant."""
     notice = pb.HouseholdNotice(
         notice_id=str(uuid.uuid4()), occurred_at=to_timestamp(at), device_id=session.device_id
     )
     if reason is None:
-        notice.watching_started.CopyFrom(
-            pb.WatchingStarted(
-                session_id=session.session_id,
-                viewer=viewer_pb(session),
-                viewer_role=ROLES[session.role],
-            )
+        started = pb.WatchingStarted(
+            session_id=session.session_id,
+            viewer_role=ROLES[session.role],
+            grant_id=session.grant_id,
         )
+        if session.viewer.tenant_id == recipient_tenant_id:
+            started.viewer.CopyFrom(viewer_pb(session))
+        notice.watching_started.CopyFrom(started)
     else:
         notice.watching_ended.CopyFrom(
             pb.WatchingEnded(session_id=session.session_id, reason=END_REASONS[reason])

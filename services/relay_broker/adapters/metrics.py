@@ -19,6 +19,11 @@ SESSIONS_REFUSED = Counter(
     "StartLiveView calls refused by the broker itself, by reason.",
     ["reason"],
 )
+SESSIONS_DECLINED = Counter(
+    "privacam_relay_sessions_declined_total",
+    "Session requests a camera declined: most often its check of the request's access-log "
+    "receipt or of the signaling app failed (a forged or replayed request).",
+)
 SESSION_SECONDS = Histogram(
     "privacam_relay_session_duration_seconds",
     "How long live-view sessions lasted.",

@@ -58,18 +58,18 @@ class DeviceAuthPolicy:
             owner_tenant_id=response.owner_tenant_id,
             is_owner=response.is_owner,
             grant_id=response.grant_id,
-            household=tuple(response.household_tenant_ids),
         )
 
 
 class AccessLogClient:
     """The AccessLog port: the start is appended synchronously, before any credential
-    exists; the end is appended too (a failure there is reported, not raised)."""
+    exists, and its receipt goes to the camera; the end is appended too (a failure there
+    is reported, not raised)."""
 
     def __init__(self, peers: Peers) -> None:
         self._peers = peers
 
-    async def _append(self, session: Session, at: datetime) -> None:
+    async def _append(self, session: Session, at: datetime) -> log_pb2.Receipt:
         record = log_pb2.AccessRecord(
             access_id=str(uuid.uuid4()),
             tenant_id=session.owner_tenant_id,
@@ -84,7 +84,7 @@ class AccessLogClient:
             occurred_at=to_timestamp(at),
         )
         try:
-            await self._peers.access_log().Append(
+            response = await self._peers.access_log().Append(
                 log_pb.AppendRequest(record=record), **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
@@ -93,9 +93,11 @@ class AccessLogClient:
                     "the access log is unavailable, and a live view is never unlogged; retry later"
                 ) from None
             raise
+        return response.receipt
 
-    async def session_started(self, session: Session) -> None:
-        await self._append(session, session.started_at)
+    async def session_started(self, session: Session) -> bytes:
+        receipt = await self._append(session, session.started_at)
+        return receipt.SerializeToString()
 
     async def session_ended(self, session: Session, at: datetime) -> None:
         await self._append(session, at)

@@ -89,7 +89,6 @@ def _fields(session: Session) -> dict[str, str]:
         "viewer_app": session.viewer.app_id,
         "role": session.role.value,
         "grant": session.grant_id,
-        "household": ",".join(session.household),
         "started": session.started_at.isoformat(),
         "expires": session.expires_at.isoformat(),
     }
@@ -103,7 +102,6 @@ def _session(session_id: str, raw: dict[str, str]) -> Session:
         viewer=Viewer(raw["viewer_tenant"], raw["viewer_app"]),
         role=Role(raw["role"]),
         grant_id=raw["grant"],
-        household=tuple(t for t in raw["household"].split(",") if t),
         started_at=datetime.fromisoformat(raw["started"]),
         expires_at=datetime.fromisoformat(raw["expires"]),
     )

@@ -24,7 +24,11 @@ from services.common.identity import Principal, PrincipalKind
 from services.common.timestamps import to_timestamp
 from services.relay_broker.adapters.bus import Bus
 from services.relay_broker.adapters.links import BusLinks, notice_channel, signal_channel, turn_pb
-from services.relay_broker.adapters.metrics import SESSIONS_ACTIVE, SIGNALING_MESSAGES
+from services.relay_broker.adapters.metrics import (
+    SESSIONS_ACTIVE,
+    SESSIONS_DECLINED,
+    SIGNALING_MESSAGES,
+)
 from services.relay_broker.adapters.peers import DeviceAuthPolicy
 from services.relay_broker.adapters.redis_state import RedisPresence
 from services.relay_broker.api.cameras import CameraHub, CameraStream
@@ -137,9 +141,14 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
                     sid = validation.session_id(answer.session_id, "session_answer.session_id")
                     validation.decline_reason(answer.decline_reason)
                     if not answer.accepted:
-                        await self._views.end_by(
-                            sid, False, _tenant(caller), caller.name, EndReason.CAMERA_ENDED
-                        )
+                        # A camera declines what it cannot verify (a request without a
+                        # valid log receipt, a viewer the log does not name): counted, so
+                        # a broker or store that forges sessions shows on the dashboards.
+                        SESSIONS_DECLINED.inc()
+                        with contextlib.suppress(SessionNotFound):  # forged or already over
+                            await self._views.end_by(
+                                sid, False, _tenant(caller), caller.name, EndReason.CAMERA_ENDED
+                            )
                 else:
                     raise InvalidArgument("hello is only the first message; send heartbeats")
         except Exception as error:  # ends the stream with the error's status
@@ -328,8 +337,6 @@ def _check_signal(message: pb.SignalMessage, side: Side) -> str:
     elif kind == "candidate":
         validation.candidate(message.candidate.candidate, message.candidate.sdp_mid)
     elif kind == "fingerprint":
-        if side is not Side.CAMERA:
-            raise InvalidArgument("only the camera sends its signed DTLS fingerprint")
         fp = message.fingerprint
         validation.fingerprint(
             fp.algorithm, fp.fingerprint, fp.signature, list(fp.certificate_chain)

@@ -4,7 +4,11 @@ when it starts and ends. Plain Python over the ports below; no gRPC, Redis or Ka
 Order at start, so an unlogged or half-made view cannot happen: authorize (device_auth,
 PIN counted there) -> camera online -> reserve within the limits -> access log entry
 (refused if the log is down, and the reservation is dropped) -> TURN credentials and the
-camera asked -> event and household notices.
+camera asked, with the log's receipt of the entry -> event and household notices.
+
+The broker's word is not what protects the camera: the camera verifies that receipt
+against the log keys it pinned and streams only to the app the entry names, so a broker
+that skipped the log, or anyone writing its Redis, gets no video.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ class AccessPolicy(Protocol):
 
 
 class AccessLog(Protocol):
-    async def session_started(self, session: Session) -> None:
-        """Durably logged before this returns, or raises (Unavailable)."""
+    async def session_started(self, session: Session) -> bytes:
+        """Durably logged before this returns, or raises (Unavailable); the log's receipt
+        of the entry (serialized), which the camera verifies before it streams."""
         ...
 
     async def session_ended(self, session: Session, at: datetime) -> None: ...
@@ -84,11 +89,14 @@ class PresenceStore(Protocol):
 class Links(Protocol):
     """Delivery to the open streams, on whichever replica holds them."""
 
-    async def session_requested(self, session: Session, camera_turn: TurnGrant) -> None: ...
+    async def session_requested(
+        self, session: Session, camera_turn: TurnGrant, receipt: bytes
+    ) -> None: ...
     async def peer_joined(self, session_id: str) -> None: ...
     async def session_closed(self, session: Session, reason: EndReason) -> None: ...
     async def watching(self, session: Session, at: datetime, reason: EndReason | None) -> None:
-        """Tell every household tenant that someone started (reason None) or stopped."""
+        """Tell the households of ``session.told`` that someone started (reason None) or
+        stopped watching."""
         ...
 
 
@@ -170,7 +178,6 @@ class LiveViews:
             viewer=viewer,
             role=Role.OWNER if access.is_owner else Role.GRANTEE,
             grant_id=access.grant_id,
-            household=tuple(dict.fromkeys((access.owner_tenant_id, *access.household))),
             started_at=now,
             expires_at=now + self.limits.max_duration,
         )
@@ -181,7 +188,7 @@ class LiveViews:
             ttl=self.limits.idle_timeout,
         )
         try:
-            await self._log.session_started(session)
+            receipt = await self._log.session_started(session)
         except BaseException:
             await self._sessions.discard(session)  # no session without its log entry
             raise
@@ -191,7 +198,7 @@ class LiveViews:
             self._secret, self._uris, session.session_id, Side.CAMERA, now, ttl
         )
         self._metrics.credentials_issued(2)
-        await self._links.session_requested(session, camera_turn)
+        await self._links.session_requested(session, camera_turn, receipt)
         self._events.session_started(session)
         await self._links.watching(session, now, None)
         self._metrics.started(session.role)

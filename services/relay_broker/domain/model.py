@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -50,10 +50,14 @@ class Session:
     viewer: Viewer
     role: Role
     grant_id: str
-    household: tuple[str, ...]
-    """Tenants told while the session runs: the owner and the camera's grantees."""
     started_at: datetime
     expires_at: datetime
+
+    @property
+    def told(self) -> tuple[str, ...]:
+        """Households told that it runs: the owner's and the viewer's, nobody else (a member
+        the camera is shared with does not learn when the owner or another member watches)."""
+        return tuple(dict.fromkeys((self.owner_tenant_id, self.viewer.tenant_id)))
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,8 @@ class Presence:
 
 @dataclass(frozen=True)
 class Access:
-    """device_auth's answer: who owns the camera and who is told."""
+    """device_auth's answer: who owns the camera, and under which grant a member watches."""
 
     owner_tenant_id: str
     is_owner: bool
     grant_id: str
-    household: tuple[str, ...] = field(default_factory=tuple)

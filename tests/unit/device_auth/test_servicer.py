@@ -146,7 +146,11 @@ class Api:
 
 @pytest.fixture
 def api(world: World) -> Api:
-    return Api(world, DeviceAuthServicer(world.service))
+    return Api(world, DeviceAuthServicer(world.service, [LOG_KEY]))
+
+
+LOG_KEY = pb.AccessLogKey(key_id="log-1", public_key=bytes(range(32)))
+"""The access log key every certificate in these tests is issued with."""
 
 
 # --- shape -------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ async def test_register_pair_share_renew_revoke_and_purge(api: Api) -> None:
     assert registered.certificate.serial_number == format(leaf.serial_number, "x")
     assert registered.certificate.not_before.ToDatetime(tzinfo=UTC) == leaf.not_valid_before_utc
     assert registered.certificate.not_after.ToDatetime(tzinfo=UTC) == START + timedelta(days=20)
+    assert list(registered.certificate.access_log_keys) == [LOG_KEY]  # pinned by the app
 
     # Sign in on a second phone; both installs are listed, the caller marked current.
     signed_in = await call(
@@ -230,6 +235,7 @@ async def test_register_pair_share_renew_revoke_and_purge(api: Api) -> None:
     assert (cam.kind, cam.tenant_id, cam.name) == (PrincipalKind.CAMERA, tenant, device)
     camera_leaf = x509.load_der_x509_certificate(enrolled.certificate.certificate_chain[0])
     assert camera_leaf.public_key() == camera_key.public_key()
+    assert list(enrolled.certificate.access_log_keys) == [LOG_KEY]  # the camera checks receipts
 
     # List and get it as the owner.
     (listed,) = (await call(alice, svc.ListCameras, pb.ListCamerasRequest())).cameras

@@ -14,7 +14,7 @@ from privacam_sdk.live_view import (
     FingerprintRejected,
     sign_dtls_fingerprint,
     signed_payload,
-    verify_dtls_fingerprint,
+    verify_camera_fingerprint,
 )
 from tests.pki_helpers import Identity, PkiFactory
 
@@ -32,7 +32,7 @@ def _material(identity: Identity) -> tuple[ec.EllipticCurvePrivateKey, list[byte
 
 
 def _verify(pki: PkiFactory, signed: pb.SignedDtlsFingerprint, **overrides: str) -> None:
-    verify_dtls_fingerprint(
+    verify_camera_fingerprint(
         signed,
         session_id=overrides.get("session_id", SESSION),
         device_id=overrides.get("device_id", DEVICE),

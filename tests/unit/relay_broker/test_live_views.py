@@ -37,8 +37,8 @@ class Policy:
         if device_id != "cam-1" or viewer.tenant_id not in ("tenant-a", "tenant-b"):
             raise NotFound("no such camera")
         if viewer.tenant_id == "tenant-a":
-            return Access("tenant-a", True, "", ("tenant-b",))
-        return Access("tenant-a", False, "grant-1", ("tenant-b",))
+            return Access("tenant-a", True, "")
+        return Access("tenant-a", False, "grant-1")
 
 
 @dataclass
@@ -46,10 +46,11 @@ class Log:
     down: bool = False
     entries: list[tuple[str, str]] = field(default_factory=list)
 
-    async def session_started(self, session: Session) -> None:
+    async def session_started(self, session: Session) -> bytes:
         if self.down:
             raise Unavailable("the access log is unavailable")
         self.entries.append(("start", session.session_id))
+        return f"receipt of {session.session_id}".encode()
 
     async def session_ended(self, session: Session, at: datetime) -> None:
         self.entries.append(("end", session.session_id))
@@ -121,7 +122,10 @@ class Cameras:
 class Links:
     said: list[tuple[str, ...]] = field(default_factory=list)
 
-    async def session_requested(self, session: Session, camera_turn: TurnGrant) -> None:
+    async def session_requested(
+        self, session: Session, camera_turn: TurnGrant, receipt: bytes
+    ) -> None:
+        assert receipt == f"receipt of {session.session_id}".encode()  # the log's, passed on
         self.said.append(("requested", session.session_id, camera_turn.username))
 
     async def peer_joined(self, session_id: str) -> None:
@@ -131,7 +135,7 @@ class Links:
         self.said.append(("closed", session.session_id, reason.value))
 
     async def watching(self, session: Session, at: datetime, reason: EndReason | None) -> None:
-        for tenant in session.household:
+        for tenant in session.told:
             self.said.append(("notice", tenant, reason.value if reason else "started"))
 
 
@@ -193,8 +197,17 @@ async def test_a_session_is_logged_before_any_credential_and_the_household_is_to
     assert started.turn.username.endswith(f":{sid}.app")
     assert w.links.said[0] == ("requested", sid, started.turn.username.replace(".app", ".camera"))
     assert ("notice", "tenant-a", "started") in w.links.said
-    assert ("notice", "tenant-b", "started") in w.links.said
+    # The camera is shared with tenant-b, which is not told when the owner watches.
+    assert not [said for said in w.links.said if said[:2] == ("notice", "tenant-b")]
     assert started.session.role is Role.OWNER
+    await w.views.stop()
+
+
+async def test_a_members_view_is_told_to_the_owner_and_that_member_only() -> None:
+    w = world()
+    await w.views.start(GUEST, "cam-1", "")
+    told = {said[1] for said in w.links.said if said[0] == "notice"}
+    assert told == {"tenant-a", "tenant-b"}  # the owner's household and the viewer's
     await w.views.stop()
 
 

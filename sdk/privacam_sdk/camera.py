@@ -1,0 +1,162 @@
+"""The camera's side of log before view: video goes only to a viewer the household's log
+already names.
+
+The broker tells a camera "someone wants to watch" with a SessionRequested. Everything
+in it could come from a compromised broker pod or from whoever can write the broker's
+Redis, so the camera believes none of it until two checks pass:
+
+1. **The request is logged.** It carries the access log's receipt of the session's
+   LIVE_SESSION record: a signed tree head and an inclusion proof. The camera verifies
+   the head's signature against the log keys it pinned at pairing (``Profile.log_keys``),
+   that the head and the record are fresh (``max_age``), that the record is in the tree,
+   and that it names this session, this camera, the purpose live view and an app as the
+   viewer. A session id it has already served is refused (a replayed request).
+2. **The app that signals is the logged viewer.** Before answering, the camera waits for
+   the app's signed DTLS fingerprint (the app's certificate key over the session id and
+   fingerprint, domain-separated from the camera's own signature). The certificate must
+   chain to the pinned CA and name exactly the app the log record names, and the signed
+   fingerprint must be the offer's. DTLS then proves the peer holds that certificate, so
+   neither a forger nor the broker can take the viewer's place.
+
+Either check failing raises :class:`SessionRefused` with a reason for people; the camera
+declines the session with it (``SessionAnswer.decline_reason``) and streams nothing. The
+byte layouts and the contract for firmware teams are in docs/camera-protocol.md.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from google.protobuf.message import DecodeError
+
+from privacam.accesslog.v1 import log_pb2
+from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam.types.v1 import types_pb2
+from privacam_sdk.live_view import FingerprintRejected, Signer, verify_dtls_fingerprint
+from services.common.receipts import DEFAULT_CLOCK_SKEW, ReceiptError, verify_receipt
+
+MAX_RECEIPT_AGE = timedelta(minutes=2)
+"""How old a session request's receipt may be: the broker logs the session and asks the
+camera within one call, so anything older is a replay or a stalled broker."""
+REMEMBERED_SESSIONS = 1024
+
+
+class SessionRefused(Exception):
+    """The camera will not serve this session; the message says why, for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedViewer:
+    """Who the log says is watching, and which entry says so."""
+
+    session_id: str
+    tenant_id: str
+    app_id: str
+    access_id: str
+    leaf_index: int
+
+
+class SessionGate:
+    """One camera's checks of the sessions it is asked to serve (see the module docstring).
+
+    ``tenant_id`` and ``device_id`` are the camera's own, from its certificate;
+    ``log_keys`` are the access-log keys it pinned; ``trusted_ca_pem`` is the CA its
+    profile pins (app certificates chain to it).
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        device_id: str,
+        log_keys: Mapping[str, Ed25519PublicKey],
+        trusted_ca_pem: bytes,
+        trust_domain: str,
+        max_age: timedelta = MAX_RECEIPT_AGE,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    ) -> None:
+        self._tenant_id = tenant_id
+        self._device_id = device_id
+        self._log_keys = dict(log_keys)
+        self._ca_pem = trusted_ca_pem
+        self._trust_domain = trust_domain
+        self._max_age = max_age
+        self._skew = clock_skew
+        # Session ids already accepted, oldest first: a request is only ever served once.
+        self._served: OrderedDict[str, datetime] = OrderedDict()
+
+    def check_request(self, request: pb.SessionRequested, now: datetime) -> LoggedViewer:
+        """The logged viewer of this request, or SessionRefused."""
+        if not request.HasField("receipt"):
+            raise SessionRefused("the request carries no access-log receipt: it was not logged")
+        if not self._log_keys:
+            raise SessionRefused("no access-log keys are pinned: nothing can be verified")
+        try:
+            access = verify_receipt(
+                request.receipt,
+                self._log_keys,
+                tenant_id=self._tenant_id,
+                now=now,
+                max_age=self._max_age,
+                clock_skew=self._skew,
+            )
+        except ReceiptError as error:
+            raise SessionRefused(f"the access-log receipt is refused: {error}") from None
+        try:
+            record = log_pb2.AccessRecord.FromString(request.receipt.record)
+        except DecodeError:  # verify_receipt parsed it already; kept for the type checker
+            raise SessionRefused("the logged record does not parse") from None
+        if (
+            access.resource_kind != log_pb2.RESOURCE_KIND_LIVE_SESSION
+            or access.purpose != types_pb2.ACCESS_PURPOSE_LIVE_VIEW
+        ):
+            raise SessionRefused("the logged access is not a live view")
+        if access.device_id != self._device_id:
+            raise SessionRefused("the logged live view is of another camera")
+        if record.resource.session_id != request.session_id:
+            raise SessionRefused("the logged live view is another session")
+        if access.principal.kind != types_pb2.PRINCIPAL_KIND_APP:
+            raise SessionRefused("the logged viewer is not an app")
+        self._forget_before(now - self._max_age - self._skew)
+        if request.session_id in self._served:
+            raise SessionRefused("this session was already served: the request is a replay")
+        self._served[request.session_id] = now
+        while len(self._served) > REMEMBERED_SESSIONS:
+            self._served.popitem(last=False)
+        return LoggedViewer(
+            session_id=request.session_id,
+            tenant_id=access.principal.tenant_id,
+            app_id=access.principal.id,
+            access_id=access.access_id,
+            leaf_index=access.leaf_index,
+        )
+
+    def check_viewer(
+        self,
+        viewer: LoggedViewer,
+        signed: pb.SignedDtlsFingerprint,
+        offer_sdp: str,
+        now: datetime,
+    ) -> None:
+        """SessionRefused unless the offer's fingerprint is signed by the logged app."""
+        logged = f"spiffe://{self._trust_domain}/tenant/{viewer.tenant_id}/app/{viewer.app_id}"
+        try:
+            verify_dtls_fingerprint(
+                signed,
+                signer=Signer.APP,
+                session_id=viewer.session_id,
+                names_expected=logged.__eq__,
+                sdp=offer_sdp,
+                trusted_ca_pem=self._ca_pem,
+                now=now,
+            )
+        except FingerprintRejected as error:
+            raise SessionRefused(f"the app signaling is not the logged viewer: {error}") from None
+
+    def _forget_before(self, cutoff: datetime) -> None:
+        while self._served and next(iter(self._served.values())) < cutoff:
+            self._served.popitem(last=False)
