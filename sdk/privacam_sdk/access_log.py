@@ -2,9 +2,19 @@
 
 Every listed entry is checked against a signed tree head before it is parsed (inclusion
 proof), the head's signature against the log's keys, and the head against the last head
-this profile verified (consistency proof). The last head is kept in the profile directory
-(``access-log-heads.json``), so a log that was rewritten, truncated or forked between two
-looks fails here with :class:`LogTampered`, whatever the server says.
+this profile verified (consistency proof).
+
+**Nothing is left out.** The pages of a listing cover every index of the head, in order:
+each page returns every entry of its range, the matching ones in ``entries`` and the rest
+in ``other_entries`` (records and proofs too), and this client applies the filters
+(camera, occurred_at) to each record itself. An index that no page accounts for, or a
+matching record listed as not matching, raises :class:`EntryMissing` (a
+:class:`LogTampered`) naming the index. A time filter still covers the whole log, because
+occurred_at is the recording service's clock and is not in leaf order.
+
+The last head is kept in the profile directory (``access-log-heads.json``), so a log
+that was rewritten, truncated or forked between two looks fails here with
+:class:`LogTampered`, whatever the server says.
 
 The checks themselves are services.common.receipts.LogMonitor (shipped in the same
 distribution), so the key manager, the log and this client share one implementation.
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -30,10 +40,23 @@ from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk.client import PrivacamClient
 from services.common.identity import principal_from_pem
-from services.common.receipts import LogMonitor, LogTampered, ReceiptError, VerifiedEntry
+from services.common.receipts import (
+    EntryMissing,
+    LogMonitor,
+    LogTampered,
+    ReceiptError,
+    VerifiedEntry,
+)
 from services.common.timestamps import to_timestamp
 
-__all__ = ["AccessLogReader", "Listing", "LogTampered", "ReceiptError", "VerifiedEntry"]
+__all__ = [
+    "AccessLogReader",
+    "EntryMissing",
+    "Listing",
+    "LogTampered",
+    "ReceiptError",
+    "VerifiedEntry",
+]
 
 STATE_FILE = "access-log-heads.json"
 
@@ -106,6 +129,14 @@ class AccessLogReader:
         )
         entries: list[VerifiedEntry] = []
         head: log_pb2.SignedTreeHead | None = None
+        covered = 0  # every index below this one was accounted for by the pages so far
+
+        def matches(record: log_pb2.AccessRecord) -> bool:
+            if device_id and record.resource.device_id != device_id:
+                return False
+            when = record.occurred_at.ToDatetime(tzinfo=UTC)
+            return (since is None or when >= since) and (until is None or when < until)
+
         while True:
             try:
                 response = await self._stub.ListEntries(request, timeout=self._client.timeout)
@@ -126,8 +157,22 @@ class AccessLogReader:
                 head.root_hash,
             ):
                 raise LogTampered("pages of one listing were proved against different heads")
-            entries.extend(monitor.verify_entries(response.entries, head))
+            end = response.covered_until
+            if response.next_page_token and end <= covered:
+                raise ReceiptError("a page of the listing covers no entries: the log is stuck")
+            entries.extend(
+                monitor.verify_range(
+                    head, covered, end, response.entries, response.other_entries, matches
+                )
+            )
+            covered = end
             if not response.next_page_token:
+                if covered != head.tree_size:
+                    raise EntryMissing(
+                        covered,
+                        f"the listing stops at entry {covered} of the log's {head.tree_size}: "
+                        f"entries {covered} to {head.tree_size - 1} are missing",
+                    )
                 break
             request = pb.ListEntriesRequest(
                 device_id=device_id,

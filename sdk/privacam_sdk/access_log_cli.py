@@ -137,7 +137,8 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
     since = f" (consistent with the head of size {listing.previous_size} seen before)"
     print(
         f"verified {len(listing.entries)} entries against head size {listing.head.tree_size} "
-        f"root {listing.head.root_hash.hex()[:16]}…"
+        f"root {listing.head.root_hash.hex()[:16]}… (all {listing.head.tree_size} entries "
+        "accounted for, none hidden)"
         + (since if listing.previous_size else " (first look: this head is now remembered)")
     )
     return 0

@@ -10,7 +10,9 @@ Three users, one module (pure: no gRPC, Kafka or storage):
 * the **client SDK** keeps a :class:`LogMonitor`: it verifies every head it is shown and a
   consistency proof from the last head it remembers, so a log rewritten, truncated or
   forked between two looks is caught (:class:`LogTampered`), and it checks each listed
-  entry's inclusion proof before the entry is parsed and shown.
+  entry's inclusion proof before the entry is parsed and shown, and that the pages of a
+  listing account for every entry of the head (:meth:`LogMonitor.verify_range`, which
+  names a hidden index in :class:`EntryMissing`).
 
 The signature of a head covers this exact byte layout (also in ``log.proto``)::
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +68,7 @@ __all__ = [
     "SIGNATURE_SIZE",
     "STH_CONTEXT",
     "AccessPrincipal",
+    "EntryMissing",
     "LogMonitor",
     "LogTampered",
     "ReceiptError",
@@ -95,6 +98,15 @@ class ReceiptError(ValueError):
 class LogTampered(ReceiptError):
     """A correctly signed head contradicts what this client verified before, or a listed
     entry is not what the log signed: the log was rewritten, truncated or forked."""
+
+
+class EntryMissing(LogTampered):
+    """A listing does not account for every entry of its signed head: entry ``index`` is
+    missing, or was listed as not matching the filters although it does."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 # --- signed tree heads ----------------------------------------------------------------
@@ -467,6 +479,67 @@ class LogMonitor:
                 raise LogTampered(f"entry {entry.index} is about another household")
             verified.append(VerifiedEntry(entry.index, record))
         return verified
+
+    def verify_range(
+        self,
+        sth: log_pb2.SignedTreeHead,
+        start: int,
+        end: int,
+        entries: Iterable[log_pb2.LogEntry],
+        others: Iterable[log_pb2.LogEntry],
+        matches: Callable[[log_pb2.AccessRecord], bool],
+    ) -> list[VerifiedEntry]:
+        """Check that one page of a listing accounts for every entry ``[start, end)`` of
+        ``sth`` and return the matching ones, verified and parsed, in index order.
+
+        ``entries`` are what the log says matches the listing's filters, ``others`` the
+        rest of the range; together they must hold each index of the range exactly once,
+        each with a valid inclusion proof (as :meth:`verify_entries`). ``matches`` is the
+        filter, applied here to every record: an index absent from both, or a record in
+        ``others`` that matches, raises :class:`EntryMissing` naming the index (the log
+        hid an entry); a record in ``entries`` that does not match is a
+        :class:`ReceiptError`. The caller checks that consecutive pages meet and that the
+        last one ends at ``sth.tree_size``.
+        """
+        if not 0 <= start <= end <= sth.tree_size:
+            raise ReceiptError(
+                f"the page claims to cover entries {start} to {end}, outside the head's "
+                f"{sth.tree_size} entries"
+            )
+        listed = list(entries)
+        other = list(others)
+        matched_indices = {entry.index for entry in listed}
+        seen: dict[int, VerifiedEntry] = {}
+        for verified in self.verify_entries([*listed, *other], sth):
+            if verified.index in seen:
+                raise ReceiptError(f"entry {verified.index} is listed twice")
+            if not start <= verified.index < end:
+                raise ReceiptError(
+                    f"entry {verified.index} is outside the range {start} to {end} this page covers"
+                )
+            seen[verified.index] = verified
+        for index in range(start, end):
+            if index not in seen:
+                raise EntryMissing(
+                    index,
+                    f"entry {index} of the log's {sth.tree_size} is missing from the listing: "
+                    "the log hid it",
+                )
+        result: list[VerifiedEntry] = []
+        for index in range(start, end):
+            verified = seen[index]
+            wanted = matches(verified.record)
+            if wanted and index not in matched_indices:
+                raise EntryMissing(
+                    index,
+                    f"entry {index} matches the listing's filters but the log listed it as "
+                    "not matching: the log hid it",
+                )
+            if not wanted and index in matched_indices:
+                raise ReceiptError(f"entry {index} was listed but does not match the filters")
+            if wanted:
+                result.append(verified)
+        return result
 
     # --- persistence ------------------------------------------------------------------
 

@@ -139,7 +139,11 @@ class AccessLogServicer(pb_grpc.AccessLogServiceServicer):
             request.last_known_tree_size,
         )
         response = pb.ListEntriesResponse(
-            entries=page.entries, tree_head=page.head, next_page_token=page.next_token
+            entries=page.entries,
+            other_entries=page.others,
+            covered_until=page.covered_until,
+            tree_head=page.head,
+            next_page_token=page.next_token,
         )
         if page.consistency is not None:
             response.consistency_proof.CopyFrom(page.consistency)

@@ -8,8 +8,7 @@ applies the same records builds the same trees.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,33 +59,16 @@ class TenantLog:
             self.by_device.setdefault(access.device_id, []).append(index)
         return index
 
-    def find(
-        self,
-        size: int,
-        start: int,
-        device_id: str,
-        since: datetime | None,
-        until: datetime | None,
-        limit: int,
-    ) -> tuple[list[int], int | None]:
-        """Indices below ``size``, from ``start``, matching the filters, at most ``limit``;
-        and the index to continue from (None when nothing is left)."""
-        candidates: Iterable[int]
-        if device_id:
-            indices = self.by_device.get(device_id, [])
-            candidates = indices[bisect.bisect_left(indices, start) :]
-        else:
-            candidates = range(start, size)
-        found: list[int] = []
-        for index in candidates:
-            if index >= size:
-                break
-            if len(found) == limit:
-                return found, index
-            when = self.accesses[index].occurred_at
-            if (since is None or when >= since) and (until is None or when < until):
-                found.append(index)
-        return found, None
+    def covers(
+        self, index: int, device_id: str, since: datetime | None, until: datetime | None
+    ) -> bool:
+        """Whether entry ``index`` matches a listing's filters (camera, occurred_at in
+        ``[since, until)``): the same test the SDK applies to every record it is shown."""
+        access = self.accesses[index]
+        if device_id and access.device_id != device_id:
+            return False
+        when = access.occurred_at
+        return (since is None or when >= since) and (until is None or when < until)
 
     def pending(self) -> tuple[int, int]:
         """The range of entries not yet in a stored segment."""

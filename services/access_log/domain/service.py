@@ -99,6 +99,11 @@ class Metrics(Protocol):
 @dataclass(frozen=True, slots=True)
 class Page:
     entries: list[log_pb2.LogEntry]
+    """Matching entries of the covered range."""
+    others: list[log_pb2.LogEntry]
+    """The covered range's other entries, so the client can check none of them matches."""
+    covered_until: int
+    """The page covers the indices from the token's position up to this one."""
     head: log_pb2.SignedTreeHead
     consistency: log_pb2.ConsistencyProof | None
     next_token: str
@@ -263,25 +268,33 @@ class AccessLog:
             position = _decode_token(token, ("size", "next"))
             size, start = position["size"], position["next"]
             self._size(log, size, "the page token's tree size")
+            if start >= size:
+                raise InvalidArgument("page_token is not a token this service returned")
         else:
             size, start = (log.size if log else 0), 0
         self._size(log, last_known, "last_known_tree_size")
         if last_known > size:
             raise OutOfRange(f"last_known_tree_size {last_known} is beyond this page's head")
-        indices, following = (
-            log.find(size, start, device_id, since, until, page_size) if log else ([], None)
-        )
-        entries = [
-            log_pb2.LogEntry(
-                index=i,
-                record=log.records[i],
-                inclusion_proof=log_pb2.InclusionProof(
-                    leaf_index=i, tree_size=size, hashes=log.tree.inclusion_proof(i, size)
-                ),
-            )
-            for i in indices
-            if log is not None
-        ]
+        # Completeness: a page covers a contiguous range of leaves, [start, end), and
+        # returns every one of them, matching or not; the pages of a listing cover
+        # [0, size). occurred_at is not in leaf order (services' clocks differ, records
+        # may be published straight to the topic), so no index range can be skipped for
+        # a time filter either: the client checks each record against the filters.
+        end = min(size, start + page_size)
+        entries: list[log_pb2.LogEntry] = []
+        others: list[log_pb2.LogEntry] = []
+        if log is not None:
+            for i in range(start, end):
+                entry = log_pb2.LogEntry(
+                    index=i,
+                    record=log.records[i],
+                    inclusion_proof=log_pb2.InclusionProof(
+                        leaf_index=i, tree_size=size, hashes=log.tree.inclusion_proof(i, size)
+                    ),
+                )
+                (entries if log.covers(i, device_id, since, until) else others).append(entry)
+        else:
+            end = 0
         consistency = None
         if last_known and log is not None:
             consistency = log_pb2.ConsistencyProof(
@@ -289,8 +302,8 @@ class AccessLog:
                 second_size=size,
                 hashes=log.tree.consistency_proof(last_known, size),
             )
-        next_token = "" if following is None else _encode_token({"size": size, "next": following})
-        return Page(entries, self._sign(tenant_id, log, size), consistency, next_token)
+        next_token = "" if end >= size else _encode_token({"size": size, "next": end})
+        return Page(entries, others, end, self._sign(tenant_id, log, size), consistency, next_token)
 
     def signing_keys(self) -> list[pb.SigningKey]:
         return self._signer.keys()

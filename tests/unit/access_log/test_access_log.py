@@ -167,15 +167,18 @@ async def test_pages_stay_on_their_head_and_proofs_stop_at_the_end(log: AccessLo
     for device in ("cam-1", "cam-2", "cam-1", "cam-1"):
         await log.append(record("t-1", device), INGEST)
     first = log.list_entries("t-1", "cam-1", None, None, 2, "", 0)
-    assert [e.index for e in first.entries] == [0, 2]
+    # A page covers page_size leaves: matching ones as entries, the others beside them.
+    assert [e.index for e in first.entries] == [0]
+    assert ([e.index for e in first.others], first.covered_until) == ([1], 2)
     await log.append(record("t-1", "cam-1"), INGEST)  # lands after the pinned head
     second = log.list_entries("t-1", "cam-1", None, None, 2, first.next_token, 0)
-    assert [e.index for e in second.entries] == [3]
+    assert [e.index for e in second.entries] == [2, 3]
+    assert (second.others, second.covered_until) == ([], 4)
     assert second.head.tree_size == first.head.tree_size == 4
     assert second.next_token == ""
     monitor = LogMonitor({"k1": KEY.public_key()})
     monitor.observe(first.head)
-    assert [v.index for v in monitor.verify_entries(second.entries, second.head)] == [3]
+    assert [v.index for v in monitor.verify_entries(second.entries, second.head)] == [2, 3]
     fresh = log.list_entries("t-1", "", None, None, 100, "", 4)
     monitor.observe(fresh.head, fresh.consistency)
     assert fresh.head.tree_size == 5

@@ -1,0 +1,255 @@
+"""A household's log reader proves that nothing is missing from a listing (all, by camera,
+by time), trusts only the log keys its profile pins, and tells a deleted log from a
+truncated one. The real access_log service, with a test double in front of it where the
+log has to misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from privacam.accesslog.v1 import access_log_service_pb2 as pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
+from privacam.accesslog.v1 import log_pb2
+from privacam.types.v1 import types_pb2
+from privacam_sdk import PrivacamClient
+from privacam_sdk.access_log import AccessLogReader, EntryMissing
+from privacam_sdk.profile import Profile
+from services.common.timestamps import to_timestamp
+from tests.harness import ROOT, Platform, access_log_key, free_port
+
+KEY_ID = "test-log-1"
+Response = pb.ListEntriesResponse
+
+
+def pin_log_keys(profile: Profile, platform: Platform) -> None:
+    """What enrollment delivers: the log's key, pinned in the profile (log-keys.json)."""
+    pem = (
+        access_log_key(platform.pki)
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    (profile.directory / "log-keys.json").write_text(json.dumps({KEY_ID: pem.decode()}))
+
+
+class Proxy(pb_grpc.AccessLogServiceServicer):
+    """A log that misbehaves: forwards to the real access_log with the caller's own
+    credentials, and lets a test rewrite the answers to ListEntries and ListSigningKeys."""
+
+    def __init__(self, upstream: pb_grpc.AccessLogServiceStub) -> None:
+        self.upstream: Any = upstream
+        self.entries: Callable[[Response], None] = lambda response: None
+        self.keys: Callable[[pb.ListSigningKeysResponse], None] = lambda response: None
+
+    async def ListEntries(self, request: pb.ListEntriesRequest, context: Any) -> Response:
+        response: Response = await self.upstream.ListEntries(request)
+        self.entries(response)
+        return response
+
+    async def ListSigningKeys(
+        self, request: pb.ListSigningKeysRequest, context: Any
+    ) -> pb.ListSigningKeysResponse:
+        response: pb.ListSigningKeysResponse = await self.upstream.ListSigningKeys(request)
+        self.keys(response)
+        return response
+
+    async def GetTreeHead(self, request: Any, context: Any) -> Any:
+        return await self.upstream.GetTreeHead(request)
+
+    async def GetConsistencyProof(self, request: Any, context: Any) -> Any:
+        return await self.upstream.GetConsistencyProof(request)
+
+
+class Household:
+    """A tenant with an app profile that reaches the log directly and one that reaches it
+    through the proxy."""
+
+    def __init__(self, platform: Platform, home: Path) -> None:
+        self.platform = platform
+        self.home = home
+        self.tenant = str(uuid.uuid4())
+        self.proxy_port = free_port()
+        self._clients: list[PrivacamClient] = []
+        self._server: grpc.aio.Server | None = None
+        self.proxy: Proxy | None = None
+
+    def profile(self, through_proxy: bool) -> Profile:
+        name = f"app-{uuid.uuid4().hex[:8]}"
+        identity = self.platform.pki.app(self.tenant, name)
+        endpoints = self.platform.endpoints()
+        if through_proxy:
+            endpoints["access_log"] = f"127.0.0.1:{self.proxy_port}"
+        profile = Profile.import_files(
+            name,
+            identity.ca_file,
+            identity.cert_file,
+            identity.key_file,
+            endpoints,
+            self.platform.pki.trust_domain,
+            self.home,
+        )
+        pin_log_keys(profile, self.platform)
+        return profile
+
+    def reader(self, through_proxy: bool = False) -> AccessLogReader:
+        client = PrivacamClient(self.profile(through_proxy), timeout=15)
+        self._clients.append(client)
+        return AccessLogReader(client)
+
+    async def start_proxy(self) -> Proxy:
+        upstream_client = PrivacamClient(self.profile(False), timeout=15)
+        self._clients.append(upstream_client)
+        stub = pb_grpc.AccessLogServiceStub(upstream_client.channel("access_log"))
+        self.proxy = Proxy(stub)  # type: ignore[abstract]  # the RPCs it needs only
+        server = grpc.aio.server()
+        pb_grpc.add_AccessLogServiceServicer_to_server(self.proxy, server)
+        ca, cert, key = self.platform.pki.service("access_log").credentials()
+        server.add_secure_port(
+            f"127.0.0.1:{self.proxy_port}",
+            grpc.ssl_server_credentials([(key, cert)], root_certificates=ca),
+        )
+        await server.start()
+        self._server = server
+        return self.proxy
+
+    async def append(self, device: str, occurred_at: datetime) -> None:
+        client = PrivacamClient(
+            self.platform.profile(
+                f"svc-{uuid.uuid4().hex[:6]}", self.platform.pki.service("clip_ingest"), self.home
+            ),
+            timeout=15,
+        )
+        self._clients.append(client)
+        stub = pb_grpc.AccessLogServiceStub(client.channel("access_log"))
+        record = log_pb2.AccessRecord(
+            access_id=str(uuid.uuid4()),
+            tenant_id=self.tenant,
+            principal=types_pb2.Principal(
+                kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=self.tenant, id="phone-1"
+            ),
+            resource=log_pb2.Resource(
+                kind=log_pb2.RESOURCE_KIND_CLIP, device_id=device, clip_id="clip-1"
+            ),
+            purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+            service="clip_ingest",
+            occurred_at=to_timestamp(occurred_at),
+        )
+        await stub.Append(pb.AppendRequest(record=record), timeout=15)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+        for client in self._clients:
+            await client.close()
+
+
+@pytest.fixture
+async def household(platform: Platform, profiles_home: Path) -> AsyncIterator[Household]:
+    opened = Household(platform, profiles_home)
+    yield opened
+    await opened.close()
+
+
+def cli(home: Path, profile: Profile, *arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "privacam_sdk.cli", "--home", str(home),
+        "--profile", profile.name, "access-log", *arguments,
+    ]  # fmt: skip
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        env={**os.environ},
+    )  # fmt: skip
+
+
+def drop(index: int) -> Callable[[Response], None]:
+    """Leave entry ``index`` out of the answer, wherever it was."""
+
+    def rewrite(response: Response) -> None:
+        for field in (response.entries, response.other_entries):
+            kept = [e for e in field if e.index != index]
+            del field[:]
+            field.extend(kept)
+
+    return rewrite
+
+
+def pass_off_as_other(index: int) -> Callable[[Response], None]:
+    """Move a matching entry ``index`` among the non-matching ones."""
+
+    def rewrite(response: Response) -> None:
+        moved = [e for e in response.entries if e.index == index]
+        kept = [e for e in response.entries if e.index != index]
+        del response.entries[:]
+        response.entries.extend(kept)
+        response.other_entries.extend(moved)
+
+    return rewrite
+
+
+async def test_hidden_log_entry_detected(household: Household, profiles_home: Path) -> None:
+    camera, other = str(uuid.uuid4()), str(uuid.uuid4())
+    start = datetime.now(UTC) - timedelta(minutes=4)
+    # Entry 2 is an access to `camera`, inside the time window [start+90s, start+150s).
+    for minutes, device in enumerate((camera, other, camera, other, camera)):
+        await household.append(device, start + timedelta(seconds=60 * minutes))
+    since, until = start + timedelta(seconds=90), start + timedelta(seconds=150)
+    filters: list[tuple[str, dict[str, Any], list[str]]] = [
+        ("all", {}, []),
+        ("by camera", {"device_id": camera}, ["--camera", camera]),
+        (
+            "by time",
+            {"since": since, "until": until},
+            ["--since", since.isoformat(), "--until", until.isoformat()],
+        ),
+    ]
+    # The real log: every listing is complete, with small pages too.
+    honest = household.reader()
+    assert len((await honest.list(page_size=2)).entries) == 5
+    assert [e.index for e in (await honest.list(device_id=camera, page_size=2)).entries] == [
+        0,
+        2,
+        4,
+    ]
+    assert [e.index for e in (await honest.list(since=since, until=until)).entries] == [2]
+
+    proxy = await household.start_proxy()
+    for what, arguments, flags in filters:
+        proxy.entries = drop(2)
+        for page_size in (500, 2):
+            with pytest.raises(EntryMissing) as missing:
+                await household.reader(through_proxy=True).list(page_size=page_size, **arguments)
+            assert missing.value.index == 2, what
+            assert "entry 2 " in str(missing.value), what
+        result = await asyncio.to_thread(
+            cli, profiles_home, household.profile(through_proxy=True), "list", *flags
+        )
+        assert result.returncode == 3, (what, result.stdout, result.stderr)
+        assert "LOG VERIFICATION FAILED" in result.stdout, what
+        assert "entry 2 " in result.stdout, (what, result.stdout)
+        if arguments:  # a matching entry listed as not matching is just as hidden
+            proxy.entries = pass_off_as_other(2)
+            with pytest.raises(EntryMissing, match="not matching") as missing:
+                await household.reader(through_proxy=True).list(**arguments)
+            assert missing.value.index == 2, what
+
+    # The last entry cut off, and the page claims to end there.
+    def cut(response: Response) -> None:
+        drop(4)(response)
+        response.covered_until = 4
+
+    proxy.entries = cut
+    with pytest.raises(EntryMissing, match="stops at entry 4") as missing:
+        await household.reader(through_proxy=True).list()
+    assert missing.value.index == 4
