@@ -34,6 +34,11 @@ Decisions worth knowing:
   :class:`LogTampered`: a forgery is not evidence against the log. A correctly signed head
   that does not extend the remembered one is :class:`LogTampered`: the log itself signed
   two histories that cannot both be true, which is exactly what the user must be shown.
+* A receipt is fresh only if both its head and the access it proves are: the log signs a
+  new head for any old entry on request (``GetInclusionProof``), so a fresh head alone
+  would turn an access logged long ago into a valid receipt. :func:`verify_receipt`
+  checks the record's ``occurred_at`` against the same ``max_age`` (and ``clock_skew``),
+  and raises :class:`StaleReceipt` for either being out of date.
 * Replay of a receipt (the same ``access_id`` used twice) is the key manager's check: it
   needs state this module does not keep.
 """
@@ -64,6 +69,7 @@ from services.common.merkle import (
 )
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW",
     "MAX_KEY_ID_LENGTH",
     "SIGNATURE_SIZE",
     "STH_CONTEXT",
@@ -72,6 +78,7 @@ __all__ = [
     "LogMonitor",
     "LogTampered",
     "ReceiptError",
+    "StaleReceipt",
     "VerifiedAccess",
     "VerifiedEntry",
     "sign_tree_head",
@@ -93,6 +100,11 @@ _MONITOR_FORMAT = "privacam-log-monitor-v1"
 
 class ReceiptError(ValueError):
     """A head, receipt or entry cannot be trusted; the message says why, for people."""
+
+
+class StaleReceipt(ReceiptError):
+    """The receipt's head or the access it proves is older than a receipt may be, or dated
+    ahead of now by more than the clock skew: ask the log for a new one, for a new access."""
 
 
 class LogTampered(ReceiptError):
@@ -284,8 +296,11 @@ def verify_receipt(
     ``max_age`` before ``now`` (and at most ``clock_skew`` after it); the inclusion proof
     is for the receipt's index and the head's size and leads from
     ``leaf_hash(receipt.record)`` to the signed root; only then is the record parsed, and
-    it must name the same tenant and carry an access id and a time. Returns what the key
-    manager matches against the request; raises :class:`ReceiptError` otherwise.
+    it must name the same tenant and carry an access id and a time, and that time too must
+    be at most ``max_age`` before ``now`` (and at most ``clock_skew`` after it): a fresh
+    head over an old entry proves an old access, not this one. Returns what the key
+    manager matches against the request; raises :class:`ReceiptError` otherwise
+    (:class:`StaleReceipt` when the head or the access is out of date).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -299,12 +314,12 @@ def verify_receipt(
         raise ReceiptError("the receipt is from another household's log")
     signed_at = _datetime_from_timestamp(sth.timestamp, "the tree head's timestamp")
     if now - signed_at > max_age:
-        raise ReceiptError(
+        raise StaleReceipt(
             f"the receipt's tree head was signed {now - signed_at} ago, more than the "
             f"{max_age} a receipt stays valid: ask the log for a fresh receipt"
         )
     if signed_at - now > clock_skew:
-        raise ReceiptError("the receipt's tree head is dated in the future")
+        raise StaleReceipt("the receipt's tree head is dated in the future")
     if proof.leaf_index != receipt.leaf_index:
         raise ReceiptError(
             f"the inclusion proof is for entry {proof.leaf_index}, the receipt for entry "
@@ -329,6 +344,14 @@ def verify_receipt(
         raise ReceiptError("the logged access has no access id")
     if not record.HasField("occurred_at"):
         raise ReceiptError("the logged access has no time")
+    occurred_at = _datetime_from_timestamp(record.occurred_at, "the access time")
+    if now - occurred_at > max_age:
+        raise StaleReceipt(
+            f"the logged access happened {now - occurred_at} ago, more than the {max_age} a "
+            "receipt stays valid: a receipt is for an access made now, log a new one"
+        )
+    if occurred_at - now > clock_skew:
+        raise StaleReceipt("the logged access is dated in the future")
     return VerifiedAccess(
         access_id=record.access_id,
         tenant_id=record.tenant_id,
@@ -343,7 +366,7 @@ def verify_receipt(
         clip_id=record.resource.clip_id,
         export_id=record.resource.export_id,
         service=record.service,
-        occurred_at=_datetime_from_timestamp(record.occurred_at, "the access time"),
+        occurred_at=occurred_at,
         operator_access_id=record.operator_access_id,
         leaf_index=proof.leaf_index,
         tree_size=sth.tree_size,

@@ -7,6 +7,7 @@ from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.clock import Clock
 from services.common.kafka import EventProducer
+from services.common.receipts import DEFAULT_CLOCK_SKEW
 from services.common.runtime import GrpcApi, ServiceParts
 from services.key_manager.adapters.events import KafkaKeyEvents
 from services.key_manager.adapters.metrics import PrometheusKeyMetrics
@@ -26,6 +27,7 @@ from services.key_manager.settings import KeyManagerSettings
 
 def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
     keyring = Keyring()
+    receipt_max_age = timedelta(seconds=settings.receipt_max_age_seconds)
     state_topic = replace(
         topics.KEY_STATE,
         config={
@@ -41,6 +43,8 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         keyring,
         clock,
         segment_seconds=settings.state_segment_ms / 1000,
+        # A used receipt is remembered while it could still pass the age checks.
+        claim_lifetime=receipt_max_age + DEFAULT_CLOCK_SKEW,
     )
     key_events = KafkaKeyEvents(producer, clock)
     keys = KeyService(
@@ -52,7 +56,8 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
             SignedLogReceipts(
                 load_log_keys(settings.access_log_keys_file),
                 clock,
-                timedelta(seconds=settings.receipt_max_age_seconds),
+                receipt_max_age,
+                DEFAULT_CLOCK_SKEW,
             )
             if settings.access_log_keys_file is not None
             else AccessLogNotDeployed()

@@ -35,7 +35,8 @@ class KeyManagerSettings(ServiceSettings):
     """JSON map of key id to PEM Ed25519 public key of the access log's signing keys. Unset:
     no access log, and every unwrap is refused (an unlogged access cannot happen)."""
     receipt_max_age_seconds: int = Field(default=300, ge=10, le=3600)
-    """How old a receipt's signed tree head may be when it is presented."""
+    """How old a receipt's signed tree head, and the access it proves, may be when it is
+    presented; used receipts are remembered this long plus the clock skew (one minute)."""
     max_batch_items: int = Field(default=1_000, ge=1, le=10_000)
     """Largest batch accepted by the Batch* RPCs."""
 

@@ -1,12 +1,13 @@
 """Prometheus metrics of the key manager. Operations by kind and result are the shared
 grpc_server_handled_total{grpc_service="privacam.keys.v1.KeyManagerService"}; these add
-how old keys get and how late rotation happens. No tenant id is a label."""
+how old keys get, how late rotation happens and why receipts are refused. No tenant id is
+a label."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.key_manager.domain.keyring import Keyring
 
@@ -24,6 +25,15 @@ ROTATION_LAG = Histogram(
     buckets=_AGE_BUCKETS,
 )
 TENANTS = Gauge("privacam_key_manager_tenants", "Tenants with key material in this replica.")
+RECEIPTS_REFUSED = Counter(
+    "privacam_key_manager_receipts_refused_total",
+    "Unwraps refused for their access-log receipt, by reason: missing, invalid (signature, "
+    "proof, household), stale (head or access older than the maximum age, or in the "
+    "future), other_access, wrong_service (logged by another service than the caller), "
+    "already_used (replayed, on this or another replica). A rise in stale, wrong_service "
+    "or already_used deserves a look.",
+    ["reason"],
+)
 
 
 class PrometheusKeyMetrics:
@@ -35,3 +45,6 @@ class PrometheusKeyMetrics:
 
     def version_created(self, lag: timedelta) -> None:
         ROTATION_LAG.observe(lag.total_seconds())
+
+    def receipt_refused(self, reason: str) -> None:
+        RECEIPTS_REFUSED.labels(reason).inc()

@@ -2,9 +2,11 @@
 already in the household's tamper-evident log.
 
 A receipt is a signed tree head of the tenant's log plus an inclusion proof of the
-access record (services/common/receipts.py checks both). Here the record must also be
-this very access: same tenant, camera, clip (or export) and purpose, signed recently,
-and not presented before. Until an access log is configured there is nothing a receipt
+access record (services/common/receipts.py checks both, and that the head and the
+access itself are recent). Here the record must also be this very access: same tenant,
+camera, clip (or export) and purpose, logged by the service now asking for the key.
+That it was never presented before is settled by the key state log, on every replica
+(StateLog.claim_access). Until an access log is configured there is nothing a receipt
 could be checked against, so every unwrap is refused: "an unlogged access cannot
 happen" holds from the first day, at the cost of playback waiting for the log.
 """
@@ -12,9 +14,8 @@ happen" holds from the first day, at the cost of playback waiting for the log.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -22,15 +23,22 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from privacam.accesslog.v1 import log_pb2
 from services.common.clock import Clock
-from services.common.errors import FailedPrecondition, PermissionDenied
-from services.common.receipts import ReceiptError, verify_receipt
+from services.common.errors import FailedPrecondition
+from services.common.receipts import (
+    DEFAULT_CLOCK_SKEW,
+    ReceiptError,
+    StaleReceipt,
+    verify_receipt,
+)
 from services.key_manager.adapters.events import PURPOSES
 from services.key_manager.domain.keyring import KeyContext
-from services.key_manager.domain.service import AccessProof, Purpose
+from services.key_manager.domain.service import AccessProof, Purpose, ReceiptRefused
 
 
 class AccessLogNotDeployed:
-    async def verify(self, receipt: object, context: KeyContext, purpose: Purpose) -> AccessProof:
+    async def verify(
+        self, receipt: object, context: KeyContext, purpose: Purpose, caller: str
+    ) -> AccessProof:
         raise FailedPrecondition(
             "viewing needs a receipt from the access log, and no access log is configured; "
             "the key stays wrapped"
@@ -48,30 +56,46 @@ def load_log_keys(path: Path) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
+def service_id(name: str) -> str:
+    """A service as its certificate names it (``service/clip-ingest``) from its name as
+    the access log records it (``clip_ingest``, the package's NAME): the access log's
+    Append makes the same comparison."""
+    return name.replace("_", "-")
+
+
 class SignedLogReceipts:
     def __init__(
         self,
         public_keys: Mapping[str, Ed25519PublicKey],
         clock: Clock,
         max_age: timedelta = timedelta(minutes=5),
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     ) -> None:
         self._keys = dict(public_keys)
         self._clock = clock
         self._max_age = max_age
-        # access id -> when it was used; a receipt older than max_age is refused anyway,
-        # so remembering max_age's worth of ids stops every replay to this replica.
-        self._used: OrderedDict[str, datetime] = OrderedDict()
+        self._skew = clock_skew
 
-    async def verify(self, receipt: object, context: KeyContext, purpose: Purpose) -> AccessProof:
+    async def verify(
+        self, receipt: object, context: KeyContext, purpose: Purpose, caller: str
+    ) -> AccessProof:
         if not isinstance(receipt, log_pb2.Receipt):
-            raise PermissionDenied("a receipt from the access log is required to release a key")
-        now = self._clock.now()
+            raise ReceiptRefused(
+                "missing", "a receipt from the access log is required to release a key"
+            )
         try:
             access = verify_receipt(
-                receipt, self._keys, tenant_id=context.tenant_id, now=now, max_age=self._max_age
+                receipt,
+                self._keys,
+                tenant_id=context.tenant_id,
+                now=self._clock.now(),
+                max_age=self._max_age,
+                clock_skew=self._skew,
             )
+        except StaleReceipt as error:
+            raise ReceiptRefused("stale", str(error)) from None
         except ReceiptError as error:
-            raise PermissionDenied(f"receipt refused: {error}") from None
+            raise ReceiptRefused("invalid", str(error)) from None
         # An export's own key is bound to the export (no camera); a clip read into an export
         # is bound to its camera and clip like any playback.
         export_key = purpose is Purpose.DATA_EXPORT and not context.device_id
@@ -81,13 +105,10 @@ class SignedLogReceipts:
             context.clip_id,
             PURPOSES[purpose],
         ):
-            raise PermissionDenied("receipt refused: it records another access")
-        self._forget_before(now - self._max_age)
-        if access.access_id in self._used:
-            raise PermissionDenied("receipt refused: it was already used")
-        self._used[access.access_id] = now
-        return AccessProof(access.access_id, access.leaf_index)
-
-    def _forget_before(self, cutoff: datetime) -> None:
-        while self._used and next(iter(self._used.values())) < cutoff:
-            self._used.popitem(last=False)
+            raise ReceiptRefused("other_access", "it records another access")
+        # Whoever holds one service's certificate must not spend receipts another logged.
+        if not access.service or service_id(access.service) != caller:
+            raise ReceiptRefused(
+                "wrong_service", "the access was logged by another service than the caller"
+            )
+        return AccessProof(access.access_id, access.leaf_index, access.occurred_at)

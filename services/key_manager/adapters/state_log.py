@@ -11,16 +11,28 @@ version wins everywhere. A destroyed version's sealed records are tombstoned;
 compaction removes them within `segment.ms + max.compaction.lag.ms` plus the
 cleaner's back-off, and a periodic tick record makes the active segment roll
 so that bound holds even when nothing else is written.
+
+Used receipts live here too: before a key is released against an access-log receipt,
+a claim record `used/<digest of tenant and access id>` is written to the partition its
+key picks and waited for; the first claim of a key in partition order wins on every
+replica, and survives restarts by replay. Claims are kept in memory only while a receipt
+for that access could still be accepted (its occurred_at + max age + clock skew); then
+they are forgotten and tombstoned by the replica that won them (or replayed them at
+start, in case the winner is gone), so compaction removes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import heapq
 import logging
+import secrets
 import time
 import zlib
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from privacam.keys.v1 import state_pb2 as pb
 from services.common.clock import Clock
@@ -40,6 +52,21 @@ def destroyed_key(tenant_id: str, version: int) -> bytes:
     return f"destroyed/{tenant_id}/{version}".encode()
 
 
+def claim_key(tenant_id: str, access_id: str) -> bytes:
+    """`used/<hex SHA-256 of tenant id NUL access id>`: names no tenant or person, and two
+    households' access ids cannot collide."""
+    digest = hashlib.sha256(f"{tenant_id}\x00{access_id}".encode()).hexdigest()
+    return f"used/{digest}".encode()
+
+
+@dataclass
+class _Claim:
+    claim_id: str
+    forget_at: datetime
+    mine: bool
+    """This replica tombstones it when it expires: it won it, or replayed it at start."""
+
+
 class KafkaStateLog:
     """StateLog port over a compacted topic, and the component that materializes it."""
 
@@ -51,26 +78,34 @@ class KafkaStateLog:
         keyring: Keyring,
         clock: Clock,
         segment_seconds: float,
+        claim_lifetime: timedelta = timedelta(minutes=6),
     ) -> None:
         self._topic = topic
         self._producer = producer
         self._keyring = keyring
         self._clock = clock
         self._segment_seconds = segment_seconds
+        self._claim_lifetime = claim_lifetime
         self._replica = TopicReplica(settings, topic, producer, self._apply)
         # partition -> monotonic time of its last tombstone not yet followed by a tick
         self._dirty: dict[int, float] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # used receipts: claim key -> the first claim applied; expiry order in a heap
+        self._claims: dict[bytes, _Claim] = {}
+        self._claim_expiry: list[tuple[datetime, bytes]] = []
+        self._replaying = True
 
     async def start(self) -> None:
         """Replay the whole topic before the service takes calls."""
         await self._replica.start()
+        self._replaying = False
         self._ticker = asyncio.create_task(self._tick(), name="roll key state segments")
         log.info(
             "key state replayed",
             extra={
                 "records": self._replica.records_applied,
                 "tenants": self._keyring.tenant_count(),
+                "used_receipts": len(self._claims),
             },
         )
 
@@ -85,7 +120,10 @@ class KafkaStateLog:
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
         if value is None:
-            return  # a tombstone: its key's record was already applied and superseded
+            # A tombstone: its key's record was already applied and superseded; a used
+            # receipt's is written once the receipt would be refused on age anyway.
+            self._claims.pop(key, None)
+            return
         record = pb.KeyStateRecord.FromString(value)
         kind = record.WhichOneof("record")
         if kind == "kek":
@@ -111,11 +149,20 @@ class KafkaStateLog:
             )
         elif kind == "tenant_gone":
             self._keyring.apply_tenant_gone(record.tenant_gone.tenant_digest)
+        elif kind == "access_claim" and key not in self._claims:
+            # The first claim of an access in partition order is the one; later ones lost.
+            claim = record.access_claim
+            forget_at = to_datetime(claim.occurred_at) + self._claim_lifetime
+            self._claims[key] = _Claim(claim.claim_id, forget_at, mine=self._replaying)
+            heapq.heappush(self._claim_expiry, (forget_at, key))
 
     # --- writing --------------------------------------------------------------------
 
     def _partition(self, tenant_id: str) -> int:
         return zlib.crc32(tenant_id.encode()) % len(self._replica.partitions)
+
+    def _claim_partition(self, key: bytes) -> int:
+        return zlib.crc32(key) % len(self._replica.partitions)
 
     async def _send(self, tenant_id: str, key: bytes, record: pb.KeyStateRecord | None) -> int:
         value = None if record is None else record.SerializeToString(deterministic=True)
@@ -187,11 +234,59 @@ class KafkaStateLog:
         self._dirty[self._partition(tenant_id)] = time.monotonic()
         await self._replica.wait_applied(self._partition(tenant_id), offset)
 
+    async def claim_access(self, tenant_id: str, access_id: str, occurred_at: datetime) -> bool:
+        key = claim_key(tenant_id, access_id)
+        if key in self._claims:
+            return False  # known here already: no need to ask the log
+        claim_id = secrets.token_hex(16)
+        record = pb.KeyStateRecord(
+            access_claim=pb.AccessClaim(
+                claim_id=claim_id,
+                occurred_at=to_timestamp(occurred_at),
+                claimed_at=to_timestamp(self._clock.now()),
+            )
+        )
+        partition = self._claim_partition(key)
+        _, offset = await self._producer.send_raw(
+            self._topic, key, record.SerializeToString(deterministic=True), partition=partition
+        )
+        await self._replica.wait_applied(partition, offset)
+        winner = self._claims.get(key)
+        if winner is None or winner.claim_id != claim_id:
+            return False  # another replica's claim came first (a lost claim is not
+            # tombstoned: compaction keeps a key's last record, and any claim means used)
+        winner.mine = True
+        return True
+
+    async def expire_claims(self) -> None:
+        """Forget the claims of receipts too old to be accepted anyway, and tombstone the
+        ones this replica answers for."""
+        now = self._clock.now()
+        while self._claim_expiry and self._claim_expiry[0][0] < now:
+            forget_at, key = heapq.heappop(self._claim_expiry)
+            claim = self._claims.get(key)
+            if claim is None or claim.forget_at != forget_at:
+                continue  # tombstoned already
+            if claim.mine:
+                partition = self._claim_partition(key)
+                try:
+                    await self._producer.send_raw(self._topic, key, None, partition=partition)
+                except Exception:
+                    heapq.heappush(self._claim_expiry, (forget_at, key))  # next round
+                    raise
+                self._dirty[partition] = time.monotonic()
+            if self._claims.get(key) is claim:
+                del self._claims[key]
+
     async def _tick(self) -> None:
         """One append to a partition `segment.ms` after its last tombstone rolls the segment
         holding the tombstone, so compaction can reach it."""
         while True:
             await asyncio.sleep(self._segment_seconds / 4)
+            try:
+                await self.expire_claims()
+            except Exception:  # the rest is retried on the next round
+                log.warning("used receipts not all tombstoned; retrying", exc_info=True)
             due = [
                 (p, at)
                 for p, at in self._dirty.items()

@@ -15,6 +15,7 @@ from privacam.keys.v1 import key_manager_service_pb2 as pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, map_domain_error, status_for
 from services.common.identity import ID_PATTERN
 from services.common.timestamps import to_timestamp
@@ -27,13 +28,14 @@ from services.key_manager.domain.keyring import (
     WrongContext,
     WrongRootKey,
 )
-from services.key_manager.domain.service import KeyService, Purpose, WrappedKey
+from services.key_manager.domain.service import KeyService, Purpose, ReceiptRefused, WrappedKey
 
 map_domain_error(WrongContext, grpc.StatusCode.PERMISSION_DENIED)
 map_domain_error(UnknownVersion, grpc.StatusCode.NOT_FOUND)
 map_domain_error(VersionDestroyed, grpc.StatusCode.FAILED_PRECONDITION)
 map_domain_error(TenantGone, grpc.StatusCode.FAILED_PRECONDITION)
 map_domain_error(WrongRootKey, grpc.StatusCode.INTERNAL)
+map_domain_error(ReceiptRefused, grpc.StatusCode.PERMISSION_DENIED)
 
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PURPOSE_BY_PB = {value: key for key, value in PURPOSES.items()}
@@ -111,6 +113,9 @@ class KeyManagerServicer(pb_grpc.KeyManagerServiceServicer):
             context_from(request.context),
             purpose_from(request.purpose),
             request.receipt if request.HasField("receipt") else None,
+            # Only services get here (policies.py): the receipt must be one this very
+            # service logged, not one another service holds.
+            caller=current_principal().name,
         )
 
     async def Rewrap(self, request: pb.RewrapRequest, context: Any) -> pb.RewrapResponse:

@@ -2,6 +2,10 @@
 
 Ports (implemented by adapters): the durable state log, the key-use event sink
 and the access-log receipt verifier. Time comes from the injected clock.
+
+A receipt releases one key once, on any replica, ever: the verifier checks that it proves
+this very access, made recently by the calling service; the state log then claims its
+access id durably, and the first claim in the log's order wins everywhere.
 """
 
 from __future__ import annotations
@@ -90,6 +94,13 @@ class StateLog(Protocol):
         digest only, drop the per-version markers, never make keys for it again."""
         ...
 
+    async def claim_access(self, tenant_id: str, access_id: str, occurred_at: datetime) -> bool:
+        """Durably claim an access-log receipt (by its access id) for one key release, and
+        wait until the claim is applied: True only when this claim is the first of that
+        access on every replica (False: used before, here or on another replica). The claim
+        may be forgotten once ``occurred_at`` is older than any receipt may be."""
+        ...
+
 
 class KeyEvents(Protocol):
     def generated(self, context: KeyContext, version: int) -> None: ...
@@ -104,10 +115,22 @@ class KeyEvents(Protocol):
 
 @dataclass(frozen=True)
 class AccessProof:
-    """What a verified receipt proved: which log entry recorded this access."""
+    """What a verified receipt proved: which log entry recorded this access, and when the
+    access was made."""
 
     access_id: str
     leaf_index: int
+    occurred_at: datetime
+
+
+class ReceiptRefused(Exception):
+    """The receipt does not allow releasing this key (PERMISSION_DENIED); nothing is
+    released. ``reason`` is a short label for metrics (missing, invalid, stale,
+    other_access, wrong_service, already_used)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"receipt refused: {message}")
+        self.reason = reason
 
 
 class KeyMetrics(Protocol):
@@ -119,10 +142,18 @@ class KeyMetrics(Protocol):
         """A period's version was created this long after the period began."""
         ...
 
+    def receipt_refused(self, reason: str) -> None:
+        """An unwrap was refused for its receipt (ReceiptRefused.reason)."""
+        ...
+
 
 class ReceiptVerifier(Protocol):
-    async def verify(self, receipt: object, context: KeyContext, purpose: Purpose) -> AccessProof:
-        """Check the receipt proves this access is in the tenant's log; raise if not."""
+    async def verify(
+        self, receipt: object, context: KeyContext, purpose: Purpose, caller: str
+    ) -> AccessProof:
+        """Check the receipt proves this access, made through the calling service
+        ``caller`` (its certificate's service name), is recently in the tenant's log;
+        raise ReceiptRefused if not. Says nothing of earlier use: see StateLog.claim_access."""
         ...
 
 
@@ -220,11 +251,31 @@ class KeyService:
         return unwrap(self._kek(sealed), wrapped.ciphertext, wrapped.version, context)
 
     async def unwrap(
-        self, wrapped: WrappedKey, context: KeyContext, purpose: Purpose, receipt: object | None
+        self,
+        wrapped: WrappedKey,
+        context: KeyContext,
+        purpose: Purpose,
+        receipt: object | None,
+        caller: str,
     ) -> bytes:
-        """Release a data key, only against a receipt that this access is already logged."""
-        proof = await self._receipts.verify(receipt, context, purpose)
-        data_key = await self._open(wrapped, context)
+        """Release a data key, only against a receipt that this access, made through
+        ``caller`` (the calling service's name), is already logged, and only once: the
+        receipt is claimed after the key opens (a request that fails anyway does not use
+        it up) and before it is released."""
+        try:
+            proof = await self._receipts.verify(receipt, context, purpose, caller)
+            data_key = await self._open(wrapped, context)
+            if not await self._state.claim_access(
+                context.tenant_id, proof.access_id, proof.occurred_at
+            ):
+                raise ReceiptRefused(
+                    "already_used",
+                    "it was already used to release a key; log the access again for a new one",
+                )
+        except ReceiptRefused as refused:
+            if self._metrics is not None:
+                self._metrics.receipt_refused(refused.reason)
+            raise
         self._events.unwrapped(context, wrapped.version, purpose, proof.access_id, proof.leaf_index)
         return data_key
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,12 +28,15 @@ from services.key_manager.domain.service import (
     AccessProof,
     KeyService,
     Purpose,
+    ReceiptRefused,
     VersionInfo,
     WrappedKey,
 )
 
 DAY = timedelta(days=1)
 CLIP = KeyContext("tenant-a", "cam-1", "clip-0001")
+CALLER = "clip-ingest"
+_ACCESS_IDS = itertools.count(1)
 
 
 class SharedLog:
@@ -42,6 +46,7 @@ class SharedLog:
     def __init__(self) -> None:
         self.records: list[tuple[str, object]] = []
         self.keyrings: list[Keyring] = []
+        self.used: list[tuple[str, str]] = []  # claims of receipts, in log order
 
     def replica(self) -> Keyring:
         keyring = Keyring()
@@ -96,6 +101,13 @@ class LogPort:
     ) -> None:
         self.log.append("tenant_gone", tenant_digest(tenant_id))
 
+    async def claim_access(self, tenant_id: str, access_id: str, occurred_at: datetime) -> bool:
+        claim = (tenant_id, access_id)
+        position = len(self.log.used)
+        self.log.used.append(claim)
+        await asyncio.sleep(0)  # let a concurrent replica interleave
+        return self.log.used.index(claim) == position  # the first claim wins
+
 
 class Events:
     def __init__(self) -> None:
@@ -123,17 +135,37 @@ class Events:
 
 
 class AcceptingLog:
-    """A receipt verifier that accepts everything: only for tests of the key hierarchy."""
+    """A receipt verifier that accepts everything: only for tests of the key hierarchy. A
+    receipt that is a string is that access id; any other gets a new access id."""
 
-    async def verify(self, receipt: object, context: KeyContext, purpose: Purpose) -> AccessProof:
-        return AccessProof("access-1", 7)
+    async def verify(
+        self, receipt: object, context: KeyContext, purpose: Purpose, caller: str
+    ) -> AccessProof:
+        access_id = receipt if isinstance(receipt, str) else f"access-{next(_ACCESS_IDS)}"
+        return AccessProof(access_id, 7, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def wrapped_under(self, kek_age: timedelta) -> None: ...
+
+    def version_created(self, lag: timedelta) -> None: ...
+
+    def receipt_refused(self, reason: str) -> None:
+        self.refused.append(reason)
 
 
 ROOT = RootKey(os.urandom(32))
 
 
 def service(
-    log: SharedLog, clock: FakeClock, events: Events | None = None, root: RootKey = ROOT
+    log: SharedLog,
+    clock: FakeClock,
+    events: Events | None = None,
+    root: RootKey = ROOT,
+    metrics: Metrics | None = None,
 ) -> KeyService:
     return KeyService(
         root,
@@ -143,6 +175,7 @@ def service(
         AcceptingLog(),
         clock,
         rotation_period=DAY,
+        metrics=metrics,
     )
 
 
@@ -156,7 +189,10 @@ async def test_a_data_key_round_trips_through_its_wrapping(clock: FakeClock) -> 
     data_key, wrapped = await keys.generate(CLIP)
     assert len(data_key) == 32
     assert data_key not in wrapped.ciphertext
-    assert await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, receipt=object()) == data_key
+    assert (
+        await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, receipt=object(), caller=CALLER)
+        == data_key
+    )
 
 
 @pytest.mark.parametrize(
@@ -175,9 +211,9 @@ async def test_unwrap_fails_closed_for_any_other_context(
     _, wrapped = await keys.generate(CLIP)
     moved = WrappedKey(other.tenant_id, wrapped.version, wrapped.ciphertext)
     with pytest.raises(WrongContext):
-        await keys.unwrap(moved, other, Purpose.CLIP_PLAYBACK, receipt=object())
+        await keys.unwrap(moved, other, Purpose.CLIP_PLAYBACK, receipt=object(), caller=CALLER)
     with pytest.raises(WrongContext):
-        await keys.unwrap(wrapped, other, Purpose.CLIP_PLAYBACK, receipt=object())
+        await keys.unwrap(wrapped, other, Purpose.CLIP_PLAYBACK, receipt=object(), caller=CALLER)
 
 
 async def test_altered_wrapping_fails(clock: FakeClock) -> None:
@@ -191,6 +227,7 @@ async def test_altered_wrapping_fails(clock: FakeClock) -> None:
             CLIP,
             Purpose.CLIP_PLAYBACK,
             receipt=object(),
+            caller=CALLER,
         )
 
 
@@ -201,7 +238,7 @@ async def test_rotation_each_period_keeps_old_clips_open(clock: FakeClock) -> No
     clock.advance(DAY)
     new_key, new = await keys.generate(KeyContext("tenant-a", "cam-1", "clip-0002"))
     assert (old.version, new.version) == (1, 2)
-    assert await keys.unwrap(old, CLIP, Purpose.CLIP_PLAYBACK, object()) == old_key
+    assert await keys.unwrap(old, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER) == old_key
     states = [(v.version, v.state) for v in keys.versions("tenant-a", include_destroyed=False)]
     assert states == [(1, "decrypt_only"), (2, "active")]
     assert "rotated v2" in events.seen
@@ -233,7 +270,7 @@ async def test_rewrap_moves_a_key_to_the_newest_version(clock: FakeClock) -> Non
     clock.advance(DAY)
     rewrapped = await keys.rewrap(old, CLIP)
     assert rewrapped.version == 2
-    assert await keys.unwrap(rewrapped, CLIP, Purpose.CLIP_PLAYBACK, object()) == data_key
+    assert await keys.unwrap(rewrapped, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER) == data_key
 
 
 async def test_a_destroyed_period_cannot_open_even_a_copy_taken_before(clock: FakeClock) -> None:
@@ -244,10 +281,10 @@ async def test_a_destroyed_period_cannot_open_even_a_copy_taken_before(clock: Fa
     destroyed = await keys.destroy_version("tenant-a", 1)
     assert destroyed.state == "destroyed"
     with pytest.raises(VersionDestroyed, match="crypto-shredded"):
-        await keys.unwrap(copy, CLIP, Purpose.CLIP_PLAYBACK, object())
+        await keys.unwrap(copy, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER)
     # A replica started later, from the same log, agrees.
     with pytest.raises(VersionDestroyed):
-        await service(log, clock).unwrap(copy, CLIP, Purpose.CLIP_PLAYBACK, object())
+        await service(log, clock).unwrap(copy, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER)
     # Destroying again is harmless, and a new clip gets a new version, never version 1 again.
     assert (await keys.destroy_version("tenant-a", 1)).destroyed_at == destroyed.destroyed_at
     _, fresh = await keys.generate(CLIP)
@@ -271,13 +308,17 @@ async def test_destroying_a_tenant_destroys_every_version(clock: FakeClock) -> N
     with pytest.raises(TenantGone):
         await keys.generate(CLIP)
     with pytest.raises(TenantGone):
-        await keys.unwrap(old, CLIP, Purpose.CLIP_PLAYBACK, object())
+        await keys.unwrap(old, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER)
     assert await keys.destroy_tenant("tenant-a", "cancel-1") == []
     with pytest.raises(TenantGone):
         await service(log, clock).generate(CLIP)
     assert (
         await keys.unwrap(
-            other, KeyContext("tenant-b", "cam-1", "clip-1"), Purpose.CLIP_PLAYBACK, object()
+            other,
+            KeyContext("tenant-b", "cam-1", "clip-1"),
+            Purpose.CLIP_PLAYBACK,
+            object(),
+            CALLER,
         )
         == other_key
     )
@@ -288,7 +329,11 @@ async def test_unknown_version_is_not_found(clock: FakeClock) -> None:
     _, wrapped = await keys.generate(CLIP)
     with pytest.raises(UnknownVersion):
         await keys.unwrap(
-            WrappedKey("tenant-a", 9, wrapped.ciphertext), CLIP, Purpose.CLIP_PLAYBACK, object()
+            WrappedKey("tenant-a", 9, wrapped.ciphertext),
+            CLIP,
+            Purpose.CLIP_PLAYBACK,
+            object(),
+            CALLER,
         )
 
 
@@ -300,8 +345,8 @@ async def test_two_replicas_racing_agree_on_one_key(clock: FakeClock) -> None:
     )
     assert wrapped_1.version == wrapped_2.version == 1
     # Each replica opens what the other wrapped: they use the same winning KEK.
-    assert await second.unwrap(wrapped_1, CLIP, Purpose.CLIP_PLAYBACK, object()) == key_1
-    assert await first.unwrap(wrapped_2, CLIP, Purpose.CLIP_PLAYBACK, object()) == key_2
+    assert await second.unwrap(wrapped_1, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER) == key_1
+    assert await first.unwrap(wrapped_2, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER) == key_2
 
 
 async def test_sealed_keys_are_useless_without_the_root_key(clock: FakeClock) -> None:
@@ -314,7 +359,7 @@ async def test_sealed_keys_are_useless_without_the_root_key(clock: FakeClock) ->
         RootKey(os.urandom(32)).unseal(sealed.sealed_key, "tenant-a", 1, sealed.proposal_id)
     impostor = service(log, clock, root=RootKey(os.urandom(32)))
     with pytest.raises(WrongRootKey):
-        await impostor.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, object())
+        await impostor.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER)
 
 
 async def test_viewing_without_an_access_log_stays_closed(clock: FakeClock) -> None:
@@ -330,13 +375,48 @@ async def test_viewing_without_an_access_log_stays_closed(clock: FakeClock) -> N
     )
     _, wrapped = await keys.generate(CLIP)
     with pytest.raises(FailedPrecondition, match="access log"):
-        await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, receipt=None)
+        await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, receipt=None, caller=CALLER)
 
 
 async def test_every_key_operation_is_an_event(clock: FakeClock) -> None:
     events = Events()
     keys = service(SharedLog(), clock, events)
     _, wrapped = await keys.generate(CLIP)
-    await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, object())
+    await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, "access-x", CALLER)
     await keys.destroy_version("tenant-a", 1)
-    assert events.seen == ["generated v1", "unwrapped v1 clip_playback access-1", "destroyed v1"]
+    assert events.seen == ["generated v1", "unwrapped v1 clip_playback access-x", "destroyed v1"]
+
+
+async def test_a_receipt_releases_a_key_once_on_any_replica(clock: FakeClock) -> None:
+    log = SharedLog()
+    first_metrics, second_metrics = Metrics(), Metrics()
+    first = service(log, clock, metrics=first_metrics)
+    second = service(log, clock, metrics=second_metrics)
+    data_key, wrapped = await first.generate(CLIP)
+    assert await first.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, "a-1", CALLER) == data_key
+    for replica in (first, second, service(log, clock)):
+        with pytest.raises(ReceiptRefused, match="receipt refused: it was already used"):
+            await replica.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, "a-1", CALLER)
+    assert (first_metrics.refused, second_metrics.refused) == (["already_used"], ["already_used"])
+    # Two replicas presented the same new receipt at once: one key comes out, not two.
+    results = await asyncio.gather(
+        first.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, "a-2", CALLER),
+        second.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, "a-2", CALLER),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["ReceiptRefused", "bytes"]
+
+
+async def test_a_request_that_fails_anyway_does_not_use_the_receipt_up(clock: FakeClock) -> None:
+    log = SharedLog()
+    keys = service(log, clock)
+    data_key, wrapped = await keys.generate(CLIP)
+    with pytest.raises(WrongContext):
+        await keys.unwrap(
+            wrapped,
+            KeyContext("tenant-a", "cam-2", "clip-0001"),
+            Purpose.CLIP_PLAYBACK,
+            "a-3",
+            CALLER,
+        )
+    assert await keys.unwrap(wrapped, CLIP, Purpose.CLIP_PLAYBACK, "a-3", CALLER) == data_key
