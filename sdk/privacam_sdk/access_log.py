@@ -16,6 +16,12 @@ The last head is kept in the profile directory (``access-log-heads.json``), so a
 that was rewritten, truncated or forked between two looks fails here with
 :class:`LogTampered`, whatever the server says.
 
+**Only pinned keys.** Heads are verified with the keys pinned in the profile at
+enrollment (``log-keys.json``, ``Profile.log_keys()``) and with keys the log introduces by
+a rotation statement (``KeyRotation``: ``"privacam-log-key-v1" 0x00 || key id 0x00 ||
+public key || valid_from``) signed by a key already trusted; such a key is then pinned in
+the profile too. A log that lists any other key is refused before anything is listed.
+
 The checks themselves are services.common.receipts.LogMonitor (shipped in the same
 distribution), so the key manager, the log and this client share one implementation.
 
@@ -26,13 +32,16 @@ distribution), so the key manager, the log and this client share one implementat
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
@@ -46,6 +55,7 @@ from services.common.receipts import (
     LogTampered,
     ReceiptError,
     VerifiedEntry,
+    verify_key_rotation,
 )
 from services.common.timestamps import to_timestamp
 
@@ -56,9 +66,74 @@ __all__ = [
     "LogTampered",
     "ReceiptError",
     "VerifiedEntry",
+    "trusted_log_keys",
 ]
 
 STATE_FILE = "access-log-heads.json"
+LOG_KEYS_FILE = "log-keys.json"
+"""The log keys pinned in the profile: key id to PEM Ed25519 public key (enrollment)."""
+
+
+def trusted_log_keys(
+    pinned: Mapping[str, Ed25519PublicKey], listed: Iterable[pb.SigningKey]
+) -> tuple[dict[str, Ed25519PublicKey], list[str]]:
+    """The pinned keys plus the listed keys introduced by a rotation statement that a
+    trusted key signed (in any order: a chain of rotations is followed), and the ids of
+    those added. :class:`ReceiptError` naming the key for a listed key that is pinned under
+    another public key, or that no trusted key introduced."""
+    trusted = dict(pinned)
+    pending: dict[str, pb.SigningKey] = {}
+    for key in listed:
+        shown = key.key_id if len(key.key_id) <= 64 else "(too long)"
+        known = trusted.get(key.key_id)
+        if known is not None:
+            if known.public_bytes_raw() != key.public_key:
+                raise ReceiptError(
+                    f"the log lists signing key {shown!r} with another public key than the "
+                    "one this device pinned: refusing the log"
+                )
+            continue
+        if key.key_id in pending:
+            raise ReceiptError(f"the log lists signing key {shown!r} twice")
+        pending[key.key_id] = key
+    added: list[str] = []
+    progress = True
+    while pending and progress:
+        progress = False
+        for key_id, key in list(pending.items()):
+            rotation = key.rotation
+            if not key.HasField("rotation") or rotation.signed_by not in trusted:
+                continue
+            if (rotation.key_id, rotation.public_key) != (key.key_id, key.public_key):
+                raise ReceiptError(
+                    f"the rotation statement listed with signing key {key_id!r} is about "
+                    "another key: refusing the log"
+                )
+            trusted[key_id] = verify_key_rotation(rotation, trusted)
+            added.append(key_id)
+            del pending[key_id]
+            progress = True
+    if pending:
+        key_id = sorted(pending)[0]
+        shown = key_id if len(key_id) <= 64 else "(too long)"
+        raise ReceiptError(
+            f"the log lists signing key {shown!r}, which no key this device trusts has "
+            "signed (no valid rotation statement from a pinned key): refusing the log"
+        )
+    return trusted, added
+
+
+def _pin(path: Path, keys: Mapping[str, Ed25519PublicKey]) -> None:
+    """Write the trusted keys as the profile's pinned keys (the enrollment format)."""
+    document = {
+        key_id: key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+        for key_id, key in sorted(keys.items())
+    }
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(document, indent=2) + "\n")
+    temporary.replace(path)
 
 
 @dataclass(frozen=True)
@@ -85,12 +160,22 @@ class AccessLogReader:
         self.tenant_id = principal.tenant_id
 
     async def _keys(self) -> dict[str, Ed25519PublicKey]:
+        """The keys heads may be signed with: those pinned in the profile, plus those the
+        log introduces with a rotation statement signed by a trusted key (then pinned in
+        the profile too). A listed key that is neither is refused, and so is the log."""
+        pinned = self._client.profile.log_keys()
+        if not pinned:
+            raise ReceiptError(
+                f"profile {self._client.profile.name!r} pins no access-log keys "
+                f"({LOG_KEYS_FILE} is missing or empty): enroll this device again to get them"
+            )
         response = await self._stub.ListSigningKeys(
             pb.ListSigningKeysRequest(), timeout=self._client.timeout
         )
-        return {
-            key.key_id: Ed25519PublicKey.from_public_bytes(key.public_key) for key in response.keys
-        }
+        trusted, added = trusted_log_keys(pinned, response.keys)
+        if added:
+            _pin(self._client.profile.directory / LOG_KEYS_FILE, trusted)
+        return trusted
 
     def _monitor(self, keys: dict[str, Ed25519PublicKey]) -> LogMonitor:
         if self._state_file.exists():

@@ -8,6 +8,7 @@ from services.access_log.adapters.segments import SegmentStore
 from services.access_log.adapters.signer import (
     Ed25519HeadSigner,
     load_retired_keys,
+    load_rotations,
     load_signing_key,
 )
 from services.access_log.api.policies import POLICIES, SERVICE_DESCRIPTOR
@@ -42,6 +43,7 @@ def build(settings: AccessLogSettings, producer: EventProducer, clock: Clock) ->
         load_signing_key(settings.signing_key_file),
         settings.signing_key_id,
         load_retired_keys(settings.retired_keys_file),
+        load_rotations(settings.key_rotations_file),
     )
     log = AccessLog(
         book,

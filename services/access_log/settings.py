@@ -19,6 +19,10 @@ class AccessLogSettings(ServiceSettings):
     retired_keys_file: FilePath | None = None
     """Optional JSON map of key id to PEM Ed25519 public key of retired signing keys, which
     ListSigningKeys still returns so heads signed with them stay verifiable."""
+    key_rotations_file: FilePath | None = None
+    """Optional file of key rotation statements, one JSON object a line, oldest first
+    (`python -m services.access_log.adapters.signer rotate` prints one): each new key
+    signed by the key it replaces, so clients that pinned an older key trust the new one."""
     bucket: str = Field(default="privacam-access-log", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
     """MinIO bucket holding the logs' immutable segments and checkpoints."""
     segment_max_entries: int = Field(default=1_000, ge=1, le=1_000_000)

@@ -70,6 +70,7 @@ from services.common.merkle import (
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
+    "KEY_ROTATION_CONTEXT",
     "MAX_KEY_ID_LENGTH",
     "SIGNATURE_SIZE",
     "STH_CONTEXT",
@@ -81,14 +82,19 @@ __all__ = [
     "StaleReceipt",
     "VerifiedAccess",
     "VerifiedEntry",
+    "key_rotation_signing_input",
+    "sign_key_rotation",
     "sign_tree_head",
     "tree_head_signing_input",
+    "verify_key_rotation",
     "verify_receipt",
     "verify_tree_head",
 ]
 
 STH_CONTEXT = b"privacam-sth-v1\x00"
 """Domain separation: what precedes the tenant id in every signed head."""
+KEY_ROTATION_CONTEXT = b"privacam-log-key-v1\x00"
+"""Domain separation: what precedes the new key id in every key rotation statement."""
 SIGNATURE_SIZE = 64
 MAX_KEY_ID_LENGTH = 64
 DEFAULT_CLOCK_SKEW = timedelta(minutes=1)
@@ -233,6 +239,85 @@ def verify_tree_head(
             f"the tree head's signature does not verify under log key {sth.key_id!r}: "
             "it was forged or altered"
         ) from None
+
+
+# --- signing-key rotation statements ---------------------------------------------------
+
+
+def key_rotation_signing_input(key_id: str, public_key: bytes, valid_from_nanos: int) -> bytes:
+    """The exact bytes a :class:`log_pb2.KeyRotation`'s signature covers::
+
+    b"privacam-log-key-v1" 0x00 || key_id (UTF-8) 0x00 || public_key (32 bytes)
+        || valid_from (u64 BE, nanoseconds since the Unix epoch)
+    """
+    if not key_id or len(key_id) > MAX_KEY_ID_LENGTH or "\x00" in key_id:
+        raise ValueError(f"a key id is 1 to {MAX_KEY_ID_LENGTH} characters without NUL")
+    if len(public_key) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    if not 0 <= valid_from_nanos <= _MAX_U64:
+        raise ValueError("valid_from must fit in an unsigned 64-bit integer")
+    return b"".join(
+        (
+            KEY_ROTATION_CONTEXT,
+            key_id.encode("utf-8"),
+            b"\x00",
+            public_key,
+            struct.pack(">Q", valid_from_nanos),
+        )
+    )
+
+
+def sign_key_rotation(
+    signer: Ed25519PrivateKey,
+    signer_key_id: str,
+    key_id: str,
+    public_key: Ed25519PublicKey,
+    valid_from: datetime,
+) -> log_pb2.KeyRotation:
+    """The statement, signed with the trusted key ``signer_key_id``, that ``key_id`` signs
+    the log's heads from ``valid_from`` on (timezone-aware, kept to the microsecond)."""
+    stamp = _timestamp_from_datetime(valid_from)
+    raw = public_key.public_bytes_raw()
+    message = key_rotation_signing_input(key_id, raw, _timestamp_nanos(stamp))
+    return log_pb2.KeyRotation(
+        key_id=key_id,
+        public_key=raw,
+        valid_from=stamp,
+        signed_by=signer_key_id,
+        signature=signer.sign(message),
+    )
+
+
+def verify_key_rotation(
+    rotation: log_pb2.KeyRotation, trusted: Mapping[str, Ed25519PublicKey]
+) -> Ed25519PublicKey:
+    """The new key a rotation statement introduces, if ``trusted`` holds the key that
+    signed it and the signature verifies; :class:`ReceiptError` otherwise."""
+    shown = rotation.key_id if len(rotation.key_id) <= MAX_KEY_ID_LENGTH else "(too long)"
+    if len(rotation.public_key) != 32 or len(rotation.signature) != SIGNATURE_SIZE:
+        raise ReceiptError(f"the rotation statement of log key {shown!r} is malformed")
+    if not rotation.HasField("valid_from"):
+        raise ReceiptError(f"the rotation statement of log key {shown!r} has no valid_from")
+    signer = trusted.get(rotation.signed_by)
+    if signer is None:
+        raise ReceiptError(
+            f"log key {shown!r} is introduced by a statement that no key this device trusts "
+            "has signed"
+        )
+    try:
+        message = key_rotation_signing_input(
+            rotation.key_id, rotation.public_key, _timestamp_nanos(rotation.valid_from)
+        )
+    except ValueError:
+        raise ReceiptError(f"the rotation statement of log key {shown!r} is malformed") from None
+    try:
+        signer.verify(rotation.signature, message)
+    except InvalidSignature:
+        raise ReceiptError(
+            f"the rotation statement of log key {shown!r} does not verify under trusted key "
+            f"{rotation.signed_by!r}: it was forged or altered"
+        ) from None
+    return Ed25519PublicKey.from_public_bytes(rotation.public_key)
 
 
 # --- receipts ------------------------------------------------------------------------

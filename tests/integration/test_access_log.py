@@ -37,6 +37,7 @@ from services.common.receipts import verify_receipt
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
 from tests.harness import ROOT, Platform, access_log_key, stack_minio
+from tests.integration.test_log_completeness import pin_log_keys
 
 if TYPE_CHECKING:
     Stub = pb_grpc.AccessLogServiceAsyncStub
@@ -56,6 +57,7 @@ class Clients:
 
     def client(self, name: str, identity: Any) -> PrivacamClient:
         profile = self._platform.profile(name, identity, self._home)
+        pin_log_keys(profile, self._platform)
         client = PrivacamClient(profile, timeout=15)
         self._open.append(client)
         return client
@@ -530,7 +532,7 @@ async def test_cli_shows_who_accessed_my_camera_and_approves_an_operator(
     await ingest.Append(pb.AppendRequest(record=record(tenant, camera, clip="front-door")))
     await ingest.Append(pb.AppendRequest(record=record(tenant, str(uuid.uuid4()))))
     name = f"cli-{uuid.uuid4().hex[:6]}"
-    platform.profile(name, platform.pki.app(tenant, name), profiles_home)
+    pin_log_keys(platform.profile(name, platform.pki.app(tenant, name), profiles_home), platform)
 
     async def cli(*arguments: str) -> list[str]:
         command = [

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
@@ -25,8 +26,9 @@ from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient
-from privacam_sdk.access_log import AccessLogReader, EntryMissing
+from privacam_sdk.access_log import AccessLogReader, EntryMissing, ReceiptError
 from privacam_sdk.profile import Profile
+from services.common.receipts import sign_key_rotation
 from services.common.timestamps import to_timestamp
 from tests.harness import ROOT, Platform, access_log_key, free_port
 
@@ -107,6 +109,12 @@ class Household:
         client = PrivacamClient(self.profile(through_proxy), timeout=15)
         self._clients.append(client)
         return AccessLogReader(client)
+
+    def upstream(self) -> Any:
+        """A stub straight to the real log, as this household's app."""
+        client = PrivacamClient(self.profile(False), timeout=15)
+        self._clients.append(client)
+        return pb_grpc.AccessLogServiceStub(client.channel("access_log"))
 
     async def start_proxy(self) -> Proxy:
         upstream_client = PrivacamClient(self.profile(False), timeout=15)
@@ -253,3 +261,84 @@ async def test_hidden_log_entry_detected(household: Household, profiles_home: Pa
     with pytest.raises(EntryMissing, match="stops at entry 4") as missing:
         await household.reader(through_proxy=True).list()
     assert missing.value.index == 4
+
+
+def add_key(key_id: str, rotation: log_pb2.KeyRotation | None = None) -> Callable[[Any], None]:
+    """List one more signing key, with or without a rotation statement."""
+    public = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    if rotation is not None:
+        public = rotation.public_key
+
+    def rewrite(response: pb.ListSigningKeysResponse) -> None:
+        key = response.keys.add(key_id=key_id, public_key=public)
+        if rotation is not None:
+            key.rotation.CopyFrom(rotation)
+
+    return rewrite
+
+
+async def test_signing_key_pinned(
+    household: Household, platform: Platform, profiles_home: Path
+) -> None:
+    await household.append(str(uuid.uuid4()), datetime.now(UTC))
+    log_key = access_log_key(platform.pki)
+    proxy = await household.start_proxy()
+    now = datetime.now(UTC)
+    stranger = Ed25519PrivateKey.generate()
+    forged = sign_key_rotation(stranger, KEY_ID, "log-forged", stranger.public_key(), now)
+    self_signed = sign_key_rotation(stranger, "log-self", "log-self", stranger.public_key(), now)
+    refusals: list[tuple[Callable[[Any], None], str]] = [
+        (add_key("log-evil"), "'log-evil', which no key this device trusts has signed"),
+        (add_key("log-self", self_signed), "'log-self', which no key this device trusts"),
+        (add_key("log-forged", forged), "does not verify under trusted key 'test-log-1'"),
+        (add_key(KEY_ID), "another public key than the one this device pinned"),
+    ]
+    for rewrite, message in refusals:
+        proxy.keys = rewrite
+        reader = household.reader(through_proxy=True)
+        with pytest.raises(ReceiptError, match=message):
+            await reader.list()
+        assert list(reader_keys(reader)) == [KEY_ID]  # nothing new pinned
+        result = await asyncio.to_thread(
+            cli, profiles_home, household.profile(through_proxy=True), "list"
+        )
+        assert result.returncode == 3, (result.stdout, result.stderr)
+        assert "LOG VERIFICATION FAILED" in result.stdout
+    # A profile that pins nothing trusts nothing the log says about itself.
+    proxy.keys = lambda response: None
+    bare = household.reader(through_proxy=True)
+    (bare_profile_dir(bare) / "log-keys.json").unlink()
+    with pytest.raises(ReceiptError, match="pins no access-log keys"):
+        await bare.list()
+    # A rotation signed by the pinned key is followed, and the new key is pinned.
+    successor = Ed25519PrivateKey.generate()
+    rotation = sign_key_rotation(log_key, KEY_ID, "test-log-2", successor.public_key(), now)
+    proxy.keys = add_key("test-log-2", rotation)
+    reader = household.reader(through_proxy=True)
+    assert (await reader.list()).head.key_id == KEY_ID
+    assert sorted(reader_keys(reader)) == [KEY_ID, "test-log-2"]
+    # ...and a chain from it (test-log-2 introduces test-log-3), in any listed order.
+    third = Ed25519PrivateKey.generate()
+    chained = sign_key_rotation(successor, "test-log-2", "test-log-3", third.public_key(), now)
+
+    def chain(response: pb.ListSigningKeysResponse) -> None:
+        add_key("test-log-3", chained)(response)
+        add_key("test-log-2", rotation)(response)
+
+    proxy.keys = chain
+    await household.reader(through_proxy=True).list()
+    # The real log lists its keys with their validity: the one it started with is valid
+    # since the epoch and has no statement.
+    keys = await household.upstream().ListSigningKeys(pb.ListSigningKeysRequest(), timeout=15)
+    (key,) = keys.keys
+    assert (key.key_id, key.valid_from.seconds, key.HasField("retired_at")) == (KEY_ID, 0, False)
+    assert not key.HasField("rotation")
+
+
+def reader_keys(reader: AccessLogReader) -> dict[str, Any]:
+    """The keys the reader's profile pins now."""
+    return reader._client.profile.log_keys()
+
+
+def bare_profile_dir(reader: AccessLogReader) -> Path:
+    return reader._client.profile.directory
