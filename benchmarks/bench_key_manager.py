@@ -1,11 +1,12 @@
 """Key manager round trips against a no-op RPC on the same server.
 
 A real key_manager process (real Kafka, mutual TLS, the shared interceptor) serves both
-sides: the figure is GenerateDataKey followed by Rewrap of the key it returned (two RPCs:
-one wrap, then one unwrap and wrap: the key work of a clip upload and of a later
-unwrap), the baseline is two calls of DiagnosticsService.GetProbe, which does no work. So
-the ratio is what key work costs on top of the RPC itself. Unwrap proper needs an
-access-log receipt (issue #8); Rewrap does the same unseal and unwrap, and a wrap more.
+sides: the figure is GenerateDataKey followed by ListKeyVersions of its tenant (two RPCs:
+one wrap, then a read of the tenant's key state: what clip_ingest asks on an upload),
+as clip_ingest; the baseline is two calls of DiagnosticsService.GetProbe, which does no
+work, as an operator (only operators may probe) over its own reused channel. So the
+ratio is what key work costs on top of the RPC itself. (Until Rewrap was removed, the
+figure was GenerateDataKey followed by Rewrap; the README's row is that measurement.)
 Target: at least 0.85x. Each side runs with 8 calls in flight on one reused channel,
 alternating rounds of about half a second; the ratio is the median of the ratios of
 adjacent rounds.
@@ -38,10 +39,15 @@ ROUNDS = 6
 async def _measure(endpoint: str, pki: PkiFactory) -> Rates:
     ca, cert, key = pki.service("clip_ingest").credentials()
     credentials = grpc.ssl_channel_credentials(ca, key, cert)
-    async with grpc.aio.secure_channel(endpoint, credentials) as channel:
+    ca, cert, key = pki.operator().credentials()
+    operator = grpc.ssl_channel_credentials(ca, key, cert)
+    async with (
+        grpc.aio.secure_channel(endpoint, credentials) as channel,
+        grpc.aio.secure_channel(endpoint, operator) as probe_channel,
+    ):
         keys: pb_grpc.KeyManagerServiceAsyncStub = pb_grpc.KeyManagerServiceStub(channel)
         probes: diagnostics_grpc.DiagnosticsServiceAsyncStub = (
-            diagnostics_grpc.DiagnosticsServiceStub(channel)
+            diagnostics_grpc.DiagnosticsServiceStub(probe_channel)
         )
         probe = diagnostics_pb.GetProbeRequest(probe_id="0" * 32)
 
@@ -54,7 +60,8 @@ async def _measure(endpoint: str, pki: PkiFactory) -> Rates:
                 tenant_id=f"tenant-{worker}", device_id="cam-1", clip_id="clip-1"
             )
             generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context))
-            await keys.Rewrap(pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context))
+            assert generated.wrapped_key.key_version
+            await keys.ListKeyVersions(pb.ListKeyVersionsRequest(tenant_id=context.tenant_id))
 
         return await paired_rates(
             key_pair, noop_pair, in_flight=IN_FLIGHT, rounds=ROUNDS, round_seconds=ROUND_SECONDS
@@ -75,7 +82,7 @@ def run() -> list[Result]:
             cleanup_namespace(stack, namespace)
     return [
         Result.compare(
-            "GenerateDataKey+Rewrap round trips",
+            "GenerateDataKey+ListKeyVersions round trips",
             rates.figure,
             "pairs/s",
             "2 no-op RPCs, same server",

@@ -251,22 +251,31 @@ async def key_lifecycle() -> int:
         except grpc.aio.AioRpcError as error:
             print(f"  the same receipt again: {error.code().name}")
 
-        say("The period rotates; the old clip's key still opens, new clips use the new key")
-        rotated = await keys.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
-        rewrapped = await keys.Rewrap(
-            keys_pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context)
-        )
+        say("An operator starts a new period at once; new clips use the new key")
+        async with PrivacamClient(operator_profile(), timeout=10) as operator:
+            rotated = await keys_grpc.KeyManagerServiceStub(operator.channel("key_manager")).Rotate(
+                keys_pb.RotateRequest(tenant_id=tenant)
+            )
+        fresh = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
         print(
-            f"  now version {rotated.current.version}; the clip's key re-wrapped to version "
-            f"{rewrapped.wrapped_key.key_version} without touching the clip"
+            f"  now version {rotated.current.version}; a new clip's key is wrapped under "
+            f"version {fresh.wrapped_key.key_version}, the old one's stays under version 1"
         )
 
-        say("Its period is destroyed: every copy of the clip, backups included, is now noise")
-        await keys.DestroyPeriod(keys_pb.DestroyPeriodRequest(tenant_id=tenant, key_version=1))
-        try:
-            await keys.Rewrap(
-                keys_pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=context)
+        say("retention destroys the old period: every copy of the clip, backups included, is noise")
+        as_retention = Profile.import_files(
+            "retention-service",
+            pki / "ca.crt",
+            pki / "services/retention/tls.crt",
+            pki / "services/retention/tls.key",
+            base=HOME,
+        )
+        async with PrivacamClient(as_retention, timeout=10) as retention:
+            await keys_grpc.KeyManagerServiceStub(retention.channel("key_manager")).DestroyPeriod(
+                keys_pb.DestroyPeriodRequest(tenant_id=tenant, key_version=1)
             )
+        try:
+            await keys.Unwrap(play)
             print("  !! the destroyed key still opened")
             return 1
         except grpc.aio.AioRpcError as error:

@@ -10,7 +10,7 @@ from datetime import datetime
 from privacam.diagnostics.v1 import diagnostics_service_pb2 as pb
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as pb_grpc
 from privacam.diagnostics.v1.events_pb2 import DiagnosticsEvent, ProbeSent
-from services.common.auth import SERVICE_OR_OPERATOR, MethodPolicies
+from services.common.auth import OPERATOR, MethodPolicies
 from services.common.clock import Clock
 from services.common.errors import InvalidArgument
 from services.common.kafka import Delivery, EventProducer, Topic
@@ -19,9 +19,10 @@ from services.common.timestamps import to_timestamp
 
 DIAGNOSTICS_TOPIC: Topic[DiagnosticsEvent] = Topic("privacam.diagnostics.v1", DiagnosticsEvent)
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DiagnosticsService"]
+# Operators probe the platform; no service calls another's diagnostics.
 POLICIES: MethodPolicies = {
-    f"/{SERVICE_DESCRIPTOR.full_name}/SendProbe": SERVICE_OR_OPERATOR,
-    f"/{SERVICE_DESCRIPTOR.full_name}/GetProbe": SERVICE_OR_OPERATOR,
+    f"/{SERVICE_DESCRIPTOR.full_name}/SendProbe": OPERATOR,
+    f"/{SERVICE_DESCRIPTOR.full_name}/GetProbe": OPERATOR,
 }
 _KEEP = 1000
 # Probes are keyed by a fixed pseudo-tenant: they belong to no household.

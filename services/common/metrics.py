@@ -112,6 +112,12 @@ AUTH_REJECTED = Counter(
     "Calls refused by authentication or authorization.",
     ["grpc_service", "reason"],
 )
+CALLERS_REFUSED = Counter(
+    "privacam_rpc_callers_refused_total",
+    "Authenticated calls refused because the method's policy does not admit the caller "
+    "(its kind, or a service not on the method's allow-list).",
+    ["grpc_service", "grpc_method", "caller_kind"],
+)
 KAFKA_PRODUCED = Counter(
     "privacam_kafka_produced_total",
     "Events produced, by topic and result.",

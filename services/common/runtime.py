@@ -28,9 +28,8 @@ from grpc_reflection.v1alpha import reflection
 
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
 from services.common import diagnostics, metrics, telemetry, topics
-from services.common.auth import Authorizer, MethodPolicies
+from services.common.auth import Authorizer, MethodPolicies, Policy
 from services.common.clock import Clock, SystemClock
-from services.common.identity import PrincipalKind
 from services.common.interceptors import (
     AnonymousMethods,
     LoadShedder,
@@ -73,8 +72,8 @@ class GrpcApi:
 
 
 def method_policies(
-    descriptor: ServiceDescriptor, policies: Mapping[str, frozenset[PrincipalKind]]
-) -> dict[str, frozenset[PrincipalKind]]:
+    descriptor: ServiceDescriptor, policies: Mapping[str, Policy]
+) -> dict[str, Policy]:
     """Full method names from short ones; a name the service lacks is a bug caught at import."""
     known = {method.name for method in descriptor.methods}
     unknown = set(policies) - known

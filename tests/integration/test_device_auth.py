@@ -219,6 +219,12 @@ async def test_revoking_a_camera_reaches_clip_ingest_within_2_seconds(
             await asyncio.sleep(0.05)
 
 
+REFUSALS = {
+    grpc.StatusCode.PERMISSION_DENIED: "wrong",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "refused",
+}
+
+
 async def test_a_10000_guess_pin_attack_is_locked_out(
     platform: Platform, household: Household, profiles_home: Path
 ) -> None:
@@ -228,18 +234,26 @@ async def test_a_10000_guess_pin_attack_is_locked_out(
         )
     relay = platform.profile("as-relay", platform.pki.service("relay_broker"), profiles_home)
     checks = {"wrong": 0, "ok": 0, "refused": 0}
+    viewer = _principal_pb(household.owner)
     async with PrivacamClient(relay) as service:
         stub = service.device_auth()
         for guess in range(10_000):
-            reply = await stub.CheckPin(
-                pb.CheckPinRequest(device_id=household.device, pin=f"{guess:04d}"), timeout=10
-            )
-            if reply.result == pb.PIN_CHECK_RESULT_WRONG:
-                checks["wrong"] += 1
-            elif reply.result == pb.PIN_CHECK_RESULT_OK:
+            # As relay_broker asks before a live view: may the owner's app watch, PIN given.
+            try:
+                await stub.AuthorizeCameraAccess(
+                    pb.AuthorizeCameraAccessRequest(
+                        device_id=household.device,
+                        viewer=viewer,
+                        scope=identity_pb2.GRANT_SCOPE_LIVE,
+                        check_pin=True,
+                        pin=f"{guess:04d}",
+                    ),
+                    timeout=10,
+                )
                 checks["ok"] += 1
-            else:
-                checks["refused"] += 1
+            except grpc.aio.AioRpcError as error:
+                # A wrong PIN is PERMISSION_DENIED, a lockout RESOURCE_EXHAUSTED (else KeyError).
+                checks[REFUSALS[error.code()]] += 1
     assert checks["ok"] == 0
     assert checks["wrong"] <= 10
     assert checks["refused"] >= 9_990

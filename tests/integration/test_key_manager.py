@@ -38,24 +38,30 @@ async def keys(platform: Platform, profiles_home: Path) -> pb_grpc.KeyManagerSer
     return stub
 
 
-async def test_generate_then_rewrap_and_refuse_a_foreign_context(
-    keys: pb_grpc.KeyManagerServiceAsyncStub,
+@pytest.fixture
+async def shredder(platform: Platform, profiles_home: Path) -> pb_grpc.KeyManagerServiceAsyncStub:
+    # retention's identity: the only service allowed to destroy key periods.
+    profile = platform.profile("as-retention", platform.pki.service("retention"), profiles_home)
+    return pb_grpc.KeyManagerServiceStub(PrivacamClient(profile).channel("key_manager"))
+
+
+@pytest.fixture
+async def rotator(platform: Platform, profiles_home: Path) -> pb_grpc.KeyManagerServiceAsyncStub:
+    # No service rotates on demand: an operator does.
+    profile = platform.profile("operator", platform.pki.operator(), profiles_home)
+    return pb_grpc.KeyManagerServiceStub(PrivacamClient(profile).channel("key_manager"))
+
+
+async def test_generate_then_rotate(
+    keys: pb_grpc.KeyManagerServiceAsyncStub, rotator: pb_grpc.KeyManagerServiceAsyncStub
 ) -> None:
     generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=CONTEXT), timeout=10)
     assert len(generated.plaintext_key) == 32
     assert generated.wrapped_key.key_version == 1
-    rotated = await keys.Rotate(pb.RotateRequest(tenant_id="tenant-km"), timeout=10)
+    rotated = await rotator.Rotate(pb.RotateRequest(tenant_id="tenant-km"), timeout=10)
     assert rotated.current.version == 2
-    rewrapped = await keys.Rewrap(
-        pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=CONTEXT), timeout=10
-    )
-    assert rewrapped.wrapped_key.key_version == 2
-    other = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-2", clip_id="clip-0001")
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await keys.Rewrap(
-            pb.RewrapRequest(wrapped_key=generated.wrapped_key, context=other), timeout=10
-        )
-    assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    fresh = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=CONTEXT), timeout=10)
+    assert fresh.wrapped_key.key_version == 2
 
 
 def _receipt(platform: Platform, context: keys_pb2.KeyContext, access_id: str) -> log_pb2.Receipt:
@@ -155,11 +161,13 @@ async def test_bad_input_is_invalid_argument(
 async def test_keys_survive_a_restart_and_destroyed_ones_stay_destroyed(
     platform: Platform,
     keys: pb_grpc.KeyManagerServiceAsyncStub,
+    shredder: pb_grpc.KeyManagerServiceAsyncStub,
+    rotator: pb_grpc.KeyManagerServiceAsyncStub,
 ) -> None:
     context = keys_pb2.KeyContext(tenant_id="tenant-restart", device_id="cam-1", clip_id="c-1")
     kept = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context), timeout=10)
-    await keys.Rotate(pb.RotateRequest(tenant_id="tenant-restart"), timeout=10)
-    await keys.DestroyPeriod(
+    await rotator.Rotate(pb.RotateRequest(tenant_id="tenant-restart"), timeout=10)
+    await shredder.DestroyPeriod(
         pb.DestroyPeriodRequest(tenant_id="tenant-restart", key_version=1), timeout=10
     )
 
@@ -176,8 +184,14 @@ async def test_keys_survive_a_restart_and_destroyed_ones_stay_destroyed(
         (2, "KEY_VERSION_STATE_ACTIVE"),
     ]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await keys.Rewrap(
-            pb.RewrapRequest(wrapped_key=kept.wrapped_key, context=context), timeout=10
+        await keys.Unwrap(
+            pb.UnwrapRequest(
+                wrapped_key=kept.wrapped_key,
+                context=context,
+                purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+                receipt=_receipt(platform, context, str(uuid.uuid4())),
+            ),
+            timeout=10,
         )
     assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "crypto-shredded" in (raised.value.details() or "")
@@ -220,11 +234,12 @@ async def _sealed_records(platform: Platform, tenant: str, version: int) -> int:
 async def test_a_destroyed_key_leaves_the_compacted_log_in_bounded_time(
     platform: Platform,
     keys: pb_grpc.KeyManagerServiceAsyncStub,
+    shredder: pb_grpc.KeyManagerServiceAsyncStub,
 ) -> None:
     context = keys_pb2.KeyContext(tenant_id="tenant-shred", device_id="cam-1", clip_id="c-1")
     await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context), timeout=10)
     assert await _sealed_records(platform, "tenant-shred", 1) == 1
-    await keys.DestroyPeriod(
+    await shredder.DestroyPeriod(
         pb.DestroyPeriodRequest(tenant_id="tenant-shred", key_version=1), timeout=10
     )
     started = time.monotonic()

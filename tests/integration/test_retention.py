@@ -114,6 +114,13 @@ async def keys(platform: Platform, profiles_home: Path) -> keys_grpc.KeyManagerS
 
 
 @pytest.fixture
+async def rotator(platform: Platform, profiles_home: Path) -> keys_grpc.KeyManagerServiceAsyncStub:
+    # No service rotates on demand: an operator does.
+    profile = platform.profile("operator", platform.pki.operator(), profiles_home)
+    return keys_grpc.KeyManagerServiceStub(PrivacamClient(profile).channel("key_manager"))
+
+
+@pytest.fixture
 async def producer(platform: Platform) -> AsyncIterator[AIOKafkaProducer]:
     kafka = AIOKafkaProducer(
         bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
@@ -312,6 +319,7 @@ async def test_clips_vanish_on_time_and_their_key_period_is_shredded(
     platform: Platform,
     household: Household,
     keys: keys_grpc.KeyManagerServiceAsyncStub,
+    rotator: keys_grpc.KeyManagerServiceAsyncStub,
     producer: AIOKafkaProducer,
 ) -> None:
     tenant, device = household.tenant, household.device
@@ -321,7 +329,7 @@ async def test_clips_vanish_on_time_and_their_key_period_is_shredded(
     await announce(platform, producer, clips, start)
     leaked = clips[0].ciphertext  # a copy taken out of MinIO before expiry ("a backup")
     # A new period starts: version 1 wraps no new key, so it may go once its clips are gone.
-    await keys.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
+    await rotator.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
 
     async with PrivacamClient(household.owner) as app:
         retention = retention_stub(app)

@@ -1,7 +1,9 @@
 """Who may call each RPC of ClipIngestService: the authorization hook reads this table.
 
 Resource checks (whose camera, which grant) happen in the domain; this table
-only says which kinds of certificate reach each method at all.
+only says which certificates reach each method at all: kinds of caller, and other
+services by name, exactly those whose code calls the method (a unit test,
+tests/unit/common/test_least_privilege.py, derives that from the code).
 """
 
 from privacam.clips.v1 import clip_service_pb2 as pb

@@ -1,11 +1,13 @@
 """Who may call each RPC of DeviceAuthService: the authorization hook reads this table.
 
 Resource checks (whose camera, which grant) happen in the domain; this table
-only says which kinds of certificate reach each method at all.
+only says which certificates reach each method at all: kinds of caller, and other
+services by name, exactly those whose code calls the method (a unit test,
+tests/unit/common/test_least_privilege.py, derives that from the code).
 """
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
-from services.common.auth import APP, CAMERA, ENROLLMENT_PORT_ONLY, SERVICE
+from services.common.auth import APP, CAMERA, ENROLLMENT_PORT_ONLY, NOBODY, services
 from services.common.runtime import method_policies
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DeviceAuthService"]
@@ -28,18 +30,20 @@ POLICIES = method_policies(
         "ListCameras": APP,
         "GetCamera": APP,
         "RevokeCamera": APP,
-        "GetCameraSettings": APP | SERVICE,
+        "GetCameraSettings": APP | services("clip-ingest"),
         "UpdateCameraSettings": APP,
         "SetPin": APP,
         "ChangePin": APP,
         "ClearPin": APP,
-        "CheckPin": SERVICE,
+        # No service calls it (viewers' PINs are checked by AuthorizeCameraAccess): closed
+        # until it is removed from the API.
+        "CheckPin": NOBODY,
         "CreateGrant": APP,
         "ListGrants": APP,
         "RevokeGrant": APP,
-        "VerifyPassword": SERVICE,
-        "PurgeTenant": SERVICE,
-        "AuthorizeCameraAccess": SERVICE,
-        "ExportTenant": SERVICE,
+        "VerifyPassword": services("retention"),
+        "PurgeTenant": services("retention"),
+        "AuthorizeCameraAccess": services("clip-ingest", "relay-broker", "retention"),
+        "ExportTenant": services("retention"),
     },
 )

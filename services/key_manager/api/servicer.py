@@ -118,12 +118,6 @@ class KeyManagerServicer(pb_grpc.KeyManagerServiceServicer):
             caller=current_principal().name,
         )
 
-    async def Rewrap(self, request: pb.RewrapRequest, context: Any) -> pb.RewrapResponse:
-        wrapped = await self._keys.rewrap(
-            wrapped_from(request.wrapped_key), context_from(request.context)
-        )
-        return pb.RewrapResponse(wrapped_key=wrapped_pb(wrapped))
-
     async def Rotate(self, request: pb.RotateRequest, context: Any) -> pb.RotateResponse:
         current, previous = await self._keys.rotate(_id(request.tenant_id, "tenant_id"))
         response = pb.RotateResponse(current=version_pb(current))
@@ -188,22 +182,6 @@ class KeyManagerServicer(pb_grpc.KeyManagerServiceServicer):
             ]
         ]
         return pb.BatchUnwrapResponse(results=results)
-
-    async def BatchRewrap(
-        self, request: pb.BatchRewrapRequest, context: Any
-    ) -> pb.BatchRewrapResponse:
-        async def rewrap(item: pb.RewrapRequest) -> keys_pb2.WrappedKey:
-            return wrapped_pb(
-                await self._keys.rewrap(wrapped_from(item.wrapped_key), context_from(item.context))
-            )
-
-        results = [
-            pb.BatchRewrapResult(wrapped_key=value)
-            if isinstance(value, keys_pb2.WrappedKey)
-            else pb.BatchRewrapResult(error=value)
-            for value in [await _each(rewrap, item) for item in self._batch(request.items, "items")]
-        ]
-        return pb.BatchRewrapResponse(results=results)
 
 
 async def _each(operation: Callable[[T], Awaitable[R]], item: T) -> R | pb.BatchItemError:

@@ -1,4 +1,4 @@
-"""Key management use cases: generate, unwrap, rewrap, rotate, destroy, list.
+"""Key management use cases: generate, unwrap, rotate, destroy, list.
 
 Ports (implemented by adapters): the durable state log, the key-use event sink
 and the access-log receipt verifier. Time comes from the injected clock.
@@ -278,16 +278,6 @@ class KeyService:
             raise
         self._events.unwrapped(context, wrapped.version, purpose, proof.access_id, proof.leaf_index)
         return data_key
-
-    async def rewrap(self, wrapped: WrappedKey, context: KeyContext) -> WrappedKey:
-        """Move a data key to the newest version without releasing it or touching clip bytes."""
-        data_key = await self._open(wrapped, context)
-        sealed = await self._current(context.tenant_id)
-        if sealed.version == wrapped.version:
-            return wrapped
-        rewrapped = wrap(self._kek(sealed), data_key, sealed.version, context)
-        self._events.rewrapped(context, wrapped.version, sealed.version)
-        return WrappedKey(context.tenant_id, sealed.version, rewrapped)
 
     # --- lifecycle -------------------------------------------------------------------
 

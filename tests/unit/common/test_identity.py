@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.auth import APP, SERVICE, Authorizer, NoRevocations
+from services.common.auth import APP, Authorizer, NoRevocations, Policy, services
 from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.identity import (
     Principal,
@@ -59,7 +59,7 @@ def _principal(kind: PrincipalKind) -> Principal:
 
 
 def test_authorizer_allows_only_declared_kinds() -> None:
-    authorizer = Authorizer({"/a.B/C": APP, "/a.B/D": SERVICE}, NoRevocations())
+    authorizer = Authorizer({"/a.B/C": APP, "/a.B/D": services("x")}, NoRevocations())
     authorizer.authorize(_principal(PrincipalKind.APP), "/a.B/C")
     with pytest.raises(PermissionDenied, match="only app identities"):
         authorizer.authorize(_principal(PrincipalKind.CAMERA), "/a.B/C")
@@ -74,3 +74,32 @@ def test_authorizer_refuses_revoked_principals() -> None:
 
     with pytest.raises(Unauthenticated, match="revoked"):
         Authorizer({"/a.B/C": APP}, Everything()).authorize(_principal(PrincipalKind.APP), "/a.B/C")
+
+
+def test_services_are_admitted_by_name_only() -> None:
+    def service(name: str) -> Principal:
+        from datetime import UTC, datetime
+
+        return Principal(PrincipalKind.SERVICE, name, None, "privacam.local", 1, datetime.now(UTC))
+
+    authorizer = Authorizer(
+        {"/a.B/C": APP | services("clip-ingest", "retention"), "/a.B/D": Policy()},
+        NoRevocations(),
+    )
+    authorizer.authorize(service("retention"), "/a.B/C")
+    authorizer.authorize(_principal(PrincipalKind.APP), "/a.B/C")
+    with pytest.raises(PermissionDenied) as refused:
+        authorizer.authorize(service("relay-broker"), "/a.B/C")
+    assert str(refused.value) == (
+        "service relay-broker may not call this method; "
+        "only app identities or services clip-ingest, retention may call this method"
+    )
+    with pytest.raises(PermissionDenied, match="not open to callers with a certificate"):
+        authorizer.authorize(service("retention"), "/a.B/D")
+
+
+def test_a_policy_cannot_admit_every_service() -> None:
+    with pytest.raises(ValueError, match="by name"):
+        Policy(frozenset({PrincipalKind.SERVICE}))
+    with pytest.raises(ValueError, match="service identity name"):
+        services("clip_ingest")

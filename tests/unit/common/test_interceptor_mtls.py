@@ -74,8 +74,30 @@ async def test_operator_is_served(server_port: int, pki: PkiFactory) -> None:
     assert _handled("OK") == before + 1
 
 
-async def test_service_is_served(server_port: int, pki: PkiFactory) -> None:
-    assert (await _get_probe(server_port, pki, pki.service("clip_ingest"))).received is False
+def _refused(kind: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "privacam_rpc_callers_refused_total",
+        {
+            "grpc_service": "privacam.diagnostics.v1.DiagnosticsService",
+            "grpc_method": "GetProbe",
+            "caller_kind": kind,
+        },
+    )
+    return value or 0.0
+
+
+async def test_a_service_not_on_the_allow_list_is_refused_and_counted(
+    server_port: int, pki: PkiFactory
+) -> None:
+    before = _refused("service")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await _get_probe(server_port, pki, pki.service("clip_ingest"))
+    assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert raised.value.details() == (
+        "service clip-ingest may not call this method; "
+        "only operator identities may call this method"
+    )
+    assert _refused("service") == before + 1
 
 
 @pytest.mark.parametrize("maker", ["camera", "app"])
@@ -84,7 +106,7 @@ async def test_cameras_and_apps_are_denied(server_port: int, pki: PkiFactory, ma
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await _get_probe(server_port, pki, identity)
     assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert "only operator, service identities may call" in (raised.value.details() or "")
+    assert "only operator identities may call" in (raised.value.details() or "")
 
 
 async def test_bad_input_is_invalid_argument(server_port: int, pki: PkiFactory) -> None:

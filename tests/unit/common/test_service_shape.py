@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import pytest
 
@@ -68,3 +69,26 @@ def test_service_readme_lists_every_rpc_and_setting(service: str) -> None:
     for line in describe(cls).splitlines():
         if line.startswith("PRIVACAM_"):
             assert line.split()[0] in readme, f"{service}/README.md lacks {line.split()[0]}"
+
+
+def _readme_callers(readme: str, method: str) -> set[str]:
+    """The callers cell of a method's row: kinds (`app`) and services (`service/retention`)
+    before any ':' note, parenthesised notes dropped; `nobody` or `no certificate` is none."""
+    (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{method}` |")]
+    cell = re.sub(r"\([^)]*\)", "", row.split("|")[2]).split(":")[0]
+    names = {name.strip() for name in cell.split(",") if name.strip()}
+    return set() if names in ({"nobody"}, {"no certificate"}) else names
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_readme_says_who_may_call_each_rpc(service: str) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[3] / "services" / service / "README.md").read_text()
+    policies = importlib.import_module(f"services.{service}.api.policies")
+    for full_name, policy in policies.POLICIES.items():
+        method = full_name.rsplit("/", 1)[1]
+        expected = {kind.value for kind in policy.kinds} | {
+            f"service/{name}" for name in policy.services
+        }
+        assert _readme_callers(readme, method) == expected, f"{service}/README.md: {method}"

@@ -264,15 +264,6 @@ async def test_rotate_starts_a_new_version_now(clock: FakeClock) -> None:
     assert wrapped.version == 2
 
 
-async def test_rewrap_moves_a_key_to_the_newest_version(clock: FakeClock) -> None:
-    keys = service(SharedLog(), clock)
-    data_key, old = await keys.generate(CLIP)
-    clock.advance(DAY)
-    rewrapped = await keys.rewrap(old, CLIP)
-    assert rewrapped.version == 2
-    assert await keys.unwrap(rewrapped, CLIP, Purpose.CLIP_PLAYBACK, object(), CALLER) == data_key
-
-
 async def test_a_destroyed_period_cannot_open_even_a_copy_taken_before(clock: FakeClock) -> None:
     log = SharedLog()
     keys = service(log, clock)
