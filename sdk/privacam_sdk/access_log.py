@@ -22,6 +22,12 @@ a rotation statement (``KeyRotation``: ``"privacam-log-key-v1" 0x00 || key id 0x
 public key || valid_from``) signed by a key already trusted; such a key is then pinned in
 the profile too. A log that lists any other key is refused before anything is listed.
 
+**Deleted is not truncated.** When the household's account is cancelled its log ends
+with a deletion statement signed by the log (tenant, final size and root, time): the
+reader raises :class:`LogDeleted` ("this household's log was deleted at T after N
+entries") when the statement verifies and covers the head this device remembers. A log
+that shrinks without such a statement, to size 0 or not, is still :class:`LogTampered`.
+
 The checks themselves are services.common.receipts.LogMonitor (shipped in the same
 distribution), so the key manager, the log and this client share one implementation.
 
@@ -51,6 +57,7 @@ from privacam_sdk.client import PrivacamClient
 from services.common.identity import principal_from_pem
 from services.common.receipts import (
     EntryMissing,
+    LogDeleted,
     LogMonitor,
     LogTampered,
     ReceiptError,
@@ -63,6 +70,7 @@ __all__ = [
     "AccessLogReader",
     "EntryMissing",
     "Listing",
+    "LogDeleted",
     "LogTampered",
     "ReceiptError",
     "VerifiedEntry",
@@ -229,6 +237,8 @@ class AccessLogReader:
                 if error.code() == grpc.StatusCode.OUT_OF_RANGE and head is None and previous:
                     await self._shrunk(monitor)
                 raise
+            if response.HasField("deletion"):
+                self._deleted(monitor, response.deletion)
             if response.tree_head.tenant_id != self.tenant_id:
                 raise LogTampered("the log answered with another household's tree head")
             if head is None:
@@ -274,4 +284,15 @@ class AccessLogReader:
         response = await self._stub.GetTreeHead(
             pb.GetTreeHeadRequest(), timeout=self._client.timeout
         )
+        if response.HasField("deletion"):
+            self._deleted(monitor, response.deletion)
         monitor.observe(response.tree_head)
+
+    def _deleted(self, monitor: LogMonitor, statement: log_pb2.SignedLogDeletion) -> None:
+        """The log says the household's log was deleted: raise LogDeleted if the signed
+        statement is this household's and covers what this device saw, LogTampered or
+        ReceiptError otherwise. The remembered head stays (a later size-0 head without a
+        statement is still a truncation)."""
+        if statement.tenant_id != self.tenant_id:
+            raise ReceiptError("the log answered with another household's deletion statement")
+        raise monitor.observe_deletion(statement)

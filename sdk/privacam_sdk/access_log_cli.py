@@ -10,11 +10,13 @@ from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
-from privacam_sdk.access_log import AccessLogReader, LogTampered, ReceiptError
+from privacam_sdk.access_log import AccessLogReader, LogDeleted, LogTampered, ReceiptError
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.profile import Profile
 
 EXIT_TAMPERED = 3
+EXIT_DELETED = 4
+"""The household's log was deleted (account cancelled), proven by its signed statement."""
 
 
 def _moment(text: str) -> datetime:
@@ -114,6 +116,10 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         reader = AccessLogReader(client)
         try:
             listing = await reader.list(args.camera, args.since, args.until)
+        except LogDeleted as deleted:
+            print(str(deleted)[0].upper() + str(deleted)[1:] + ".")
+            print("Nothing was hidden: the log ended with a statement signed by its key.")
+            return EXIT_DELETED
         except LogTampered as error:
             print(f"LOG VERIFICATION FAILED: {error}")
             print("The household's access log does not match what this device saw before.")

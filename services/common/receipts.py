@@ -70,12 +70,14 @@ from services.common.merkle import (
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
+    "DELETION_CONTEXT",
     "KEY_ROTATION_CONTEXT",
     "MAX_KEY_ID_LENGTH",
     "SIGNATURE_SIZE",
     "STH_CONTEXT",
     "AccessPrincipal",
     "EntryMissing",
+    "LogDeleted",
     "LogMonitor",
     "LogTampered",
     "ReceiptError",
@@ -83,16 +85,21 @@ __all__ = [
     "VerifiedAccess",
     "VerifiedEntry",
     "key_rotation_signing_input",
+    "log_deletion_signing_input",
     "sign_key_rotation",
+    "sign_log_deletion",
     "sign_tree_head",
     "tree_head_signing_input",
     "verify_key_rotation",
+    "verify_log_deletion",
     "verify_receipt",
     "verify_tree_head",
 ]
 
 STH_CONTEXT = b"privacam-sth-v1\x00"
 """Domain separation: what precedes the tenant id in every signed head."""
+DELETION_CONTEXT = b"privacam-log-deleted-v1\x00"
+"""Domain separation: what precedes the tenant id in every deletion statement."""
 KEY_ROTATION_CONTEXT = b"privacam-log-key-v1\x00"
 """Domain separation: what precedes the new key id in every key rotation statement."""
 SIGNATURE_SIZE = 64
@@ -320,6 +327,103 @@ def verify_key_rotation(
     return Ed25519PublicKey.from_public_bytes(rotation.public_key)
 
 
+# --- deletion statements ------------------------------------------------------------
+
+
+class LogDeleted(Exception):
+    """The household's log was deleted (account cancellation), proven by a deletion
+    statement signed by a trusted log key: not tampering, and not a truncation."""
+
+    def __init__(self, tenant_id: str, final_size: int, deleted_at: datetime) -> None:
+        super().__init__(
+            f"this household's log was deleted at {deleted_at.isoformat(timespec='seconds')} "
+            f"after {final_size} entries (the account was cancelled)"
+        )
+        self.tenant_id = tenant_id
+        self.final_size = final_size
+        self.deleted_at = deleted_at
+
+
+def log_deletion_signing_input(
+    tenant_id: str, final_size: int, deleted_at_nanos: int, final_root: bytes
+) -> bytes:
+    """The exact bytes a :class:`log_pb2.SignedLogDeletion`'s signature covers::
+
+    b"privacam-log-deleted-v1" 0x00 || tenant_id (UTF-8) 0x00 || final_size (u64 BE)
+        || deleted_at (u64 BE, nanoseconds since the Unix epoch) || final_root (32 bytes)
+    """
+    if not tenant_id or "\x00" in tenant_id:
+        raise ValueError("a deletion statement needs a tenant id without NUL characters")
+    if not 0 <= final_size <= _MAX_U64 or not 0 <= deleted_at_nanos <= _MAX_U64:
+        raise ValueError("final size and time must fit in an unsigned 64-bit integer")
+    if len(final_root) != HASH_SIZE:
+        raise ValueError(f"a root hash is {HASH_SIZE} bytes")
+    return b"".join(
+        (
+            DELETION_CONTEXT,
+            tenant_id.encode("utf-8"),
+            b"\x00",
+            struct.pack(">QQ", final_size, deleted_at_nanos),
+            final_root,
+        )
+    )
+
+
+def sign_log_deletion(
+    private_key: Ed25519PrivateKey,
+    key_id: str,
+    tenant_id: str,
+    final_size: int,
+    final_root: bytes,
+    deleted_at: datetime,
+) -> log_pb2.SignedLogDeletion:
+    """The signed end of ``tenant_id``'s log after ``final_size`` entries."""
+    if final_size == 0 and final_root != EMPTY_ROOT:
+        raise ValueError("the root of an empty log is SHA-256 of the empty string")
+    stamp = _timestamp_from_datetime(deleted_at)
+    message = log_deletion_signing_input(tenant_id, final_size, _timestamp_nanos(stamp), final_root)
+    return log_pb2.SignedLogDeletion(
+        tenant_id=tenant_id,
+        final_size=final_size,
+        final_root=final_root,
+        deleted_at=stamp,
+        key_id=key_id,
+        signature=private_key.sign(message),
+    )
+
+
+def verify_log_deletion(
+    statement: log_pb2.SignedLogDeletion, public_keys: Mapping[str, Ed25519PublicKey]
+) -> None:
+    """Check a deletion statement is well formed and signed by one of ``public_keys``;
+    :class:`ReceiptError` otherwise."""
+    if not statement.tenant_id or "\x00" in statement.tenant_id:
+        raise ReceiptError("the deletion statement names no valid tenant")
+    if len(statement.final_root) != HASH_SIZE or len(statement.signature) != SIGNATURE_SIZE:
+        raise ReceiptError("the deletion statement is malformed")
+    if not statement.HasField("deleted_at"):
+        raise ReceiptError("the deletion statement has no time")
+    if statement.final_size == 0 and statement.final_root != EMPTY_ROOT:
+        raise ReceiptError("the deletion statement claims an empty log with a non-empty root")
+    key = public_keys.get(statement.key_id)
+    if key is None:
+        shown = statement.key_id if len(statement.key_id) <= MAX_KEY_ID_LENGTH else "(too long)"
+        raise ReceiptError(f"the deletion statement is signed with unknown log key {shown!r}")
+    message = log_deletion_signing_input(
+        statement.tenant_id,
+        statement.final_size,
+        _timestamp_nanos(statement.deleted_at),
+        statement.final_root,
+    )
+    try:
+        key.verify(statement.signature, message)
+    except InvalidSignature:
+        raise ReceiptError(
+            f"the deletion statement's signature does not verify under log key "
+            f"{statement.key_id!r}: it was forged or altered"
+        ) from None
+
+
 # --- receipts ------------------------------------------------------------------------
 
 
@@ -544,6 +648,32 @@ class LogMonitor:
             if sth.tree_size == old.tree_size and _nanos(sth) <= _nanos(old):
                 return  # an older or the same signature over the same tree
         self._heads[sth.tenant_id] = _copy(sth)
+
+    def observe_deletion(self, statement: log_pb2.SignedLogDeletion) -> LogDeleted:
+        """Verify the signed end of a tenant's log against what this client saw of it, and
+        return the :class:`LogDeleted` to show (the caller raises it).
+
+        The statement must be signed by a known key and cover at least the remembered head
+        (the same root for the same size): a log that says it was deleted after fewer
+        entries than this client saw is :class:`LogTampered`. The remembered head stays,
+        so a later size-0 head without a statement is still reported as a truncation.
+        """
+        verify_log_deletion(statement, self._keys)
+        old = self._heads.get(statement.tenant_id)
+        if old is not None:
+            if statement.final_size < old.tree_size:
+                raise LogTampered(
+                    f"the log says it was deleted after {statement.final_size} entries, but "
+                    f"it had {old.tree_size} when this device last looked: entries were "
+                    "removed before the deletion"
+                )
+            if statement.final_size == old.tree_size and statement.final_root != old.root_hash:
+                raise LogTampered(
+                    f"the log says it was deleted after {old.tree_size} entries with another "
+                    "root than the one this device saw: the log forked"
+                )
+        deleted_at = _datetime_from_timestamp(statement.deleted_at, "the deletion time")
+        return LogDeleted(statement.tenant_id, statement.final_size, deleted_at)
 
     def verify_entries(
         self, entries: Iterable[log_pb2.LogEntry], sth: log_pb2.SignedTreeHead

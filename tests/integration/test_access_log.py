@@ -485,15 +485,18 @@ async def test_restart_keeps_heads_and_tampering_with_segments_is_detected(
     finally:
         await producer.stop()
     await _wait_for(lambda: not _segments(platform, erased), "the deleted log's segments")
-    retention = clients.service("retention")
-    head = (await retention.GetTreeHead(pb.GetTreeHeadRequest(tenant_id=erased))).tree_head
-    assert head.tree_size == 0
+    # Heads are read by the households' own apps (the only callers of GetTreeHead).
+    _, erased_app = clients.app(erased)
+    _, intact_app = clients.app(intact)
+    ended = await erased_app.GetTreeHead(pb.GetTreeHeadRequest())
+    assert not ended.HasField("tree_head")
+    assert ended.deletion.final_size == 3  # the signed end of the log, not an empty head
     assert (
         await code_of(ingest.Append(pb.AppendRequest(record=record(erased, str(uuid.uuid4())))))
         is grpc.StatusCode.NOT_FOUND
     )
 
-    before = (await retention.GetTreeHead(pb.GetTreeHeadRequest(tenant_id=intact))).tree_head
+    before = (await intact_app.GetTreeHead(pb.GetTreeHeadRequest())).tree_head
     service = platform.services["access_log"]
     assert service.stop() == 0  # flushes what is pending, then the segments are tampered with
     first = _segments(platform, altered)[0]
@@ -514,14 +517,14 @@ async def test_restart_keeps_heads_and_tampering_with_segments_is_detected(
     service.start()
     service.wait_serving()
 
-    after = (await retention.GetTreeHead(pb.GetTreeHeadRequest(tenant_id=intact))).tree_head
+    after = (await intact_app.GetTreeHead(pb.GetTreeHeadRequest())).tree_head
     assert (after.tree_size, after.root_hash) == (before.tree_size, before.root_hash)
     assert (await readers[intact].list()).previous_size == 3  # consistent across the restart
     for tenant in (altered, deleted, reordered):
         with pytest.raises(LogTampered):
             await readers[tenant].list()
-    gone = (await retention.GetTreeHead(pb.GetTreeHeadRequest(tenant_id=erased))).tree_head
-    assert gone.tree_size == 0
+    gone = await erased_app.GetTreeHead(pb.GetTreeHeadRequest())
+    assert gone.deletion == ended.deletion  # the same statement after the restart
 
 
 async def test_cli_shows_who_accessed_my_camera_and_approves_an_operator(

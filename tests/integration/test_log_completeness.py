@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -24,11 +25,22 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
+from privacam.identity.v1 import events_pb2 as identity_events
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient
-from privacam_sdk.access_log import AccessLogReader, EntryMissing, ReceiptError
+from privacam_sdk.access_log import (
+    AccessLogReader,
+    EntryMissing,
+    LogDeleted,
+    LogTampered,
+    ReceiptError,
+)
 from privacam_sdk.profile import Profile
-from services.common.receipts import sign_key_rotation
+from services.common import topics
+from services.common.kafka import EventProducer
+from services.common.merkle import EMPTY_ROOT
+from services.common.receipts import sign_key_rotation, sign_log_deletion, sign_tree_head
+from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
 from tests.harness import ROOT, Platform, access_log_key, free_port
 
@@ -342,3 +354,119 @@ def reader_keys(reader: AccessLogReader) -> dict[str, Any]:
 
 def bare_profile_dir(reader: AccessLogReader) -> Path:
     return reader._client.profile.directory
+
+
+async def delete_account(platform: Platform, tenant: str) -> None:
+    """What device_auth does when an account is cancelled: AccountDeleted on the identity
+    topic, which the access log turns into the end of the household's log."""
+    producer = EventProducer(
+        KafkaSettings(
+            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+            namespace=platform.namespace,
+        ),
+        "test-log-deletion",
+    )
+    await producer.start()
+    try:
+        await producer.publish(
+            topics.IDENTITY,
+            tenant,
+            identity_events.IdentityEvent(
+                metadata=types_pb2.EventMetadata(event_id=str(uuid.uuid4()), tenant_id=tenant),
+                account_deleted=identity_events.AccountDeleted(cancellation_id=str(uuid.uuid4())),
+            ),
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_deleted_log_is_not_truncation(
+    household: Household, platform: Platform, profiles_home: Path
+) -> None:
+    for _ in range(3):
+        await household.append(str(uuid.uuid4()), datetime.now(UTC))
+    reader = household.reader()
+    remembered = (await reader.list()).head
+    assert remembered.tree_size == 3
+    profile = household.profile(through_proxy=False)
+    (profile.directory / "access-log-heads.json").write_text(
+        (bare_profile_dir(reader) / "access-log-heads.json").read_text()
+    )
+    upstream = household.upstream()
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await delete_account(platform, household.tenant)
+    deadline = time.monotonic() + 30
+    while not (await upstream.GetTreeHead(pb.GetTreeHeadRequest(), timeout=15)).HasField(
+        "deletion"
+    ):
+        assert time.monotonic() < deadline, "the log was not deleted"
+        await asyncio.sleep(0.2)
+
+    # The device that saw 3 entries is told the log was deleted, not that it was tampered with.
+    with pytest.raises(LogDeleted) as deleted:
+        await reader.list()
+    assert deleted.value.final_size == 3
+    assert before <= deleted.value.deleted_at <= datetime.now(UTC)
+    assert "after 3 entries" in str(deleted.value)
+    result = await asyncio.to_thread(cli, profiles_home, profile, "list")
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert "log was deleted at" in result.stdout
+    assert "after 3 entries" in result.stdout
+    assert "LOG VERIFICATION FAILED" not in result.stdout
+    # A first look gets the same answer.
+    with pytest.raises(LogDeleted):
+        await household.reader().list()
+
+    # A log that answers with an empty head and no statement truncated the log: the device
+    # that remembers 3 entries says so (the head is signed with the log's own key here).
+    proxy = await household.start_proxy()
+    empty = sign_tree_head(
+        access_log_key(platform.pki), KEY_ID, household.tenant, 0, EMPTY_ROOT, datetime.now(UTC)
+    )
+
+    def truncated(response: Response) -> None:
+        response.ClearField("deletion")
+        response.tree_head.CopyFrom(empty)
+        response.covered_until = 0
+
+    proxy.entries = truncated
+    through_proxy = household.reader(through_proxy=True)
+    heads = bare_profile_dir(reader) / "access-log-heads.json"
+    (bare_profile_dir(through_proxy) / "access-log-heads.json").write_text(heads.read_text())
+    with pytest.raises(LogTampered, match="now has 0 entries where it had 3"):
+        await through_proxy.list()
+    # A statement that contradicts the remembered head, or that the log's key did not sign,
+    # is refused too.
+    stranger = Ed25519PrivateKey.generate()
+    for statement, error, message in (
+        (
+            sign_log_deletion(
+                access_log_key(platform.pki), KEY_ID, household.tenant, 2,
+                remembered.root_hash, datetime.now(UTC),
+            ),
+            LogTampered,
+            "deleted after 2 entries, but it had 3",
+        ),
+        (
+            sign_log_deletion(
+                stranger, KEY_ID, household.tenant, 3, remembered.root_hash, datetime.now(UTC)
+            ),
+            ReceiptError,
+            "forged or altered",
+        ),
+        (
+            sign_log_deletion(
+                access_log_key(platform.pki), KEY_ID, str(uuid.uuid4()), 3,
+                remembered.root_hash, datetime.now(UTC),
+            ),
+            ReceiptError,
+            "another household's deletion statement",
+        ),
+    ):  # fmt: skip
+
+        def replaced(response: Response, statement: Any = statement) -> None:
+            response.deletion.CopyFrom(statement)
+
+        proxy.entries = replaced
+        with pytest.raises(error, match=message):
+            await through_proxy.list()

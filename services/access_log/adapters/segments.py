@@ -21,16 +21,20 @@ import logging
 import re
 import struct
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
 from services.access_log.adapters import metrics
+from services.access_log.domain.log import LogEnding
+from services.common.merkle import EMPTY_ROOT
 
 log = logging.getLogger("privacam.access_log.segments")
 
 MAGIC = b"PRIVACAM-LOG-SEGMENT-1\n"
 _LENGTH = struct.Struct(">I")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAME = re.compile(r"t/([a-z0-9-]{1,63})/segments/(\d{20})-(\d{20})$")
 
 
@@ -64,21 +68,41 @@ class Checkpoint:
     """Partition -> next offset of the access topic not covered by stored segments."""
     deleted: set[str] = field(default_factory=set)
     """Tenants whose logs were deleted (never applied again)."""
+    endings: dict[str, LogEnding] = field(default_factory=dict)
+    """How each deleted log ended (its deletion statement's content). A checkpoint written
+    before endings were kept has none: such a log ended at size 0 at the Unix epoch."""
 
     def to_json(self) -> bytes:
         return json.dumps(
             {
                 "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
                 "deleted": sorted(self.deleted),
+                "endings": {
+                    tenant: {
+                        "size": ending.size,
+                        "root": ending.root.hex(),
+                        "deleted_at": ending.deleted_at.isoformat(),
+                    }
+                    for tenant, ending in sorted(self.endings.items())
+                },
             }
         ).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Checkpoint:
         document = json.loads(data)
-        return cls(
-            {int(p): int(o) for p, o in document["offsets"].items()}, set(document["deleted"])
-        )
+        deleted = set(document["deleted"])
+        endings = {
+            tenant: LogEnding(
+                int(item["size"]),
+                bytes.fromhex(item["root"]),
+                datetime.fromisoformat(item["deleted_at"]),
+            )
+            for tenant, item in document.get("endings", {}).items()
+        }
+        for tenant in deleted - set(endings):
+            endings[tenant] = LogEnding(0, EMPTY_ROOT, _EPOCH)
+        return cls({int(p): int(o) for p, o in document["offsets"].items()}, deleted, endings)
 
 
 class SegmentStore:

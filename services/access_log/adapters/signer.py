@@ -31,6 +31,7 @@ from privacam.accesslog.v1 import log_pb2
 from services.common.receipts import (
     ReceiptError,
     sign_key_rotation,
+    sign_log_deletion,
     sign_tree_head,
     verify_key_rotation,
 )
@@ -146,6 +147,11 @@ class Ed25519HeadSigner:
 
     def sign(self, tenant_id: str, size: int, root: bytes, at: datetime) -> log_pb2.SignedTreeHead:
         return sign_tree_head(self._key, self.key_id, tenant_id, size, root, at)
+
+    def sign_deletion(
+        self, tenant_id: str, size: int, root: bytes, at: datetime
+    ) -> log_pb2.SignedLogDeletion:
+        return sign_log_deletion(self._key, self.key_id, tenant_id, size, root, at)
 
     def keys(self) -> list[pb.SigningKey]:
         """The current key first, then the others by id."""

@@ -129,6 +129,9 @@ class AccessLogServicer(pb_grpc.AccessLogServiceServicer):
         if request.device_id:
             _id(request.device_id, "device_id")
         since, until = _range(request.time_range if request.HasField("time_range") else None)
+        deletion = self._log.deletion(tenant)
+        if deletion is not None:
+            return pb.ListEntriesResponse(deletion=deletion)
         page = self._log.list_entries(
             tenant,
             request.device_id,
@@ -153,6 +156,9 @@ class AccessLogServicer(pb_grpc.AccessLogServiceServicer):
         self, request: pb.GetTreeHeadRequest, context: Any
     ) -> pb.GetTreeHeadResponse:
         tenant = self._log.tenant_for(current_principal(), _optional_tenant(request.tenant_id))
+        deletion = self._log.deletion(tenant)
+        if deletion is not None:
+            return pb.GetTreeHeadResponse(deletion=deletion)
         return pb.GetTreeHeadResponse(tree_head=self._log.tree_head(tenant))
 
     async def GetInclusionProof(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.merkle import MerkleTree, leaf_hash
+from services.common.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,16 @@ class Access:
     device_id: str
     occurred_at: datetime
     principal: PrincipalRef
+
+
+@dataclass(frozen=True, slots=True)
+class LogEnding:
+    """What a deleted log was when it was deleted: the content of its signed deletion
+    statement."""
+
+    size: int
+    root: bytes
+    deleted_at: datetime
 
 
 @dataclass(slots=True)
@@ -82,6 +92,8 @@ class LogBook:
         self._logs: dict[str, TenantLog] = {}
         self.deleted: set[str] = set()
         """Tenants whose account was deleted: their records are never applied again."""
+        self.endings: dict[str, LogEnding] = {}
+        """The end of each deleted tenant's log (size, root, time), for its statement."""
 
     def get(self, tenant_id: str) -> TenantLog | None:
         return self._logs.get(tenant_id)
@@ -120,6 +132,13 @@ class LogBook:
         self._logs[tenant_id] = log
         return log
 
-    def delete(self, tenant_id: str) -> None:
-        self._logs.pop(tenant_id, None)
+    def delete(self, tenant_id: str, at: datetime) -> None:
+        """Drop a tenant's log, remembering its end. The first deletion is the end: a
+        replayed or repeated one (the log is already gone) changes nothing."""
+        log = self._logs.pop(tenant_id, None)
+        if tenant_id not in self.endings:
+            if log is not None:
+                self.endings[tenant_id] = LogEnding(log.size, log.tree.root(), at)
+            else:
+                self.endings[tenant_id] = LogEnding(0, EMPTY_ROOT, at)
         self.deleted.add(tenant_id)

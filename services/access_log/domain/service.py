@@ -79,6 +79,10 @@ class HeadSigner(Protocol):
         self, tenant_id: str, size: int, root: bytes, at: datetime
     ) -> log_pb2.SignedTreeHead: ...
 
+    def sign_deletion(
+        self, tenant_id: str, size: int, root: bytes, at: datetime
+    ) -> log_pb2.SignedLogDeletion: ...
+
     def keys(self) -> list[pb.SigningKey]: ...
 
 
@@ -172,8 +176,16 @@ class AccessLog:
     async def append(self, record: log_pb2.AccessRecord, caller: Principal) -> log_pb2.Receipt:
         """Log one access and return its receipt; the record is validated by the API."""
         started = self._clock.monotonic()
-        if record.service.replace("_", "-") != caller.name:
+        if caller.kind is not PrincipalKind.SERVICE or record.service.replace("_", "-") != (
+            caller.name
+        ):
             raise PermissionDenied("record.service must be the calling service's own name")
+        # What is kept names the authenticated caller (its certificate's service name, as
+        # the package spells it), never a name the caller chose.
+        named = log_pb2.AccessRecord()
+        named.CopyFrom(record)
+        named.service = caller.name.replace("-", "_")
+        record = named
         occurred = to_datetime(record.occurred_at)
         if abs(occurred - self._clock.now()) > self._skew:
             raise InvalidArgument(
@@ -218,6 +230,14 @@ class AccessLog:
         )
 
     # --- reads with proofs ------------------------------------------------------------
+
+    def deletion(self, tenant_id: str) -> log_pb2.SignedLogDeletion | None:
+        """The signed end of a deleted tenant's log (every replica signs the same bytes:
+        size, root and time come from the access topic), or None while the log lives."""
+        ending = self._book.endings.get(tenant_id)
+        if ending is None:
+            return None
+        return self._signer.sign_deletion(tenant_id, ending.size, ending.root, ending.deleted_at)
 
     def tree_head(self, tenant_id: str) -> log_pb2.SignedTreeHead:
         log = self._log(tenant_id)

@@ -102,6 +102,7 @@ class AccessReplica:
     async def start(self) -> None:
         checkpoint = await self._store.read_checkpoint() or Checkpoint()
         self._book.deleted.update(checkpoint.deleted)
+        self._book.endings.update(checkpoint.endings)
         for tenant_id, records in (await self._store.load_all()).items():
             if tenant_id in self._book.deleted:
                 self._deletions.add(tenant_id)  # a deletion that did not finish
@@ -194,7 +195,14 @@ class AccessReplica:
         if kind == "log_deleted":
             tenant_id = event.metadata.tenant_id
             if _ID.fullmatch(tenant_id) and tenant_id == key.decode(errors="replace"):
-                self._book.delete(tenant_id)
+                # The time of the deletion is the event's, so every replica states the
+                # same end of the log.
+                at = (
+                    to_datetime(event.metadata.occurred_at)
+                    if event.metadata.HasField("occurred_at")
+                    else _EPOCH
+                )
+                self._book.delete(tenant_id, at)
                 self._deletions.add(tenant_id)
                 self._flush_now.set()
                 metrics.TENANTS.set(len(self._book))
@@ -274,7 +282,9 @@ class AccessReplica:
                 tenant.persisted = max(tenant.persisted, end)
                 metrics.UNPERSISTED_ENTRIES.dec(end - first)
             if pending or deletions or offsets:
-                await self._store.write_checkpoint(Checkpoint(offsets, set(self._book.deleted)))
+                await self._store.write_checkpoint(
+                    Checkpoint(offsets, set(self._book.deleted), dict(self._book.endings))
+                )
             self._deletions -= deletions
 
 

@@ -34,7 +34,12 @@ from services.common.errors import (
     PermissionDenied,
 )
 from services.common.identity import Principal, PrincipalKind
-from services.common.receipts import LogMonitor, LogTampered, verify_receipt
+from services.common.receipts import (
+    LogMonitor,
+    LogTampered,
+    verify_log_deletion,
+    verify_receipt,
+)
 from services.common.timestamps import to_timestamp
 
 START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -279,12 +284,23 @@ async def test_incidents_touch_only_logs_with_the_compromised_principal(log: Acc
 async def test_a_deleted_log_stays_deleted(log: AccessLog) -> None:
     book: LogBook = log._book
     await log.append(record("t-1"), INGEST)
-    book.delete("t-1")
+    root = log.tree_head("t-1").root_hash
+    book.delete("t-1", START)
+    book.delete("t-1", START + timedelta(hours=1))  # a replay does not move the end
     with pytest.raises(NotFound):
         await log.append(record("t-1"), INGEST)
     data = record("t-1").SerializeToString()
     assert book.apply(data, access_of(data)) is None
-    assert log.tree_head("t-1").tree_size == 0
+    # The log's end is a signed statement, the same whichever replica or time signs it.
+    ending = log.deletion("t-1")
+    assert ending is not None
+    assert (ending.tenant_id, ending.final_size, ending.final_root) == ("t-1", 1, root)
+    assert ending.deleted_at == to_timestamp(START)
+    assert log.deletion("t-1") == ending
+    verify_log_deletion(ending, {"k1": KEY.public_key()})
+    assert log.deletion("t-2") is None
+    book.delete("t-never", START)  # a household that never had an entry
+    assert log.deletion("t-never").final_size == 0  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,13 @@ async def test_a_flush_stores_new_entries_and_deletions_then_the_checkpoint() ->
     await node.flush()
     assert ("t-1", 3) in store.segments
     assert store.deleted == ["t-2"]
-    assert store.checkpoints[-1] == Checkpoint({0: 10}, {"t-2"})
+    checkpoint = store.checkpoints[-1]
+    assert (checkpoint.offsets, checkpoint.deleted) == ({0: 10}, {"t-2"})
+    # How the log ended is kept, for its deletion statement after a restart.
+    assert checkpoint.endings["t-2"].size == 1
+    assert Checkpoint.from_json(checkpoint.to_json()) == checkpoint
+    legacy = Checkpoint.from_json(b'{"offsets": {"0": 3}, "deleted": ["t-9"]}')
+    assert legacy.endings["t-9"].size == 0
     assert book.get("t-2") is None
     await node.flush()  # nothing new: the same checkpoint, no segment rewritten
     assert len(store.segments) == 3
