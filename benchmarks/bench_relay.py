@@ -20,6 +20,12 @@ WebRTC camera and viewer (aiortc) on loopback:
     target: the authorization and the log entry made before any credential exists are the
     point of it, and each is a call to another service; (c) to (e) alternate rounds with
     their no-op, and the ratio is the median of the ratios of adjacent rounds;
+(g) the camera's own checks of a session request (privacam_sdk.camera: the access-log
+    receipt of the session, then the app's signed fingerprint), on a real request from the
+    platform, per second against their two signature verifications alone (Ed25519 of the
+    log's head, ECDSA P-256 of the app's fingerprint), the physical floor of the check;
+    reported without a target, with its cost per session in microseconds (the first-frame
+    figures (a) and (b) include it);
 (f) idle cameras: CAMERAS control streams (one mTLS connection each, as real cameras) held
     open on one broker process, its RSS growth per camera, against idle mTLS connections (a
     health Check each, kept open) to another fresh broker process; figure in streams per MiB,
@@ -43,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks import Result
@@ -51,9 +59,12 @@ from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.camera import SessionGate
 from privacam_sdk.enrollment import Enrollment
-from services.common.identity import PrincipalKind, spiffe_uri
+from privacam_sdk.live_view import Signer, sign_dtls_fingerprint, signed_payload
+from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
+from services.common.receipts import tree_head_signing_input
 from services.relay_broker.adapters.links import turn_pb
 from services.relay_broker.domain import turn
 from services.relay_broker.domain.model import Side
@@ -66,7 +77,15 @@ from tests.harness import (
     process_memory_kib,
     wire_peers,
 )
-from tests.live_view import CameraAgent, open_control, open_signal, read_signal, relay_stub, watch
+from tests.live_view import (
+    CameraAgent,
+    key_and_chain,
+    open_control,
+    open_signal,
+    read_signal,
+    relay_stub,
+    watch,
+)
 from tests.pki_helpers import PkiFactory
 from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
 
@@ -117,7 +136,10 @@ async def _platform_first_frame(
 
 
 async def _with_camera(
-    profile: Profile, relay_only: bool, work: Callable[[], Awaitable[float]]
+    profile: Profile,
+    relay_only: bool,
+    work: Callable[[], Awaitable[float]],
+    seen: dict[str, pb.SessionRequested] | None = None,
 ) -> float:
     agent = CameraAgent(profile, relay_only=relay_only)
     await agent.start()
@@ -125,6 +147,8 @@ async def _with_camera(
         return await work()
     finally:
         await agent.stop()
+        if seen is not None:
+            seen.update(agent.requests)
         for error in agent.errors:
             print(f"camera error: {error!r}", file=sys.stderr)
 
@@ -197,6 +221,7 @@ async def _live(
     floor: list[float] = []
     direct: list[float] = []
     relayed: list[float] = []
+    requests: dict[str, pb.SessionRequested] = {}
     failed = 0
 
     async def attempt(into: list[float], work: Awaitable[float]) -> None:
@@ -216,6 +241,7 @@ async def _live(
                     camera,
                     False,
                     lambda: _platform_first_frame(app, device, ca, pki.trust_domain, False),
+                    requests,
                 ),
             )
             await attempt(
@@ -281,6 +307,7 @@ async def _live(
 
         setups = await paired_rates(setup, two_noops, in_flight=IN_FLIGHT, rounds=4)
         await echo.stop()
+    checks, verifications = _camera_check_rates(camera, owner, next(iter(requests.values())))
 
     return [
         Result.compare(
@@ -303,7 +330,64 @@ async def _live(
             "live-view setups (start + end)", setups.figure, "sessions/s",
             "two health Checks, same server", setups.baseline, None, setups.ratio,
         ),
+        Result.compare(
+            "camera's checks of a session (receipt + viewer)", checks, "sessions/s",
+            "their two signature verifications alone", verifications, None,
+        ),
     ]  # fmt: skip
+
+
+def _camera_check_rates(
+    camera: Profile, app: Profile, request: pb.SessionRequested, rounds: int = 5, count: int = 200
+) -> tuple[float, float]:
+    """Best of ``rounds`` of ``count`` checks, alternating with as many bare verifications."""
+    me = principal_from_pem(camera.cert_file.read_bytes(), camera.trust_domain)
+    assert me.tenant_id is not None
+    app_key, chain = key_and_chain(app)
+    fingerprint = ":".join(["7E"] * 32)
+    offer = f"v=0\r\ns=-\r\na=fingerprint:sha-256 {fingerprint}\r\n"
+    proof = sign_dtls_fingerprint(
+        app_key, chain, request.session_id, "sha-256", fingerprint, Signer.APP
+    )
+    log_keys = camera.log_keys()
+    ca = camera.ca_file.read_bytes()
+    now = datetime.now(UTC)
+    head = request.receipt.tree_head
+    head_key = log_keys[head.key_id]
+    head_input = tree_head_signing_input(
+        head.tenant_id, head.tree_size, head.timestamp.ToNanoseconds(), head.root_hash
+    )
+    app_public = app_key.public_key()
+    fingerprint_input = signed_payload(request.session_id, "sha-256", fingerprint, Signer.APP)
+
+    def check() -> None:
+        gate = SessionGate(  # a new camera each time: one gate serves a session once
+            tenant_id=me.tenant_id or "",
+            device_id=me.name,
+            log_keys=log_keys,
+            trusted_ca_pem=ca,
+            trust_domain=camera.trust_domain,
+            max_age=timedelta(hours=1),
+        )
+        gate.check_viewer(gate.check_request(request, now), proof, offer, now)
+
+    def verify() -> None:
+        head_key.verify(head.signature, head_input)
+        app_public.verify(proof.signature, fingerprint_input, ec.ECDSA(hashes.SHA256()))
+
+    best = {check: 0.0, verify: 0.0}
+    for _ in range(rounds):
+        for work in (check, verify):
+            began = time.perf_counter()
+            for _ in range(count):
+                work()
+            best[work] = max(best[work], count / (time.perf_counter() - began))
+    print(
+        f"camera's checks: {1e6 / best[check]:.0f} us a session; "
+        f"the two verifications alone: {1e6 / best[verify]:.0f} us",
+        file=sys.stderr,
+    )
+    return best[check], best[verify]
 
 
 def _camera_credentials(pki: PkiFactory, count: int) -> list[grpc.ChannelCredentials]:
