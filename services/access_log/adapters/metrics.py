@@ -42,6 +42,14 @@ LOAD_ERRORS = Counter(
 TENANTS = Gauge("privacam_access_log_tenants", "Tenants with a log on this replica.")
 
 
+REFUSED = Counter(
+    "privacam_access_log_requests_refused_total",
+    "Reads refused for bad input, by reason (page_token: malformed, or a head the log "
+    "did not sign).",
+    ["reason"],
+)
+
+
 class PrometheusLogMetrics:
     def appended(self, service: str, purpose: str, seconds: float) -> None:
         APPENDS.labels(service, purpose).inc()
@@ -49,3 +57,6 @@ class PrometheusLogMetrics:
 
     def head_signed(self) -> None:
         HEADS_SIGNED.inc()
+
+    def refused(self, reason: str) -> None:
+        REFUSED.labels(reason).inc()

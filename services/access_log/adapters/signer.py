@@ -34,6 +34,7 @@ from services.common.receipts import (
     sign_log_deletion,
     sign_tree_head,
     verify_key_rotation,
+    verify_tree_head,
 )
 from services.common.timestamps import to_datetime, to_timestamp
 
@@ -147,6 +148,13 @@ class Ed25519HeadSigner:
 
     def sign(self, tenant_id: str, size: int, root: bytes, at: datetime) -> log_pb2.SignedTreeHead:
         return sign_tree_head(self._key, self.key_id, tenant_id, size, root, at)
+
+    def verify(self, head: log_pb2.SignedTreeHead) -> bool:
+        try:
+            verify_tree_head(head, {k: v.public for k, v in self._keys.items()})
+        except ReceiptError:
+            return False
+        return True
 
     def sign_deletion(
         self, tenant_id: str, size: int, root: bytes, at: datetime

@@ -55,6 +55,9 @@ class TenantLog:
     by_device: dict[str, list[int]] = field(default_factory=dict)
     persisted: int = 0
     """Entries [0, persisted) are in stored segments."""
+    head_times: dict[int, datetime] = field(default_factory=dict)
+    """Size -> when this replica first signed a head for it (it was the log's size then);
+    every later head of that size carries the same time."""
 
     @property
     def size(self) -> int:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import events_pb2, log_pb2
@@ -79,6 +80,10 @@ class HeadSigner(Protocol):
         self, tenant_id: str, size: int, root: bytes, at: datetime
     ) -> log_pb2.SignedTreeHead: ...
 
+    def verify(self, head: log_pb2.SignedTreeHead) -> bool:
+        """Whether the head is signed by one of the log's keys."""
+        ...
+
     def sign_deletion(
         self, tenant_id: str, size: int, root: bytes, at: datetime
     ) -> log_pb2.SignedLogDeletion: ...
@@ -98,6 +103,7 @@ class StateStore(Protocol):
 class Metrics(Protocol):
     def appended(self, service: str, purpose: str, seconds: float) -> None: ...
     def head_signed(self) -> None: ...
+    def refused(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,19 @@ class Page:
 
 
 def _encode_token(values: dict[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, sort_keys=True).encode()).decode()
+
+
+def _page_token(head: log_pb2.SignedTreeHead, following: int) -> str:
+    """Where the next page starts, and the listing's head (its time and signature), so the
+    next page is proved against the same signed head."""
+    values = {
+        "size": head.tree_size,
+        "next": following,
+        "at": head.timestamp.seconds * 10**9 + head.timestamp.nanos,
+        "key": head.key_id,
+        "sig": head.signature.hex(),
+    }
     return base64.urlsafe_b64encode(json.dumps(values, sort_keys=True).encode()).decode()
 
 
@@ -167,9 +186,31 @@ class AccessLog:
         return self._book.get(tenant_id)
 
     def _sign(self, tenant_id: str, log: TenantLog | None, size: int) -> log_pb2.SignedTreeHead:
+        """The head of the log's *current* size: its time is when this replica first
+        signed that size (it had that size then), never a later time."""
+        head = self._head(tenant_id, log, size)
+        assert head is not None  # the current size can always be signed
+        return head
+
+    def _head(
+        self, tenant_id: str, log: TenantLog | None, size: int
+    ) -> log_pb2.SignedTreeHead | None:
+        """A head's timestamp is a time the log had that size: the first time this replica
+        signed the size, which it does only while the size is the current one. A past size
+        it never signed gets no head (None): signing it now would claim the log had that
+        size now."""
+        if log is None:
+            at = self._clock.now()  # an empty log, now
+        else:
+            known = log.head_times.get(size)
+            if known is None:
+                if size != log.size:
+                    return None
+                known = log.head_times[size] = self._clock.now()
+            at = known
         root = log.tree.root(size) if log is not None else EMPTY_ROOT
         self._metrics.head_signed()
-        return self._signer.sign(tenant_id, size, root, self._clock.now())
+        return self._signer.sign(tenant_id, size, root, at)
 
     # --- append ---------------------------------------------------------------------
 
@@ -251,7 +292,7 @@ class AccessLog:
 
     def inclusion(
         self, tenant_id: str, index: int, size: int
-    ) -> tuple[log_pb2.InclusionProof, log_pb2.SignedTreeHead]:
+    ) -> tuple[log_pb2.InclusionProof, log_pb2.SignedTreeHead | None]:
         log = self._log(tenant_id)
         size = self._size(log, size, "tree_size") if size else (log.size if log else 0)
         if log is None or index >= size:
@@ -259,7 +300,7 @@ class AccessLog:
         proof = log_pb2.InclusionProof(
             leaf_index=index, tree_size=size, hashes=log.tree.inclusion_proof(index, size)
         )
-        return proof, self._sign(tenant_id, log, size)
+        return proof, self._head(tenant_id, log, size)
 
     def consistency(self, tenant_id: str, first: int, second: int) -> log_pb2.ConsistencyProof:
         if first < 1:
@@ -284,12 +325,9 @@ class AccessLog:
         last_known: int,
     ) -> Page:
         log = self._log(tenant_id)
+        head: log_pb2.SignedTreeHead | None = None
         if token:
-            position = _decode_token(token, ("size", "next"))
-            size, start = position["size"], position["next"]
-            self._size(log, size, "the page token's tree size")
-            if start >= size:
-                raise InvalidArgument("page_token is not a token this service returned")
+            size, start, head = self._page_position(tenant_id, log, token)
         else:
             size, start = (log.size if log else 0), 0
         self._size(log, last_known, "last_known_tree_size")
@@ -322,8 +360,40 @@ class AccessLog:
                 second_size=size,
                 hashes=log.tree.consistency_proof(last_known, size),
             )
-        next_token = "" if end >= size else _encode_token({"size": size, "next": end})
-        return Page(entries, others, end, self._sign(tenant_id, log, size), consistency, next_token)
+        head = head or self._sign(tenant_id, log, size)
+        next_token = "" if end >= size else _page_token(head, end)
+        return Page(entries, others, end, head, consistency, next_token)
+
+    def _page_position(
+        self, tenant_id: str, log: TenantLog | None, token: str
+    ) -> tuple[int, int, log_pb2.SignedTreeHead]:
+        """Where a page token continues, and the first page's head, which the token
+        carries: later pages return that very head (verified, not signed again), so any
+        replica serves them against it without dating an old size anew."""
+        refused = InvalidArgument("page_token is not a token this service returned")
+        try:
+            values = json.loads(base64.urlsafe_b64decode(token.encode()))
+            size, start, at = (int(values[k]) for k in ("size", "next", "at"))
+            key_id, signature = str(values["key"]), bytes.fromhex(values["sig"])
+            if min(size, start, at) < 0 or start >= size:
+                raise ValueError
+        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+            self._metrics.refused("page_token")
+            raise refused from None
+        self._size(log, size, "the page token's tree size")
+        assert log is not None  # size > start >= 0 entries exist
+        head = log_pb2.SignedTreeHead(
+            tenant_id=tenant_id,
+            tree_size=size,
+            root_hash=log.tree.root(size),
+            timestamp=Timestamp(seconds=at // 10**9, nanos=at % 10**9),
+            key_id=key_id,
+            signature=signature,
+        )
+        if not self._signer.verify(head):
+            self._metrics.refused("page_token")
+            raise refused
+        return size, start, head
 
     def signing_keys(self) -> list[pb.SigningKey]:
         return self._signer.keys()

@@ -3,6 +3,8 @@ proof bounds, operator grants with an injected clock, segments that refuse to he
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -97,6 +99,12 @@ class NoMetrics:
 
     def head_signed(self) -> None:
         pass
+
+    def refused(self, reason: str) -> None:
+        self.refusals.append(reason)
+
+    def __init__(self) -> None:
+        self.refusals: list[str] = []
 
 
 KEY = Ed25519PrivateKey.generate()
@@ -391,3 +399,45 @@ def test_a_tampered_restore_fails_the_owners_consistency_check() -> None:
     assert again is not None
     with pytest.raises(LogTampered):
         monitor.observe(signer.sign("t-1", 3, again.tree.root(), START + timedelta(seconds=1)))
+
+
+async def test_a_size_keeps_the_time_it_was_first_signed_and_old_sizes_are_not_redated(
+    log: AccessLog, clock: FakeClock
+) -> None:
+    first = await log.append(record("t-1", occurred_at=to_timestamp(clock.now())), INGEST)
+    clock.advance(timedelta(minutes=10))
+    # The same size, later: the same head, dated when the log had that size.
+    assert log.tree_head("t-1") == first.tree_head
+    await log.append(record("t-1", occurred_at=to_timestamp(clock.now())), INGEST)
+    clock.advance(timedelta(minutes=10))
+    _, head = log.inclusion("t-1", 0, 1)
+    assert head == first.tree_head  # signed while it was the current size
+    _, current = log.inclusion("t-1", 0, 0)
+    assert current is not None
+    assert current.timestamp == to_timestamp(START + timedelta(minutes=10))
+    # A past size this replica never signed (entries published without a receipt) gets a
+    # proof but no head: it cannot say when the log had that size.
+    journal: Any = log._journal
+    await journal.record(record("t-1", occurred_at=to_timestamp(clock.now())))
+    await journal.record(record("t-1", occurred_at=to_timestamp(clock.now())))
+    _, unsigned = log.inclusion("t-1", 0, 3)
+    assert unsigned is None
+
+
+async def test_later_pages_carry_the_first_pages_head_and_forged_tokens_are_refused(
+    log: AccessLog, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        await log.append(record("t-1", occurred_at=to_timestamp(clock.now())), INGEST)
+    first = log.list_entries("t-1", "", None, None, 1, "", 0)
+    clock.advance(timedelta(hours=1))
+    await log.append(record("t-1", occurred_at=to_timestamp(clock.now())), INGEST)
+    second = log.list_entries("t-1", "", None, None, 1, first.next_token, 0)
+    assert second.head == first.head  # not signed again with a new time
+    metrics: Any = log._metrics
+    token = json.loads(base64.urlsafe_b64decode(first.next_token))
+    for change in ({"at": token["at"] + 1}, {"sig": "00" * 64}, {"size": 4}, {"next": "x"}):
+        forged = base64.urlsafe_b64encode(json.dumps({**token, **change}).encode()).decode()
+        with pytest.raises(InvalidArgument, match="page_token"):
+            log.list_entries("t-1", "", None, None, 1, forged, 0)
+    assert metrics.refusals == ["page_token"] * 4
