@@ -126,7 +126,7 @@ async def _ours(
         await asyncio.gather(*sends)
     finally:
         await producer.stop()
-    redis = Redis.from_url(stack["PRIVACAM_REDIS_URL"])
+    redis = Redis.from_url(stack["PRIVACAM_RETENTION_REDIS_URL"])
     camera = f"{namespace}retention:dev:{tenant}/{device}"
     try:
         while await redis.zcard(camera) < CLIPS:  # noqa: ASYNC110 - another process's progress

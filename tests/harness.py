@@ -57,6 +57,14 @@ def local_stack() -> Iterator[dict[str, str]]:
         started_file.unlink(missing_ok=True)
 
 
+def redis_setup_url() -> str:
+    """The stack's Redis as its setup user (every right), for a test that must see all of
+    Redis, e.g. to prove nothing of a tenant is left anywhere. Not in stack.env: services
+    and ordinary tests use their own user's URL, PRIVACAM_<SERVICE>_REDIS_URL."""
+    password = (RUN_DIR / "secrets" / "redis_setup_password").read_text().strip()
+    return f"redis://setup:{password}@127.0.0.1:6379/0"
+
+
 def stack_minio_settings(stack: dict[str, str]) -> MinioSettings:
     """The stack's MinIO as a service's settings name it."""
     return MinioSettings(

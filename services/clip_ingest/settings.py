@@ -4,7 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.peers import PeerSettings
-from services.common.settings import MinioSettings, RedisSettings, ServiceSettings
+from services.common.settings import ClipIngestRedisSettings, MinioSettings, ServiceSettings
 
 
 class ClipIngestSettings(ServiceSettings):
@@ -34,6 +34,6 @@ class ClipIngestSettings(ServiceSettings):
     when device_auth's CameraSettingsChanged arrives. 0 asks device_auth for every upload."""
     storage_threads: int = Field(default=16, ge=1, le=128)
     """Threads running the (synchronous) MinIO client's calls."""
-    redis: RedisSettings
+    redis: ClipIngestRedisSettings
     minio: MinioSettings
     peers: PeerSettings

@@ -7,11 +7,19 @@ wrong and how to fix it, and never name another tenant's resource.
 
 from __future__ import annotations
 
+import logging
+import re
+
 import grpc
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from urllib3.exceptions import MaxRetryError
+
+from services.common import metrics
+
+log = logging.getLogger("privacam.stores")
 
 
 class PrivacamError(Exception):
@@ -96,6 +104,49 @@ def map_domain_error(error_type: type[BaseException], status: grpc.StatusCode) -
 def store_unreachable(error: BaseException) -> bool:
     """True for a Redis, Kafka or MinIO client saying its server cannot be reached now."""
     return isinstance(error, _UNREACHABLE)
+
+
+_REFUSED_COMMAND = re.compile(r"no permissions to run the '([a-z|-]{1,64})' command")
+_SCRIPT_REFUSAL = "The user executing the script can't"
+
+
+def store_refusal(error: BaseException) -> str | None:
+    """What Redis refused this service's user, as a class that names no key or value:
+    `command <name>`, `key` or `channel` (`... in a script` when a script's call was the
+    one refused); None when the error is not a refusal. Redis answers NOPERM
+    (NoPermissionError) for a command sent directly; for a call inside a Lua script,
+    Redis 7.0 answers a plain ERR saying "The user executing the script can't ..."."""
+    text = str(error)
+    if isinstance(error, NoPermissionError):
+        where = ""
+    elif isinstance(error, ResponseError) and _SCRIPT_REFUSAL in text:
+        where = " in a script"
+    else:
+        return None
+    command = _REFUSED_COMMAND.search(text)
+    if command is not None:
+        return f"command {command.group(1)}{where}"
+    if "channel" in text:
+        return f"channel{where}"
+    if "key" in text:
+        return f"key{where}"
+    return f"command{where}"
+
+
+def report_store_refusal(error: BaseException, **context: str) -> bool:
+    """Log and count a refusal by Redis (False if `error` is none): the caller gets INTERNAL
+    (status_for), because a refusal means our own ACL or code is wrong, not the call. The
+    log line is for operators: the command class, never a key, a value or the reply."""
+    refused = store_refusal(error)
+    if refused is None:
+        return False
+    metrics.STORE_REFUSALS.labels("redis").inc()
+    log.error(
+        "Redis refused a command of this service's user: its ACL lacks a right the code "
+        "uses (see stack/redis_acl.py)",
+        extra={**context, "store": "redis", "refused": refused},
+    )
+    return True
 
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:

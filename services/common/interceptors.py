@@ -29,6 +29,7 @@ from services.common.auth import Authorizer, reset_current_principal, set_curren
 from services.common.errors import (
     PrivacamError,
     Unauthenticated,
+    report_store_refusal,
     status_for,
     store_unreachable,
 )
@@ -318,7 +319,9 @@ class _Guard:
         ):
             reason = "unauthenticated" if code is grpc.StatusCode.UNAUTHENTICATED else "forbidden"
             metrics.AUTH_REJECTED.labels(self._rpc.service, reason).inc()
-        if code is grpc.StatusCode.INTERNAL:
+        if report_store_refusal(error, rpc_method=self._rpc.full_method):
+            pass  # INTERNAL, logged for operators without the store's reply
+        elif code is grpc.StatusCode.INTERNAL:
             log.error("unhandled error in %s", self._rpc.full_method, exc_info=error)
         elif store_unreachable(error):
             # The error's own text names hosts: its class is enough to find the store.

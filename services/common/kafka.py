@@ -27,6 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 
 from services.common import metrics
+from services.common.errors import report_store_refusal
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger("privacam.kafka")
@@ -311,12 +312,17 @@ class EventConsumer(Generic[M]):
                     await self._handler(event, delivery)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 metrics.KAFKA_CONSUMED.labels(*labels, "retry").inc()
-                log.exception(
-                    "event handler failed; retrying",
-                    extra={"topic": self.topic.name, "offset": record.offset, "backoff_s": backoff},
-                )
+                if not report_store_refusal(error, topic=self.topic.name):
+                    log.exception(
+                        "event handler failed; retrying",
+                        extra={
+                            "topic": self.topic.name,
+                            "offset": record.offset,
+                            "backoff_s": backoff,
+                        },
+                    )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue

@@ -144,3 +144,9 @@ SERVICE_INFO = Gauge(
     "Always 1; labels say which service and version run.",
     ["service", "version"],
 )
+STORE_REFUSALS = Counter(
+    "privacam_store_refusals_total",
+    "Commands a store refused for lack of permission (Redis NOPERM): this service's own "
+    "store user lacks a right its code uses, a configuration error, never a caller's.",
+    ["store"],
+)

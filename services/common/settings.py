@@ -56,10 +56,18 @@ class TlsSettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
+    """Each service logs in to Redis as its own ACL user (its own key prefix, its own
+    commands: stack/redis_acl.py), so each reads its own URL, PRIVACAM_<SERVICE>_REDIS_URL
+    (the subclasses below); nothing falls back to a shared one."""
+
     model_config = SettingsConfigDict(env_prefix="PRIVACAM_REDIS_", **_COMMON)  # type: ignore[typeddict-item]
 
     url: SecretStr
-    """redis:// or rediss:// URL, with credentials if the server needs them."""
+    """redis:// or rediss:// URL with this service's own Redis user and password
+    (redis://<user>:<password>@host:port/0)."""
+    ca_file: FilePath | None = None
+    """PEM bundle that verifies the Redis server's certificate (rediss:// only); unset,
+    the system's trust store is used."""
 
     @field_validator("url")
     @classmethod
@@ -67,6 +75,26 @@ class RedisSettings(BaseSettings):
         if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @classmethod
+    def url_variable(cls) -> str:
+        return _env_name(cls, ("url",))
+
+
+class DeviceAuthRedisSettings(RedisSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_DEVICE_AUTH_REDIS_", **_COMMON)  # type: ignore[typeddict-item]
+
+
+class ClipIngestRedisSettings(RedisSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_CLIP_INGEST_REDIS_", **_COMMON)  # type: ignore[typeddict-item]
+
+
+class RelayBrokerRedisSettings(RedisSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_RELAY_BROKER_REDIS_", **_COMMON)  # type: ignore[typeddict-item]
+
+
+class RetentionRedisSettings(RedisSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_RETENTION_REDIS_", **_COMMON)  # type: ignore[typeddict-item]
 
 
 class MinioSettings(BaseSettings):

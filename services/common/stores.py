@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from minio import Minio
 from minio.error import S3Error
@@ -23,21 +24,39 @@ class StoreUnavailable(RuntimeError):
     pass
 
 
+def redis_options(settings: RedisSettings) -> dict[str, Any]:
+    """Client options beyond the URL: the CA that verifies a rediss:// server."""
+    if settings.ca_file is not None and settings.url.get_secret_value().startswith("rediss://"):
+        return {"ssl_ca_certs": str(settings.ca_file)}
+    return {}
+
+
+def redis_start_failure(settings: RedisSettings, error: RedisError) -> StoreUnavailable:
+    """Why a service cannot use Redis at start, naming the variable to check (never the URL:
+    it holds the password). A wrong user or password is an AuthenticationError; a user
+    without PING, NoPermissionError."""
+    return StoreUnavailable(
+        f"cannot use Redis ({error.__class__.__name__}); check {settings.url_variable()}"
+    )
+
+
 class RedisStore:
     """Redis holds views, caches and counters that can be rebuilt from Kafka."""
 
     def __init__(self, settings: RedisSettings) -> None:
+        self._settings = settings
         self.client: Redis = Redis.from_url(
-            settings.url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+            settings.url.get_secret_value(),
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            **redis_options(settings),
         )
 
     async def start(self) -> None:
         try:
             await self.client.ping()
         except RedisError as error:
-            raise StoreUnavailable(
-                f"cannot reach Redis ({error.__class__.__name__}); check PRIVACAM_REDIS_URL"
-            ) from None
+            raise redis_start_failure(self._settings, error) from None
 
     async def stop(self) -> None:
         await self.client.aclose()

@@ -24,6 +24,7 @@ from services.common.ratelimit import Limit, RateLimiter
 from services.common.runtime import GrpcApi, PublicPort, ServiceParts
 from services.common.stores import RedisStore
 from services.device_auth.adapters.ephemeral import (
+    KEY_PREFIX,
     RedisClaimTokens,
     RedisPasswordAttempts,
     RedisPinAttempts,
@@ -60,6 +61,7 @@ def issuing_authority(settings: DeviceAuthSettings) -> Issuer:
 
 def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
     redis = RedisStore(settings.redis)
+    keys = f"{settings.kafka.namespace}{KEY_PREFIX}"
     state = IdentityState(settings.kafka, topics.IDENTITY_STATE, producer)
     issuer = CertificateIssuer(
         issuing_authority(settings),
@@ -73,11 +75,11 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
         installs=state.installs,
         cameras=state.cameras,
         grants=state.grants,
-        claim_tokens=RedisClaimTokens(redis.client, clock),
-        pin_attempts=RedisPinAttempts(redis.client, clock),
-        # Namespaced like the rate limits: counters keyed by a login's hash must not
-        # be shared by environments (or test runs) that share one Redis.
-        password_attempts=RedisPasswordAttempts(redis.client, prefix=settings.kafka.namespace),
+        # Every key is `<namespace>device_auth:...`: environments (or test runs) sharing
+        # one Redis never meet, and the service's Redis user may touch nothing else.
+        claim_tokens=RedisClaimTokens(redis.client, clock, prefix=keys),
+        pin_attempts=RedisPinAttempts(redis.client, clock, prefix=keys),
+        password_attempts=RedisPasswordAttempts(redis.client, prefix=keys),
         events=KafkaIdentityEvents(producer, settings.tls.trust_domain),
         issuer=issuer,
         clock=clock,
@@ -117,9 +119,7 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
                 limits={
                     f"/{SERVICE_DESCRIPTOR.full_name}/{m}": per_address for m in ENROLLMENT_METHODS
                 },
-                limiter=RateLimiter(
-                    redis.client, f"{settings.kafka.namespace}privacam:device_auth:ratelimit"
-                ),
+                limiter=RateLimiter(redis.client, f"{keys}ratelimit"),
             ),
         ),
     )

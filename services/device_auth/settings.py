@@ -3,7 +3,7 @@
 from pydantic import Field, FilePath, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import RedisSettings, ServiceSettings
+from services.common.settings import DeviceAuthRedisSettings, ServiceSettings
 
 
 class DeviceAuthSettings(ServiceSettings):
@@ -57,7 +57,7 @@ class DeviceAuthSettings(ServiceSettings):
     handed to every camera and app with its certificate: a camera checks each live-view
     request's log receipt against them. Unset: none are handed out, and cameras decline
     every live view."""
-    redis: RedisSettings
+    redis: DeviceAuthRedisSettings
 
     @model_validator(mode="after")
     def _one_issuing_key(self) -> "DeviceAuthSettings":

@@ -13,6 +13,7 @@ from services.common.clock import Clock
 from services.common.kafka import EventConsumer, EventProducer
 from services.common.peers import Peers
 from services.common.runtime import GrpcApi, ServiceParts
+from services.common.stores import redis_options
 from services.relay_broker.adapters.bus import Bus
 from services.relay_broker.adapters.events import KafkaRelayEvents
 from services.relay_broker.adapters.links import BusLinks
@@ -47,7 +48,12 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
     # Pub/sub blocks on reads for as long as nothing is published: no socket timeout.
     namespace = settings.kafka.namespace  # also keeps environments apart in a shared Redis
     bus = Bus(
-        Redis.from_url(settings.redis.url.get_secret_value(), socket_connect_timeout=5), namespace
+        Redis.from_url(
+            settings.redis.url.get_secret_value(),
+            socket_connect_timeout=5,
+            **redis_options(settings.redis),
+        ),
+        namespace,
     )
     peers = Peers(settings.peers, settings.tls)
     heartbeat = timedelta(seconds=settings.heartbeat_interval_seconds)

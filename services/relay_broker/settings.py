@@ -4,7 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.peers import PeerSettings
-from services.common.settings import RedisSettings, ServiceSettings, TurnSettings
+from services.common.settings import RelayBrokerRedisSettings, ServiceSettings, TurnSettings
 
 
 class RelayBrokerSettings(ServiceSettings):
@@ -12,7 +12,7 @@ class RelayBrokerSettings(ServiceSettings):
 
     default_ports = (7004, 7104, 7204)
 
-    redis: RedisSettings
+    redis: RelayBrokerRedisSettings
     turn: TurnSettings
     peers: PeerSettings
 

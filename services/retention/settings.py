@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.peers import PeerSettings
-from services.common.settings import MinioSettings, RedisSettings, ServiceSettings
+from services.common.settings import MinioSettings, RetentionRedisSettings, ServiceSettings
 
 
 class RetentionSettings(ServiceSettings):
@@ -44,7 +44,7 @@ class RetentionSettings(ServiceSettings):
     on every reading and never allowed to go back, so tests and the demo can let a week
     pass. Refused unless BIND_HOST is a loopback address (a pod binds 0.0.0.0)."""
     peers: PeerSettings
-    redis: RedisSettings
+    redis: RetentionRedisSettings
     minio: MinioSettings
 
     @model_validator(mode="after")

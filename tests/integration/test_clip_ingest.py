@@ -93,7 +93,7 @@ def minio(platform: Platform) -> Minio:
 
 @pytest.fixture
 async def redis(platform: Platform) -> AsyncIterator[Redis]:
-    client = Redis.from_url(platform.stack_env["PRIVACAM_REDIS_URL"])
+    client = Redis.from_url(platform.stack_env["PRIVACAM_CLIP_INGEST_REDIS_URL"])
     yield client
     await client.aclose()
 

@@ -35,6 +35,7 @@ from services.common.pki import create_intermediate, create_root, new_private_ke
 from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
 from services.device_auth.adapters.ephemeral import (
+    KEY_PREFIX,
     RedisClaimTokens,
     RedisPasswordAttempts,
     RedisPinAttempts,
@@ -63,7 +64,7 @@ from services.device_auth.domain.records import (
     Subject,
 )
 from services.device_auth.domain.service import DeviceAuth
-from tests.harness import delete_namespace_topics, new_namespace
+from tests.harness import delete_namespace_topics, new_namespace, redis_setup_url
 
 TRUST_DOMAIN = "privacam.local"
 
@@ -113,15 +114,28 @@ async def state(kafka: Kafka) -> AsyncIterator[IdentityState]:
 
 @pytest.fixture(scope="module")
 async def redis(stack_env: dict[str, str]) -> AsyncIterator[tuple[Redis, str]]:
-    client = Redis.from_url(stack_env["PRIVACAM_REDIS_URL"])
-    prefix = f"test-da-{secrets.token_hex(4)}:"
+    # device_auth's own Redis user, with keys as the service makes them:
+    # <namespace>device_auth:... (a namespace of the test's own).
+    client = Redis.from_url(stack_env["PRIVACAM_DEVICE_AUTH_REDIS_URL"])
+    prefix = f"test-da-{secrets.token_hex(4)}.{KEY_PREFIX}"
     try:
         yield client, prefix
     finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()
+        setup = Redis.from_url(redis_setup_url())  # only the setup user may SCAN
+        keys = [key async for key in setup.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await setup.delete(*keys)
+        await setup.aclose()
+
+
+async def stored_keys(pattern: str) -> list[str]:
+    """Key names matching `pattern`, listed as the setup user: device_auth's may not SCAN."""
+    setup = Redis.from_url(redis_setup_url())
+    try:
+        return [k.decode() async for k in setup.scan_iter(match=pattern)]
+    finally:
+        await setup.aclose()
 
 
 def new_id() -> str:
@@ -402,7 +416,7 @@ async def test_password_tries_count_atomically_in_a_window_under_a_hashed_key(
     redis_key = f"{prefix}password-tries:{hashlib.sha256(key.encode()).hexdigest()}"
     assert attempts.key(key) == redis_key
     assert int(await client.get(redis_key) or 0) == 20
-    stored = [k.decode() async for k in client.scan_iter(match=f"{prefix}password-tries:*")]
+    stored = await stored_keys(f"{prefix}password-tries:*")
     assert not any(login in k or key in k for k in stored)
     ttl = timedelta(milliseconds=await client.pttl(redis_key))
     assert timedelta(minutes=14) < ttl <= window  # later tries did not extend the window
@@ -760,8 +774,8 @@ async def test_wrong_passwords_are_limited_per_account_across_replicas(
         except (BadCredentials, TooManyAttempts) as error:
             answers.append(type(error).__name__)
     assert answers == ["BadCredentials"] * 5 + ["TooManyAttempts"]
-    client, prefix = redis
-    keys = [k.decode() async for k in client.scan_iter(match=f"{prefix}password-tries:*")]
+    _, prefix = redis
+    keys = await stored_keys(f"{prefix}password-tries:*")
     assert not any(unknown in k or login in k for k in keys)
 
 

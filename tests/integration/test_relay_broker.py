@@ -610,7 +610,8 @@ async def forger(
         f"rb-stranger-{suffix}", f"rb-s-{suffix}", PASSWORD
     )
     me = principal_from_pem(stranger.cert_file.read_bytes(), stranger.trust_domain)
-    redis = Redis.from_url(platform.stack_env["PRIVACAM_REDIS_URL"])
+    # An insider with relay_broker's own Redis user: it may write the broker's keys.
+    redis = Redis.from_url(platform.stack_env["PRIVACAM_RELAY_BROKER_REDIS_URL"])
     async with PrivacamClient(stranger) as app:
         yield Forger(redis, platform.namespace, app, stranger_tenant, me.name)
     await redis.aclose()

@@ -50,7 +50,13 @@ from services.common.receipts import sign_tree_head
 from services.common.timestamps import to_timestamp
 from services.retention.adapters.exports import RedisExportStore
 from services.retention.domain.exports import ExportJob, ExportState
-from tests.harness import Platform, access_log_key, retention_clock_file, stack_minio
+from tests.harness import (
+    Platform,
+    access_log_key,
+    redis_setup_url,
+    retention_clock_file,
+    stack_minio,
+)
 
 PASSWORD = "a long enough passphrase"
 pytestmark = pytest.mark.moves_retention_clock  # see conftest.py
@@ -97,7 +103,8 @@ def object_exists(client: Minio, name: str) -> bool:
 
 @pytest.fixture
 async def redis(platform: Platform) -> AsyncIterator[Redis]:
-    client = Redis.from_url(platform.stack_env["PRIVACAM_REDIS_URL"])
+    # The setup user: a test below searches all of Redis for what names a tenant.
+    client = Redis.from_url(redis_setup_url())
     yield client
     await client.aclose()
 

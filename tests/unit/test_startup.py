@@ -40,7 +40,7 @@ def test_malformed_setting_is_named(pki: PkiFactory) -> None:
             "PRIVACAM_TLS_CERT_FILE": str(identity.cert_file),
             "PRIVACAM_TLS_KEY_FILE": str(identity.key_file),
             "PRIVACAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-            "PRIVACAM_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "PRIVACAM_CLIP_INGEST_REDIS_URL": "redis://127.0.0.1:6379/0",
             "PRIVACAM_MINIO_ENDPOINT": "127.0.0.1:9000",
             "PRIVACAM_MINIO_ACCESS_KEY": "a",
             "PRIVACAM_MINIO_SECRET_KEY": "b",
@@ -71,7 +71,7 @@ def test_help_settings_lists_every_variable() -> None:
     for name in (
         "PRIVACAM_RELAY_BROKER_GRPC_PORT (default 7004)",
         "PRIVACAM_TURN_SHARED_SECRET",
-        "PRIVACAM_REDIS_URL",
+        "PRIVACAM_RELAY_BROKER_REDIS_URL",
         "PRIVACAM_KAFKA_BOOTSTRAP_SERVERS",
     ):
         assert name in result.stdout

@@ -1,7 +1,8 @@
 """Short-lived device_auth state in Redis: claim tokens, wrong-PIN and password counters.
 
-Keys (`prefix` is empty in production; tests use it to keep to their own keys, and
-app.py gives the password counters the Kafka namespace, empty in production too):
+Keys (app.py sets `prefix` to `<Kafka namespace>device_auth:`, KEY_PREFIX after the
+namespace, which is empty in production: device_auth's Redis user may touch only keys
+under it; tests use their own prefix to keep to their own keys):
 
     <prefix>claim:<sha256 hex>      a claim token's JSON, PX until its expires_at
     <prefix>claims:<tenant>         set of the tenant's token hashes (for purges),
@@ -39,6 +40,10 @@ from services.device_auth.adapters.codec import (
     time_text,
 )
 from services.device_auth.domain.records import ClaimToken, PasswordTries, PinAttemptState
+
+KEY_PREFIX = "device_auth:"
+"""What every key of device_auth starts with, after the Kafka namespace (the patterns of
+its Redis ACL user, stack/redis_acl.py)."""
 
 # SET the token, add its hash to the tenant's set, and make the set live at least
 # as long as the token; atomic, so no token is ever missing from its tenant's set.

@@ -12,7 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from services.common.settings import RedisSettings
-from services.common.stores import StoreUnavailable
+from services.common.stores import redis_options, redis_start_failure
 
 MAX_CONNECTIONS = 64
 WAIT_SECONDS = 10
@@ -28,16 +28,16 @@ class BrokerRedis:
             timeout=WAIT_SECONDS,
             socket_timeout=5,
             socket_connect_timeout=5,
+            **redis_options(settings),
         )
+        self._settings = settings
         self.client: Redis = Redis(connection_pool=pool)
 
     async def start(self) -> None:
         try:
             await self.client.ping()
         except RedisError as error:
-            raise StoreUnavailable(
-                f"cannot reach Redis ({error.__class__.__name__}); check PRIVACAM_REDIS_URL"
-            ) from None
+            raise redis_start_failure(self._settings, error) from None
 
     async def stop(self) -> None:
         await self.client.aclose()

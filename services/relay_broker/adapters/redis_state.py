@@ -43,7 +43,7 @@ redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[5]); redis.call('PEXPIRE', KEYS[2], ARGV[7])
 redis.call('SADD', KEYS[3], ARGV[5]); redis.call('PEXPIRE', KEYS[3], ARGV[7])
-if KEYS[4] ~= '' then
+if KEYS[4] ~= KEYS[1] then
   redis.call('SADD', KEYS[4], ARGV[5]); redis.call('PEXPIRE', KEYS[4], ARGV[7])
 end
 return 'ok'
@@ -54,7 +54,7 @@ _END = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 if redis.call('HSETNX', KEYS[1], 'ended', ARGV[1]) == 0 then return nil end
 redis.call('SREM', KEYS[2], ARGV[2]); redis.call('SREM', KEYS[3], ARGV[2])
-if KEYS[4] ~= '' then redis.call('SREM', KEYS[4], ARGV[2]) end
+if KEYS[4] ~= KEYS[1] then redis.call('SREM', KEYS[4], ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], 60000)
 return redis.call('HGETALL', KEYS[1])
 """
@@ -130,11 +130,15 @@ class RedisSessions:
         return f"{self._p}session:{session_id}"
 
     def _keys(self, session: Session) -> list[str]:
+        """Session, camera set, app set, grant set; without a grant the fourth is the
+        session's key again (the scripts skip it then): every key a script is handed must
+        be one of ours, or Redis refuses the call for the broker's ACL user."""
+        session_key = self._session_key(session.session_id)
         return [
-            self._session_key(session.session_id),
+            session_key,
             f"{self._p}camera-sessions:{session.device_id}",
             f"{self._p}app-sessions:{session.viewer.tenant_id}/{session.viewer.app_id}",
-            f"{self._p}grant-sessions:{session.grant_id}" if session.grant_id else "",
+            f"{self._p}grant-sessions:{session.grant_id}" if session.grant_id else session_key,
         ]
 
     async def create(
@@ -165,7 +169,7 @@ class RedisSessions:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys[0])
             for key in keys[1:]:
-                if key:
+                if key != keys[0]:
                     pipe.srem(key, session.session_id)
             await pipe.execute()
 

@@ -1,0 +1,52 @@
+"""A Redis refusal (NOPERM) is our own configuration's fault: INTERNAL, logged, counted."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from redis.exceptions import NoPermissionError, ResponseError
+
+from services.common import metrics
+from services.common.errors import report_store_refusal, status_for, store_refusal
+
+
+def _refusals() -> float:
+    return float(metrics.STORE_REFUSALS.labels("redis")._value.get())
+
+
+def test_refusals_are_classified_without_keys_or_values() -> None:
+    command = NoPermissionError("this user has no permissions to run the 'flushall' command")
+    key = NoPermissionError(
+        "this user has no permissions to access one of the keys used as arguments"
+    )
+    channel = NoPermissionError(
+        "this user has no permissions to access one of the channels used as arguments"
+    )
+    script = ResponseError(
+        "The user executing the script can't access at least one of the keys mentioned in "
+        "the command arguments script: af34, on @user_script:1."
+    )
+    assert store_refusal(command) == "command flushall"
+    assert store_refusal(key) == "key"
+    assert store_refusal(channel) == "channel"
+    assert store_refusal(script) == "key in a script"
+    assert store_refusal(ResponseError("WRONGTYPE Operation against a key")) is None
+    for error in (command, key, channel, script):
+        code, message = status_for(error)
+        assert code is grpc.StatusCode.INTERNAL
+        assert message == "internal error; the operators have been alerted"
+
+
+def test_a_refusal_is_logged_for_operators_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    before = _refusals()
+    error = NoPermissionError("this user has no permissions to run the 'keys' command")
+    with caplog.at_level(logging.ERROR, logger="privacam.stores"):
+        assert report_store_refusal(error, rpc_method="/x.v1.S/M")
+    assert _refusals() == before + 1
+    (record,) = caplog.records
+    assert record.__dict__["refused"] == "command keys"
+    assert record.__dict__["store"] == "redis"
+    assert not report_store_refusal(ValueError("not a refusal"))
+    assert _refusals() == before + 1
