@@ -541,7 +541,10 @@ from services.common.settings import SettingsError, load_settings
 
 # Stand-ins for Secret values, valid for the settings' formats.
 FAKE_SECRETS = {
-    "PRIVACAM_REDIS_URL": "redis://redis:6379/0",
+    "PRIVACAM_DEVICE_AUTH_REDIS_URL": "redis://device_auth:pw@redis:6379/0",
+    "PRIVACAM_CLIP_INGEST_REDIS_URL": "redis://clip_ingest:pw@redis:6379/0",
+    "PRIVACAM_RELAY_BROKER_REDIS_URL": "redis://relay_broker:pw@redis:6379/0",
+    "PRIVACAM_RETENTION_REDIS_URL": "redis://retention:pw@redis:6379/0",
     "PRIVACAM_MINIO_ACCESS_KEY": "access-key-0123456789",
     "PRIVACAM_MINIO_SECRET_KEY": "secret-key-0123456789",
     "PRIVACAM_TURN_SHARED_SECRET": "turn-shared-secret-0123456789",

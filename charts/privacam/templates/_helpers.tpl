@@ -224,6 +224,16 @@ accessLogSigningKey:
     - key: {{ $v.accessLog.signingKey.existingSecret.key | quote }}
       path: signing.key
       env: SIGNING_KEY_FILE
+{{- if $v.redis.tls.caSecret.name }}
+redis:
+  volume: redis-ca
+  dir: /var/run/secrets/privacam/redis-ca
+  secretName: {{ $v.redis.tls.caSecret.name }}
+  files:
+    - key: {{ $v.redis.tls.caSecret.key | quote }}
+      path: ca.crt
+      env: REDIS_CA_FILE
+{{- end }}
 accessLogKeys:
   volume: access-log-keys
   dir: /var/run/secrets/privacam/access-log-keys
@@ -307,11 +317,12 @@ OTEL_TRACES_EXPORTER: "none"
 {{- define "privacam.secretEnv" -}}
 {{- $v := .root.Values }}
 {{- if has "redis" .s.needs }}
-- name: PRIVACAM_REDIS_URL
+{{- $redis := index $v.redis.existingSecrets .s.dashed }}
+- name: {{ .s.envPrefix }}REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "privacam.secretName" (dict "root" .root "name" $v.redis.existingSecret.name "suffix" "redis") }}
-      key: {{ $v.redis.existingSecret.key }}
+      name: {{ include "privacam.secretName" (dict "root" .root "name" $redis.name "suffix" (printf "redis-%s" .s.dashed)) }}
+      key: {{ $redis.key }}
 {{- end }}
 {{- if has "minio" .s.needs }}
 {{- $minio := include "privacam.secretName" (dict "root" .root "name" $v.minio.existingSecret.name "suffix" "minio") }}
