@@ -1,5 +1,5 @@
-"""Every RPC of every service with the kinds of caller its policy admits: what the fuzzing
-and isolation suites walk through."""
+"""Every RPC of every service with the kinds of caller its policy admits (SERVICE when it
+admits any service, and which ones): what the fuzzing and isolation suites walk through."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class Rpc:
     service: str
     method: MethodDescriptor
     kinds: frozenset[PrincipalKind]
+    services: frozenset[str]
+    """Identity names of the services admitted (e.g. "retention")."""
 
     @property
     def path(self) -> str:
@@ -32,6 +34,7 @@ def all_rpcs() -> list[Rpc]:
         policies = importlib.import_module(f"services.{service}.api.policies")
         descriptor = policies.SERVICE_DESCRIPTOR
         for method in descriptor.methods:
-            kinds = policies.POLICIES[f"/{descriptor.full_name}/{method.name}"]
-            found.append(Rpc(service, method, frozenset(kinds)))
+            policy = policies.POLICIES[f"/{descriptor.full_name}/{method.name}"]
+            kinds = policy.kinds | ({PrincipalKind.SERVICE} if policy.services else set())
+            found.append(Rpc(service, method, frozenset(kinds), policy.services))
     return found

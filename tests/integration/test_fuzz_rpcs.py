@@ -46,20 +46,23 @@ class Callers:
             PrincipalKind.CAMERA: pki.camera(tenant, str(uuid.uuid4())),
             PrincipalKind.OPERATOR: pki.operator(),
         }
-        self._channels: dict[tuple[str, PrincipalKind | None], grpc.Channel] = {}
+        self._channels: dict[tuple[str, PrincipalKind | None, str], grpc.Channel] = {}
 
     def channel(self, rpc: Rpc) -> grpc.Channel:
         kind = min(rpc.kinds, key=lambda k: k.value) if rpc.kinds else None
-        key = (rpc.service, kind)
+        if kind is None and f"{rpc.service}_enrollment" not in self.platform.endpoints():
+            kind = PrincipalKind.OPERATOR  # closed to every caller: refused all the same
+        # A service calls as one the method admits: some methods check which service calls.
+        caller = min(rpc.services).replace("-", "_") if kind is PrincipalKind.SERVICE else ""
+        key = (rpc.service, kind, caller)
         if key not in self._channels:
             endpoints = self.platform.endpoints()
             if kind is None:  # served without a client certificate, on the enrollment port
                 credentials = grpc.ssl_channel_credentials(self.platform.pki.ca_file.read_bytes())
                 target = endpoints[f"{rpc.service}_enrollment"]
             else:
-                # A service calls as itself: some methods check which service is calling.
                 identity = (
-                    self.platform.pki.service(rpc.service)
+                    self.platform.pki.service(caller)
                     if kind is PrincipalKind.SERVICE
                     else self.identities[kind]
                 )
