@@ -110,8 +110,12 @@ async def test_receipt_replay_refused(receipt_platform: ReceiptPlatform) -> None
         mtls_channel(first.endpoint, ingest) as first_channel,
         mtls_channel(second.endpoint, ingest) as second_channel,
         mtls_channel(first.endpoint, platform.pki.service("retention")) as retention_channel,
+        mtls_channel(platform.access_log.endpoint, platform.pki.service("retention")) as reader,
     ):
         log = log_grpc.AccessLogServiceStub(log_channel)
+        # A service that may read a household's log (retention, for exports) re-proves any
+        # old entry under the log's current head: what a replay would be built from.
+        listing = log_grpc.AccessLogServiceStub(reader)
         keys = {
             "first": pb_grpc.KeyManagerServiceStub(first_channel),
             "second": pb_grpc.KeyManagerServiceStub(second_channel),
@@ -135,6 +139,19 @@ async def test_receipt_replay_refused(receipt_platform: ReceiptPlatform) -> None
         async def append(record: log_pb2.AccessRecord) -> log_pb2.Receipt:
             answer = await log.Append(log_pb.AppendRequest(record=record), timeout=15)
             return answer.receipt
+
+        async def reproved(entry: log_pb2.Receipt) -> log_pb2.Receipt:
+            """The entry's record under the current head, as a listing proves it."""
+            listed = await listing.ListEntries(
+                log_pb.ListEntriesRequest(tenant_id=tenant, page_size=500), timeout=15
+            )
+            (found,) = [e for e in listed.entries if e.index == entry.leaf_index]
+            return log_pb2.Receipt(
+                record=found.record,
+                leaf_index=found.index,
+                tree_head=listed.tree_head,
+                inclusion_proof=found.inclusion_proof,
+            )
 
         # An access logged now and left unused: "old" at the end of the test.
         old_access = await append(access(tenant, context))
@@ -163,17 +180,9 @@ async def test_receipt_replay_refused(receipt_platform: ReceiptPlatform) -> None
         assert first.stop() == 0
         first.start()
         first.wait_serving()
-        # The log signs a fresh head for the used entry: only its use stops it now.
-        proof = await log.GetInclusionProof(
-            log_pb.GetInclusionProofRequest(tenant_id=tenant, leaf_index=used.leaf_index),
-            timeout=15,
-        )
-        fresh = log_pb2.Receipt(
-            record=used.record,
-            leaf_index=used.leaf_index,
-            tree_head=proof.tree_head,
-            inclusion_proof=proof.inclusion_proof,
-        )
+        # The used entry under a newer head: only its use stops it now.
+        await append(access(tenant, context))
+        fresh = await reproved(used)
         details = await refused(unwrap("first", fresh), secret)
         assert "already used" in details, f"refused for another reason: {details}"
         assert metric(first.metrics_port, REFUSED, reason="already_used") == 1
@@ -182,22 +191,14 @@ async def test_receipt_replay_refused(receipt_platform: ReceiptPlatform) -> None
             secret
         )
 
-        # An old logged access under a head signed just now (GetInclusionProof of the old
-        # entry, wrapped as a receipt) proves an old access, not this one.
+        # An old logged access under a head signed just now (the old entry re-proved under
+        # the head of a fresh append) proves an old access, not this one.
         wait = MAX_AGE_SECONDS + 1 - (time.monotonic() - old_logged)
         await asyncio.sleep(max(wait, 0))
-        proof = await log.GetInclusionProof(
-            log_pb.GetInclusionProofRequest(tenant_id=tenant, leaf_index=old_access.leaf_index),
-            timeout=15,
-        )
-        head_age = datetime.now(UTC) - proof.tree_head.timestamp.ToDatetime(tzinfo=UTC)
+        await append(access(tenant, context))
+        stale = await reproved(old_access)
+        head_age = datetime.now(UTC) - stale.tree_head.timestamp.ToDatetime(tzinfo=UTC)
         assert head_age.total_seconds() < 5  # the head itself is fresh
-        stale = log_pb2.Receipt(
-            record=old_access.record,
-            leaf_index=old_access.leaf_index,
-            tree_head=proof.tree_head,
-            inclusion_proof=proof.inclusion_proof,
-        )
         for name in keys:
             details = await refused(unwrap(name, stale), secret)
             assert "the logged access happened" in details
