@@ -323,7 +323,10 @@ async def test_services_ask_device_auth_who_may_view_a_camera(
         owner = await ask(household.owner, identity_pb2.GRANT_SCOPE_CLIPS, None)
         assert owner.is_owner
         assert owner.pin_check == pb.PIN_CHECK_RESULT_NOT_SET
-        export = await stub.ExportTenant(
+    # A household's export is retention's to ask for, and only retention's.
+    exporter = platform.profile("as-retention", platform.pki.service("retention"), profiles_home)
+    async with PrivacamClient(exporter) as service:
+        export = await service.device_auth().ExportTenant(
             pb.ExportTenantRequest(tenant_id=household.tenant), timeout=10
         )
         assert [c.device_id for c in export.cameras] == [household.device]

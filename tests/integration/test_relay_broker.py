@@ -722,7 +722,6 @@ async def test_forged_live_session_gets_no_video(
             # household sees the attempt. The broker counted every decline.
             (forged_sid,) = forged
             assert await _log_entries(owner, household.device, forged_sid) == 1
-            assert await _log_entries(owner, household.device, view.session_id) == 2
             declined = _metric(platform, "privacam_relay_sessions_declined_total")
             assert declined - declined_before >= 4
     finally:
