@@ -31,6 +31,10 @@ REDIS_SERVICES=(device_auth clip_ingest relay_broker retention)
 for user in setup coturn "${REDIS_SERVICES[@]}"; do secret "redis_${user}_password" 24 >/dev/null; done
 REDIS_SETUP_PASSWORD=$(secret redis_setup_password 24)
 REDIS_COTURN_PASSWORD=$(secret redis_coturn_password 24)
+# MinIO: one user per service with a policy for its buckets and actions; root only here.
+# See stack/minio_users.py.
+MINIO_SERVICES=(clip_ingest retention access_log)
+for user in "${MINIO_SERVICES[@]}"; do secret "minio_${user}_secret_key" 24 >/dev/null; done
 
 # ------------------------------------------------------------- helpers ----
 sed_escape() { printf '%s' "$1" | sed 's/[|&\\]/\\&/g'; }
@@ -155,6 +159,16 @@ apply_redis_acl() {
   log "redis: ACL users set (setup, ${REDIS_SERVICES[*]}, default = coturn)"
 }
 
+# Buckets, policies and users, as root (idempotent). It needs the `minio` package's admin
+# client, so the project's virtualenv (make setup) must exist first.
+apply_minio_users() {
+  local py="${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" out
+  [ -x "$py" ] || die "minio: no virtualenv to set up its users with ($py); run 'make setup' first"
+  out=$("$py" "$STACK_DIR/minio_users.py" apply --secrets "$RUN_DIR/secrets" --endpoint 127.0.0.1:9000 2>&1) ||
+    die "minio: could not set up the buckets and users: $out"
+  log "minio: buckets and users set (${MINIO_SERVICES[*]}; root for setup only)"
+}
+
 start_coturn() {
   local d="$RUN_DIR/coturn"
   mkdir -p "$d"
@@ -258,6 +272,7 @@ for name in "${WAIT[@]}"; do
 done
 
 if [[ " ${COMPONENTS[*]} " == *" redis "* ]]; then apply_redis_acl; fi
+if [[ " ${COMPONENTS[*]} " == *" minio "* ]]; then apply_minio_users; fi
 
 # coturn reads its config once: one started before a config change (such as its Redis
 # password) keeps the old one until restarted.
@@ -283,9 +298,8 @@ PRIVACAM_RELAY_BROKER_REDIS_URL=$(redis_url relay_broker)
 PRIVACAM_RETENTION_REDIS_URL=$(redis_url retention)
 PRIVACAM_STACK_REDIS_COTURN_URL=redis://default:$REDIS_COTURN_PASSWORD@127.0.0.1:6379/0
 PRIVACAM_MINIO_ENDPOINT=127.0.0.1:9000
-PRIVACAM_MINIO_ACCESS_KEY=$MINIO_USER
-PRIVACAM_MINIO_SECRET_KEY=$MINIO_PASSWORD
 PRIVACAM_MINIO_SECURE=false
+$("${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" "$STACK_DIR/minio_users.py" env --secrets "$RUN_DIR/secrets")
 PRIVACAM_TURN_SHARED_SECRET=$TURN_SECRET
 PRIVACAM_TURN_URIS=turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp
 PRIVACAM_PROMETHEUS_URL=http://127.0.0.1:9090

@@ -65,14 +65,35 @@ def redis_setup_url() -> str:
     return f"redis://setup:{password}@127.0.0.1:6379/0"
 
 
-def stack_minio_settings(stack: dict[str, str]) -> MinioSettings:
-    """The stack's MinIO as a service's settings name it."""
+def stack_minio_settings(stack: dict[str, str], service: str | None = None) -> MinioSettings:
+    """The stack's MinIO as `service`'s own user (stack/minio_users.py), or as root (every
+    right) for a test that must see or arrange every bucket. Root's keys are not in
+    stack.env: services and ordinary tests use their own user's."""
+    if service is None:
+        secrets = RUN_DIR / "secrets"
+        access = (secrets / "minio_root_user").read_text().strip()
+        secret = (secrets / "minio_root_password").read_text().strip()
+    else:
+        access, secret = minio_user_keys(stack, service)
     return MinioSettings(
         endpoint=stack["PRIVACAM_MINIO_ENDPOINT"],
-        access_key=SecretStr(stack["PRIVACAM_MINIO_ACCESS_KEY"]),
-        secret_key=SecretStr(stack["PRIVACAM_MINIO_SECRET_KEY"]),
+        access_key=SecretStr(access),
+        secret_key=SecretStr(secret),
         secure=stack.get("PRIVACAM_MINIO_SECURE", "true").lower() == "true",
     )
+
+
+def minio_user_keys(stack: dict[str, str], service: str) -> tuple[str, str]:
+    prefix = f"PRIVACAM_STACK_MINIO_{service.upper()}"
+    return stack[f"{prefix}_ACCESS_KEY"], stack[f"{prefix}_SECRET_KEY"]
+
+
+def minio_user_env(stack: dict[str, str], service: str) -> dict[str, str]:
+    """A service process's MinIO keys: its own user's, when it has one."""
+    if f"PRIVACAM_STACK_MINIO_{service.upper()}_ACCESS_KEY" not in stack:
+        return {}
+    access, secret = minio_user_keys(stack, service)
+    return {"PRIVACAM_MINIO_ACCESS_KEY": access, "PRIVACAM_MINIO_SECRET_KEY": secret}
 
 
 def stack_minio(stack: dict[str, str], bucket: str | None = None) -> Minio:
@@ -310,6 +331,7 @@ def service_env(
         "PRIVACAM_RETENTION_KEY_PERIOD_GRACE_SECONDS": "0",
         **os.environ,
         **stack,
+        **minio_user_env(stack, name),
         "PRIVACAM_TLS_CA_FILE": str(identity.ca_file),
         "PRIVACAM_TLS_CERT_FILE": str(identity.cert_file),
         "PRIVACAM_TLS_KEY_FILE": str(identity.key_file),

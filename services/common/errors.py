@@ -12,6 +12,7 @@ import re
 
 import grpc
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from minio.error import S3Error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -133,18 +134,35 @@ def store_refusal(error: BaseException) -> str | None:
     return f"command{where}"
 
 
+_S3_REFUSALS = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId"})
+
+
+def object_store_refusal(error: BaseException) -> str | None:
+    """The S3 error code when MinIO refused this service's user (its policy lacks the
+    action, or the key is not its own), else None. The error's resource and message name
+    the object, whose path holds tenant and camera ids: only the code leaves here."""
+    if isinstance(error, S3Error) and error.code in _S3_REFUSALS:
+        return error.code
+    return None
+
+
 def report_store_refusal(error: BaseException, **context: str) -> bool:
-    """Log and count a refusal by Redis (False if `error` is none): the caller gets INTERNAL
-    (status_for), because a refusal means our own ACL or code is wrong, not the call. The
-    log line is for operators: the command class, never a key, a value or the reply."""
+    """Log and count a refusal by Redis or MinIO (False if `error` is none): the caller gets
+    INTERNAL (status_for), because a refusal means our own ACL, policy or code is wrong, not
+    the call. The log line is for operators: the command class or S3 code, never a key, an
+    object name, a value or the reply."""
     refused = store_refusal(error)
-    if refused is None:
+    if refused is not None:
+        store, fix = "redis", "its ACL lacks a right the code uses (see stack/redis_acl.py)"
+    elif (refused := object_store_refusal(error)) is not None:
+        store, fix = "minio", "its policy lacks an action the code uses (see stack/minio_users.py)"
+    else:
         return False
-    metrics.STORE_REFUSALS.labels("redis").inc()
+    metrics.STORE_REFUSALS.labels(store).inc()
     log.error(
-        "Redis refused a command of this service's user: its ACL lacks a right the code "
-        "uses (see stack/redis_acl.py)",
-        extra={**context, "store": "redis", "refused": refused},
+        f"{'Redis' if store == 'redis' else 'MinIO'} refused a request of this service's "
+        f"user: {fix}",
+        extra={**context, "store": store, "refused": refused},
     )
     return True
 

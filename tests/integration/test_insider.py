@@ -4,16 +4,25 @@ Redis: each service logs in as its own ACL user (stack/redis_acl.py, created by
 stack/up.sh), confined to `<namespace><its prefix>` keys, its own channels and the
 commands it uses; coturn's user (Redis's `default`: coturn 4.6 cannot name a user) may
 only publish its traffic reports. Every refusal below is the real Redis's NOPERM.
+
+MinIO: each service that keeps objects has its own user and policy (stack/minio_users.py,
+created by stack/up.sh); every refusal below is the real MinIO's AccessDenied.
 """
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
+from minio import Minio
+from minio.error import S3Error
 from redis import Redis
 from redis.exceptions import NoPermissionError
+
+from services.common.stores import ObjectStore
+from tests.harness import stack_minio_settings
 
 SERVICES = {
     "device_auth": "device_auth:",
@@ -146,5 +155,102 @@ def test_redis_users_are_confined(clients: dict[str, Redis]) -> None:
     for user, name, got, expected in matrix:
         mark = "" if got == expected else f"   <-- expected {expected}"
         print(f"{user:<17} {name:<{width}}  {got}{mark}")
+    wrong = [(user, name, got) for user, name, got, expected in matrix if got != expected]
+    assert not wrong, wrong
+
+
+MINIO_BUCKETS = {
+    "clip_ingest": "privacam-clips",
+    "retention": "privacam-exports",
+    "access_log": "privacam-access-log",
+}
+S3Attempt = Callable[[Minio], object]
+
+
+def _put(bucket: str, name: str) -> S3Attempt:
+    return lambda client: client.put_object(bucket, name, io.BytesIO(b"forged"), 6)
+
+
+def _list(bucket: str) -> S3Attempt:
+    return lambda client: list(client.list_objects(bucket))
+
+
+def _stat(bucket: str, name: str) -> S3Attempt:
+    return lambda client: client.stat_object(bucket, name)
+
+
+def _remove(bucket: str, name: str) -> S3Attempt:
+    return lambda client: client.remove_object(bucket, name)
+
+
+def _s3_outcome(client: Minio, attempt: S3Attempt) -> str:
+    try:
+        attempt(client)
+    except S3Error as error:
+        return "AccessDenied" if error.code == "AccessDenied" else f"other: {error.code}"
+    return "allowed"
+
+
+def _minio_attempts(user: str, probe: str) -> dict[str, tuple[S3Attempt, str]]:
+    """attempt name -> (attempt, expected outcome) for one service's MinIO user."""
+    own = MINIO_BUCKETS[user]
+    attempts: dict[str, tuple[S3Attempt, str]] = {
+        "write its own bucket": (_put(own, probe), "allowed"),
+        "create a bucket": (
+            lambda c: c.make_bucket(f"insider-{secrets.token_hex(4)}"),
+            "AccessDenied",
+        ),
+        "remove its own bucket": (lambda c: c.remove_bucket(own), "AccessDenied"),
+        "read its bucket's policy": (lambda c: c.get_bucket_policy(own), "AccessDenied"),
+        "make its bucket public": (
+            lambda c: c.set_bucket_policy(own, '{"Version":"2012-10-17","Statement":[]}'),
+            "AccessDenied",
+        ),
+    }
+    for other, bucket in MINIO_BUCKETS.items():
+        if bucket == own or (user == "retention" and bucket == "privacam-clips"):
+            continue  # its own; retention reads, lists and deletes clips: its job
+        attempts[f"list {other}'s bucket"] = (_list(bucket), "AccessDenied")
+        attempts[f"read {other}'s objects"] = (_stat(bucket, probe), "AccessDenied")
+        attempts[f"write {other}'s bucket"] = (_put(bucket, probe), "AccessDenied")
+        attempts[f"delete in {other}'s bucket"] = (_remove(bucket, probe), "AccessDenied")
+    if user == "retention":
+        attempts["write a clip (clip_ingest's job)"] = (
+            _put("privacam-clips", probe),
+            "AccessDenied",
+        )
+    if user == "clip_ingest":
+        attempts["set the clips' lifecycle (retention's job)"] = (
+            lambda c: c.delete_bucket_lifecycle("privacam-clips"),
+            "AccessDenied",
+        )
+    return attempts
+
+
+@pytest.fixture
+def minio_clients(stack_env: dict[str, str]) -> dict[str, Minio]:
+    return {
+        user: ObjectStore(stack_minio_settings(stack_env, user), ()).client
+        for user in MINIO_BUCKETS
+    }
+
+
+def test_minio_users_are_confined(
+    stack_env: dict[str, str], minio_clients: dict[str, Minio]
+) -> None:
+    probe = f"insider/{secrets.token_hex(4)}"
+    matrix: list[tuple[str, str, str, str]] = []
+    for user, client in minio_clients.items():
+        for name, (attempt, expected) in _minio_attempts(user, probe).items():
+            matrix.append((user, name, _s3_outcome(client, attempt), expected))
+    root = ObjectStore(stack_minio_settings(stack_env), ()).client
+    for bucket in MINIO_BUCKETS.values():
+        root.remove_object(bucket, probe)
+
+    width = max(len(name) for _, name, _, _ in matrix)
+    print("\nuser          attempt" + " " * (width - 7) + "  answer by MinIO")
+    for user, name, got, expected in matrix:
+        mark = "" if got == expected else f"   <-- expected {expected}"
+        print(f"{user:<13} {name:<{width}}  {got}{mark}")
     wrong = [(user, name, got) for user, name, got, expected in matrix if got != expected]
     assert not wrong, wrong

@@ -6,10 +6,16 @@ import logging
 
 import grpc
 import pytest
+from minio.error import S3Error
 from redis.exceptions import NoPermissionError, ResponseError
 
 from services.common import metrics
-from services.common.errors import report_store_refusal, status_for, store_refusal
+from services.common.errors import (
+    object_store_refusal,
+    report_store_refusal,
+    status_for,
+    store_refusal,
+)
 
 
 def _refusals() -> float:
@@ -50,3 +56,28 @@ def test_a_refusal_is_logged_for_operators_and_counted(caplog: pytest.LogCapture
     assert record.__dict__["store"] == "redis"
     assert not report_store_refusal(ValueError("not a refusal"))
     assert _refusals() == before + 1
+
+
+def test_a_minio_refusal_is_counted_without_the_object_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = float(metrics.STORE_REFUSALS.labels("minio")._value.get())
+    error = S3Error(
+        None,  # type: ignore[arg-type]
+        "AccessDenied",
+        "Access Denied.",
+        resource="/privacam-clips/tenant-1234/camera-5678/clip",
+        request_id="r",
+        host_id="h",
+    )
+    assert object_store_refusal(error) == "AccessDenied"
+    assert status_for(error)[0] is grpc.StatusCode.INTERNAL
+    with caplog.at_level(logging.ERROR, logger="privacam.stores"):
+        assert report_store_refusal(error, rpc_method="/x.v1.S/M")
+    assert float(metrics.STORE_REFUSALS.labels("minio")._value.get()) == before + 1
+    (record,) = caplog.records
+    assert record.__dict__["store"] == "minio"
+    assert record.__dict__["refused"] == "AccessDenied"
+    assert "tenant-1234" not in caplog.text
+    not_found = S3Error(None, "NoSuchKey", "gone", "/b/o", "r", "h")  # type: ignore[arg-type]
+    assert object_store_refusal(not_found) is None
