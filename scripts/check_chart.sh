@@ -243,7 +243,7 @@ CALLS = {
     ("relay-broker", "device-auth"),
     ("retention", "key-manager"), ("retention", "device-auth"), ("retention", "clip-ingest"),
     ("clip-ingest", "access-log"), ("relay-broker", "access-log"),
-    ("retention", "access-log"),
+    ("retention", "access-log"), ("device-auth", "access-log"),
 }
 # Services cameras and apps call on the gRPC port, and the one that also serves the
 # enrollment port (server-authenticated TLS, no client certificate).

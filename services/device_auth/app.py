@@ -19,10 +19,12 @@ from services.common.hsm import HsmAuthority, Pkcs11EcSigner, Pkcs11Token
 from services.common.interceptors import AnonymousMethods
 from services.common.kafka import EventProducer
 from services.common.log_keys import load_log_keys
+from services.common.peers import Peers
 from services.common.pki import Issuer, load_authority
 from services.common.ratelimit import Limit, RateLimiter
 from services.common.runtime import GrpcApi, PublicPort, ServiceParts
 from services.common.stores import RedisStore
+from services.device_auth.adapters.access_log import PeerAccountReads
 from services.device_auth.adapters.ephemeral import (
     KEY_PREFIX,
     RedisClaimTokens,
@@ -34,6 +36,7 @@ from services.device_auth.adapters.state import IdentityState
 from services.device_auth.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.device_auth.api.servicer import DeviceAuthServicer
 from services.device_auth.domain.certificates import CertificateIssuer
+from services.device_auth.domain.exports import TenantExporter
 from services.device_auth.domain.grant_expiry import GrantExpirySweeper
 from services.device_auth.domain.password_attempts import PasswordPolicy
 from services.device_auth.domain.passwords import PRODUCTION, SecretHasher
@@ -61,6 +64,7 @@ def issuing_authority(settings: DeviceAuthSettings) -> Issuer:
 
 def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
     redis = RedisStore(settings.redis)
+    peers = Peers(settings.peers, settings.tls)
     keys = f"{settings.kafka.namespace}{KEY_PREFIX}"
     state = IdentityState(settings.kafka, topics.IDENTITY_STATE, producer)
     issuer = CertificateIssuer(
@@ -98,14 +102,18 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
     api = GrpcApi.of(
         SERVICE_DESCRIPTOR,
         pb_grpc.add_DeviceAuthServiceServicer_to_server,
-        DeviceAuthServicer(auth, access_log_keys(settings.access_log_keys_file)),
+        DeviceAuthServicer(
+            auth,
+            access_log_keys(settings.access_log_keys_file),
+            TenantExporter(auth, PeerAccountReads(peers, clock)),
+        ),
     )
     per_address = Limit(settings.enrollment_calls_per_window, settings.enrollment_window_seconds)
     return ServiceParts(
         apis=[api],
         policies=POLICIES,
         topics=[topics.IDENTITY, topics.IDENTITY_STATE, topics.REVOCATIONS, topics.ACCESS],
-        components=[redis],
+        components=[redis, peers],
         # The sweep reads the replayed state, so it starts after it (and stops first).
         late_components=[
             state,

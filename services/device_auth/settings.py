@@ -3,6 +3,7 @@
 from pydantic import Field, FilePath, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.peers import PeerSettings
 from services.common.settings import DeviceAuthRedisSettings, ServiceSettings
 
 
@@ -58,6 +59,7 @@ class DeviceAuthSettings(ServiceSettings):
     request's log receipt against them. Unset: none are handed out, and cameras decline
     every live view."""
     redis: DeviceAuthRedisSettings
+    peers: PeerSettings
 
     @model_validator(mode="after")
     def _one_issuing_key(self) -> "DeviceAuthSettings":

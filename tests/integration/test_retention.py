@@ -813,8 +813,18 @@ async def test_an_export_holds_exactly_the_users_data(
         (household.device, "porch")
     ]
     assert document["account"]["login"].startswith("ret-owner-")
-    # The household's own log (entries of other tenants would name them: checked below).
+    # The household's own log (entries of other tenants would name them: checked below),
+    # which names device_auth's read of the account for this export, asked by retention,
+    # logged before the account was read.
     assert isinstance(document["access_log"], list)
+    account_reads = [
+        (e["principal"], e["purpose"])
+        for e in document["access_log"]
+        if e["service"] == "device_auth" and e["resource"].get("export_id") == export.export_id
+    ]
+    assert account_reads == [
+        ({"kind": "PRINCIPAL_KIND_SERVICE", "id": "retention"}, "ACCESS_PURPOSE_DATA_EXPORT")
+    ]
     text = json.dumps(document)
     assert other.tenant not in text
     assert other.device not in text

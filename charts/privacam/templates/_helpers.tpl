@@ -20,7 +20,7 @@ names use dashes. The NetworkPolicies are derived from this table.
 device_auth:
   public: true
   publicPort: true
-  calls: []
+  calls: [access_log]
   needs: [redis, issuingCa, clipRetention, accessLogKeys]
 key_manager:
   public: false

@@ -15,7 +15,8 @@ SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["AccessLogService"]
 POLICIES = method_policies(
     SERVICE_DESCRIPTOR,
     {
-        "Append": services("clip-ingest", "relay-broker", "retention"),
+        # device-auth logs a service's read of a household's account (ExportTenant).
+        "Append": services("clip-ingest", "device-auth", "relay-broker", "retention"),
         # retention copies the household's log into its export.
         "ListEntries": APP | services("retention"),
         "GetTreeHead": APP,

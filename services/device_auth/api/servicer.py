@@ -36,6 +36,7 @@ from services.device_auth.domain.errors import (
     TooManyAttempts,
     WrongPin,
 )
+from services.device_auth.domain.exports import TenantExporter
 from services.device_auth.domain.records import Subject
 from services.device_auth.domain.service import CameraView, DeviceAuth
 
@@ -82,8 +83,11 @@ def _service() -> Subject:
 
 
 class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
-    def __init__(self, auth: DeviceAuth, access_log_keys: list[pb.AccessLogKey]) -> None:
+    def __init__(
+        self, auth: DeviceAuth, access_log_keys: list[pb.AccessLogKey], exporter: TenantExporter
+    ) -> None:
         self._auth = auth
+        self._exporter = exporter
         self._log_keys = access_log_keys
         # GetCamera's reply per caller and camera, made once per view (owners' views are
         # themselves made once per camera record): building the message was most of the call.
@@ -382,8 +386,12 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
     async def ExportTenant(
         self, request: pb.ExportTenantRequest, context: Any
     ) -> pb.ExportTenantResponse:
-        _service()
-        export = await self._auth.export_tenant(convert.identifier(request.tenant_id, "tenant_id"))
+        reader = _service().name.replace("-", "_")
+        export = await self._exporter.export(
+            convert.identifier(request.tenant_id, "tenant_id"),
+            convert.identifier(request.export_id, "export_id"),
+            reader,
+        )
         return pb.ExportTenantResponse(
             tenant_id=export.account.tenant_id,
             login=export.account.login,

@@ -143,3 +143,13 @@ class IdentityEvents(Protocol):
     async def publish(self, event: IdentityEvent) -> None:
         """Make the event durable on the identity topic (keyed by its tenant)."""
         ...
+
+
+class AccountReads(Protocol):
+    """The household's access log, as device_auth writes to it: a service's read of a
+    household's account is logged there before it is answered."""
+
+    async def record_export_read(self, tenant_id: str, export_id: str, reader: str) -> None:
+        """Log that service `reader` read the tenant's account for export `export_id`;
+        raises when the log cannot take it (then nothing may be read)."""
+        ...

@@ -250,11 +250,12 @@ class PeerExportSources:
         self._clips = clips
         self._decryption = decryption
 
-    async def account(self, tenant_id: str) -> dict[str, Any]:
+    async def account(self, tenant_id: str, export_id: str) -> dict[str, Any]:
         answer = await call(
             "device_auth",
             self._peers.device_auth().ExportTenant(
-                identity_pb.ExportTenantRequest(tenant_id=tenant_id), **call_options(self._peers)
+                identity_pb.ExportTenantRequest(tenant_id=tenant_id, export_id=export_id),
+                **call_options(self._peers),
             ),
         )
         return MessageToDict(answer, preserving_proto_field_name=True)

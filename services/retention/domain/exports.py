@@ -74,8 +74,9 @@ class ExportStore(Protocol):
 
 
 class ExportSources(Protocol):
-    async def account(self, tenant_id: str) -> dict[str, Any]:
-        """Account, installs, cameras with settings, grants given and received (JSON-ready)."""
+    async def account(self, tenant_id: str, export_id: str) -> dict[str, Any]:
+        """Account, installs, cameras with settings, grants given and received (JSON-ready),
+        read for this export (device_auth logs the read in the household's log first)."""
         ...
 
     async def access_log(self, tenant_id: str) -> list[dict[str, Any]]: ...
@@ -240,7 +241,7 @@ class Exports:
         clips = await self._schedule.tenant_clips(tenant)
         total = 3 + len(clips)  # account, access log, clip list, then each clip
         job = await self._progress(job, 0, total)
-        account = await self._sources.account(tenant)
+        account = await self._sources.account(tenant, job.export_id)
         job = await self._progress(job, 1, total)
         entries = await self._sources.access_log(tenant)
         job = await self._progress(job, 2, total)

@@ -28,12 +28,13 @@ from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from services.common.auth import set_current_principal
-from services.common.errors import status_for
+from services.common.errors import Unavailable, status_for
 from services.common.identity import Principal, PrincipalKind, principal_from_pem
 from services.device_auth.api.policies import SERVICE_DESCRIPTOR
 from services.device_auth.api.servicer import DeviceAuthServicer
 from services.device_auth.domain import errors
 from services.device_auth.domain.events import CertificateRevoked, PinLockedOut
+from services.device_auth.domain.exports import TenantExporter
 from services.device_auth.domain.records import Subject
 from tests.unit.device_auth.conftest import PASSWORD, START, TRUST_DOMAIN, World, make_csr
 
@@ -144,9 +145,29 @@ class Api:
         return response.grant
 
 
+class LoggedReads:
+    """The household's log as the exporter sees it: each read it was told of, in order."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, str, str]] = []
+        self.down = False
+
+    async def record_export_read(self, tenant_id: str, export_id: str, reader: str) -> None:
+        if self.down:
+            raise Unavailable("the access log service is unavailable; retry later")
+        self.reads.append((tenant_id, export_id, reader))
+
+
 @pytest.fixture
-def api(world: World) -> Api:
-    return Api(world, DeviceAuthServicer(world.service, [LOG_KEY]))
+def reads() -> LoggedReads:
+    return LoggedReads()
+
+
+@pytest.fixture
+def api(world: World, reads: LoggedReads) -> Api:
+    return Api(
+        world, DeviceAuthServicer(world.service, [LOG_KEY], TenantExporter(world.service, reads))
+    )
 
 
 LOG_KEY = pb.AccessLogKey(key_id="log-1", public_key=bytes(range(32)))
@@ -1480,3 +1501,38 @@ async def test_password_guessing_is_resource_exhausted_on_every_password_rpc(api
         alice, svc.GetCameraSettings, pb.GetCameraSettingsRequest(device_id=door.name)
     )
     assert not settings.settings.pin_set
+
+
+# --- a household's account, read for its export ------------------------------------------
+
+
+async def test_export_read_is_logged_before_it_is_answered(api: Api, reads: LoggedReads) -> None:
+    _, owner = await api.register("export-owner")
+    assert owner.tenant_id is not None
+    export_id = str(uuid.uuid4())
+    request = pb.ExportTenantRequest(tenant_id=owner.tenant_id, export_id=export_id)
+    answer = await call(RETENTION, api.servicer.ExportTenant, request)
+    assert answer.login == "export-owner"
+    assert reads.reads == [(owner.tenant_id, export_id, "retention")]
+
+
+async def test_export_read_needs_the_log(api: Api, reads: LoggedReads) -> None:
+    _, owner = await api.register("export-down")
+    assert owner.tenant_id is not None
+    reads.down = True
+    request = pb.ExportTenantRequest(tenant_id=owner.tenant_id, export_id=str(uuid.uuid4()))
+    code, _ = await status_of(call(RETENTION, api.servicer.ExportTenant, request))
+    assert code is CODE.UNAVAILABLE
+
+
+async def test_export_read_of_an_unknown_household_logs_nothing(
+    api: Api, reads: LoggedReads
+) -> None:
+    request = pb.ExportTenantRequest(tenant_id=str(uuid.uuid4()), export_id=str(uuid.uuid4()))
+    code, _ = await status_of(call(RETENTION, api.servicer.ExportTenant, request))
+    assert code is CODE.NOT_FOUND
+    assert reads.reads == []
+    missing = pb.ExportTenantRequest(tenant_id=str(uuid.uuid4()))
+    code, message = await status_of(call(RETENTION, api.servicer.ExportTenant, missing))
+    assert code is CODE.INVALID_ARGUMENT
+    assert "export_id" in message

@@ -26,7 +26,7 @@ class Sources:
         self.progress_seen: list[tuple[int, int]] = []
         self.refuse = False
 
-    async def account(self, tenant_id: str) -> dict[str, Any]:
+    async def account(self, tenant_id: str, export_id: str) -> dict[str, Any]:
         return {"tenant_id": tenant_id, "login": f"login-{tenant_id}"}
 
     async def access_log(self, tenant_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,38 @@
+"""The household's access log over gRPC: device_auth logs a service's read of an account."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import log_pb2
+from privacam.types.v1 import types_pb2
+from services.common.clock import Clock
+from services.common.peers import Peers, call_options, unreachable
+from services.common.timestamps import to_timestamp
+from services.device_auth import NAME
+
+
+class PeerAccountReads:
+    def __init__(self, peers: Peers, clock: Clock) -> None:
+        self._peers = peers
+        self._clock = clock
+
+    async def record_export_read(self, tenant_id: str, export_id: str, reader: str) -> None:
+        record = log_pb2.AccessRecord(
+            access_id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            principal=types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_SERVICE, id=reader),
+            resource=log_pb2.Resource(kind=log_pb2.RESOURCE_KIND_EXPORT, export_id=export_id),
+            purpose=types_pb2.ACCESS_PURPOSE_DATA_EXPORT,
+            service=NAME,
+            occurred_at=to_timestamp(self._clock.now()),
+        )
+        try:
+            await self._peers.access_log().Append(
+                log_pb.AppendRequest(record=record), **call_options(self._peers)
+            )
+        except grpc.aio.AioRpcError as error:
+            raise unreachable("access log", error) or error from None
