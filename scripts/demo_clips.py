@@ -40,7 +40,7 @@ async def clips() -> int:
         stored = await upload_clip(cam, six, clip_id, datetime.now(UTC))
         print(
             f"  {len(six):,} bytes, {stored.duration.ToTimedelta().total_seconds():g} s by its own "
-            f"mvhd; stored encrypted under its own data key (created={stored.created})"
+            f"samples; stored encrypted under its own data key (created={stored.created})"
         )
         again = await upload_clip(cam, six, clip_id, datetime.now(UTC))
         print(

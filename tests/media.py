@@ -1,4 +1,5 @@
-"""Sample alert clips made here, never downloaded: H.264 in MP4 through PyAV's bundled libx264.
+"""Sample alert clips made here, never downloaded: H.264 (and AAC) in MP4 through PyAV's
+bundled libx264 and libavcodec.
 
 Noisy frames (random pixels over a level drifting in time) compress badly, so sizes are
 like a real camera's; `bitrate` steers the size. Used by tests, the demo and the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+from array import array
 from fractions import Fraction
 
 import av
@@ -23,20 +25,27 @@ def make_mp4(
     bitrate: int = 800_000,
     seed: int = 0,
     fragmented: bool = False,
+    audio: bool = False,
 ) -> bytes:
     """An H.264 MP4 of exactly `seconds` (frames at `fps`), moov at the front or the end
-    as the muxer chooses (libav's default puts it after mdat)."""
+    as the muxer chooses (libav's default puts it after mdat). `fragmented`: an empty moov
+    and a fragment per second of video (a keyframe every second). `audio`: also a mono
+    16 kHz AAC track of as long (whose encoder delay, one frame of 64 ms, a progressive
+    file's edit list hides and a fragmented one's counts)."""
     rng = random.Random(seed)
     frames = round(seconds * fps)
     out = io.BytesIO()
-    options = {"movflags": "frag_keyframe+empty_moov"} if fragmented else {}
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented else {}
     with av.open(out, mode="w", format="mp4", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = bitrate
         stream.codec_context.time_base = Fraction(1, fps)
+        if fragmented:
+            stream.codec_context.gop_size = fps
         stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        sound = container.add_stream("aac", rate=_AUDIO_RATE) if audio else None
         for index in range(frames):
             frame = av.VideoFrame(width, height, "yuv420p")
             for number, plane in enumerate(frame.planes):
@@ -49,7 +58,32 @@ def make_mp4(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            _encode_audio(container, sound, seconds, rng)
     return out.getvalue()
+
+
+_AUDIO_RATE = 16_000
+
+
+def _encode_audio(
+    container: av.container.OutputContainer,
+    stream: av.audio.stream.AudioStream,
+    seconds: float,
+    rng: random.Random,
+) -> None:
+    """Quiet noise, mono: a microphone in a still room."""
+    total, sent = round(seconds * _AUDIO_RATE), 0
+    while sent < total:
+        count = min(1024, total - sent)
+        frame = av.AudioFrame(format="fltp", layout="mono", samples=count)
+        frame.planes[0].update(array("f", (rng.uniform(-0.1, 0.1) for _ in range(count))).tobytes())
+        frame.sample_rate, frame.pts = _AUDIO_RATE, sent
+        sent += count
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def padded_mp4(size: int, seconds: float = 2.0, seed: int = 0) -> bytes:
