@@ -47,9 +47,16 @@ def build(settings: ClipIngestSettings, producer: EventProducer, clock: Clock) -
             max_duration=timedelta(seconds=settings.max_clip_seconds),
             max_capture_skew=timedelta(seconds=settings.max_capture_skew_seconds),
             segment_size=settings.segment_bytes,
+            min_chunk_bytes=settings.min_chunk_bytes,
+            max_uploads_per_camera=settings.max_uploads_per_camera,
         ),
     )
-    servicer = ClipIngestServicer(clips, settings.max_clip_bytes, settings.upload_idle_seconds)
+    servicer = ClipIngestServicer(
+        clips,
+        settings.max_clip_bytes,
+        settings.upload_idle_seconds,
+        settings.upload_deadline_seconds,
+    )
     return ServiceParts(
         apis=[
             GrpcApi.of(

@@ -19,6 +19,20 @@ class ClipIngestSettings(ServiceSettings):
     upload_idle_seconds: float = Field(default=30.0, gt=0, le=600)
     """Longest wait for the next part of an upload; a stalled camera's upload is then
     abandoned (DEADLINE_EXCEEDED, nothing stored) instead of holding its resources."""
+    upload_deadline_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """Longest time a whole upload may take to arrive, from its first message to its last:
+    a camera trickling a clip is cut off (DEADLINE_EXCEEDED, nothing stored) so it cannot
+    hold a place and its buffers for long. 30 s fits an 8 MiB clip sent at 2.3 Mbit/s or
+    more; raise it with MAX_CLIP_BYTES, or for cameras on slower uplinks."""
+    min_chunk_bytes: int = Field(default=16 * 1024, ge=1, le=256 * 1024)
+    """Fewest bytes a chunk of an upload may carry, the clip's last chunk excepted;
+    smaller ones are INVALID_ARGUMENT. Keeps a camera from holding a call open with a
+    trickle of tiny messages (the SDK sends 256 KiB chunks)."""
+    max_uploads_per_camera: int = Field(default=2, ge=1, le=64)
+    """Uploads one camera may have in progress at once on this process; another is
+    refused within a second (RESOURCE_EXHAUSTED, retry later), so one camera cannot take
+    the places every camera shares. Per process: with N replicas a camera may have up to
+    N times this many."""
     max_clip_seconds: float = Field(default=6.0, gt=0, le=6.0)
     """Longest clip accepted, by the MP4's own duration (at most the 6 s alert clips are)."""
     max_capture_skew_seconds: int = Field(default=300, ge=0, le=3600)

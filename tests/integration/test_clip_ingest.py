@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import secrets
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from minio import Minio
 from minio.commonconfig import CopySource
 from redis.asyncio import Redis
@@ -28,13 +30,22 @@ from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.clips.v1 import clip_service_pb2 as pb
 from privacam.clips.v1 import clip_service_pb2_grpc as pb_grpc
+from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip, upload_requests
 from services.clip_ingest.domain.model import object_name
-from tests.harness import Platform, cleanup_namespace, make_service, new_namespace, stack_minio
+from tests import mp4_boxes as boxes
+from tests.harness import (
+    Platform,
+    ServiceProcess,
+    cleanup_namespace,
+    make_service,
+    new_namespace,
+    stack_minio,
+)
 from tests.media import make_mp4, padded_mp4
 
 PASSWORD = "a long enough passphrase"
@@ -257,6 +268,82 @@ async def test_bad_uploads_are_refused_with_nothing_stored_and_a_retry_succeeds(
     assert len(objects_of(minio, home.tenant)) == 1
     # Every refusal is counted but "no metadata", refused before an upload begins.
     assert metric(platform, "privacam_clips_refused_total") == before + len(cases)
+
+
+async def _ingested(platform: Platform, home: Home) -> set[str]:
+    """The clip ids of every ClipIngested of this camera on the clip topic so far."""
+    topic = platform.namespace + "privacam.clips.v1"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: set[str] = set()
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = ClipEvent.FromString(record.value)
+                    ingested = event.clip_ingested
+                    if event.HasField("clip_ingested") and ingested.device_id == home.device:
+                        found.add(ingested.clip_id)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _small_minute(fragmented: bool = False) -> bytes:
+    return make_mp4(60.0, width=160, height=90, fps=5, bitrate=50_000, fragmented=fragmented)
+
+
+async def test_lying_mp4_header_refused(
+    home: Home, minio: Minio, redis: Redis, platform: Platform
+) -> None:
+    """Clips whose headers say 6 s over a minute of media (issue #20): a progressive MP4
+    whose mvhd, tkhd and mdhd say 6 s, a fragmented one whose mehd says 6 s followed by a
+    minute of fragments, and one whose mvhd says 2**64-2 s (which once raised OverflowError,
+    seen as INTERNAL). Each is INVALID_ARGUMENT naming the box, and nothing of it is
+    stored: no object, no index entry, no ClipIngested."""
+    minute = boxes.rename(_small_minute(), (b"moov", b"trak", b"edts"), b"free")
+    for kind, path, ticks in [
+        (b"mvhd", (b"moov",), 6_000),
+        (b"tkhd", (b"moov", b"trak"), 6_000),
+        (b"mdhd", (b"moov", b"trak", b"mdia"), 6 * 10_240),
+    ]:
+        minute = boxes.edit(minute, (*path, kind), boxes.set_duration(kind, ticks))
+    mehd = boxes.full(b"mehd", 0, 0, struct.pack(">I", 6_000))
+    fragments = boxes.insert(_small_minute(fragmented=True), (b"moov", b"mvex"), mehd)
+    overflow = boxes.FTYP + boxes.box(
+        b"moov",
+        boxes.mvhd(1, 2**64 - 2, version=1),
+        boxes.trak(1, 1000, [(60, 100)], movie_timescale=1),
+    )
+    cases = [
+        ("lying-header", minute, "stts: samples last 60.0 s but mvhd says 6.0 s"),
+        ("lying-mehd", fragments, "trun: samples last 7.0 s but mehd says 6.0 s"),
+        ("lying-overflow", overflow, "mvhd says 18446744073709551614.0 s"),
+    ]
+    before = metric(platform, 'privacam_clips_refused_total{reason="not_mp4"}')
+    async with PrivacamClient(home.camera) as camera:
+        for clip_id, data, message in cases:
+            code, details = await refused(upload_clip(camera, data, clip_id))
+            assert (clip_id, code) == (clip_id, grpc.StatusCode.INVALID_ARGUMENT)
+            assert message in details, (clip_id, details)
+            assert objects_of(minio, home.tenant) == [], clip_id
+            key = f"clip_ingest:clip:{home.tenant}:{home.device}:{clip_id}"
+            assert await redis.get(key) is None, clip_id
+        stored = await upload_clip(camera, clip(), "honest")
+    assert stored.created
+    assert objects_of(minio, home.tenant) == [object_name(home.tenant, home.device, "honest")]
+    assert metric(platform, 'privacam_clips_refused_total{reason="not_mp4"}') == before + 3
+    # The honest clip's event is on the topic after where the lies' would be (same key).
+    assert await _ingested(platform, home) == {"honest"}
+    async with PrivacamClient(home.owner) as app:
+        assert [c.clip_id async for c in list_clips(app, home.device)] == ["honest"]
 
 
 async def test_a_stalled_upload_is_abandoned_in_bounded_time_and_can_be_retried(
@@ -765,3 +852,134 @@ async def test_kafka_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
         await admin.close()
         await asyncio.to_thread(service.stop)
         await asyncio.to_thread(cleanup_namespace, platform.stack_env, namespace)
+
+
+# --- a slow camera does not starve the others ----------------------------------------------
+
+
+def _through(service: ServiceProcess, home: Home, platform: Platform) -> Home:
+    """The same household, its camera talking to `service` (a clip_ingest of the test's)."""
+    endpoints = {**platform.endpoints(), "clip_ingest": service.endpoint}
+    camera = Profile.import_files(
+        f"via-{secrets.token_hex(3)}",
+        home.camera.ca_file,
+        home.camera.cert_file,
+        home.camera.key_file,
+        endpoints,
+        platform.pki.trust_domain,
+        home.camera.directory.parent.parent,
+    )
+    return Home(home.owner, home.tenant, camera, home.device, home.login)
+
+
+async def test_trickling_camera_cut_off(
+    platform: Platform, profiles_home: Path, minio: Minio, tmp_path: Path
+) -> None:
+    """One camera opens a dozen uploads at once and trickles them (16 KiB every half
+    second, or a byte at a time) while three others upload as usual. The trickler gets two
+    places, both cut off by the upload deadline (4 s here, 30 s by default), and every
+    other attempt is refused at once; it stores nothing. The other cameras' clips are all
+    acknowledged, about as fast as before it started."""
+    deadline = 4.0
+    service = make_service(
+        "clip_ingest", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    )
+    service.env.update(
+        {
+            k: v
+            for k, v in platform.services["clip_ingest"].env.items()
+            if k.startswith("PRIVACAM_PEER_")
+        }
+    )
+    service.env["PRIVACAM_CLIP_INGEST_UPLOAD_DEADLINE_SECONDS"] = str(deadline)
+    homes = [await _home(platform, profiles_home) for _ in range(4)]
+    service.start()
+    try:
+        await asyncio.to_thread(service.wait_serving, 120)
+        trickler, *others = [_through(service, home, platform) for home in homes]
+        data = clip()
+        port = service.metrics_port
+
+        async def usual(home: Home, label: str, count: int) -> list[float]:
+            took = []
+            async with PrivacamClient(home.camera) as camera:
+                for n in range(count):
+                    began = time.monotonic()
+                    assert (await upload_clip(camera, data, f"{label}-{n}")).created
+                    took.append(time.monotonic() - began)
+                    await asyncio.sleep(0.2)
+            return took
+
+        async def trickle(clip_id: str, chunk_bytes: int, pause: float) -> tuple[str, float]:
+            messages = upload_requests(data, clip_id, datetime.now(UTC), chunk_bytes)
+            call: grpc.aio.StreamUnaryCall[pb.UploadClipRequest, pb.UploadClipResponse]
+
+            async def slowly() -> AsyncIterator[pb.UploadClipRequest]:
+                for message in messages:
+                    if call.done():
+                        return  # answered: a trickler that notices stops writing
+                    yield message
+                    await asyncio.sleep(pause)
+
+            began = time.monotonic()
+            call = stub.UploadClip(slowly(), timeout=120)
+            code, details = await refused(call)
+            return f"{code.name}: {details}", time.monotonic() - began
+
+        # Before: the three cameras' usual latency.
+        before = await asyncio.gather(*(usual(h, "before", 3) for h in others))
+        channel, stub = _camera_stub(trickler)
+        async with channel:
+            # Two slow uploads take the trickler's places; ten one-byte tricklers come next;
+            # once the first two are cut off, two more trickle a byte at a time.
+            slow = [asyncio.create_task(trickle(f"slow-{n}", 16 * 1024, 0.5)) for n in range(2)]
+            await asyncio.sleep(0.5)
+            busy = [asyncio.create_task(trickle(f"busy-{n}", 1, 0.05)) for n in range(10)]
+            during = asyncio.gather(*(usual(h, "during", 8) for h in others))
+            cut = await asyncio.gather(*slow)
+            tiny = await asyncio.gather(*(trickle(f"tiny-{n}", 1, 0.05) for n in range(2)))
+            refusals = await asyncio.gather(*busy)
+            latencies = await during
+        counted = {
+            reason: metric(platform, f'privacam_clips_refused_total{{reason="{reason}"}}', port)
+            for reason in ("too_slow", "small_chunk", "camera_busy")
+        }
+    finally:
+        await asyncio.to_thread(service.stop)
+
+    # A client still writing when the answer comes may read INTERNAL instead: grpc-python
+    # marks the call so when its pending write fails (see the README). The server's
+    # answers are counted below; most reach the trickler as sent.
+    raced = "INTERNAL: Internal error from Core"
+    for answer, waited in cut:
+        assert answer == raced or answer.startswith("DEADLINE_EXCEEDED"), answer
+        assert answer == raced or f"within {deadline:g} s" in answer
+        assert deadline - 0.5 < waited < deadline + 2
+    for answer, waited in tiny:
+        assert answer == raced or answer.startswith("INVALID_ARGUMENT"), answer
+        assert answer == raced or "too small" in answer
+        assert waited < deadline + 2  # read on for the status, but not past the deadline
+    for answer, waited in refusals:
+        assert answer == raced or answer.startswith("RESOURCE_EXHAUSTED"), answer
+        assert answer == raced or "2 uploads in progress" in answer
+        assert waited < 2.5
+    answers = [answer for answer, _ in cut + tiny + refusals]
+    assert answers.count(raced) <= 3, answers
+    assert objects_of(minio, trickler.tenant) == []
+    assert counted == {"too_slow": 2, "small_chunk": 2, "camera_busy": 10}
+    usual_before = sorted(t for times in before for t in times)
+    usual_during = sorted(t for times in latencies for t in times)
+    assert len(usual_during) == 3 * 8  # every clip of the three cameras was acknowledged
+    for home in others:
+        assert len(objects_of(minio, home.tenant)) == 3 + 8
+    median_before = usual_before[len(usual_before) // 2]
+    median_during = usual_during[len(usual_during) // 2]
+    print(
+        f"usual uploads: median {median_before * 1000:.0f} ms before, "
+        f"{median_during * 1000:.0f} ms while one camera trickled (max "
+        f"{usual_during[-1] * 1000:.0f} ms); trickler cut off after "
+        f"{max(w for _, w in cut):.2f} s, busy refusals within "
+        f"{max(w for _, w in refusals):.2f} s"
+    )
+    assert median_during < 3 * median_before + 0.5
+    assert usual_during[-1] < deadline

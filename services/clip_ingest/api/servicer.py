@@ -23,6 +23,7 @@ from privacam.clips.v1 import clip_service_pb2_grpc as pb_grpc
 from services.clip_ingest.adapters.events import clip_pb
 from services.clip_ingest.domain.errors import (
     AlertsOff,
+    CameraBusy,
     ClipBusy,
     ClipConflict,
     ClipNotFound,
@@ -31,22 +32,24 @@ from services.clip_ingest.domain.errors import (
     InvalidClip,
     OwnerOnly,
     StorageUnavailable,
+    UploadTooSlow,
 )
 from services.clip_ingest.domain.model import UploadMetadata
 from services.clip_ingest.domain.service import MAX_CHUNK_BYTES, ClipService
 from services.common.auth import current_principal
 from services.common.errors import (
-    DeadlineExceeded,
     InvalidArgument,
     PermissionDenied,
     map_domain_error,
 )
-from services.common.identity import ID_PATTERN, PrincipalKind
+from services.common.identity import ID_PATTERN, Principal, PrincipalKind
 from services.common.timestamps import to_datetime, to_timestamp
 
 for _error, _status in (
     (InvalidClip, grpc.StatusCode.INVALID_ARGUMENT),
     (ClipTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (CameraBusy, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UploadTooSlow, grpc.StatusCode.DEADLINE_EXCEEDED),
     (AlertsOff, grpc.StatusCode.FAILED_PRECONDITION),
     (ClipConflict, grpc.StatusCode.ALREADY_EXISTS),
     (ClipBusy, grpc.StatusCode.ABORTED),
@@ -59,6 +62,10 @@ for _error, _status in (
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+BUSY_DRAIN_SECONDS = 1.0
+"""A camera refused for having too many uploads at once is read on for at most this long
+before the answer goes out: a camera that was about done sending reads the real status
+(not INTERNAL, see _drain), and a trickling one holds its call no longer than this."""
 
 
 def _device(value: str) -> str:
@@ -100,63 +107,109 @@ async def _chunks(
 async def _drain(requests: AsyncIterator[pb.UploadClipRequest], limit: int) -> None:
     """Read what the camera is still sending before answering. A gRPC client whose stream
     is answered while it is still writing often reports INTERNAL ("Internal error from
-    Core") instead of the answer; reading on (at most `limit` bytes, the largest clip)
-    lets it see the real status. Nothing read here is kept."""
+    Core") instead of the answer; reading on (at most `limit` bytes, the largest clip, and
+    no longer than `requests` is paced to) lets it see the real status. Nothing read here
+    is kept."""
     seen = 0
-    with contextlib.suppress(grpc.aio.AioRpcError, grpc.RpcError):
+    with contextlib.suppress(grpc.aio.AioRpcError, grpc.RpcError, UploadTooSlow):
         async for request in requests:
             seen += len(request.chunk.data) + len(request.metadata.sha256)
             if seen > limit:
                 return
 
 
-async def _within(
-    requests: AsyncIterator[pb.UploadClipRequest], idle_seconds: float
+async def _paced(
+    requests: AsyncIterator[pb.UploadClipRequest],
+    idle_seconds: float,
+    deadline: float,
+    deadline_seconds: float,
 ) -> AsyncIterator[pb.UploadClipRequest]:
-    """The upload's messages, each arriving within `idle_seconds` of the previous one: a
-    camera that stalls (or a client that never ends its stream) gives its place back."""
+    """The upload's messages, each arriving within `idle_seconds` of the previous one and
+    all of them by `deadline` (the event loop's clock, `deadline_seconds` after the call
+    began): a camera that stalls, trickles, or never ends its stream gives its place back."""
+    loop = asyncio.get_running_loop()
     while True:
+        left = deadline - loop.time()
         try:
-            request = await asyncio.wait_for(anext(requests), idle_seconds)
+            if left <= 0:
+                raise TimeoutError
+            request = await asyncio.wait_for(anext(requests), min(idle_seconds, left))
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise DeadlineExceeded(
+            if left <= idle_seconds:
+                raise UploadTooSlow(
+                    f"the clip did not arrive within {deadline_seconds:g} s, the most an "
+                    "upload may take: it was cut off and nothing was stored; send it again "
+                    "in full-size chunks, or over a faster link",
+                    reason="too_slow",
+                ) from None
+            raise UploadTooSlow(
                 f"no part of the upload arrived for {idle_seconds:g} s: it was abandoned and "
-                "nothing was stored; send it again"
+                "nothing was stored; send it again",
+                reason="stalled",
             ) from None
         yield request
 
 
+def _camera() -> Principal:
+    caller = current_principal()
+    if caller.kind is not PrincipalKind.CAMERA or caller.tenant_id is None:
+        raise PermissionDenied("only cameras upload clips")
+    return caller
+
+
 class ClipIngestServicer(pb_grpc.ClipIngestServiceServicer):
     def __init__(
-        self, clips: ClipService, max_clip_bytes: int, upload_idle_seconds: float = 30.0
+        self,
+        clips: ClipService,
+        max_clip_bytes: int,
+        upload_idle_seconds: float = 30.0,
+        upload_deadline_seconds: float = 30.0,
     ) -> None:
         self._idle_seconds = upload_idle_seconds
+        self._deadline_seconds = upload_deadline_seconds
         self._clips = clips
         self._drain_limit = max_clip_bytes + 1024 * 1024
 
     async def UploadClip(
         self, request_iterator: AsyncIterator[pb.UploadClipRequest], context: Any
     ) -> pb.UploadClipResponse:
-        requests = _within(request_iterator.__aiter__(), self._idle_seconds)
-        try:
-            response = await self._upload(requests)
-        except asyncio.CancelledError:
-            raise  # the camera went away: nothing to read
-        except DeadlineExceeded:
-            raise  # a stalled camera: nothing more will come to drain
-        except BaseException:
-            await _drain(requests, self._drain_limit)  # then the refusal goes out
-            raise
-        await _drain(requests, self._drain_limit)  # a repeat answered before its end
-        return response
+        stream = request_iterator.__aiter__()
+        deadline = asyncio.get_running_loop().time() + self._deadline_seconds
+        requests = _paced(stream, self._idle_seconds, deadline, self._deadline_seconds)
+        # The camera's place is held until the answer goes out, reading on included: a
+        # camera refused for tiny chunks keeps one of its own places, not a shared one.
+        with contextlib.ExitStack() as place:
+            try:
+                caller = _camera()
+                assert caller.tenant_id is not None
+                place.enter_context(self._clips.upload_slot(caller.tenant_id, caller.name))
+                response = await self._upload(caller, requests)
+            except asyncio.CancelledError:
+                raise  # the camera went away: nothing to read
+            except UploadTooSlow:
+                raise  # a stalled or trickling camera: nothing more will come in time
+            except CameraBusy:
+                until = min(deadline, asyncio.get_running_loop().time() + BUSY_DRAIN_SECONDS)
+                busy = _paced(stream, BUSY_DRAIN_SECONDS, until, BUSY_DRAIN_SECONDS)
+                await _drain(busy, self._drain_limit)
+                raise
+            except BaseException:
+                await _drain(requests, self._drain_limit)  # then the refusal goes out
+                raise
+            await _drain(requests, self._drain_limit)  # a repeat answered before its end
+            return response
 
-    async def _upload(self, requests: AsyncIterator[pb.UploadClipRequest]) -> pb.UploadClipResponse:
-        caller = current_principal()
-        if caller.kind is not PrincipalKind.CAMERA or caller.tenant_id is None:
-            raise PermissionDenied("only cameras upload clips")
-        first = await anext(requests, None)
+    async def _upload(
+        self, caller: Principal, requests: AsyncIterator[pb.UploadClipRequest]
+    ) -> pb.UploadClipResponse:
+        assert caller.tenant_id is not None
+        try:
+            first = await anext(requests, None)
+        except UploadTooSlow as error:
+            self._clips.refused_before_upload(error)
+            raise
         if first is None or first.WhichOneof("part") != "metadata":
             raise InvalidArgument("the first message must carry the clip's metadata")
         meta = first.metadata

@@ -26,6 +26,23 @@ class ClipTooLarge(ClipError):
     reason = "too_large"
 
 
+class UploadTooSlow(ClipError):
+    """The upload did not arrive in time: nothing came for the idle limit (reason
+    `stalled`), or the whole clip was not in by the upload's deadline (`too_slow`).
+    Nothing is stored (DEADLINE_EXCEEDED)."""
+
+    def __init__(self, message: str, reason: str = "too_slow") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CameraBusy(ClipError):
+    """The camera already has as many uploads in progress as it may (RESOURCE_EXHAUSTED:
+    retry when one has finished)."""
+
+    reason = "camera_busy"
+
+
 class AlertsOff(ClipError):
     """The owner has not turned activity alerts on (FAILED_PRECONDITION)."""
 

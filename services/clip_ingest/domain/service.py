@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.clip_ingest.domain.errors import (
     AlertsOff,
+    CameraBusy,
     ClipBusy,
     ClipConflict,
     ClipError,
@@ -72,6 +74,37 @@ class Limits:
     claim_seconds: int = 15
     """How long one upload holds its clip id against a concurrent retry; renewed while the
     upload runs, so a crashed server's claim frees the id for the camera's retry soon."""
+    min_chunk_bytes: int = 16 * 1024
+    """Fewest bytes in a chunk, the clip's last chunk excepted."""
+    max_uploads_per_camera: int = 2
+    """Uploads one camera may have in progress at once (in this process)."""
+
+
+_LIMIT_REASONS = frozenset({"camera_busy", "small_chunk", "stalled", "too_slow"})
+"""Refusals that protect the service from a camera rather than judge a clip: logged."""
+
+
+class _BreachLog:
+    """Logs refusals for breached upload limits, at most one line per reason every
+    `interval` seconds (with the count since), so a camera hammering the service cannot
+    flood the log. Lines carry the reason and byte count only, never an id."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._since: Counter[str] = Counter()
+
+    def breach(self, reason: str, received: int, now: float) -> None:
+        self._since[reason] += 1
+        last = self._last.get(reason)
+        if last is not None and now - last < self._interval:
+            return
+        self._last[reason] = now
+        log.warning(
+            "upload refused: a limit was breached",
+            extra={"reason": reason, "bytes_received": received, "count": self._since[reason]},
+        )
+        self._since[reason] = 0
 
 
 @dataclass(frozen=True)
@@ -109,8 +142,40 @@ class ClipService:
         self._metrics = metrics
         self._clock = clock
         self._limits = limits
+        self._uploading: Counter[tuple[str, str]] = Counter()
+        self._breaches = _BreachLog()
 
     # --- upload ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def upload_slot(self, tenant_id: str, device_id: str) -> Iterator[None]:
+        """One of the camera's places for an upload, held for the whole call; CameraBusy
+        when all of them are taken. Counted per process (see the README for replicas)."""
+        camera = (tenant_id, device_id)
+        limit = self._limits.max_uploads_per_camera
+        if self._uploading[camera] >= limit:
+            busy = CameraBusy(
+                f"this camera already has {limit} uploads in progress, the most it may have "
+                "at once; send this clip again when one of them has finished"
+            )
+            self._refused(busy, 0)
+            raise busy
+        self._uploading[camera] += 1
+        try:
+            yield
+        finally:
+            self._uploading[camera] -= 1
+            if not self._uploading[camera]:
+                del self._uploading[camera]
+
+    def refused_before_upload(self, error: ClipError) -> None:
+        """Count a refusal that came before the upload's metadata did (a stalled start)."""
+        self._refused(error, 0)
+
+    def _refused(self, error: ClipError, received: int) -> None:
+        self._metrics.refused(error.reason, received)
+        if error.reason in _LIMIT_REASONS:
+            self._breaches.breach(error.reason, received, self._clock.monotonic())
 
     def check_metadata(self, metadata: UploadMetadata) -> None:
         if not CLIP_ID.fullmatch(metadata.clip_id):
@@ -152,7 +217,7 @@ class ClipService:
                 tenant_id, device_id, metadata, chunks, received, settings.retention_days
             )
         except ClipError as error:
-            self._metrics.refused(error.reason, received.bytes)
+            self._refused(error, received.bytes)
             raise
         except asyncio.CancelledError:
             self._metrics.refused("cancelled", received.bytes)
@@ -296,6 +361,14 @@ class ClipService:
                 raise InvalidClip(
                     f"more bytes than the declared size_bytes ({metadata.size_bytes})",
                     reason="bad_chunk",
+                )
+            least = self._limits.min_chunk_bytes
+            if len(data) < least and received.bytes + len(data) != metadata.size_bytes:
+                raise InvalidClip(
+                    f"a chunk of {len(data)} bytes is too small: every chunk but the clip's "
+                    f"last carries at least {least} bytes; nothing was stored, send the clip "
+                    "again in larger chunks",
+                    reason="small_chunk",
                 )
             received.bytes += len(data)
             self._probe(probe, data)

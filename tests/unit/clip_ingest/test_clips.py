@@ -195,14 +195,14 @@ async def test_bad_chunks_and_streams(kit: Kit) -> None:
     digest = hashlib.sha256(data).digest()
 
     async def out_of_order() -> AsyncIterator[tuple[int, bytes]]:
-        yield 0, data[:1000]
-        yield 2000, data[2000:3000]
+        yield 0, data[:20_000]
+        yield 40_000, data[40_000:60_000]
 
     async def oversized() -> AsyncIterator[tuple[int, bytes]]:
         yield 0, data[: 256 * 1024 + 1]
 
     async def truncated() -> AsyncIterator[tuple[int, bytes]]:
-        yield 0, data[:1000]
+        yield 0, data[:20_000]
 
     async def too_much() -> AsyncIterator[tuple[int, bytes]]:
         for at in range(0, len(data), CHUNK):
@@ -215,7 +215,7 @@ async def test_bad_chunks_and_streams(kit: Kit) -> None:
     cases = [
         (out_of_order(), "out of order", "bad_chunk"),
         (oversized(), "1 to 262144 bytes", "bad_chunk"),
-        (truncated(), "ended after 1000", "truncated"),
+        (truncated(), "ended after 20000", "truncated"),
         (too_much(), "more bytes than", "bad_chunk"),
         (empty_chunk(), "1 to 262144 bytes", "bad_chunk"),
     ]
