@@ -36,8 +36,13 @@ class PkiFactory:
         self.directory = ensure_dev_pki(directory, trust_domain)
         self.trust_domain = trust_domain
         self.ca_file = directory / "ca.crt"
-        self.issuing = load_authority(
-            directory / "issuing" / "ca.crt", directory / "issuing" / "ca.key"
+        self.issuing = self._ca("issuing")  # device_auth's: cameras and apps
+        self.service_ca = self._ca("service-ca")
+        self.operator_ca = self._ca("operator-ca")
+
+    def _ca(self, folder: str) -> Authority:
+        return load_authority(
+            self.directory / folder / "ca.crt", self.directory / folder / "ca.key"
         )
 
     def service(self, name: str) -> Identity:
@@ -76,6 +81,8 @@ class PkiFactory:
         """An operator certificate from a CA this platform never trusted."""
         now = datetime.now(UTC)
         root = create_root("Foreign Root", now, timedelta(days=30))
-        issuer = create_intermediate(root, "Foreign Issuing", now, timedelta(days=30))
+        issuer = create_intermediate(
+            root, "Foreign Issuing", now, timedelta(days=30), (PrincipalKind.OPERATOR,)
+        )
         uri = spiffe_uri(self.trust_domain, PrincipalKind.OPERATOR, "demo")
         return self.leaf("foreign-operator", uri, issuer=issuer)

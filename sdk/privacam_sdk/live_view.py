@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
@@ -109,6 +110,19 @@ def verify_camera_fingerprint(
     )
 
 
+CA_KINDS_PREFIX = "privacam-principals:"
+"""An issuing CA names in its subject (an OU) the kinds of principal it issues; a camera or
+app certificate counts only from a CA for its kind (the services check the same)."""
+
+
+def issued_kinds(issuer: x509.Name) -> set[str]:
+    kinds: set[str] = set()
+    for attribute in issuer.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME):
+        if isinstance(attribute.value, str) and attribute.value.startswith(CA_KINDS_PREFIX):
+            kinds.update(attribute.value.removeprefix(CA_KINDS_PREFIX).split(","))
+    return kinds
+
+
 def verify_dtls_fingerprint(
     signed: pb.SignedDtlsFingerprint,
     *,
@@ -146,6 +160,8 @@ def verify_dtls_fingerprint(
     }
     if not any(names_expected(uri) for uri in uris):
         raise FingerprintRejected(f"the certificate is not the {whom} that was expected")
+    if whom not in issued_kinds(leaf.issuer):
+        raise FingerprintRejected(f"the {whom}'s certificate is not from the CA for {whom}s")
     public_key = leaf.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise FingerprintRejected(f"the {whom}'s key is not an EC key")

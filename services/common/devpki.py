@@ -1,9 +1,13 @@
-"""Development PKI: a root CA, an issuing CA, and a certificate per service and operator.
+"""Development PKI: a root CA, one issuing CA per kind of principal, and a certificate per
+service and operator.
 
-Run by `make up` and the integration tests on first start. Production keeps the
-root offline and the issuing key in an HSM; here both are files under the run
-directory (git-ignored, mode 0600). Existing material is reused until it is
-within a day of expiry, so restarts keep their identities.
+Run by `make up` and the integration tests on first start. Each issuing CA names the kinds
+it may issue (identity.CA_KINDS_PREFIX): `issuing/` is device_auth's, for cameras and
+apps; `service-ca/` issues services (cert-manager's CA in a cluster); `operator-ca/`
+operators. Production keeps the root offline and device_auth's issuing key in an HSM; here
+all are files under the run directory (git-ignored, mode 0600). Existing material is reused
+until it is within a day of expiry (or was made by an older layout), so restarts keep their
+identities.
 
     python -m services.common.devpki --dir .run/pki
 """
@@ -16,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
-from services.common.identity import PrincipalKind, spiffe_uri
+from services.common.identity import PrincipalKind, ca_kinds, spiffe_uri
 from services.common.pki import (
     Authority,
     certificate_pem,
@@ -33,6 +38,12 @@ from services.common.pki import (
 SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
 OPERATORS = ("demo",)
 LEAF_LIFETIME = timedelta(days=7)
+ISSUING_CAS: dict[str, tuple[str, tuple[PrincipalKind, ...]]] = {
+    # folder: (common name, kinds it issues)
+    "issuing": ("Privacam Dev Device CA", (PrincipalKind.CAMERA, PrincipalKind.APP)),
+    "service-ca": ("Privacam Dev Service CA", (PrincipalKind.SERVICE,)),
+    "operator-ca": ("Privacam Dev Operator CA", (PrincipalKind.OPERATOR,)),
+}
 
 
 def service_id(service: str) -> str:
@@ -40,17 +51,32 @@ def service_id(service: str) -> str:
     return service.replace("_", "-")
 
 
-def _fresh(path: Path, now: datetime) -> bool:
+def _fresh(path: Path, now: datetime, issuer: Authority | None = None) -> bool:
+    """The certificate exists, is not within a day of expiry and, given its issuer, was
+    signed by it (not by a CA an older layout made)."""
     if not path.exists():
         return False
     certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    if issuer is not None:
+        try:
+            certificate.verify_directly_issued_by(issuer.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
     return certificate.not_valid_after_utc - now > timedelta(days=1)
 
 
-def _authority(directory: Path, make: Callable[[], Authority], now: datetime) -> Authority:
+def _authority(
+    directory: Path,
+    make: Callable[[], Authority],
+    now: datetime,
+    issuer: Authority | None = None,
+    kinds: tuple[PrincipalKind, ...] = (),
+) -> Authority:
     cert, key = directory / "ca.crt", directory / "ca.key"
-    if _fresh(cert, now) and key.exists():
-        return load_authority(cert, key)
+    if _fresh(cert, now, issuer) and key.exists():
+        existing = load_authority(cert, key)
+        if ca_kinds(existing.certificate.subject) == {kind.value for kind in kinds}:
+            return existing
     authority: Authority = make()
     write_private(key, private_key_pem(authority.key))
     cert.write_bytes(certificate_pem(authority.certificate))
@@ -59,7 +85,7 @@ def _authority(directory: Path, make: Callable[[], Authority], now: datetime) ->
 
 def _leaf(directory: Path, issuer: Authority, uri: str, now: datetime, server: bool) -> None:
     cert = directory / "tls.crt"
-    if _fresh(cert, now):
+    if _fresh(cert, now, issuer):
         return
     key = new_private_key()
     leaf = issue_leaf(
@@ -87,18 +113,25 @@ def ensure_dev_pki(
         lambda: create_root("Privacam Dev Root CA", now, timedelta(days=3650)),
         now,
     )
-    issuing = _authority(
-        directory / "issuing",
-        lambda: create_intermediate(root, "Privacam Dev Issuing CA", now, timedelta(days=365)),
-        now,
-    )
+    cas = {
+        folder: _authority(
+            directory / folder,
+            lambda name=name, kinds=kinds: create_intermediate(  # type: ignore[misc]
+                root, name, now, timedelta(days=365), kinds
+            ),
+            now,
+            root,
+            kinds,
+        )
+        for folder, (name, kinds) in ISSUING_CAS.items()
+    }
     (directory / "ca.crt").write_bytes(certificate_pem(root.certificate))
     for service in SERVICES:
         uri = spiffe_uri(trust_domain, PrincipalKind.SERVICE, service_id(service))
-        _leaf(directory / "services" / service, issuing, uri, now, server=True)
+        _leaf(directory / "services" / service, cas["service-ca"], uri, now, server=True)
     for operator in OPERATORS:
         uri = spiffe_uri(trust_domain, PrincipalKind.OPERATOR, operator)
-        _leaf(directory / "operators" / operator, issuing, uri, now, server=False)
+        _leaf(directory / "operators" / operator, cas["operator-ca"], uri, now, server=False)
     return directory
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from services.common.errors import Unauthenticated
 
@@ -27,6 +28,26 @@ class PrincipalKind(enum.Enum):
     APP = "app"
     SERVICE = "service"
     OPERATOR = "operator"
+
+
+CA_KINDS_PREFIX = "privacam-principals:"
+"""An issuing CA's subject names the kinds of principal it may issue, in an
+organizational unit `privacam-principals:<kind>,<kind>` that the root signed into it
+(`privacam-principals:app,camera` for device_auth's CA, `...:service`, `...:operator`).
+A leaf is accepted only as a kind its issuer names: whoever holds device_auth's issuing
+key can mint cameras and apps, never a service or an operator. Issuing CAs have a path
+length of 0, so none can make a CA of another kind; TLS has already checked that the
+leaf's issuer name is the subject of the CA whose key signed it."""
+
+
+def ca_kinds(name: x509.Name) -> frozenset[str]:
+    """The kinds a CA's subject says it issues (none for a CA without the attribute)."""
+    kinds: set[str] = set()
+    for attribute in name.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME):
+        value = attribute.value if isinstance(attribute.value, str) else ""
+        if value.startswith(CA_KINDS_PREFIX):
+            kinds.update(value.removeprefix(CA_KINDS_PREFIX).split(","))
+    return frozenset(kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +134,8 @@ def principal_from_pem(pem: bytes, trust_domain: str) -> Principal:
     if len(uris) != 1:
         raise Unauthenticated("certificate must carry exactly one spiffe:// URI")
     kind, name, tenant = parse_spiffe_uri(uris[0], trust_domain)
+    if kind.value not in ca_kinds(certificate.issuer):
+        raise Unauthenticated(f"a {kind.value} certificate must come from the CA for {kind.value}s")
     return Principal(
         kind=kind,
         name=name,

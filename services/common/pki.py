@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from services.common.identity import CA_KINDS_PREFIX, PrincipalKind
 
 
 def new_private_key() -> ec.EllipticCurvePrivateKey:
@@ -54,17 +57,18 @@ class Authority:
         return issue_leaf(self, public_key, spiffe_id, now, lifetime)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Privacam"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+def _name(common_name: str, kinds: Iterable[PrincipalKind] = ()) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Privacam")]
+    if kinds:
+        issued = ",".join(sorted(kind.value for kind in kinds))
+        attributes.append(
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, CA_KINDS_PREFIX + issued)
+        )
+    return x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _ca_builder(
-    subject: str,
+    subject: x509.Name,
     public_key: ec.EllipticCurvePublicKey,
     now: datetime,
     lifetime: timedelta,
@@ -72,7 +76,7 @@ def _ca_builder(
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(subject))
+        .subject_name(subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
@@ -98,19 +102,45 @@ def _ca_builder(
 
 def create_root(common_name: str, now: datetime, lifetime: timedelta) -> Authority:
     key = new_private_key()
-    builder = _ca_builder(common_name, key.public_key(), now, lifetime, path_length=1)
+    builder = _ca_builder(_name(common_name), key.public_key(), now, lifetime, path_length=1)
     builder = builder.issuer_name(_name(common_name))
     return Authority(builder.sign(key, hashes.SHA256()), key)
 
 
+CLIENT_ONLY_NAMES = x509.NameConstraints(
+    permitted_subtrees=[x509.DNSName("invalid")],
+    excluded_subtrees=[
+        x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+        x509.IPAddress(ipaddress.ip_network("::/0")),
+    ],
+)
+"""For a CA of client principals (cameras, apps, operators): no certificate it signs may
+name a host (DNS only under `.invalid`, RFC 6761; no IP address), so its key cannot make a
+server certificate for a service's address. URI constraints would bind the trust domain
+too, but Python's `cryptography` verifier (the SDK's) refuses them as unsupported; the
+kind of principal is bound by the CA's subject instead (identity.CA_KINDS_PREFIX)."""
+
+
 def create_intermediate(
-    root: Authority, common_name: str, now: datetime, lifetime: timedelta
+    root: Authority,
+    common_name: str,
+    now: datetime,
+    lifetime: timedelta,
+    kinds: Iterable[PrincipalKind],
 ) -> Authority:
+    """An issuing CA for these kinds of principal only (its subject names them, see
+    identity.CA_KINDS_PREFIX). It cannot make another CA (path length 0), and one for
+    clients only is name-constrained to certificates that name no host."""
+    kinds = tuple(kinds)
     key = new_private_key()
-    builder = _ca_builder(common_name, key.public_key(), now, lifetime, path_length=0)
+    subject = _name(common_name, kinds)
+    builder = _ca_builder(subject, key.public_key(), now, lifetime, path_length=0)
     builder = builder.issuer_name(root.certificate.subject).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), critical=False
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()),
+        critical=False,
     )
+    if PrincipalKind.SERVICE not in kinds:
+        builder = builder.add_extension(CLIENT_ONLY_NAMES, critical=True)
     return Authority(builder.sign(root.key, hashes.SHA256()), key)
 
 

@@ -16,6 +16,7 @@ from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from services.common import topics
 from services.common.clock import Clock
 from services.common.hsm import HsmAuthority, Pkcs11EcSigner, Pkcs11Token
+from services.common.identity import CA_KINDS_PREFIX, PrincipalKind, ca_kinds
 from services.common.interceptors import AnonymousMethods
 from services.common.kafka import EventProducer
 from services.common.log_keys import load_log_keys
@@ -23,6 +24,7 @@ from services.common.peers import Peers
 from services.common.pki import Issuer, load_authority
 from services.common.ratelimit import Limit, RateLimiter
 from services.common.runtime import GrpcApi, PublicPort, ServiceParts
+from services.common.settings import SettingsError
 from services.common.stores import RedisStore
 from services.device_auth.adapters.access_log import PeerAccountReads
 from services.device_auth.adapters.ephemeral import (
@@ -48,8 +50,25 @@ from services.device_auth.settings import DeviceAuthSettings
 ENROLLMENT_METHODS = ("RegisterAccount", "SignIn", "EnrollCamera")
 
 
+DEVICE_KINDS = frozenset({PrincipalKind.CAMERA.value, PrincipalKind.APP.value})
+
+
 def issuing_authority(settings: DeviceAuthSettings) -> Issuer:
-    """The issuing CA: its key in a file (development) or in an HSM (production)."""
+    """The issuing CA: its key in a file (development) or in an HSM (production). It must be
+    a CA for cameras and apps only: every service refuses any other kind from it, so a
+    broader one is a misconfiguration that stops start-up here, not a silent failure later."""
+    issuer = _issuing_authority(settings)
+    kinds = ca_kinds(issuer.certificate.subject)
+    if kinds != DEVICE_KINDS:
+        raise SettingsError(
+            "PRIVACAM_DEVICE_AUTH_ISSUING_CA_CERT_FILE: the issuing CA must be for cameras and "
+            f"apps only (subject OU {CA_KINDS_PREFIX}app,camera); it names "
+            f"{', '.join(sorted(kinds)) or 'no kind'}"
+        )
+    return issuer
+
+
+def _issuing_authority(settings: DeviceAuthSettings) -> Issuer:
     if settings.issuing_ca_pkcs11_module is not None and settings.issuing_ca_pkcs11_pin_file:
         token = Pkcs11Token.from_pin_file(
             str(settings.issuing_ca_pkcs11_module),

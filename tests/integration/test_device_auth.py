@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,7 +328,8 @@ async def test_services_ask_device_auth_who_may_view_a_camera(
     exporter = platform.profile("as-retention", platform.pki.service("retention"), profiles_home)
     async with PrivacamClient(exporter) as service:
         export = await service.device_auth().ExportTenant(
-            pb.ExportTenantRequest(tenant_id=household.tenant), timeout=10
+            pb.ExportTenantRequest(tenant_id=household.tenant, export_id=str(uuid.uuid4())),
+            timeout=10,
         )
         assert [c.device_id for c in export.cameras] == [household.device]
         assert [g.grantee_tenant_id for g in export.grants_given] == [member_tenant]

@@ -714,7 +714,13 @@ def make_csr() -> bytes:
 def issuer() -> CertificateIssuer:
     start = now() - timedelta(days=1)
     root = create_root("Adapters Test Root", start, timedelta(days=30))
-    authority = create_intermediate(root, "Adapters Test Issuing", start, timedelta(days=20))
+    authority = create_intermediate(
+        root,
+        "Adapters Test Issuing",
+        start,
+        timedelta(days=20),
+        (PrincipalKind.CAMERA, PrincipalKind.APP),
+    )
     return CertificateIssuer(authority, TRUST_DOMAIN, SystemClock())
 
 

@@ -116,7 +116,7 @@ def _expired(platform: Platform) -> Identity:
     key = new_private_key()
     uri = spiffe_uri(platform.pki.trust_domain, PrincipalKind.OPERATOR, "expired")
     issued = issue_leaf(
-        platform.pki.issuing,
+        platform.pki.operator_ca,
         key.public_key(),
         uri,
         datetime.now(UTC) - timedelta(days=3),
@@ -125,7 +125,7 @@ def _expired(platform: Platform) -> Identity:
     folder = platform.pki.directory / "extra" / "expired-operator"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tls.key").write_bytes(private_key_pem(key))
-    (folder / "tls.crt").write_bytes(certificate_pem(issued, platform.pki.issuing.certificate))
+    (folder / "tls.crt").write_bytes(certificate_pem(issued, platform.pki.operator_ca.certificate))
     return Identity(platform.pki.ca_file, folder / "tls.crt", folder / "tls.key")
 
 
@@ -148,6 +148,45 @@ def test_no_foreign_or_expired_certificate_gets_a_call_through(platform: Platfor
                 code, _ = _call(channel, rpc, request)
             # The TLS handshake fails: the call never reaches any code of ours.
             assert code is grpc.StatusCode.UNAVAILABLE, f"{service}, {label}: {code.name}"
+
+
+def test_certificate_kind_bound_to_its_ca(platform: Platform) -> None:
+    """Whoever holds one issuing CA's key mints only the kinds that CA is for: a
+    `service/key-manager` certificate signed by device_auth's CA (cameras and apps), an
+    operator signed by it, and a camera signed by the service CA are UNAUTHENTICATED at
+    every service. The same identities from the CA of their kind get past authentication."""
+    pki, domain = platform.pki, platform.pki.trust_domain
+    tenant, device = str(uuid.uuid4()), str(uuid.uuid4())
+    key_manager = spiffe_uri(domain, PrincipalKind.SERVICE, "key-manager")
+    operator = spiffe_uri(domain, PrincipalKind.OPERATOR, "demo")
+    camera = spiffe_uri(domain, PrincipalKind.CAMERA, device, tenant)
+    forged = {
+        "service/key-manager by the device CA": pki.leaf("kind-svc", key_manager, pki.issuing),
+        "operator/demo by the device CA": pki.leaf("kind-op", operator, pki.issuing),
+        "camera by the service CA": pki.leaf("kind-cam", camera, pki.service_ca),
+        "camera by the operator CA": pki.leaf("kind-cam-op", camera, pki.operator_ca),
+    }
+    rightful = {
+        "service/key-manager by the service CA": pki.leaf("ok-svc", key_manager, pki.service_ca),
+        "operator/demo by the operator CA": pki.leaf("ok-op", operator, pki.operator_ca),
+        "camera by the device CA": pki.leaf("ok-cam", camera, pki.issuing),
+    }
+    outcomes: list[tuple[str, str, grpc.StatusCode]] = []
+    for service in SERVICES:
+        rpc = next(r for r in RPCS if r.service == service and not r.method.client_streaming)
+        request = GetMessageClass(rpc.method.input_type)()
+        for label, identity in {**forged, **rightful}.items():
+            with _channel(platform, service, identity) as channel:
+                code, _ = _call(channel, rpc, request)
+            outcomes.append((service, label, code))
+    for service, label, code in outcomes:
+        print(f"{service:<13} {label:<40} {code.name}")
+    wrong = [
+        (service, label, code.name)
+        for service, label, code in outcomes
+        if (code is grpc.StatusCode.UNAUTHENTICATED) != (label in forged)
+    ]
+    assert wrong == []
 
 
 def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -> None:

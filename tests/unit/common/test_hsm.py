@@ -30,6 +30,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from services.common import hsm, pki
+from services.common.identity import PrincipalKind
 from services.key_manager.adapters.pkcs11_root_key import Pkcs11RootKey
 from services.key_manager.domain.keyring import RootKey, WrongRootKey
 
@@ -54,7 +55,8 @@ class SoftwareSigner:
 
 def _intermediate(root: pki.Authority, public_key: ec.EllipticCurvePublicKey) -> x509.Certificate:
     """An issuing CA certificate for a key held elsewhere, shaped as pki.create_intermediate's."""
-    builder = pki._ca_builder("Privacam Issuing CA", public_key, NOW, timedelta(days=365), 0)
+    subject = pki._name("Privacam Issuing CA", (PrincipalKind.CAMERA, PrincipalKind.APP))
+    builder = pki._ca_builder(subject, public_key, NOW, timedelta(days=365), 0)
     builder = builder.issuer_name(root.certificate.subject).add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), critical=False
     )
@@ -387,13 +389,18 @@ def test_device_auth_issues_camera_certificates_from_the_hsm(
     token: hsm.Pkcs11Token, signer: hsm.Pkcs11EcSigner
 ) -> None:
     from services.common.clock import SystemClock
-    from services.common.identity import PrincipalKind
     from services.device_auth.domain.certificates import CertificateIssuer
 
     now = datetime.now(UTC)
     root = pki.create_root("Test Root", now, timedelta(days=30))
     ca_certificate = (
-        pki._ca_builder("HSM Issuing CA", signer.public_key(), now, timedelta(days=30), 0)
+        pki._ca_builder(
+            pki._name("HSM Issuing CA", (PrincipalKind.CAMERA, PrincipalKind.APP)),
+            signer.public_key(),
+            now,
+            timedelta(days=30),
+            0,
+        )
         .issuer_name(root.certificate.subject)
         .sign(root.key, hashes.SHA256())
     )

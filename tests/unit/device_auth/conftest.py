@@ -127,7 +127,13 @@ def camera(enrollment: Enrollment) -> Subject:
 @pytest.fixture(scope="session")
 def authority() -> Authority:
     root = create_root("Test Root", START - timedelta(days=1), timedelta(days=3650))
-    return create_intermediate(root, "Test Issuing", START - timedelta(days=1), timedelta(days=730))
+    return create_intermediate(
+        root,
+        "Test Issuing",
+        START - timedelta(days=1),
+        timedelta(days=730),
+        (PrincipalKind.CAMERA, PrincipalKind.APP),
+    )
 
 
 @pytest.fixture

@@ -163,6 +163,7 @@ def test_the_certificate_chains_to_the_issuing_ca(authority: Authority, clock: F
         "Test Issuing",
         START,
         timedelta(days=30),
+        (PrincipalKind.CAMERA, PrincipalKind.APP),
     )
     with pytest.raises(InvalidSignature):
         issued.leaf.verify_directly_issued_by(impostor.certificate)

@@ -16,6 +16,7 @@ from privacam_sdk.live_view import (
     signed_payload,
     verify_camera_fingerprint,
 )
+from services.common.identity import PrincipalKind, spiffe_uri
 from tests.pki_helpers import Identity, PkiFactory
 
 SESSION = "3f1b2c4d-0000-4000-8000-000000000001"
@@ -75,6 +76,12 @@ def test_splices_and_replays_are_refused(pki: PkiFactory) -> None:
     foreign = _material(pki.foreign_operator())
     with pytest.raises(FingerprintRejected, match="pinned CA"):
         _verify(pki, sign_dtls_fingerprint(foreign[0], foreign[1], SESSION, "sha-256", FINGERPRINT))
+    # A camera-shaped certificate minted with the service CA's key (cert-manager's): the
+    # chain verifies, the name is right, but that CA issues services only.
+    uri = spiffe_uri(pki.trust_domain, PrincipalKind.CAMERA, DEVICE, "tenant-1")
+    minted = _material(pki.leaf("camera-by-service-ca", uri, pki.service_ca))
+    with pytest.raises(FingerprintRejected, match="not from the CA for cameras"):
+        _verify(pki, sign_dtls_fingerprint(minted[0], minted[1], SESSION, "sha-256", FINGERPRINT))
     empty = pb.SignedDtlsFingerprint(algorithm="sha-256", fingerprint=FINGERPRINT)
     with pytest.raises(FingerprintRejected, match="no certificate"):
         _verify(pki, empty)
