@@ -10,6 +10,8 @@
 #              (clip-ingest may reach key-manager, key-manager may not reach clip-ingest, ...);
 #              clients (the sources allowed on the public gRPC ports) reach device-auth's
 #              enrollment port and never key-manager, and no service reaches an enrollment port
+#   coturn     the coturn ConfigMap is files/turnserver.conf plus turn.deniedPeerIps, and the
+#              schema refuses what coturn 4.6 misreads (CIDR, a range starting at ::)
 #   rules      `promtool check rules` and `promtool test rules` on the PrometheusRule
 #              (skipped with a note when promtool is absent: apt-get install prometheus)
 #   settings   each service's settings class accepts its rendered environment (needs .venv)
@@ -606,6 +608,45 @@ PY
   fi
 }
 
+check_coturn() {
+  # The ConfigMap is files/turnserver.conf (proved against a real coturn by
+  # tests/integration/test_coturn.py) plus one denied-peer-ip line per turn.deniedPeerIps entry.
+  local ips='["198.41.0.4","2a00:1450:4001::-2a00:1450:4001:ffff:ffff:ffff:ffff:ffff"]' bad
+  if "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set-json "turn.deniedPeerIps=$ips" \
+    --show-only templates/coturn-configmap.yaml >"$WORK/coturn.yaml" 2>"$WORK/coturn.log" \
+    && "$KV_PY" - "$WORK/coturn.yaml" "$CHART/files/turnserver.conf" "$ips" >>"$WORK/coturn.log" 2>&1 <<'PY'; then
+"""The rendered turnserver.conf is the production file followed by the deployment's lines."""
+import json
+import sys
+
+import yaml
+
+rendered = yaml.safe_load(open(sys.argv[1]))["data"]["turnserver.conf"]
+production = open(sys.argv[2]).read()
+ips = json.loads(sys.argv[3])
+if not rendered.startswith(production):
+    sys.exit("the ConfigMap's turnserver.conf does not start with files/turnserver.conf")
+added = [line for line in rendered[len(production):].splitlines() if line and not line.startswith("#")]
+expected = [f"denied-peer-ip={ip}" for ip in ips]
+if added != expected:
+    sys.exit(f"lines after files/turnserver.conf: {added}, expected {expected}")
+PY
+    pass "coturn: the ConfigMap is files/turnserver.conf plus a denied-peer-ip line per turn.deniedPeerIps entry"
+  else
+    fail "coturn: turn.deniedPeerIps not rendered as denied-peer-ip lines"; details "$WORK/coturn.log"
+  fi
+  # coturn 4.6 reads no CIDR, and a range from :: refuses every IPv4 peer: the schema says no.
+  for bad in 10.0.0.0/8 ::-::ffff:ffff; do
+    if "$HELM" lint --strict "$CHART" --set-json "turn.deniedPeerIps=[\"$bad\"]" >"$WORK/coturn-lint.log" 2>&1; then
+      fail "coturn: helm lint accepted turn.deniedPeerIps=[$bad]"
+    elif grep -q "/turn/deniedPeerIps/0" "$WORK/coturn-lint.log"; then
+      pass "coturn: helm lint rejects turn.deniedPeerIps=[$bad]"
+    else
+      fail "coturn: helm lint failed on turn.deniedPeerIps=[$bad], not for that value"; details "$WORK/coturn-lint.log"
+    fi
+  done
+}
+
 check_files() {
   if "$KV_PY" - "$ROOT" >"$WORK/files.log" 2>&1 <<'PY'; then
 """The Dockerfile's COPY sources and skaffold.yaml's paths and target exist."""
@@ -662,6 +703,7 @@ main() {
     check_netpol
     check_settings
   fi
+  check_coturn
   check_rules
   check_files
   echo "check_chart: $((SECONDS - started)) s"

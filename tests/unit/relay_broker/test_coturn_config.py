@@ -3,6 +3,7 @@ loopback (its test peers live on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,8 +30,16 @@ def test_production_never_relays_into_the_platform() -> None:
         "100.64.0.0-100.127.255.255",
         "::ffff:0.0.0.0-::ffff:255.255.255.255",
         "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+        "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     ):
         assert needed in denied, needed
+    # coturn 4.6 reads a range whose first address is all zeros as unbounded below, and an
+    # IPv4 peer as below any IPv6 address: `::-...` would refuse every IPv4 peer, `::` every peer.
+    for entry in denied:
+        first = entry.split("-")[0]
+        assert first != "0.0.0.0" or "-" in entry, entry
+        assert ipaddress.ip_address(first) != ipaddress.IPv6Address("::"), entry
     for required in ("use-auth-secret", "no-cli", "no-multicast-peers", "no-tlsv1", "no-tlsv1_1"):
         assert required in options
     assert any(o.startswith("tls-listening-port=") for o in options)
