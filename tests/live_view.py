@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
+from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam.relay.v1 import relay_pb2
@@ -273,7 +274,15 @@ async def watch(
     Raises FingerprintRejected (after telling the broker) when the answer was tampered with."""
     stub = relay_stub(client)
     asked = time.perf_counter()
-    started = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=device_id, pin=pin))
+    # The camera's pinned key, asked of device_auth while the session starts (no added wait).
+    camera = asyncio.ensure_future(
+        client.device_auth().GetCamera(identity_pb.GetCameraRequest(device_id=device_id))
+    )
+    try:
+        started = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=device_id, pin=pin))
+    except BaseException:
+        camera.cancel()
+        raise
     call = open_signal(stub)
     await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=started.session_id)))
     viewer = ViewerPeer(ice_servers(started.turn), relay_only)
@@ -305,6 +314,7 @@ async def watch(
                 signed = response.signal.fingerprint
     if tamper is not None:
         answer, signed = tamper(answer, signed)
+    pinned = (await camera).camera.key_sha256
     try:
         verify_camera_fingerprint(
             signed,
@@ -314,6 +324,7 @@ async def watch(
             trusted_ca_pem=ca_pem,
             trust_domain=trust_domain,
             now=datetime.now(UTC),
+            pinned_key_sha256=pinned,
         )
     except FingerprintRejected:
         await stub.EndLiveView(

@@ -18,6 +18,8 @@ signed is the one in the SDP it received.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -26,6 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -90,9 +93,12 @@ def verify_camera_fingerprint(
     trusted_ca_pem: bytes,
     trust_domain: str,
     now: datetime,
+    pinned_key_sha256: bytes,
 ) -> None:
     """The app's check: raise FingerprintRejected unless the answer's fingerprint is the
-    camera's own (a camera certificate of this trust domain naming ``device_id``)."""
+    camera's own: a camera certificate of this trust domain naming ``device_id``, whose
+    key is the one the camera paired with (``Camera.key_sha256`` from device_auth; empty
+    only for a camera paired before keys were pinned)."""
 
     def names_camera(uri: str) -> bool:
         return uri.startswith(f"spiffe://{trust_domain}/tenant/") and uri.endswith(
@@ -108,6 +114,11 @@ def verify_camera_fingerprint(
         trusted_ca_pem=trusted_ca_pem,
         now=now,
     )
+    if pinned_key_sha256:
+        leaf = x509.load_der_x509_certificate(signed.certificate_chain[0])
+        spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if not hmac.compare_digest(hashlib.sha256(spki).digest(), pinned_key_sha256):
+            raise FingerprintRejected("the camera's key is not the one it paired with")
 
 
 CA_KINDS_PREFIX = "privacam-principals:"

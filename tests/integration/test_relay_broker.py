@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import re
 import secrets
+import shutil
 import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.live_view import FingerprintRejected
-from services.common.identity import principal_from_pem
+from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from services.relay_broker.adapters.links import camera_channel, turn_pb
 from services.relay_broker.adapters.redis_state import RedisSessions
 from services.relay_broker.domain import turn
@@ -789,3 +790,37 @@ async def test_notice_only_to_owner_and_viewer(
         finally:
             for stream in streams.values():
                 stream.cancel()
+
+
+async def test_second_camera_certificate_gets_no_viewer(
+    platform: Platform, household: Household, tmp_path: Path
+) -> None:
+    """Whoever holds device_auth's issuing key mints a second certificate for the camera
+    with a key of their own and goes online as it: the broker takes it for the camera (the
+    certificate is valid), but the app checks the answer's signer against the key the
+    camera paired with (Camera.key_sha256) and ends the session before any media."""
+    impostor_dir = tmp_path / "impostor"
+    shutil.copytree(household.camera.directory, impostor_dir)
+    uri = spiffe_uri(
+        platform.pki.trust_domain, PrincipalKind.CAMERA, household.device, household.tenant
+    )
+    minted = platform.pki.leaf("minted-camera", uri, platform.pki.issuing)
+    shutil.copy(minted.cert_file, impostor_dir / "tls.crt")
+    shutil.copy(minted.key_file, impostor_dir / "tls.key")
+    impostor = CameraAgent(replace(household.camera, directory=impostor_dir))
+    await impostor.start()
+    try:
+        async with PrivacamClient(household.owner) as owner:
+            shown = await owner.device_auth().GetCamera(
+                id_pb.GetCameraRequest(device_id=household.device)
+            )
+            assert len(shown.camera.key_sha256) == 32
+            with pytest.raises(FingerprintRejected, match="not the one it paired with"):
+                await watch(
+                    owner,
+                    household.device,
+                    ca_pem=_ca(platform),
+                    trust_domain=platform.pki.trust_domain,
+                )
+    finally:
+        await impostor.stop()

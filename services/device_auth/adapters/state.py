@@ -140,6 +140,7 @@ def _camera_json(camera: Camera) -> JsonObject:
             "label": camera.settings.label,
         },
         "pin_hash": camera.pin_hash,
+        "key_sha256": camera.key_sha256,
     }
 
 
@@ -157,6 +158,7 @@ def _parse_camera(d: JsonObject) -> Camera:
             label=settings.get("label", ""),
         ),
         pin_hash=d.get("pin_hash"),
+        key_sha256=d.get("key_sha256", ""),
     )
 
 

@@ -171,6 +171,7 @@ def camera_pb(view: CameraView) -> identity_pb2.Camera:
         role=_ROLES_PB[view.role],
         scopes=scopes_pb(view.scopes),
         settings=settings_pb(view.settings),
+        key_sha256=bytes.fromhex(view.key_sha256),
     )
 
 

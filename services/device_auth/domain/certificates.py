@@ -7,6 +7,7 @@ only proves possession of the key, which never leaves the camera or phone.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,14 @@ from services.common.pki import Issuer, certificate_pem
 from services.device_auth.domain.errors import InvalidInput
 
 CSR_MAX_BYTES = 4096
+
+
+def key_digest(public_key: ec.EllipticCurvePublicKey) -> str:
+    """SHA-256 of the key's SubjectPublicKeyInfo (DER), hex: how a camera's key is pinned."""
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def validate_csr(der: bytes) -> ec.EllipticCurvePublicKey:

@@ -87,6 +87,11 @@ class Camera:
     """Unexpired certificates issued to this camera, newest last (revoked together)."""
     settings: CameraSettings
     pin_hash: str | None = None
+    key_sha256: str = ""
+    """The camera's public key as it paired (certificates.key_digest): every certificate
+    of this camera carries it, renewals included, and apps check it in live view, so a
+    second certificate minted for the camera with another key is refused. Empty only for
+    a camera paired before keys were pinned (pinned at its next renewal)."""
 
     @property
     def certificate_not_after(self) -> datetime:

@@ -27,6 +27,7 @@ from services.device_auth.domain import validation
 from services.device_auth.domain.certificates import (
     CertificateIssuer,
     IssuedCertificate,
+    key_digest,
     validate_csr,
 )
 from services.device_auth.domain.claim_tokens import DEFAULT_TTL, hash_token, new_token, well_formed
@@ -179,6 +180,8 @@ class CameraView:
     scopes: frozenset[GrantScope]
     """For viewers, what their grant allows; empty for the owner, who may do everything."""
     settings: SettingsView
+    key_sha256: str
+    """The camera's pinned public key (hex SHA-256 of its SubjectPublicKeyInfo)."""
 
 
 @dataclass(frozen=True)
@@ -420,6 +423,7 @@ class DeviceAuth:
                 activity_alerts_enabled=False,
                 retention_days=self._config.default_retention_days,
             ),
+            key_sha256=key_digest(public_key),
         )
         if not await self._cameras.create(camera):
             raise Conflict("could not record the camera; pair it again")
@@ -458,6 +462,12 @@ class DeviceAuth:
             or all(c.serial != presented_serial for c in record.certificates)
         ):
             raise gone
+        pinned = key_digest(public_key)
+        if isinstance(record, Camera) and record.key_sha256 not in ("", pinned):
+            raise Forbidden(
+                "a camera renews its certificate with the key it paired with; "
+                "to change keys, pair it again"
+            )
         certificate = self._issuer.issue(subject.kind, tenant_id, subject.name, public_key)
         ref = CertificateRef(certificate.serial, certificate.not_after)
         now = self._clock.now()
@@ -472,7 +482,7 @@ class DeviceAuth:
             await self._modify(
                 self._cameras,
                 subject.name,
-                lambda c: replace(c, certificates=add(c.certificates)),
+                lambda c: replace(c, certificates=add(c.certificates), key_sha256=pinned),
                 missing,
             )
         else:
@@ -1089,6 +1099,7 @@ class DeviceAuth:
             role=CameraRole.OWNER if grant is None else CameraRole.VIEWER,
             scopes=frozenset() if grant is None else grant.scopes,
             settings=camera.settings_view(),
+            key_sha256=camera.key_sha256,
         )
 
     async def _modify(

@@ -37,13 +37,18 @@ CHEAP = Argon2Parameters(time_cost=1, memory_kib=8, parallelism=1)
 PASSWORD = "correct horse battery staple"
 
 
+DEVICE_KEY = new_private_key()
+"""The key of every test camera and app that does not make its own."""
+
+
 def make_csr(
     key: ec.EllipticCurvePrivateKey | None = None,
     common_name: str = "whatever the device asks for",
     uris: tuple[str, ...] = (),
 ) -> bytes:
-    """A PKCS#10 request in DER, signed by `key` (a fresh P-256 key by default)."""
-    key = key or new_private_key()
+    """A PKCS#10 request in DER, signed by `key` (by default DEVICE_KEY: a camera renews
+    with the key it paired with, so the tests' cameras all share one)."""
+    key = key or DEVICE_KEY
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     )

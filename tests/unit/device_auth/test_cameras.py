@@ -10,6 +10,7 @@ from cryptography import x509
 
 from services.common.identity import PrincipalKind
 from services.common.pki import new_private_key
+from services.device_auth.domain.certificates import key_digest
 from services.device_auth.domain.claim_tokens import hash_token
 from services.device_auth.domain.errors import BadCredentials, Forbidden, InvalidInput, NotFound
 from services.device_auth.domain.events import (
@@ -22,7 +23,15 @@ from services.device_auth.domain.events import (
 )
 from services.device_auth.domain.records import GrantScope, SettingsView, Subject
 from services.device_auth.domain.service import CameraRole
-from tests.unit.device_auth.conftest import START, TRUST_DOMAIN, World, app, camera, make_csr
+from tests.unit.device_auth.conftest import (
+    DEVICE_KEY,
+    START,
+    TRUST_DOMAIN,
+    World,
+    app,
+    camera,
+    make_csr,
+)
 
 
 async def test_a_claim_token_lives_ten_minutes_and_only_its_hash_is_stored(world: World) -> None:
@@ -173,7 +182,7 @@ async def test_a_camera_renews_its_certificate_for_the_same_identity(world: Worl
     owner = await world.register()
     enrollment = await world.pair_camera(owner.tenant_id)
     world.clock.advance(timedelta(days=25))
-    key = new_private_key()
+    key = DEVICE_KEY  # the key it paired with (see test_a_camera_keeps_the_key_it_paired_with)
     csr = make_csr(key, uris=("spiffe://privacam.test/tenant/other/camera/other",))
     renewed = await world.service.renew_certificate(
         camera(enrollment), enrollment.certificate.serial, csr
@@ -333,3 +342,20 @@ async def test_a_viewer_cannot_remove_a_shared_camera(world: World) -> None:
     await world.service.create_grant(owner.tenant_id, device, "bob", [GrantScope.LIVE])
     with pytest.raises(Forbidden, match="only the camera's owner"):
         await world.service.revoke_camera(guest.tenant_id, device)
+
+
+async def test_a_camera_keeps_the_key_it_paired_with(world: World) -> None:
+    """Whoever holds a camera's certificate but not its key cannot move the camera to a key
+    of their own by renewing: the key is pinned at pairing, and shown to its apps."""
+    owner = await world.register()
+    enrollment = await world.pair_camera(owner.tenant_id)
+    with pytest.raises(Forbidden, match="the key it paired with"):
+        await world.service.renew_certificate(
+            camera(enrollment), enrollment.certificate.serial, make_csr(new_private_key())
+        )
+    view = await world.service.get_camera(owner.tenant_id, enrollment.principal_id)
+    assert view.key_sha256 == key_digest(DEVICE_KEY.public_key())
+    renewed = await world.service.renew_certificate(
+        camera(enrollment), enrollment.certificate.serial, make_csr(DEVICE_KEY)
+    )
+    assert renewed.leaf.public_key() == DEVICE_KEY.public_key()

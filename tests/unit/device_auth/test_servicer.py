@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -363,10 +364,28 @@ async def test_register_pair_share_renew_revoke_and_purge(api: Api) -> None:
     assert code is CODE.NOT_FOUND
     assert (await call(bob, svc.ListCameras, pb.ListCamerasRequest())).cameras == []
 
-    # The camera renews its own certificate: same identity, new key and serial.
+    # The camera renews its own certificate: same identity and key, new serial. The key is
+    # the one it paired with: another one is refused (a stolen certificate cannot move the
+    # camera to an attacker's key), and GetCamera shows the pinned key to the apps.
     new_key = ec.generate_private_key(ec.SECP256R1())
+    code, message = await status_of(
+        call(cam, svc.RenewCertificate, pb.RenewCertificateRequest(csr=make_csr(new_key)))
+    )
+    assert (code, message.split(";")[0]) == (
+        CODE.PERMISSION_DENIED,
+        "a camera renews its certificate with the key it paired with",
+    )
+    shown = await call(alice, svc.GetCamera, pb.GetCameraRequest(device_id=device))
+    assert (
+        shown.camera.key_sha256
+        == hashlib.sha256(
+            camera_key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        ).digest()
+    )
     renewed = await call(
-        cam, svc.RenewCertificate, pb.RenewCertificateRequest(csr=make_csr(new_key))
+        cam, svc.RenewCertificate, pb.RenewCertificateRequest(csr=make_csr(camera_key))
     )
     renewed_cam = principal_of(renewed.certificate)
     assert (renewed_cam.kind, renewed_cam.tenant_id, renewed_cam.name) == (
@@ -376,7 +395,7 @@ async def test_register_pair_share_renew_revoke_and_purge(api: Api) -> None:
     )
     assert renewed_cam.certificate_serial != cam.certificate_serial
     renewed_leaf = x509.load_der_x509_certificate(renewed.certificate.certificate_chain[0])
-    assert renewed_leaf.public_key() == new_key.public_key()
+    assert renewed_leaf.public_key() == camera_key.public_key()
 
     # Remove the camera: its certificates are revoked, by alice, and it is gone.
     removed = await call(alice, svc.RevokeCamera, pb.RevokeCameraRequest(device_id=device))

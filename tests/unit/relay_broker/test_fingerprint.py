@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam_sdk.live_view import (
@@ -41,6 +46,7 @@ def _verify(pki: PkiFactory, signed: pb.SignedDtlsFingerprint, **overrides: str)
         trusted_ca_pem=pki.ca_file.read_bytes(),
         trust_domain=pki.trust_domain,
         now=datetime.now(UTC),
+        pinned_key_sha256=bytes.fromhex(overrides.get("pinned", "")),
     )
 
 
@@ -53,6 +59,25 @@ def test_the_layout_is_the_documented_one() -> None:
 def test_the_cameras_own_signature_is_accepted(pki: PkiFactory) -> None:
     key, chain = _material(pki.camera("tenant-1", DEVICE))
     _verify(pki, sign_dtls_fingerprint(key, chain, SESSION, "sha-256", FINGERPRINT))
+
+
+def test_a_second_certificate_for_the_camera_is_refused_by_its_pinned_key(
+    pki: PkiFactory,
+) -> None:
+    """Whoever holds device_auth's issuing key can mint another certificate for the camera,
+    with a key of their own: it chains and names the camera, but the app compares its key
+    with the one the camera paired with (Camera.key_sha256)."""
+    key, chain = _material(pki.camera("tenant-1", DEVICE))
+    pinned = hashlib.sha256(
+        key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    ).hexdigest()
+    _verify(pki, sign_dtls_fingerprint(key, chain, SESSION, "sha-256", FINGERPRINT), pinned=pinned)
+    uri = spiffe_uri(pki.trust_domain, PrincipalKind.CAMERA, DEVICE, "tenant-1")
+    minted_key, minted_chain = _material(pki.leaf("camera-minted", uri, pki.issuing))
+    minted = sign_dtls_fingerprint(minted_key, minted_chain, SESSION, "sha-256", FINGERPRINT)
+    _verify(pki, minted)  # without the pin it would pass: what pinning is for
+    with pytest.raises(FingerprintRejected, match="not the one it paired with"):
+        _verify(pki, minted, pinned=pinned)
 
 
 def test_splices_and_replays_are_refused(pki: PkiFactory) -> None:
