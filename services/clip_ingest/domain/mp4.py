@@ -14,9 +14,9 @@ cannot be read and numbers beyond any clip (more than a day; never an OverflowEr
 Written by hand because no maintained Python library reads an MP4 as it streams and
 checks its sample tables against its headers in bounded memory: pymp4 (on construct,
 last released 2023) and cs.iso14496 parse a whole box from a buffer or file into a tree
-of Python objects, hachoir wants a seekable input, PyAV (libavformat) wants the whole
-file or a seekable one and takes the headers' word for the duration; none checks that
-`stts` or `trun` agree with `mvhd`/`mehd`. The clip is judged chunk by chunk so that
+of Python objects, PyAV (libavformat) wants the whole file or a seekable one and takes
+the headers' word for the duration; none checks that `stts` or `trun` agree with
+`mvhd`/`mehd`. The clip is judged chunk by chunk so that
 memory stays bounded and an over-long or lying clip is refused before the rest is read.
 
 What is read (everything else is skipped by size, never buffered):
