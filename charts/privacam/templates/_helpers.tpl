@@ -21,7 +21,7 @@ device_auth:
   public: true
   publicPort: true
   calls: [access_log]
-  needs: [redis, issuingCa, clipRetention, accessLogKeys]
+  needs: [redis, issuingCa, issuingCaPin, clipRetention, accessLogKeys]
 key_manager:
   public: false
   publicPort: false
@@ -213,9 +213,20 @@ issuingCa:
     - key: {{ $v.issuingCa.existingSecret.certKey | quote }}
       path: ca.crt
       env: ISSUING_CA_CERT_FILE
+{{- if not $v.issuingCa.pkcs11.enabled }}
     - key: {{ $v.issuingCa.existingSecret.keyKey | quote }}
       path: ca.key
       env: ISSUING_CA_KEY_FILE
+{{- else }}
+issuingCaPin:
+  volume: issuing-ca-pin
+  dir: /var/run/secrets/privacam/issuing-ca-pin
+  secretName: {{ required "issuingCa.pkcs11.pinSecret.name is required with issuingCa.pkcs11.enabled" $v.issuingCa.pkcs11.pinSecret.name }}
+  files:
+    - key: {{ $v.issuingCa.pkcs11.pinSecret.key | quote }}
+      path: pin
+      env: ISSUING_CA_PKCS11_PIN_FILE
+{{- end }}
 accessLogSigningKey:
   volume: access-log-signing-key
   dir: /var/run/secrets/privacam/access-log-signing-key
@@ -281,6 +292,11 @@ PRIVACAM_MINIO_SECURE: {{ $v.minio.secure | toString | quote }}
 {{- end }}
 {{- if has "turn" .s.needs }}
 PRIVACAM_TURN_URIS: {{ $v.turn.uris | quote }}
+{{- end }}
+{{- if and (has "issuingCa" .s.needs) $v.issuingCa.pkcs11.enabled }}
+{{ $p }}ISSUING_CA_PKCS11_MODULE: {{ $v.issuingCa.pkcs11.module | quote }}
+{{ $p }}ISSUING_CA_PKCS11_TOKEN: {{ $v.issuingCa.pkcs11.token | quote }}
+{{ $p }}ISSUING_CA_PKCS11_LABEL: {{ $v.issuingCa.pkcs11.label | quote }}
 {{- end }}
 {{- /* The services it calls, by their Service names (in their certificates' DNS names). */}}
 {{- range .s.calls }}
