@@ -17,7 +17,7 @@ PY := $(CURDIR)/.venv/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
 help: ## List the targets
-	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 up: setup ## Bring up the whole platform locally and run the demo (the README's first command)
 	bash stack/up.sh
@@ -32,7 +32,7 @@ demo: ## Run the demo again against the running platform (retention's clock back
 	bash scripts/services.sh start
 	$(PY) scripts/demo.py
 
-test: setup lint chart hsm ## Lint, check the chart, run every test; starts (and stops) the servers it needs
+test: setup stack-install lint chart hsm ## Lint, check the chart, run every test; starts (and stops) the servers it needs
 	$(PY) -m pytest tests
 
 unit: setup ## Unit tests only (no servers)
@@ -47,8 +47,14 @@ lint: setup $(BUF) ## ruff, mypy and buf lint
 	.venv/bin/mypy
 	$(BUF) lint
 
-chart: setup ## helm lint/template, schema validation, kube-score, NetworkPolicy flows, promtool rule tests
+chart: setup promtool ## helm lint/template, schema validation, kube-score, NetworkPolicy flows, promtool rule tests
 	bash scripts/check_chart.sh
+
+stack-install: ## Install the local stack's servers if missing (Kafka, MinIO, Redis, coturn, Prometheus)
+	bash stack/install.sh
+
+promtool: ## promtool, for the chart's rule tests (Debian's prometheus package, via stack/install.sh)
+	@command -v promtool >/dev/null || bash stack/install.sh prometheus
 
 hsm: ## SoftHSM2 for the PKCS#11 tests (Debian package) and a development token in .run/
 	@command -v softhsm2-util >/dev/null && [ -d "$(PRIVACAM_RUN_DIR)/softhsm" ] || bash stack/softhsm.sh >/dev/null
@@ -85,4 +91,4 @@ bench: setup ## Run every benchmark and write its table (ratios to physical base
 clean: down ## Stop everything and delete local state (keeps the download cache)
 	rm -rf $(PRIVACAM_RUN_DIR) gen .venv
 
-.PHONY: help up down demo test unit integration lint chart hsm format setup protos bench clean
+.PHONY: help up down demo test unit integration lint chart stack-install promtool hsm format setup protos bench clean

@@ -13,7 +13,8 @@
 #   coturn     the coturn ConfigMap is files/turnserver.conf plus turn.deniedPeerIps, and the
 #              schema refuses what coturn 4.6 misreads (CIDR, a range starting at ::)
 #   rules      `promtool check rules` and `promtool test rules` on the PrometheusRule
-#              (skipped with a note when promtool is absent: apt-get install prometheus)
+#              (promtool from Debian's prometheus package: `bash stack/install.sh prometheus`,
+#              which `make chart` runs first; without it this check FAILS)
 #   settings   each service's settings class accepts its rendered environment (needs .venv)
 #   files      docker/Dockerfile and skaffold.yaml name files and stages that exist
 #
@@ -22,6 +23,7 @@
 # compiles for a few minutes, later runs take seconds.
 #
 # Usage: scripts/check_chart.sh     exit status 0 when every check passed
+#        (PROMTOOL=<path> to use another promtool than the one on PATH)
 set -euo pipefail
 
 # --- pinned tools -------------------------------------------------------------------------
@@ -91,10 +93,8 @@ install_tools() {
 # --- reporting ----------------------------------------------------------------------------
 passed=0
 failed=0
-skipped=0
 pass() { echo "ok    $*"; passed=$((passed + 1)); }
 fail() { echo "FAIL  $*"; failed=$((failed + 1)); }
-skip() { echo "skip  $*"; skipped=$((skipped + 1)); }
 # Indented details of a failure.
 details() { sed -e 's/^/      /' "$@"; }
 
@@ -480,11 +480,11 @@ PY
 }
 
 check_rules() {
-  local promtool
-  promtool="$(command -v promtool || true)"
+  local promtool="${PROMTOOL:-}"
+  [[ -n "$promtool" ]] || promtool="$(command -v promtool || true)"
   [[ -z "$promtool" && -x /usr/bin/promtool ]] && promtool=/usr/bin/promtool
-  if [[ -z "$promtool" ]]; then
-    skip "rules: promtool not found (apt-get install prometheus): PrometheusRule not checked"
+  if [[ ! -x "$promtool" ]]; then
+    fail "rules: promtool not found: run 'bash stack/install.sh prometheus' (Debian's prometheus package)"
     return
   fi
   # The rule unit tests expect the default thresholds and this release name and namespace.
@@ -522,7 +522,7 @@ PY
 check_settings() {
   local py="$ROOT/.venv/bin/python"
   if [[ ! -x "$py" ]] || [[ ! -d "$ROOT/gen" ]]; then
-    skip "settings: no .venv or gen/ (make setup): rendered environments not loaded"
+    fail "settings: no .venv or gen/: run 'make setup' (the services' settings classes load from them)"
     return
   fi
   # The project's environment has no YAML parser: hand it JSON.
@@ -707,7 +707,7 @@ main() {
   check_rules
   check_files
   echo "check_chart: $((SECONDS - started)) s"
-  echo "$passed passed, $failed failed, $skipped skipped"
+  echo "$passed passed, $failed failed"
   if ((failed > 0)); then
     echo "check_chart: $failed check(s) failed (details above)" >&2
     exit 1

@@ -84,6 +84,8 @@ def render(production: str, overrides: dict[str, str], added: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def production_coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
+    # turnserver and openssl, if missing (the module needs no other part of the stack).
+    subprocess.run(["bash", str(ROOT / "stack" / "install.sh"), "coturn"], check=True)
     directory = tmp_path_factory.mktemp("coturn-production")
     production = PRODUCTION.read_text()
     # Production listens on every interface; this one only on loopback, where its peers are not.
