@@ -152,9 +152,8 @@ class ServiceSettings(BaseSettings):
     )
     """Largest request message the gRPC ports accept (the API port, and device_auth's
     enrollment port); a larger one is refused with RESOURCE_EXHAUSTED before any handler
-    runs. The default, 4 MiB, fits the largest legitimate messages: a clip upload chunk
-    (at most 256 KiB) and a key_manager batch of 1,000 unwraps with their receipts (about
-    2.1 MiB; raise this with the key manager's MAX_BATCH_ITEMS)."""
+    runs. The default, 4 MiB, fits the largest legitimate messages with room to spare: a
+    clip upload chunk (at most 256 KiB) and an Unwrap with its receipt's proof (a few KiB)."""
 
     @model_validator(mode="before")
     @classmethod

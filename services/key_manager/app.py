@@ -66,7 +66,7 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         rotation_period=timedelta(seconds=settings.rotation_period_seconds),
         metrics=PrometheusKeyMetrics(keyring),
     )
-    servicer = KeyManagerServicer(keys, settings.max_batch_items)
+    servicer = KeyManagerServicer(keys)
     return ServiceParts(
         apis=[
             GrpcApi.of(

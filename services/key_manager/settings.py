@@ -37,8 +37,6 @@ class KeyManagerSettings(ServiceSettings):
     receipt_max_age_seconds: int = Field(default=300, ge=10, le=3600)
     """How old a receipt's signed tree head, and the access it proves, may be when it is
     presented; used receipts are remembered this long plus the clock skew (one minute)."""
-    max_batch_items: int = Field(default=1_000, ge=1, le=10_000)
-    """Largest batch accepted by the Batch* RPCs."""
 
     @model_validator(mode="after")
     def _one_root_key(self) -> "KeyManagerSettings":

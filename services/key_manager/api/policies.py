@@ -7,7 +7,7 @@ tests/unit/common/test_least_privilege.py, derives that from the code).
 """
 
 from privacam.keys.v1 import key_manager_service_pb2 as pb
-from services.common.auth import NOBODY, OPERATOR, services
+from services.common.auth import OPERATOR, services
 from services.common.runtime import method_policies
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["KeyManagerService"]
@@ -24,7 +24,5 @@ POLICIES = method_policies(
         "DestroyTenant": services("retention"),
         "ListKeyVersions": services("clip-ingest", "retention"),
         # No service calls these: closed until they are removed from the API.
-        "BatchGenerateDataKeys": NOBODY,
-        "BatchUnwrap": NOBODY,
     },
 )

@@ -6,7 +6,6 @@ Only service certificates reach it (see policies.py); cameras and apps never see
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -16,7 +15,7 @@ from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
 from services.common.auth import current_principal
-from services.common.errors import InvalidArgument, map_domain_error, status_for
+from services.common.errors import InvalidArgument, map_domain_error
 from services.common.identity import ID_PATTERN
 from services.common.timestamps import to_timestamp
 from services.key_manager.adapters.events import PURPOSES, version_pb
@@ -87,16 +86,8 @@ def purpose_from(value: int) -> Purpose:
 
 
 class KeyManagerServicer(pb_grpc.KeyManagerServiceServicer):
-    def __init__(self, keys: KeyService, max_batch_items: int) -> None:
+    def __init__(self, keys: KeyService) -> None:
         self._keys = keys
-        self._max_batch = max_batch_items
-
-    def _batch(self, items: Sequence[T], field: str) -> Sequence[T]:
-        if not items:
-            raise InvalidArgument(f"{field} must not be empty")
-        if len(items) > self._max_batch:
-            raise InvalidArgument(f"{field} has {len(items)} items; at most {self._max_batch}")
-        return items
 
     async def GenerateDataKey(
         self, request: pb.GenerateDataKeyRequest, context: Any
@@ -154,40 +145,3 @@ class KeyManagerServicer(pb_grpc.KeyManagerServiceServicer):
             _id(request.tenant_id, "tenant_id"), request.include_destroyed
         )
         return pb.ListKeyVersionsResponse(versions=[version_pb(v) for v in versions])
-
-    async def BatchGenerateDataKeys(
-        self, request: pb.BatchGenerateDataKeysRequest, context: Any
-    ) -> pb.BatchGenerateDataKeysResponse:
-        contexts = [
-            context_from(c, f"contexts[{i}]")
-            for i, c in enumerate(self._batch(request.contexts, "contexts"))
-        ]
-        keys = []
-        for key_context in contexts:
-            data_key, wrapped = await self._keys.generate(key_context)
-            keys.append(
-                pb.GenerateDataKeyResponse(plaintext_key=data_key, wrapped_key=wrapped_pb(wrapped))
-            )
-        return pb.BatchGenerateDataKeysResponse(keys=keys)
-
-    async def BatchUnwrap(
-        self, request: pb.BatchUnwrapRequest, context: Any
-    ) -> pb.BatchUnwrapResponse:
-        results = [
-            pb.BatchUnwrapResult(plaintext_key=value)
-            if isinstance(value, bytes)
-            else pb.BatchUnwrapResult(error=value)
-            for value in [
-                await _each(self._unwrap, item) for item in self._batch(request.items, "items")
-            ]
-        ]
-        return pb.BatchUnwrapResponse(results=results)
-
-
-async def _each(operation: Callable[[T], Awaitable[R]], item: T) -> R | pb.BatchItemError:
-    """One batch item: its result, or its own error; the batch as a whole goes on."""
-    try:
-        return await operation(item)
-    except Exception as error:
-        code, message = status_for(error)
-        return pb.BatchItemError(code=code.value[0], message=message)
