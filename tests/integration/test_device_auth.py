@@ -14,7 +14,7 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from privacam.accesslog.v1 import access_log_service_pb2 as access_log_pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as access_log_grpc
@@ -25,9 +25,11 @@ from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.clips import list_clips, upload_clip
 from privacam_sdk.enrollment import new_key_and_csr
 from services.common.identity import principal_from_pem
 from tests.harness import Platform
+from tests.media import make_mp4
 
 PASSWORD = "a long enough passphrase"
 
@@ -141,9 +143,9 @@ async def test_enrollment_rpcs_are_refused_on_the_mtls_port(household: Household
 
 async def test_a_camera_renews_itself_but_cannot_act_as_an_app(household: Household) -> None:
     async with PrivacamClient(household.camera) as camera:
-        _, csr = new_key_and_csr()
+        # With its own key: the key is pinned at pairing (another is PERMISSION_DENIED).
         renewed = await camera.device_auth().RenewCertificate(
-            pb.RenewCertificateRequest(csr=csr), timeout=10
+            pb.RenewCertificateRequest(csr=_renewal_csr(household.camera)), timeout=10
         )
         assert renewed.certificate.serial_number
         code = await _call_code(
@@ -372,3 +374,141 @@ async def test_sharing_and_pin_changes_land_in_the_households_log(household: Hou
         household.tenant,
         owner.name,
     )
+
+
+def _renewal_csr(profile: Profile, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+    """A CSR for the profile's own key (a renewal keeps it) or for `key`."""
+    if key is None:
+        loaded = serialization.load_pem_private_key(profile.key_file.read_bytes(), None)
+        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        key = loaded
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _renewed_profile(old: Profile, issued: pb.IssuedCertificate, home: Path) -> Profile:
+    """The same key and endpoints with the renewed certificate, as a device stores it."""
+    chain = b"".join(
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        for der in issued.certificate_chain
+    )
+    return Profile.create(
+        f"{old.name}-renewed-{secrets.token_hex(2)}",
+        old.ca_file.read_bytes(),
+        chain,
+        old.key_file.read_bytes(),
+        old.endpoints,
+        old.trust_domain,
+        home,
+    )
+
+
+def _leaf(profile: Profile) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(profile.cert_file.read_bytes())
+
+
+async def test_renewed_certificate_used(
+    platform: Platform, household: Household, profiles_home: Path
+) -> None:
+    """A renewed camera certificate and a renewed app certificate make real mTLS calls
+    that succeed (a clip uploaded to clip_ingest, listed and renewed again at device_auth).
+
+    What happens to the certificate a renewal supersedes, as designed (device_auth's README
+    and `renew_certificate`): it stays valid until it expires, so a camera whose renewal
+    answer was lost keeps working (asserted: it still uploads), it cannot move the camera to
+    another key (PERMISSION_DENIED, the key is pinned at pairing), and when the camera
+    itself is superseded, paired again under the same serial (a factory reset), every
+    certificate it ever had, renewed ones included, is refused by every service within 2 s.
+    """
+    async with PrivacamClient(household.owner) as app:
+        await app.device_auth().UpdateCameraSettings(
+            pb.UpdateCameraSettingsRequest(
+                device_id=household.device, activity_alerts_enabled=True
+            ),
+            timeout=10,
+        )
+        serial = (
+            await app.device_auth().GetCamera(
+                pb.GetCameraRequest(device_id=household.device), timeout=10
+            )
+        ).camera.serial
+        renewed_app = await app.device_auth().RenewCertificate(
+            pb.RenewCertificateRequest(csr=_renewal_csr(household.owner)), timeout=10
+        )
+    async with PrivacamClient(household.camera) as camera:
+        renewed_camera = await camera.device_auth().RenewCertificate(
+            pb.RenewCertificateRequest(csr=_renewal_csr(household.camera)), timeout=10
+        )
+    old_camera, old_app = household.camera, household.owner
+    new_camera = _renewed_profile(old_camera, renewed_camera.certificate, profiles_home)
+    new_app = _renewed_profile(old_app, renewed_app.certificate, profiles_home)
+    for old, new in ((old_camera, new_camera), (old_app, new_app)):
+        before, after = _leaf(old), _leaf(new)
+        assert after.serial_number != before.serial_number
+        assert after.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ) == before.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert after.public_key() == before.public_key()
+        assert after.not_valid_after_utc >= before.not_valid_after_utc
+        print(
+            f"{old.name}: serial {before.serial_number:x} until {before.not_valid_after_utc:%F %T}"
+            f" renewed as {after.serial_number:x} until {after.not_valid_after_utc:%F %T}"
+        )
+
+    # The renewed certificates at work: the camera uploads, the app lists the clip, the
+    # camera renews again from its renewed certificate (device_auth knows it as current).
+    async with PrivacamClient(new_camera) as camera:
+        uploaded = await upload_clip(camera, make_mp4(6.0, seed=23), "renewed-cert-clip")
+        assert uploaded.created
+        again = await camera.device_auth().RenewCertificate(
+            pb.RenewCertificateRequest(csr=_renewal_csr(new_camera)), timeout=10
+        )
+        assert again.certificate.certificate_chain
+    async with PrivacamClient(new_app) as app:
+        listed = [c.clip_id async for c in list_clips(app, household.device)]
+    assert uploaded.clip_id in listed
+    # The superseded certificate: valid until it expires, and only with the pinned key.
+    async with PrivacamClient(old_camera) as camera:
+        assert (await upload_clip(camera, make_mp4(6.0, seed=24), "old-cert-clip")).created
+        other_key, _ = new_key_and_csr()
+        moved = await _call_code(
+            camera.device_auth().RenewCertificate(
+                pb.RenewCertificateRequest(csr=_renewal_csr(old_camera, other_key)), timeout=10
+            )
+        )
+    assert moved is grpc.StatusCode.PERMISSION_DENIED
+
+    # The camera paired again under its serial: the old identity is superseded.
+    async with PrivacamClient(household.owner) as app:
+        token = await app.device_auth().CreateClaimToken(pb.CreateClaimTokenRequest())
+    repaired, repaired_device = await platform.enrollment(profiles_home).enroll_camera(
+        f"repaired-{secrets.token_hex(3)}", token.claim_token, serial
+    )
+    assert repaired_device != household.device
+
+    async def codes(profile: Profile) -> tuple[grpc.StatusCode, grpc.StatusCode]:
+        async with PrivacamClient(profile) as camera:
+            upload = await _call_code(upload_clip(camera, make_mp4(6.0, seed=25), "late"))
+            renew = await _call_code(
+                camera.device_auth().RenewCertificate(
+                    pb.RenewCertificateRequest(csr=_renewal_csr(profile)), timeout=10
+                )
+            )
+        return upload, renew
+
+    superseded_at = time.monotonic()
+    refused = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED)
+    for profile in (old_camera, new_camera):
+        while (outcome := await codes(profile)) != refused:
+            assert time.monotonic() - superseded_at < 2, f"{profile.name} still in: {outcome}"
+            await asyncio.sleep(0.05)
+        print(f"{profile.name} after re-pairing: upload {outcome[0].name}, renew {outcome[1].name}")
+    async with PrivacamClient(repaired) as camera:
+        fresh = await camera.device_auth().RenewCertificate(
+            pb.RenewCertificateRequest(csr=_renewal_csr(repaired)), timeout=10
+        )
+    assert fresh.certificate.certificate_chain
