@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,9 @@ from pathlib import Path
 import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from minio import Minio
 from minio.commonconfig import CopySource
 from redis.asyncio import Redis
@@ -33,16 +37,23 @@ from privacam.clips.v1 import clip_service_pb2_grpc as pb_grpc
 from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
+from privacam.keys.v1 import key_manager_service_pb2 as km_pb
+from privacam.keys.v1 import key_manager_service_pb2_grpc as km_grpc
+from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip, upload_requests
 from services.clip_ingest.domain.model import object_name
+from services.common.clip_format import ClipBinding, ClipHeader, decrypt_all, read_header
+from services.common.identity import principal_from_pem
+from services.common.timestamps import to_timestamp
 from tests import mp4_boxes as boxes
 from tests.harness import (
     Platform,
     ServiceProcess,
     cleanup_namespace,
     make_service,
+    mtls_channel,
     new_namespace,
     stack_minio,
 )
@@ -983,3 +994,103 @@ async def test_trickling_camera_cut_off(
     )
     assert median_during < 3 * median_before + 0.5
     assert usual_during[-1] < deadline
+
+
+async def _data_key(platform: Platform, home: Home, header: ClipHeader, clip_id: str) -> bytes:
+    """The clip's data key, as clip_ingest gets it for a playback: the owner's viewing is
+    logged in the household's log first, and key_manager unwraps against that receipt.
+    The test holds clip_ingest's certificate (key_manager releases keys only to it)."""
+    ingest = platform.pki.service("clip_ingest")
+    owner = principal_from_pem(home.owner.cert_file.read_bytes(), home.owner.trust_domain)
+    record = log_pb2.AccessRecord(
+        access_id=str(uuid.uuid4()),
+        tenant_id=home.tenant,
+        principal=types_pb2.Principal(
+            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=home.tenant, id=owner.name
+        ),
+        resource=log_pb2.Resource(
+            kind=log_pb2.RESOURCE_KIND_CLIP, device_id=home.device, clip_id=clip_id
+        ),
+        purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+        service="clip_ingest",
+        occurred_at=to_timestamp(datetime.now(UTC)),
+    )
+    wrapped = keys_pb2.WrappedKey.FromString(header.key_reference)
+    async with (
+        mtls_channel(platform.services["access_log"].endpoint, ingest) as log_channel,
+        mtls_channel(platform.services["key_manager"].endpoint, ingest) as key_channel,
+    ):
+        logged = await log_grpc.AccessLogServiceStub(log_channel).Append(
+            log_pb.AppendRequest(record=record), timeout=15
+        )
+        released = await km_grpc.KeyManagerServiceStub(key_channel).Unwrap(
+            km_pb.UnwrapRequest(
+                wrapped_key=wrapped,
+                context=keys_pb2.KeyContext(
+                    tenant_id=home.tenant, device_id=home.device, clip_id=clip_id
+                ),
+                purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+                receipt=logged.receipt,
+            ),
+            timeout=15,
+        )
+    return bytes(released.plaintext_key)
+
+
+async def test_clips_have_distinct_keys(platform: Platform, home: Home, minio: Minio) -> None:
+    """Two clips of the same camera, with the SAME bytes, uploaded through the real
+    clip_ingest: their stored headers (read from MinIO as root) carry different wrapped data
+    keys, salts and nonce prefixes; the data keys key_manager releases for them differ, and
+    so do the AES-256-GCM keys derived from them (HKDF-SHA256 as docs/clip-format.md
+    specifies, checked by opening each clip's first segment with it). Their ciphertexts
+    share no 16-byte block at the same offset: a key and nonce used twice would make
+    identical plaintext encrypt identically."""
+    data = clip(6.0, seed=47)
+    names = ("twin-a", "twin-b")
+    async with PrivacamClient(home.camera) as camera:
+        for name in names:
+            assert (await upload_clip(camera, data, name)).created
+    stored = {
+        name: minio.get_object(BUCKET, object_name(home.tenant, home.device, name)).read()
+        for name in names
+    }
+    headers = {name: read_header(stored[name]) for name in names}
+    wrapped = {name: keys_pb2.WrappedKey.FromString(headers[name].key_reference) for name in names}
+    derived = {}
+    for name in names:
+        header, body = headers[name], stored[name][headers[name].header_length :]
+        data_key = await _data_key(platform, home, header, name)
+        binding = ClipBinding(home.tenant, home.device, name)
+        key = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=header.salt,
+            info=b"privacam-clip-v1" + binding.encode(),
+        ).derive(data_key)
+        # The derived key opens the first segment (a full one: the clip is longer).
+        first = body[: header.ciphertext_segment_size]
+        nonce = header.nonce_prefix + struct.pack(">IB", 0, 0)
+        assert AESGCM(key).decrypt(nonce, first, header.to_bytes()) == data[: header.segment_size]
+        assert decrypt_all(stored[name], data_key, binding) == data
+        derived[name] = (data_key, key)
+        print(
+            f"{name}: wrapped (v{wrapped[name].key_version}) "
+            f"{wrapped[name].ciphertext[:8].hex()}…, salt {header.salt.hex()}, "
+            f"nonce prefix {header.nonce_prefix.hex()}, data key sha256 "
+            f"{hashlib.sha256(data_key).hexdigest()[:16]}, derived key sha256 "
+            f"{hashlib.sha256(key).hexdigest()[:16]}"
+        )
+    a, b = names
+    assert len(data) > headers[a].segment_size
+    assert wrapped[a].tenant_id == wrapped[b].tenant_id == home.tenant
+    assert wrapped[a].ciphertext != wrapped[b].ciphertext
+    assert wrapped[a].ciphertext[:12] != wrapped[b].ciphertext[:12]  # their wrapping nonces
+    assert headers[a].salt != headers[b].salt
+    assert headers[a].nonce_prefix != headers[b].nonce_prefix
+    assert derived[a][0] != derived[b][0]  # data keys
+    assert derived[a][1] != derived[b][1]  # per-clip AES-GCM keys
+    body_a = stored[a][headers[a].header_length :]
+    body_b = stored[b][headers[b].header_length :]
+    assert len(body_a) == len(body_b)
+    same = [i for i in range(0, len(body_a), 16) if body_a[i : i + 16] == body_b[i : i + 16]]
+    assert same == [], f"{len(same)} identical ciphertext blocks"
