@@ -49,6 +49,7 @@ def build(settings: ClipIngestSettings, producer: EventProducer, clock: Clock) -
             segment_size=settings.segment_bytes,
             min_chunk_bytes=settings.min_chunk_bytes,
             max_uploads_per_camera=settings.max_uploads_per_camera,
+            retry_memory_seconds=settings.retry_memory_seconds,
         ),
     )
     servicer = ClipIngestServicer(

@@ -33,6 +33,10 @@ class ClipIngestSettings(ServiceSettings):
     refused within a second (RESOURCE_EXHAUSTED, retry later), so one camera cannot take
     the places every camera shares. Per process: with N replicas a camera may have up to
     N times this many."""
+    retry_memory_seconds: int = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
+    """How long after an upload a retry under the same clip id is still compared with the
+    stored clip exactly (its fingerprint key is kept in Redis that long; the object holds
+    no plaintext digest). Later, a retry of the same size is taken as the same clip."""
     max_clip_seconds: float = Field(default=6.0, gt=0, le=6.0)
     """Longest clip accepted, by the MP4's own duration (at most the 6 s alert clips are)."""
     max_capture_skew_seconds: int = Field(default=300, ge=0, le=3600)

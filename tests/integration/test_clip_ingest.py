@@ -4,6 +4,7 @@ Redis and Kafka, and the real device_auth, key_manager and access_log behind it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import secrets
@@ -214,6 +215,64 @@ async def test_a_clip_is_stored_encrypted_once_and_a_retry_is_acknowledged(
     entry = await redis.get(f"clip_ingest:clip:{home.tenant}:{home.device}:retry-me")
     assert entry is not None
     assert data[4096:4160] not in entry
+
+
+def _plaintext_fingerprints(data: bytes) -> set[str]:
+    """What a reader of the bucket could match against a guessed clip: its size, and its
+    digest under every common hash, in hex and base64."""
+    forms = {str(len(data)), hex(len(data))}
+    for name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256", "blake2b"):
+        digest = hashlib.new(name, data).digest()
+        forms |= {digest.hex(), digest.hex().upper()}
+        for encoded in (base64.b64encode(digest), base64.urlsafe_b64encode(digest)):
+            forms |= {encoded.decode(), encoded.decode().rstrip("=")}
+    return forms
+
+
+async def test_no_plaintext_digest_in_metadata(home: Home, minio: Minio, redis: Redis) -> None:
+    """A clip object's clear metadata holds nothing derived from its plaintext (no digest
+    in any usual form, no size), and the clip still plays and verifies; retries are still
+    told from other content under the same id."""
+    data = clip(6.0, seed=31)
+    async with PrivacamClient(home.camera) as camera:
+        assert (await upload_clip(camera, data, "private")).created
+    name = object_name(home.tenant, home.device, "private")
+    (listed,) = minio.list_objects(
+        BUCKET, prefix=f"t/{home.tenant}/", recursive=True, include_user_meta=True
+    )
+    stat = minio.stat_object(BUCKET, name)
+    headers = {str(k).lower(): str(v) for k, v in (stat.metadata or {}).items()}
+    user_meta = {k: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
+    listed_meta = {str(k).lower(): str(v) for k, v in (listed.metadata or {}).items()}
+    assert listed_meta, "the listing carried no user metadata to check"
+    user_meta |= {f"listed {k}": v for k, v in listed_meta.items()}
+    assert "x-amz-meta-privacam-fingerprint" in user_meta  # the one value it carries
+    forms = _plaintext_fingerprints(data)
+    for key, value in user_meta.items():
+        found = [form for form in forms if form in value]
+        assert not found, (key, value, found)
+    # Nor among the object's other headers (ETag is of the ciphertext; its length is the
+    # ciphertext's, which no reader can avoid seeing).
+    everything = " ".join(headers.values())
+    assert not [form for form in forms if len(form) > 16 and form in everything]
+    assert stat.size != len(data)
+    # The clip plays and verifies as before.
+    async with PrivacamClient(home.owner) as app:
+        listed_clip = [c async for c in list_clips(app, home.device)]
+        meta, played = await download_clip(app, home.device, "private")
+    assert hashlib.sha256(played).digest() == hashlib.sha256(data).digest()
+    assert meta.size_bytes == listed_clip[0].size_bytes == len(data)
+    # A retry is compared exactly while its fingerprint key is remembered (a day); other
+    # content of the very same size under the same id is a conflict.
+    ttl = await redis.ttl(f"clip_ingest:fpkey:{home.tenant}:{home.device}:private")
+    assert 0 < ttl <= 24 * 3600
+    other = bytearray(data)
+    other[len(data) // 2] ^= 0xFF
+    async with PrivacamClient(home.camera) as camera:
+        assert not (await upload_clip(camera, data, "private")).created
+        code, details = await refused(upload_clip(camera, bytes(other), "private"))
+    assert code is grpc.StatusCode.ALREADY_EXISTS
+    assert "other content" in details
 
 
 async def _bad_stream(

@@ -2,7 +2,9 @@
 
 Per camera, a sorted set whose members are `<capture time, ms, 13 digits>:<clip id>`
 (all scores 0, so the set is ordered by that text: capture time, then clip id) and
-one string per clip holding its record as JSON. Listing walks the set newest first
+one string per clip holding its record as JSON, and for a day after an upload the
+clip's fingerprint key (domain/fingerprint.py), so a retry can be compared with what
+is stored. Listing walks the set newest first
 with ZREVRANGEBYLEX; the page cursor is the last member returned. Every record
 names its tenant, camera and clip, and the domain checks that against where it
 was found, so an entry copied under another key is never served.
@@ -32,6 +34,10 @@ def _clip_key(tenant_id: str, device_id: str, clip_id: str) -> str:
 
 def _claim_key(tenant_id: str, device_id: str, clip_id: str) -> str:
     return f"{_PREFIX}claim:{tenant_id}:{device_id}:{clip_id}"
+
+
+def _fingerprint_key_key(tenant_id: str, device_id: str, clip_id: str) -> str:
+    return f"{_PREFIX}fpkey:{tenant_id}:{device_id}:{clip_id}"
 
 
 def _ms(moment: datetime) -> int:
@@ -94,12 +100,15 @@ class RedisClipIndex:
 
     async def claim(
         self, tenant_id: str, device_id: str, clip_id: str, seconds: int
-    ) -> tuple[bool, ClipRecord | None]:
+    ) -> tuple[bool, ClipRecord | None, bytes | None]:
+        ids = (tenant_id, device_id, clip_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(_claim_key(tenant_id, device_id, clip_id), b"1", nx=True, ex=seconds)
-            pipe.get(_clip_key(tenant_id, device_id, clip_id))
-            held, raw = await pipe.execute()
-        return bool(held), record_from_json(raw) if raw is not None else None
+            pipe.set(_claim_key(*ids), b"1", nx=True, ex=seconds)
+            pipe.get(_clip_key(*ids))
+            pipe.get(_fingerprint_key_key(*ids))
+            held, raw, key = await pipe.execute()
+        record = record_from_json(raw) if raw is not None else None
+        return bool(held), record, bytes(key) if key else None
 
     async def release(self, tenant_id: str, device_id: str, clip_id: str) -> None:
         await self._redis.delete(_claim_key(tenant_id, device_id, clip_id))
@@ -113,6 +122,8 @@ class RedisClipIndex:
         previous: ClipRecord | None = None,
         previous_known: bool = False,
         end_claim: bool = False,
+        fingerprint_key: bytes | None = None,
+        remember_seconds: int = 0,
     ) -> None:
         ids = (record.tenant_id, record.device_id, record.clip_id)
         clip_key, camera_key = _clip_key(*ids), _camera_key(record.tenant_id, record.device_id)
@@ -126,6 +137,8 @@ class RedisClipIndex:
             pipe.zadd(camera_key, {_member(record): 0})
             if end_claim:
                 pipe.delete(_claim_key(*ids))
+            if fingerprint_key is not None and remember_seconds > 0:
+                pipe.set(_fingerprint_key_key(*ids), fingerprint_key, ex=remember_seconds)
             await pipe.execute()
 
     async def get(self, tenant_id: str, device_id: str, clip_id: str) -> ClipRecord | None:
@@ -142,6 +155,7 @@ class RedisClipIndex:
             if members:
                 pipe.zrem(_camera_key(tenant_id, device_id), *members)
             pipe.delete(*clip_keys)
+            pipe.delete(*(_fingerprint_key_key(tenant_id, device_id, c) for c in clip_ids))
             await pipe.execute()
 
     async def page(

@@ -28,8 +28,9 @@ from services.clip_ingest.domain.errors import ClipNotFound, StorageUnavailable
 
 log = logging.getLogger("privacam.clip_ingest.objects")
 
-_SIZE = "x-amz-meta-privacam-size"
-_SHA256 = "x-amz-meta-privacam-sha256"
+_FINGERPRINT = "x-amz-meta-privacam-fingerprint"
+"""The clip's fingerprint (domain/fingerprint.py), hex: a MAC under a key derived from the
+clip's data key, never a plaintext digest or size."""
 MIN_PART_BYTES = 5 * 1024 * 1024
 """S3's smallest part (all but the last)."""
 _READ_BYTES = 256 * 1024
@@ -65,10 +66,10 @@ class MinioObjects:
                 "clip storage is unavailable; nothing was kept, retry later"
             ) from None
 
-    def writer(self, name: str, size_bytes: int, sha256: bytes) -> MinioWriter:
-        return MinioWriter(self, name, {_SIZE: str(size_bytes), _SHA256: sha256.hex()})
+    def writer(self, name: str, fingerprint: bytes) -> MinioWriter:
+        return MinioWriter(self, name, {_FINGERPRINT: fingerprint.hex()})
 
-    async def stat(self, name: str) -> tuple[int, bytes] | None:
+    async def stat(self, name: str) -> bytes | None:
         try:
             found = await self.run(self.client.stat_object, self.bucket, name)
         except S3Error as error:
@@ -77,9 +78,9 @@ class MinioObjects:
             raise
         metadata = found.metadata or {}
         try:
-            return int(metadata[_SIZE]), bytes.fromhex(metadata[_SHA256])
-        except (KeyError, ValueError):
-            return (-1, b"")  # not written by us: never the same clip
+            return bytes.fromhex(metadata.get(_FINGERPRINT, ""))
+        except ValueError:
+            return b""  # not written by us: compared by size only
 
     async def read(self, name: str) -> AsyncIterator[bytes]:
         try:

@@ -23,7 +23,7 @@ def object_name(tenant_id: str, device_id: str, clip_id: str) -> str:
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One stored clip: the index entry, the object's metadata and the ClipIngested event."""
+    """One stored clip: the index entry and the ClipIngested event."""
 
     tenant_id: str
     device_id: str
@@ -133,13 +133,15 @@ class ObjectWriter(Protocol):
 
 
 class Objects(Protocol):
-    def writer(self, name: str, size_bytes: int, sha256: bytes) -> ObjectWriter:
-        """A new object; the plaintext size and digest are kept as its metadata so that a
-        retry can tell the same clip from another under the same id."""
+    def writer(self, name: str, fingerprint: bytes) -> ObjectWriter:
+        """A new object; its fingerprint (domain/fingerprint.py: keyed, nothing a reader
+        of the bucket can check a guess against) is kept as its metadata so that a retry
+        can tell the same clip from another under the same id."""
         ...
 
-    async def stat(self, name: str) -> tuple[int, bytes] | None:
-        """(plaintext size, plaintext SHA-256) of a stored object; None if there is none."""
+    async def stat(self, name: str) -> bytes | None:
+        """The fingerprint of a stored object (empty if it carries none); None if there
+        is no object."""
         ...
 
     def read(self, name: str) -> AsyncIterator[bytes]:
@@ -154,9 +156,9 @@ class Objects(Protocol):
 class ClipIndex(Protocol):
     async def claim(
         self, tenant_id: str, device_id: str, clip_id: str, seconds: int
-    ) -> tuple[bool, ClipRecord | None]:
-        """Hold a clip id for one upload at a time (False if another holds it), and the
-        entry stored under it now (one round trip)."""
+    ) -> tuple[bool, ClipRecord | None, bytes | None]:
+        """Hold a clip id for one upload at a time (False if another holds it), the entry
+        stored under it now, and its remembered fingerprint key if any (one round trip)."""
         ...
 
     async def release(self, tenant_id: str, device_id: str, clip_id: str) -> None: ...
@@ -171,9 +173,12 @@ class ClipIndex(Protocol):
         previous: ClipRecord | None = None,
         previous_known: bool = False,
         end_claim: bool = False,
+        fingerprint_key: bytes | None = None,
+        remember_seconds: int = 0,
     ) -> None:
         """Store the entry, replacing `previous` when the caller knows what was there (else
-        it is looked up); `end_claim` ends the upload's claim on the id in the same write."""
+        it is looked up); `end_claim` ends the upload's claim on the id in the same write,
+        and a `fingerprint_key` is remembered for `remember_seconds` (0: not at all)."""
         ...
 
     async def get(self, tenant_id: str, device_id: str, clip_id: str) -> ClipRecord | None:
@@ -193,7 +198,8 @@ class ClipIndex(Protocol):
         ...
 
     async def remove(self, tenant_id: str, device_id: str, clip_ids: Sequence[str]) -> None:
-        """Drop these entries of one camera (absent ones are fine), all at once."""
+        """Drop these entries of one camera and their remembered fingerprint keys (absent
+        ones are fine), all at once."""
         ...
 
 

@@ -33,6 +33,7 @@ from services.clip_ingest.domain.errors import (
     OwnerOnly,
     StorageUnavailable,
 )
+from services.clip_ingest.domain.fingerprint import fingerprint, fingerprint_key, matches
 from services.clip_ingest.domain.model import (
     CLIP_ID,
     CONTENT_TYPE,
@@ -78,6 +79,9 @@ class Limits:
     """Fewest bytes in a chunk, the clip's last chunk excepted."""
     max_uploads_per_camera: int = 2
     """Uploads one camera may have in progress at once (in this process)."""
+    retry_memory_seconds: int = 24 * 3600
+    """How long a stored clip's fingerprint key is remembered, so a retry is compared with
+    the stored clip exactly (after that: by size; see domain/fingerprint.py)."""
 
 
 _LIMIT_REASONS = frozenset({"camera_busy", "small_chunk", "stalled", "too_slow"})
@@ -236,7 +240,7 @@ class ClipService:
         retention_days: int,
     ) -> Uploaded:
         clip_id = metadata.clip_id
-        held, existing = await self._index.claim(
+        held, existing, remembered = await self._index.claim(
             tenant_id, device_id, clip_id, self._limits.claim_seconds
         )
         if not held:
@@ -254,10 +258,10 @@ class ClipService:
                 if not existing.names(tenant_id, device_id, clip_id):
                     self._metrics.integrity_failure("index")
                     raise IntegrityFailure("the stored entry of this clip is damaged")
-                stored = await self._objects.stat(existing.object_name)
-                if stored == (metadata.size_bytes, metadata.sha256):
+                tag = await self._objects.stat(existing.object_name)
+                if tag is not None and _same_clip(existing, metadata, tag, remembered):
                     return Uploaded(existing, created=False)
-                if stored is not None:
+                if tag is not None:
                     raise ClipConflict(
                         "this clip id is already stored with other content; "
                         "use a new id for a new clip"
@@ -299,14 +303,19 @@ class ClipService:
         name = object_name(tenant_id, device_id, clip_id)
         key_version, key_period_start = key.version, key.period_start
         probe = Mp4Probe()
-        writer = self._objects.writer(name, metadata.size_bytes, metadata.sha256)
+        binding = ClipBinding(tenant_id, device_id, clip_id)
+        # The tag is of the declared digest and size: the object becomes visible only once
+        # _checked has found the clip to be exactly that.
+        tag_key = fingerprint_key(key.data_key, binding)
+        tag = fingerprint(tag_key, metadata.size_bytes, metadata.sha256)
+        writer = self._objects.writer(name, tag)
         try:
             plaintext = self._checked(metadata, chunks, received, probe)
             sealed = aencrypt_stream(
                 plaintext,
                 key.data_key,
                 key.key_reference,
-                ClipBinding(tenant_id, device_id, clip_id),
+                binding,
                 self._limits.segment_size,
             )
             async for segment in sealed:
@@ -333,7 +342,7 @@ class ClipService:
             key_period_start=key_period_start,
             object_name=name,
         )
-        await self._publish_or_undo(record, previous)
+        await self._publish_or_undo(record, previous, tag_key)
         return Uploaded(record, created=True)
 
     async def _checked(
@@ -406,7 +415,9 @@ class ClipService:
                 reason="too_long",
             )
 
-    async def _publish_or_undo(self, record: ClipRecord, previous: ClipRecord | None) -> None:
+    async def _publish_or_undo(
+        self, record: ClipRecord, previous: ClipRecord | None, tag_key: bytes
+    ) -> None:
         try:
             await self._events.ingested(record)
         except Exception:
@@ -421,7 +432,14 @@ class ClipService:
                 "retry later"
             ) from None
         try:
-            await self._index.put(record, previous, previous_known=True, end_claim=True)
+            await self._index.put(
+                record,
+                previous,
+                previous_known=True,
+                end_claim=True,
+                fingerprint_key=tag_key,
+                remember_seconds=self._limits.retry_memory_seconds,
+            )
         except Exception:
             # The event is out: the index follower adds the entry when it reads it.
             log.warning("clip index not updated now; the index follower will add it")
@@ -544,6 +562,19 @@ class ClipService:
         """A ClipDeleted or ClipsDeleted event (an owner, or retention): drop the entries.
         Idempotent."""
         await self._index.remove(tenant_id, device_id, clip_ids)
+
+
+def _same_clip(
+    existing: ClipRecord, metadata: UploadMetadata, tag: bytes, key: bytes | None
+) -> bool:
+    """Is a retry's clip the one stored under its id? Exactly, by its fingerprint, while
+    the key is remembered; after that (or for an object without a fingerprint) by its
+    size, since nothing else about the stored clip can be known without decrypting it."""
+    if metadata.size_bytes != existing.size_bytes:
+        return False
+    if key is None or not tag:
+        return True
+    return matches(key, metadata.size_bytes, metadata.sha256, tag)
 
 
 async def _read_prefix(chunks: AsyncIterator[bytes], length: int) -> bytes:

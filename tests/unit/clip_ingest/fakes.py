@@ -74,8 +74,8 @@ class FakeAccessLog:
 
 
 class FakeWriter:
-    def __init__(self, objects: FakeObjects, name: str, size: int, sha256: bytes) -> None:
-        self.objects, self.name, self.meta = objects, name, (size, sha256)
+    def __init__(self, objects: FakeObjects, name: str, fingerprint: bytes) -> None:
+        self.objects, self.name, self.fingerprint = objects, name, fingerprint
         self.data = bytearray()
 
     async def write(self, data: bytes) -> None:
@@ -88,7 +88,7 @@ class FakeWriter:
         if self.objects.fail_writes:
             raise StorageUnavailable("clip storage is unavailable; nothing was kept, retry later")
         self.objects.pending.discard(self.name)
-        self.objects.stored[self.name] = (bytes(self.data), *self.meta)
+        self.objects.stored[self.name] = (bytes(self.data), self.fingerprint)
 
     async def abort(self) -> None:
         self.objects.pending.discard(self.name)
@@ -97,17 +97,18 @@ class FakeWriter:
 
 class FakeObjects:
     def __init__(self) -> None:
-        self.stored: dict[str, tuple[bytes, int, bytes]] = {}
+        self.stored: dict[str, tuple[bytes, bytes]] = {}
+        """Name -> (the object's bytes, its fingerprint metadata)."""
         self.pending: set[str] = set()
         self.fail_writes = False
         self.aborted = 0
 
-    def writer(self, name: str, size_bytes: int, sha256: bytes) -> FakeWriter:
-        return FakeWriter(self, name, size_bytes, sha256)
+    def writer(self, name: str, fingerprint: bytes) -> FakeWriter:
+        return FakeWriter(self, name, fingerprint)
 
-    async def stat(self, name: str) -> tuple[int, bytes] | None:
+    async def stat(self, name: str) -> bytes | None:
         found = self.stored.get(name)
-        return (found[1], found[2]) if found else None
+        return found[1] if found else None
 
     async def read(self, name: str) -> AsyncIterator[bytes]:
         if name not in self.stored:
@@ -124,15 +125,18 @@ class FakeIndex:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str, str], ClipRecord] = {}
         self.claims: set[tuple[str, str, str]] = set()
+        self.remembered: dict[tuple[str, str, str], tuple[bytes, int]] = {}
+        """Fingerprint keys and for how many seconds they were to be remembered."""
 
     async def claim(
         self, tenant_id: str, device_id: str, clip_id: str, seconds: int
-    ) -> tuple[bool, ClipRecord | None]:
+    ) -> tuple[bool, ClipRecord | None, bytes | None]:
         key = (tenant_id, device_id, clip_id)
         if key in self.claims:
-            return False, None
+            return False, None, None
         self.claims.add(key)
-        return True, self.entries.get(key)
+        remembered = self.remembered.get(key)
+        return True, self.entries.get(key), remembered[0] if remembered else None
 
     async def renew(self, tenant_id: str, device_id: str, clip_id: str, seconds: int) -> None:
         return None
@@ -146,11 +150,15 @@ class FakeIndex:
         previous: ClipRecord | None = None,
         previous_known: bool = False,
         end_claim: bool = False,
+        fingerprint_key: bytes | None = None,
+        remember_seconds: int = 0,
     ) -> None:
         key = (record.tenant_id, record.device_id, record.clip_id)
         self.entries[key] = record
         if end_claim:
             self.claims.discard(key)
+        if fingerprint_key is not None and remember_seconds > 0:
+            self.remembered[key] = (fingerprint_key, remember_seconds)
 
     async def get(self, tenant_id: str, device_id: str, clip_id: str) -> ClipRecord | None:
         return self.entries.get((tenant_id, device_id, clip_id))
@@ -178,6 +186,7 @@ class FakeIndex:
     async def remove(self, tenant_id: str, device_id: str, clip_ids: Sequence[str]) -> None:
         for clip_id in clip_ids:
             self.entries.pop((tenant_id, device_id, clip_id), None)
+            self.remembered.pop((tenant_id, device_id, clip_id), None)
 
 
 class FakeEvents:

@@ -23,8 +23,10 @@ from services.clip_ingest.domain.errors import (
     OwnerOnly,
     StorageUnavailable,
 )
+from services.clip_ingest.domain.fingerprint import fingerprint, fingerprint_key
 from services.clip_ingest.domain.model import CameraSettings, UploadMetadata, Viewer, object_name
 from services.clip_ingest.domain.service import ClipService, Limits, Uploaded
+from services.common.clip_format import ClipBinding
 from services.common.clock import FakeClock
 from tests.media import make_mp4
 from tests.unit.clip_ingest.fakes import (
@@ -111,8 +113,15 @@ async def test_an_upload_is_stored_encrypted_and_announced(kit: Kit) -> None:
     assert record.object_name == object_name(T, D, "clip-1")
     assert "clip-1" not in record.object_name
     assert T in record.object_name
-    stored, size, digest = kit.objects.stored[record.object_name]
-    assert (size, digest) == (len(data), hashlib.sha256(data).digest())
+    stored, tag = kit.objects.stored[record.object_name]
+    # The object's metadata is a fingerprint under the clip's own data key, never its
+    # digest or size; the key is remembered in the index (for a day), not beside it.
+    (data_key,) = kit.keys.keys.values()
+    tag_key, seconds = kit.index.remembered[(T, D, "clip-1")]
+    assert tag_key == fingerprint_key(data_key, ClipBinding(T, D, "clip-1"))
+    assert tag == fingerprint(tag_key, len(data), hashlib.sha256(data).digest())
+    assert tag != hashlib.sha256(data).digest()
+    assert seconds == 24 * 3600
     assert data[1000:1032] not in stored
     assert stored.startswith(b"PCLIP")
     assert kit.events.published == [("ingested", record)]
@@ -136,9 +145,49 @@ async def test_a_retry_stores_nothing_new_and_keeps_the_first_time(kit: Kit) -> 
 async def test_the_same_id_with_other_content_is_a_conflict(kit: Kit) -> None:
     await upload(kit, clip())
     other = clip(3.0, seed=1)
+    assert len(other) != len(clip())
     with pytest.raises(ClipConflict):
         await upload(kit, other)
     assert kit.metrics.counts["refused:conflict"] == 1
+
+
+def _same_size_other_bytes(data: bytes) -> bytes:
+    """Another clip of exactly the same size (a byte of the media data changed)."""
+    other = bytearray(data)
+    other[len(data) // 2] ^= 0xFF
+    return bytes(other)
+
+
+async def test_other_content_of_the_same_size_is_a_conflict_while_remembered(kit: Kit) -> None:
+    data = clip()
+    await upload(kit, data)
+    with pytest.raises(ClipConflict, match="other content"):
+        await upload(kit, _same_size_other_bytes(data))
+    assert not (await upload(kit, data)).created  # the real retry still is one
+    assert len(kit.objects.stored) == 1
+
+
+async def test_after_the_retry_window_a_retry_is_known_by_its_size(kit: Kit) -> None:
+    """Once the fingerprint key is forgotten nothing about the stored clip can be known
+    without decrypting it: a retry of the same size is taken as the same clip (nothing is
+    stored either way), one of another size is still a conflict."""
+    data = clip()
+    first = await upload(kit, data)
+    kit.index.remembered.clear()
+    again = await upload(kit, _same_size_other_bytes(data))
+    assert not again.created
+    assert again.record == first.record
+    with pytest.raises(ClipConflict):
+        await upload(kit, clip(3.0, seed=1))
+    assert len(kit.objects.stored) == 1
+    assert len(kit.events.published) == 1
+
+
+async def test_a_deleted_clip_forgets_its_fingerprint_key(kit: Kit) -> None:
+    await upload(kit, clip())
+    assert kit.index.remembered
+    await kit.clips.delete(D, "clip-1")
+    assert not kit.index.remembered
 
 
 async def test_alerts_off_refuses_before_anything_is_read_or_stored(kit: Kit) -> None:
