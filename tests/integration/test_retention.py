@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.protobuf.json_format import MessageToDict
 from minio import Minio
 from redis.asyncio import Redis
 
@@ -43,6 +44,9 @@ from privacam.retention.v1 import retention_service_pb2 as pb
 from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.access_log import AccessLogReader
+from privacam_sdk.clips import download_clip, list_clips, upload_clip
+from services.clip_ingest.domain.model import object_name
 from services.common import clip_format
 from services.common.clip_events import clip_deletions
 from services.common.merkle import MerkleTree
@@ -57,6 +61,7 @@ from tests.harness import (
     retention_clock_file,
     stack_minio,
 )
+from tests.media import make_mp4
 
 PASSWORD = "a long enough passphrase"
 pytestmark = pytest.mark.moves_retention_clock  # see conftest.py
@@ -894,3 +899,154 @@ async def test_the_export_store_never_writes_back_a_deleted_export(redis: Redis)
     assert await store.of_tenant(tenant) == []
     assert not await store.update(building)
     assert await store.get(tenant, job.export_id) is None
+
+
+# --- a clip from the real clip_ingest ---------------------------------------------------
+
+
+async def test_retention_deletes_real_clip(
+    platform: Platform,
+    profiles_home: Path,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    rotator: keys_grpc.KeyManagerServiceAsyncStub,
+    redis: Redis,
+) -> None:
+    """A clip uploaded by a camera through the real clip_ingest, with the retention its owner
+    set (1 day): played once, exported (the export's clip is the MP4, and its access-log
+    section is exactly the household's log as ListEntries proves it), then a day passes on
+    retention's clock and the object, clip_ingest's index entry and the listing are gone and
+    the key period it was wrapped in is destroyed (crypto-shredded: a copy of the object
+    taken before opens no more)."""
+    enrollment = platform.enrollment(profiles_home)
+    suffix = secrets.token_hex(4)
+    owner, tenant = await enrollment.register_account(
+        f"ret-real-{suffix}", f"ret-real-{suffix}", PASSWORD
+    )
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
+    camera, device = await enrollment.enroll_camera(
+        f"ret-real-cam-{suffix}", token.claim_token, f"SN-{suffix}"
+    )
+    async with PrivacamClient(owner) as app:
+        await app.device_auth().UpdateCameraSettings(
+            identity_pb.UpdateCameraSettingsRequest(
+                device_id=device, activity_alerts_enabled=True, retention_days=1
+            )
+        )
+    data, clip_id = make_mp4(6.0, seed=53), "kept-a-day"
+    async with PrivacamClient(camera) as cam:
+        uploaded = await upload_clip(cam, data, clip_id)
+    assert uploaded.created
+    ingested_at = uploaded.ingested_at.ToDatetime(tzinfo=UTC)
+    name = object_name(tenant, device, clip_id)
+    client = minio(platform)
+    leaked = client.get_object(CLIP_BUCKET, name).read()  # "a backup" taken before expiry
+    wrapped = keys_pb2.WrappedKey.FromString(clip_format.read_header(leaked).key_reference)
+    index_key = f"clip_ingest:clip:{tenant}:{device}:{clip_id}"
+    assert await redis.exists(index_key) == 1
+
+    async with PrivacamClient(owner) as app:
+        _, played = await download_clip(app, device, clip_id)
+        assert played == data
+        retention = retention_stub(app)
+
+        async def scheduled() -> bool:
+            settings = await retention.GetRetentionSettings(
+                pb.GetRetentionSettingsRequest(device_id=device)
+            )
+            return settings.HasField("next_deletion_at")
+
+        await eventually(scheduled)
+        settings = await retention.GetRetentionSettings(
+            pb.GetRetentionSettingsRequest(device_id=device)
+        )
+        assert settings.retention_days == 1
+        due = settings.next_deletion_at.ToDatetime(tzinfo=UTC)
+        assert abs((due - (ingested_at + timedelta(days=1))).total_seconds()) < 1, due
+        # A new period starts: the clip's period wraps no new key and may go with its clips.
+        await rotator.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
+
+        export = await ready_export(retention)
+        archive = await download(retention, export.export_id)
+        listing = await AccessLogReader(app).list()
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        assert opened.read(f"clips/{device}/{clip_id}.mp4") == data
+        document = json.loads(opened.read("export.json"))
+    assert [c["clip_id"] for c in document["clips"]] == [clip_id]
+    exported = document["access_log"]
+    proven = {
+        entry.index: {"index": entry.index}
+        | MessageToDict(entry.record, preserving_proto_field_name=True)
+        for entry in listing.entries
+    }
+    # The export's section is the log as it was when the export read it: a prefix of the
+    # verified listing, entry for entry; what came later is the export's own reads.
+    assert [e["index"] for e in exported] == list(range(len(exported)))
+    assert exported == [proven[e["index"]] for e in exported]
+    assert sorted(proven) == list(range(listing.head.tree_size))
+    later = [proven[i] for i in sorted(proven) if i >= len(exported)]
+    print(
+        f"export log section: {len(exported)} entries, identical to ListEntries 0.."
+        f"{len(exported) - 1}; the listing (head {listing.head.tree_size}) adds "
+        f"{[(e['service'], e['purpose']) for e in later]}"
+    )
+    playbacks = [
+        e
+        for e in proven.values()
+        if e["purpose"] == "ACCESS_PURPOSE_CLIP_PLAYBACK"
+        and e["resource"].get("clip_id") == clip_id
+    ]
+    assert len(playbacks) == 1
+    assert playbacks[0]["index"] < len(exported)
+    exported_reads = [
+        e
+        for e in proven.values()
+        if e["purpose"] == "ACCESS_PURPOSE_DATA_EXPORT"
+        and e["resource"].get("clip_id") == clip_id
+        and e["service"] == "retention"
+    ]
+    assert len(exported_reads) == 1
+    assert await version_state(keys, tenant, wrapped.key_version) == (
+        "KEY_VERSION_STATE_DECRYPT_ONLY"
+    )
+
+    # A day passes on retention's clock.
+    advance(platform, timedelta(days=1, seconds=5))
+
+    async def gone() -> bool:
+        return not object_exists(client, name) and not await redis.exists(index_key)
+
+    await eventually(gone)
+
+    async def shredded() -> bool:
+        state = await version_state(keys, tenant, wrapped.key_version)
+        return state == "KEY_VERSION_STATE_DESTROYED"
+
+    await eventually(shredded)
+    async with PrivacamClient(owner) as app:
+        assert [c.clip_id async for c in list_clips(app, device)] == []
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await download_clip(app, device, clip_id)
+        assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+        records = await retention_stub(app).ListShredRecords(pb.ListShredRecordsRequest())
+    assert [(r.key_version, r.clips_covered, r.reason) for r in records.records] == [
+        (wrapped.key_version, 1, retention_pb2.SHRED_REASON_RETENTION_EXPIRED)
+    ]
+    assert await redis.zcard(f"clip_ingest:clips:{tenant}:{device}") == 0
+    deleted = [d for e in await clip_events_of(platform, tenant) for d in clip_deletions(e)]
+    assert [(d.clip_id, d.reason) for d in deleted] == [
+        (clip_id, clips_pb2.CLIP_DELETION_REASON_RETENTION_EXPIRED)
+    ]
+    # The copy taken before expiry no longer opens: its key is gone everywhere.
+    context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id=clip_id)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await keys.Unwrap(
+            keys_pb.UnwrapRequest(
+                wrapped_key=wrapped,
+                context=context,
+                purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+                receipt=receipt_for(platform, context),
+            )
+        )
+    assert raised.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "crypto-shredded" in (raised.value.details() or "")
