@@ -65,6 +65,7 @@ __all__ = [
     "ClipHeader",
     "FixedRandomness",
     "MalformedClip",
+    "SegmentSealer",
     "TruncatedClip",
     "adecrypt_stream",
     "aencrypt_stream",
@@ -453,6 +454,55 @@ class _Sealer:
     def finish(self) -> Iterator[bytes]:
         for piece, last in self._segments.finish():
             yield self._seal(piece, last)
+
+
+class SegmentSealer:
+    """Seals one segment at a time at an index the caller keeps: for a writer that must be
+    able to stop and go on later (a multipart upload resumed after a crash), where the
+    streaming encryptor's position would be lost with the process.
+
+    The caller owns what :class:`_Sealer` does by itself: segments of exactly
+    ``segment_size`` bytes except the last, indexes in order from 0, and the last flag on
+    the final one only. **Never seal two different plaintexts at the same index under one
+    header**: that reuses an AES-GCM nonce. Sealing the same plaintext again (a repeat
+    after a crash) gives the same bytes and is harmless."""
+
+    def __init__(self, data_key: BytesLike, header: BytesLike, binding: ClipBinding) -> None:
+        parsed = read_header(header)
+        self.header = parsed.to_bytes()
+        self.segment_size = parsed.segment_size
+        self._aead = _segment_aead(data_key, parsed.salt, binding)
+        self._nonce_prefix = parsed.nonce_prefix
+
+    @classmethod
+    def new(
+        cls,
+        data_key: BytesLike,
+        key_reference: BytesLike,
+        binding: ClipBinding,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        *,
+        _randomness: FixedRandomness | None = None,
+    ) -> SegmentSealer:
+        """A sealer under a fresh salt and nonce prefix (the header is ``.header``)."""
+        return cls(
+            data_key,
+            _Sealer(data_key, key_reference, binding, segment_size, _randomness).header,
+            binding,
+        )
+
+    def seal(self, index: int, plaintext: BytesLike, last: bool) -> bytes:
+        """Segment ``index``: ``segment_size`` bytes unless ``last`` (then at most that,
+        and empty only as the sole segment of an empty stream)."""
+        size = len(plaintext)
+        if not 0 <= index < MAX_SEGMENTS:
+            raise ValueError(f"segment index must be 0 to {MAX_SEGMENTS - 1}")
+        if size > self.segment_size or (not last and size != self.segment_size):
+            raise ValueError("only the last segment may be shorter than the segment size")
+        if last and size == 0 and index != 0:
+            raise ValueError("an empty last segment is only allowed for an empty stream")
+        nonce = _segment_nonce(self._nonce_prefix, index, last)
+        return self._aead.encrypt(nonce, plaintext, self.header)
 
 
 class _Opener:

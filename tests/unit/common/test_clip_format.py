@@ -35,6 +35,7 @@ from services.common.clip_format import (
     ClipFormatError,
     FixedRandomness,
     MalformedClip,
+    SegmentSealer,
     TruncatedClip,
     adecrypt_stream,
     aencrypt_stream,
@@ -515,6 +516,38 @@ def test_bad_arguments_are_refused_when_encryption_is_set_up(
     with pytest.raises(ValueError, match=message) as caught:
         encrypt_stream(**args)  # no next(): checked at the call
     assert not isinstance(caught.value, ClipFormatError)
+
+
+@pytest.mark.parametrize("size", [0, 1, S - 1, S, S + 1, 3 * S, 3 * S + 7])
+def test_segment_by_segment_sealing_makes_the_same_clip(size: int) -> None:
+    """SegmentSealer (a writer that keeps its own position, to go on after a crash) makes
+    byte for byte what encrypt_stream makes, from its header alone and in any order."""
+    randomness = FixedRandomness(b"s" * 16, b"n" * 7)
+    plaintext = pseudo_random(size, seed=size)
+    expected = encrypt_all(plaintext, KEY, KEY_REF, BINDING, S, _randomness=randomness)
+    sealer = SegmentSealer.new(KEY, KEY_REF, BINDING, S, _randomness=randomness)
+    pieces = [plaintext[i : i + S] for i in range(0, size, S)] or [b""]
+    segments = [sealer.seal(i, p, i == len(pieces) - 1) for i, p in enumerate(pieces)]
+    assert sealer.header + b"".join(segments) == expected
+    # A sealer made again from the header (another process) goes on where it stopped.
+    again = SegmentSealer(KEY, sealer.header, BINDING)
+    last = len(pieces) - 1
+    assert again.seal(last, pieces[last], True) == segments[last]
+    assert decrypt_all(expected, KEY, BINDING) == plaintext
+
+
+def test_segment_by_segment_sealing_refuses_what_would_break_the_format() -> None:
+    sealer = SegmentSealer.new(KEY, KEY_REF, BINDING, S)
+    with pytest.raises(ValueError, match="only the last"):
+        sealer.seal(0, b"x" * (S - 1), last=False)
+    with pytest.raises(ValueError, match="only the last"):
+        sealer.seal(0, b"x" * (S + 1), last=True)
+    with pytest.raises(ValueError, match="empty last segment"):
+        sealer.seal(1, b"", last=True)
+    with pytest.raises(ValueError, match="segment index"):
+        sealer.seal(-1, b"x" * S, last=False)
+    with pytest.raises(ClipFormatError):
+        SegmentSealer(KEY, b"not a header", BINDING)
 
 
 def test_segment_sizes_at_the_limits_work() -> None:
