@@ -45,7 +45,9 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         ],
     },
     # Deletes expired clips, lists a cancelled household's, reads clips into exports,
-    # writes, reads and discards exports, and keeps the lifecycle backstop on both buckets.
+    # writes exports (a multipart upload, resumed or aborted after a crash: it lists the
+    # bucket's unfinished uploads to find those no build owns), reads and discards them,
+    # and keeps the lifecycle backstop on both buckets.
     "retention": {
         CLIP_BUCKET: [
             "s3:ListBucket",
@@ -55,9 +57,11 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         ],
         EXPORT_BUCKET: [
             "s3:ListBucket",
+            "s3:ListBucketMultipartUploads",
             "s3:PutObject",
             "s3:GetObject",
             "s3:DeleteObject",
+            "s3:AbortMultipartUpload",
             "s3:PutLifecycleConfiguration",
         ],
     },

@@ -12,15 +12,16 @@ from services.common.runtime import GrpcApi, ServiceParts
 from services.common.stores import ObjectStore, RedisStore
 from services.retention.adapters.dev_clock import OffsetFileClock
 from services.retention.adapters.events import KafkaRetentionEvents
+from services.retention.adapters.export_builds import RedisBuildProgress
 from services.retention.adapters.exports import (
     Decryption,
     KafkaExportEvents,
-    MinioArchiveVault,
+    MinioArchiveStore,
     PeerExportSources,
     RedisExportStore,
 )
-from services.retention.adapters.lease import RedisLease
-from services.retention.adapters.metrics import PrometheusExportGauge, PrometheusRetentionMetrics
+from services.retention.adapters.lease import RedisExportLeases, RedisLease
+from services.retention.adapters.metrics import PrometheusExportMetrics, PrometheusRetentionMetrics
 from services.retention.adapters.objects import LifecycleBackstop, MinioObjects
 from services.retention.adapters.peers import DeviceAuthAccounts, KeyManagerPeriods
 from services.retention.adapters.progress import RedisCancellationProgress
@@ -28,13 +29,14 @@ from services.retention.adapters.schedule import RedisSchedule
 from services.retention.adapters.shred_log import KafkaShredLog
 from services.retention.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.retention.api.servicer import RetentionServicer
+from services.retention.domain.export_build import ExportBuilder
 from services.retention.domain.exports import Exports
 from services.retention.domain.model import RetentionBounds
 from services.retention.domain.rights import Rights
 from services.retention.domain.sweeper import Sweeper
 from services.retention.settings import RetentionSettings
 from services.retention.streams.clips import ClipFeed
-from services.retention.streams.exports import ExportWorker
+from services.retention.streams.exports import ExportBuildLoop, ExportWorker
 from services.retention.streams.sweep_loop import SweepLoop
 
 
@@ -77,16 +79,28 @@ def build(settings: RetentionSettings, producer: EventProducer, clock: Clock) ->
         period_grace=timedelta(seconds=settings.key_period_grace_seconds),
     )
     decryption = Decryption(peers, wall_clock)
-    exports = Exports(
-        RedisExportStore(redis.client, settings.kafka.namespace),
+    export_store = RedisExportStore(redis.client, settings.kafka.namespace)
+    archives = MinioArchiveStore(peers, export_objects, decryption)
+    builds = RedisBuildProgress(redis.client, export_store, settings.kafka.namespace)
+    export_events = KafkaExportEvents(producer, clock)
+    exports = Exports(export_store, archives, builds, export_events, clock)
+    builder = ExportBuilder(
+        export_store,
         PeerExportSources(peers, clips, decryption),
-        MinioArchiveVault(peers, export_objects, decryption),
+        archives,
+        builds,
+        RedisExportLeases(
+            redis.client, int(settings.export_lease_seconds * 1000), settings.kafka.namespace
+        ),
         schedule,
-        KafkaExportEvents(producer, clock),
-        PrometheusExportGauge(),
+        export_events,
+        PrometheusExportMetrics(),
         clock,
         timedelta(seconds=settings.export_ttl_seconds),
+        renew_seconds=settings.export_lease_seconds / 3,
+        max_attempts=settings.export_max_attempts,
     )
+    build_loop = ExportBuildLoop(builder, poll_seconds=settings.export_poll_seconds)
     accounts = DeviceAuthAccounts(peers)
     lease_key = f"{settings.kafka.namespace}retention:sweep-lease"
     # A replica killed mid-sweep holds the lease at most this long (extended per batch).
@@ -138,7 +152,7 @@ def build(settings: RetentionSettings, producer: EventProducer, clock: Clock) ->
                 settings.kafka,
                 topics.RETENTION,
                 "retention.exports",
-                ExportWorker(exports).on_event,
+                ExportWorker(exports, build_loop).on_event,
             ),
         ],
         components=[
@@ -149,5 +163,5 @@ def build(settings: RetentionSettings, producer: EventProducer, clock: Clock) ->
             ),
             peers,
         ],
-        late_components=[shred_state, loop],
+        late_components=[shred_state, loop, build_loop],
     )

@@ -39,6 +39,15 @@ class RetentionSettings(ServiceSettings):
     key was made just before the rotation can still land in it."""
     export_ttl_seconds: int = Field(default=7 * 86_400, ge=60, le=30 * 86_400)
     """How long a ready export can be downloaded before it is deleted."""
+    export_lease_seconds: float = Field(default=30.0, ge=3, le=3600)
+    """How long a replica's hold on an export it is building lasts unless renewed (it is
+    renewed every third of it). A replica that dies mid-build leaves the export this long
+    before another one goes on from its last uploaded part."""
+    export_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often an idle replica looks for queued exports (a replica whose consumer sees
+    the request looks at once)."""
+    export_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Attempts at building one export, crashed ones included, before it ends FAILED."""
     dev_clock_file: Path | None = None
     """DEVELOPMENT ONLY: file holding a number of seconds added to the wall clock, re-read
     on every reading and never allowed to go back, so tests and the demo can let a week

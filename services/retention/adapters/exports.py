@@ -1,13 +1,18 @@
-"""Exports' adapters: job state in Redis, sources behind the peers, the encrypted archive in
-MinIO, and decryption that is logged in the household's log before it happens."""
+"""Exports' adapters: job state and the build queue in Redis, sources behind the peers, the
+encrypted archive in MinIO (a multipart upload while it is built), and decryption that is
+logged in the household's log before it happens."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.json_format import MessageToDict
+from minio.datatypes import Part
 from minio.error import S3Error
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -22,6 +27,7 @@ from privacam.retention.v1 import events_pb2 as pb
 from privacam.retention.v1 import retention_pb2
 from privacam.types.v1 import types_pb2
 from services.common import clip_format, topics
+from services.common.clip_format import BytesLike
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition
 from services.common.kafka import EventProducer
@@ -30,16 +36,14 @@ from services.common.timestamps import to_timestamp
 from services.retention import NAME
 from services.retention.adapters.objects import MinioObjects, tenant_prefix
 from services.retention.adapters.peers import call
-from services.retention.domain.exports import ExportJob, ExportState
+from services.retention.domain.archive import UploadLost
+from services.retention.domain.exports import OPEN, ExportJob, ExportState, PendingUpload
 from services.retention.domain.model import ScheduledClip
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-EXPIRY = "retention:exports-expiry"
-_ARCHIVE_DEVICE = "export"  # ClipBinding needs a device; an export belongs to none
 
 STATES_PB = {
     ExportState.PENDING: retention_pb2.EXPORT_STATE_PENDING,
@@ -108,18 +112,33 @@ def _decode(tenant_id: str, export_id: str, raw: dict[Any, Any]) -> ExportJob:
     )
 
 
+_ENQUEUE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'pending' and state ~= 'building' then return 0 end
+redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'requested_at'), ARGV[1])
+return 1
+"""
+
+
 class RedisExportStore:
-    """`retention:export:<tenant>:<export>` hashes and `retention:export:<tenant>` sets.
-    Exports are short-lived copies: if Redis is lost they are lost, and the exports
-    bucket's lifecycle rule removes their archives."""
+    """`retention:export:<tenant>:<export>` hashes, `retention:export:<tenant>` sets, and
+    the build queue `retention:export-queue` (`<tenant>/<export>` by the time it may be
+    built next: when it was asked for, later after a failed attempt). Exports are
+    short-lived copies: if Redis is lost they are lost, the exports bucket's lifecycle
+    rule removes their archives and the builders' janitor their unfinished uploads."""
 
     def __init__(self, redis: Redis, prefix: str = "") -> None:
         self._redis = redis
         self._p = f"{prefix}retention:export:"
         self._expiry = f"{prefix}retention:exports-expiry"
+        self._queue = f"{prefix}retention:export-queue"
+        self._enqueue = redis.register_script(_ENQUEUE)
 
     def _building(self, tenant_id: str) -> str:
         return f"{self._p}{tenant_id}:building"
+
+    def job_key(self, tenant_id: str, export_id: str) -> str:
+        return f"{self._p}{tenant_id}:{export_id}"
 
     async def create(self, job: ExportJob) -> bool:
         # The marker makes "one export building at a time" hold across concurrent calls and
@@ -136,10 +155,14 @@ class RedisExportStore:
             await self._redis.delete(self._building(tenant_id))
 
     def _queue_write(self, pipe: Pipeline, job: ExportJob) -> None:
-        pipe.hset(f"{self._p}{job.tenant_id}:{job.export_id}", mapping=_encode(job))  # type: ignore[arg-type]
+        pipe.hset(self.job_key(job.tenant_id, job.export_id), mapping=_encode(job))  # type: ignore[arg-type]
         pipe.sadd(f"{self._p}{job.tenant_id}", job.export_id)
+        member = f"{job.tenant_id}/{job.export_id}"
+        if job.state in OPEN:
+            pipe.zadd(self._queue, {member: job.requested_at.timestamp()}, nx=True)
+        else:
+            pipe.zrem(self._queue, member)
         if job.expires_at is not None:
-            member = f"{job.tenant_id}/{job.export_id}"
             pipe.zadd(self._expiry, {member: job.expires_at.timestamp()})
 
     async def _write(self, job: ExportJob) -> None:
@@ -150,7 +173,7 @@ class RedisExportStore:
     async def update(self, job: ExportJob) -> bool:
         # WATCH makes "still there, then write" one step: a DeleteExport between the two
         # aborts the write and the loop sees the job gone.
-        key = f"{self._p}{job.tenant_id}:{job.export_id}"
+        key = self.job_key(job.tenant_id, job.export_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -164,12 +187,12 @@ class RedisExportStore:
                     break
                 except WatchError:
                     continue
-        if job.state not in (ExportState.PENDING, ExportState.BUILDING):
+        if job.state not in OPEN:
             await self._release(job.tenant_id, job.export_id)
         return True
 
     async def get(self, tenant_id: str, export_id: str) -> ExportJob | None:
-        raw = await self._redis.hgetall(f"{self._p}{tenant_id}:{export_id}")
+        raw = await self._redis.hgetall(self.job_key(tenant_id, export_id))
         return _decode(tenant_id, export_id, raw) if raw else None
 
     async def of_tenant(self, tenant_id: str) -> list[ExportJob]:
@@ -183,20 +206,44 @@ class RedisExportStore:
     async def remove(self, tenant_id: str, export_id: str) -> None:
         await self._release(tenant_id, export_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(f"{self._p}{tenant_id}:{export_id}")
+            pipe.delete(self.job_key(tenant_id, export_id))
             pipe.srem(f"{self._p}{tenant_id}", export_id)
             pipe.zrem(self._expiry, f"{tenant_id}/{export_id}")
+            pipe.zrem(self._queue, f"{tenant_id}/{export_id}")
             await pipe.execute()
         if not await self._redis.scard(f"{self._p}{tenant_id}"):
             await self._redis.delete(f"{self._p}{tenant_id}", self._building(tenant_id))
 
     async def expired(self, now: datetime) -> list[tuple[str, str]]:
         members = await self._redis.zrangebyscore(self._expiry, "-inf", now.timestamp())
-        found = []
-        for member in members:
-            tenant, _, export = _text(member).partition("/")
-            found.append((tenant, export))
-        return found
+        return [_pair(member) for member in members]
+
+    async def enqueue(self, tenant_id: str, export_id: str) -> bool:
+        return bool(
+            await self._enqueue(
+                keys=[self.job_key(tenant_id, export_id), self._queue],
+                args=[f"{tenant_id}/{export_id}"],
+            )
+        )
+
+    async def queued(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        members = await self._redis.zrangebyscore(
+            self._queue, "-inf", now.timestamp(), start=0, num=limit
+        )
+        return [_pair(member) for member in members]
+
+    async def defer(self, tenant_id: str, export_id: str, until: datetime) -> None:
+        await self._redis.zadd(
+            self._queue, {f"{tenant_id}/{export_id}": until.timestamp()}, xx=True
+        )
+
+    async def dequeue(self, tenant_id: str, export_id: str) -> None:
+        await self._redis.zrem(self._queue, f"{tenant_id}/{export_id}")
+
+
+def _pair(member: Any) -> tuple[str, str]:
+    tenant, _, export = _text(member).partition("/")
+    return tenant, export
 
 
 class Decryption:
@@ -244,6 +291,9 @@ class Decryption:
         return bytes(unwrapped.plaintext_key)
 
 
+_CLIP_GONE = "a clip was deleted while the export was being built; request a new export"
+
+
 class PeerExportSources:
     def __init__(self, peers: Peers, clips: MinioObjects, decryption: Decryption) -> None:
         self._peers = peers
@@ -260,8 +310,7 @@ class PeerExportSources:
         )
         return MessageToDict(answer, preserving_proto_field_name=True)
 
-    async def access_log(self, tenant_id: str) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
+    async def access_log(self, tenant_id: str) -> AsyncIterator[list[dict[str, Any]]]:
         token = ""
         while True:
             page = await call(
@@ -271,19 +320,28 @@ class PeerExportSources:
                     **call_options(self._peers),
                 ),
             )
-            for entry in page.entries:
-                record = log_pb2.AccessRecord.FromString(entry.record)
-                entries.append(
-                    {"index": entry.index} | MessageToDict(record, preserving_proto_field_name=True)
+            yield [
+                {"index": entry.index}
+                | MessageToDict(
+                    log_pb2.AccessRecord.FromString(entry.record),
+                    preserving_proto_field_name=True,
                 )
+                for entry in page.entries
+            ]
             token = page.next_page_token
             if not token:
-                return entries
+                return
 
-    async def clip_plaintext(self, clip: ScheduledClip, export_id: str) -> bytes:
-        ciphertext = await self._clips.read(clip.object_name)
-        header = clip_format.read_header(ciphertext)
-        data_key = await self._decryption.data_key(
+    async def clip_key(self, clip: ScheduledClip) -> bytes:
+        try:
+            header = clip_format.read_header(
+                await self._clips.read_range(clip.object_name, 0, clip_format.HEADER_MAX_LENGTH)
+            )
+        except S3Error as error:
+            if error.code == "NoSuchKey":
+                raise FailedPrecondition(_CLIP_GONE) from None
+            raise
+        return await self._decryption.data_key(
             header.key_reference,
             keys_pb2.KeyContext(
                 tenant_id=clip.tenant_id, device_id=clip.device_id, clip_id=clip.clip_id
@@ -294,26 +352,37 @@ class PeerExportSources:
                 kind=log_pb2.RESOURCE_KIND_CLIP, device_id=clip.device_id, clip_id=clip.clip_id
             ),
         )
-        return clip_format.decrypt_all(
-            ciphertext,
-            data_key,
-            clip_format.ClipBinding(clip.tenant_id, clip.device_id, clip.clip_id),
-        )
+
+    async def clip_media(self, clip: ScheduledClip, data_key: bytes) -> AsyncIterator[bytes]:
+        binding = clip_format.ClipBinding(clip.tenant_id, clip.device_id, clip.clip_id)
+        chunks = self._clips.read_chunks(clip.object_name)
+        try:
+            async for plaintext in clip_format.adecrypt_stream(chunks, data_key, binding):
+                yield plaintext
+        except S3Error as error:
+            if error.code == "NoSuchKey":
+                raise FailedPrecondition(_CLIP_GONE) from None
+            raise
+        finally:
+            await chunks.aclose()
 
 
-class MinioArchiveVault:
-    """`t/<tenant>/<export>.zip.pcv1` in the exports bucket, in clip format v1."""
+class MinioArchiveStore:
+    """`t/<tenant>/<export>.zip.pcv1` in the exports bucket, in clip format v1, written by
+    a multipart upload part by part (minio's own put_object cannot go on after a crash)."""
 
     def __init__(self, peers: Peers, exports: MinioObjects, decryption: Decryption) -> None:
         self._peers = peers
         self._exports = exports
+        self._client = exports.client
+        self._bucket = exports.bucket
         self._decryption = decryption
 
     @staticmethod
     def _name(tenant_id: str, export_id: str) -> str:
         return f"{tenant_prefix(tenant_id)}{export_id}.zip.pcv1"
 
-    async def seal(self, tenant_id: str, export_id: str, archive: bytes) -> None:
+    async def new_key(self, tenant_id: str, export_id: str) -> tuple[bytes, bytes]:
         generated = await call(
             "key_manager",
             self._peers.key_manager().GenerateDataKey(
@@ -323,36 +392,140 @@ class MinioArchiveVault:
                 **call_options(self._peers),
             ),
         )
-        sealed = clip_format.encrypt_all(
-            archive,
-            generated.plaintext_key,
+        return (
+            bytes(generated.plaintext_key),
             generated.wrapped_key.SerializeToString(deterministic=True),
-            clip_format.ClipBinding(tenant_id, _ARCHIVE_DEVICE, export_id),
         )
-        await self._exports.write(self._name(tenant_id, export_id), sealed)
 
-    async def open(self, tenant_id: str, export_id: str) -> bytes:
-        try:
-            sealed = await self._exports.read(self._name(tenant_id, export_id))
-        except S3Error:
-            raise FailedPrecondition("the stored export is gone; request a new one") from None
-        header = clip_format.read_header(sealed)
-        data_key = await self._decryption.data_key(
-            header.key_reference,
+    async def unwrap_key(self, tenant_id: str, export_id: str, key_reference: bytes) -> bytes:
+        return await self._decryption.data_key(
+            key_reference,
             keys_pb2.KeyContext(tenant_id=tenant_id, clip_id=export_id),
             log_pb2.Resource(kind=log_pb2.RESOURCE_KIND_EXPORT, export_id=export_id),
         )
-        return clip_format.decrypt_all(
-            sealed, data_key, clip_format.ClipBinding(tenant_id, _ARCHIVE_DEVICE, export_id)
+
+    async def header(self, tenant_id: str, export_id: str) -> bytes:
+        try:
+            return await self._exports.read_range(
+                self._name(tenant_id, export_id), 0, clip_format.HEADER_MAX_LENGTH
+            )
+        except S3Error:
+            raise FailedPrecondition("the stored export is gone; request a new one") from None
+
+    def sealed(self, tenant_id: str, export_id: str) -> AsyncIterator[bytes]:
+        return self._exports.read_chunks(self._name(tenant_id, export_id))
+
+    async def start_upload(self, tenant_id: str, export_id: str) -> str:
+        return await asyncio.to_thread(
+            self._client._create_multipart_upload,
+            self._bucket,
+            self._name(tenant_id, export_id),
+            {"Content-Type": "application/octet-stream"},
         )
+
+    async def upload_part(
+        self, tenant_id: str, export_id: str, upload_id: str, number: int, data: BytesLike
+    ) -> str:
+        try:
+            return await asyncio.to_thread(
+                self._client._upload_part,
+                self._bucket,
+                self._name(tenant_id, export_id),
+                # minio hashes and sends any buffer (urllib3 takes a memoryview as it is);
+                # only its hint says bytes, and a copy would double the part in memory.
+                cast(bytes, data),
+                None,
+                upload_id,
+                number,
+            )
+        except S3Error as error:
+            if error.code == "NoSuchUpload":
+                raise UploadLost("the export's upload is gone") from None
+            raise
+
+    async def complete_upload(
+        self, tenant_id: str, export_id: str, upload_id: str, etags: Sequence[str]
+    ) -> None:
+        parts = [Part(number, etag) for number, etag in enumerate(etags, start=1)]
+        try:
+            await asyncio.to_thread(
+                self._client._complete_multipart_upload,
+                self._bucket,
+                self._name(tenant_id, export_id),
+                upload_id,
+                parts,
+            )
+        except S3Error as error:
+            if error.code == "NoSuchUpload":
+                raise UploadLost("the export's upload is gone") from None
+            raise
+
+    async def _uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """(object name, upload id) of the unfinished uploads under `prefix`."""
+
+        def run() -> list[tuple[str, str]]:
+            found: list[tuple[str, str]] = []
+            key_marker: str | None = None
+            while True:
+                page = self._client._list_multipart_uploads(
+                    self._bucket,
+                    prefix=prefix,
+                    key_marker=key_marker,
+                    max_uploads=1000,
+                )
+                found += [
+                    (upload.object_name, upload.upload_id)
+                    for upload in page.uploads
+                    if upload.object_name and upload.upload_id
+                ]
+                if not page.is_truncated or not page.next_key_marker:
+                    return found
+                # minio 7.2 drops NextUploadIdMarker: a key's further uploads past a page
+                # end wait for the next run.
+                key_marker = page.next_key_marker
+
+        return await asyncio.to_thread(run)
+
+    async def _abort(self, name: str, upload_id: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self._client._abort_multipart_upload, self._bucket, name, upload_id
+            )
+        except S3Error as error:
+            if error.code != "NoSuchUpload":
+                raise
+
+    async def abort_uploads(self, tenant_id: str, export_id: str) -> int:
+        name = self._name(tenant_id, export_id)
+        uploads = [(n, u) for n, u in await self._uploads(name) if n == name]
+        for _, upload_id in uploads:
+            await self._abort(name, upload_id)
+        return len(uploads)
+
+    async def pending_uploads(self) -> list[PendingUpload]:
+        pending = []
+        for name, upload_id in await self._uploads("t/"):
+            match = _ARCHIVE_NAME.fullmatch(name)
+            if match is not None:
+                pending.append(PendingUpload(match["tenant"], match["export"], upload_id))
+        return pending
+
+    async def abort_upload(self, upload: PendingUpload) -> None:
+        await self._abort(self._name(upload.tenant_id, upload.export_id), upload.upload_id)
 
     async def discard(self, tenant_id: str, export_id: str) -> None:
         await self._exports.delete([self._name(tenant_id, export_id)])
+        await self.abort_uploads(tenant_id, export_id)
 
     async def discard_tenant(self, tenant_id: str) -> int:
         names = await self._exports.tenant_objects(tenant_id)
         await self._exports.delete(names)
+        for name, upload_id in await self._uploads(tenant_prefix(tenant_id)):
+            await self._abort(name, upload_id)
         return len(names)
+
+
+_ARCHIVE_NAME = re.compile(r"t/(?P<tenant>[^/]+)/(?P<export>[^/]+)\.zip\.pcv1")
 
 
 class KafkaExportEvents:

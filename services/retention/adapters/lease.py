@@ -2,6 +2,7 @@
 
 The sweeper holds it for each sweep, and an account cancellation for its deletions, so a
 sweep can never record a shred of a tenant whose records the cancellation just erased.
+Each export being built has one of its own (`RedisExportLeases`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ class RedisLease:
     async def try_acquire(self) -> bool:
         return bool(await self._redis.set(self._key, self._token, px=self._ttl_ms, nx=True))
 
-    async def extend(self) -> None:
-        await self._extend(keys=[self._key], args=[self._token, self._ttl_ms])
+    async def extend(self) -> bool:
+        """Renew the hold; False if this holder no longer has it."""
+        return bool(await self._extend(keys=[self._key], args=[self._token, self._ttl_ms]))
 
     async def release(self) -> None:
         await self._release(keys=[self._key], args=[self._token])
@@ -55,3 +57,16 @@ class RedisLease:
             yield
         finally:
             await self.release()
+
+
+class RedisExportLeases:
+    """One lease per export (`retention:export-lease:<tenant>/<export>`), held by the
+    replica building it and renewed while it does."""
+
+    def __init__(self, redis: Redis, ttl_ms: int, prefix: str = "") -> None:
+        self._redis = redis
+        self._ttl_ms = ttl_ms
+        self._prefix = f"{prefix}retention:export-lease:"
+
+    def lease(self, tenant_id: str, export_id: str) -> RedisLease:
+        return RedisLease(self._redis, f"{self._prefix}{tenant_id}/{export_id}", self._ttl_ms)

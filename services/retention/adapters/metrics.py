@@ -22,6 +22,15 @@ PERIODS_DESTROYED = Counter(
 EXPORTS_IN_PROGRESS = Gauge(
     "privacam_retention_exports_in_progress", "Data exports being assembled by this replica."
 )
+EXPORT_ATTEMPTS = Counter(
+    "privacam_retention_export_attempts_total",
+    "Export build attempts, by how they began: fresh, resumed (from a checkpoint), "
+    "restarted (an earlier attempt's work thrown away).",
+    ["start"],
+)
+EXPORT_PART_BYTES = Counter(
+    "privacam_retention_export_part_bytes_total", "Bytes of export parts uploaded."
+)
 SWEEP_SECONDS = Histogram(
     "privacam_retention_sweep_duration_seconds",
     "Wall time of one retention sweep.",
@@ -59,6 +68,16 @@ class PrometheusRetentionMetrics:
         OLDEST_WAITING.set(oldest_waiting_lag)
 
 
-class PrometheusExportGauge:
+class PrometheusExportMetrics:
+    def __init__(self) -> None:
+        for start in ("fresh", "resumed", "restarted"):
+            EXPORT_ATTEMPTS.labels(start)
+
     def building(self, delta: int) -> None:
         EXPORTS_IN_PROGRESS.inc(delta)
+
+    def attempt(self, start: str) -> None:
+        EXPORT_ATTEMPTS.labels(start).inc()
+
+    def part_uploaded(self, size: int) -> None:
+        EXPORT_PART_BYTES.inc(size)

@@ -1,10 +1,10 @@
-"""Clip and export objects in MinIO: batch deletes, tenant listings, the lifecycle backstop."""
+"""Clip and export objects in MinIO: streamed reads, batch deletes, tenant listings, the
+lifecycle backstop."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
@@ -14,6 +14,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from services.common.errors import Unavailable
 
 BACKSTOP_RULE_ID = "privacam-retention-backstop"
+CHUNK_BYTES = 256 * 1024
 
 
 def tenant_prefix(tenant_id: str) -> str:
@@ -25,7 +26,7 @@ class MinioObjects:
     """One bucket of a MinIO client; the client is synchronous, so calls run in a thread."""
 
     def __init__(self, client: Minio, bucket: str) -> None:
-        self._client = client
+        self.client = client
         self.bucket = bucket
 
     async def delete(self, names: Sequence[str]) -> None:
@@ -34,9 +35,7 @@ class MinioObjects:
 
         def run() -> list[str]:
             # remove_objects is lazy: the request is sent while its errors are iterated.
-            errors = self._client.remove_objects(
-                self.bucket, [DeleteObject(name) for name in names]
-            )
+            errors = self.client.remove_objects(self.bucket, [DeleteObject(name) for name in names])
             return [error.code for error in errors if error.code != "NoSuchKey"]
 
         failed = await asyncio.to_thread(run)
@@ -46,9 +45,11 @@ class MinioObjects:
                 "they will be retried"
             )
 
-    async def read(self, name: str) -> bytes:
+    async def read_range(self, name: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset` (fewer at the object's end)."""
+
         def run() -> bytes:
-            response = self._client.get_object(self.bucket, name)
+            response = self.client.get_object(self.bucket, name, offset=offset, length=length)
             try:
                 return response.read()
             finally:
@@ -57,21 +58,21 @@ class MinioObjects:
 
         return await asyncio.to_thread(run)
 
-    async def write(self, name: str, data: bytes) -> None:
-        await asyncio.to_thread(
-            self._client.put_object,
-            self.bucket,
-            name,
-            io.BytesIO(data),
-            len(data),
-            content_type="application/octet-stream",
-        )
+    async def read_chunks(self, name: str, chunk_bytes: int = CHUNK_BYTES) -> AsyncGenerator[bytes]:
+        """The object a chunk at a time: one GET, read as the caller goes."""
+        response = await asyncio.to_thread(self.client.get_object, self.bucket, name)
+        try:
+            while chunk := await asyncio.to_thread(response.read, chunk_bytes):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
 
     async def tenant_objects(self, tenant_id: str) -> list[str]:
         def run() -> list[str]:
             return [
                 obj.object_name
-                for obj in self._client.list_objects(
+                for obj in self.client.list_objects(
                     self.bucket, prefix=tenant_prefix(tenant_id), recursive=True
                 )
                 if obj.object_name is not None
@@ -89,7 +90,7 @@ class MinioObjects:
             expiration=Expiration(days=days),
         )
         await asyncio.to_thread(
-            self._client.set_bucket_lifecycle, self.bucket, LifecycleConfig([rule])
+            self.client.set_bucket_lifecycle, self.bucket, LifecycleConfig([rule])
         )
 
     async def start(self) -> None:

@@ -16,7 +16,7 @@ from privacam.retention.v1 import retention_pb2
 from privacam.retention.v1 import retention_service_pb2 as pb
 from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
 from services.common.auth import current_principal
-from services.common.errors import InvalidArgument, OutOfRange, PermissionDenied
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.identity import ID_PATTERN, PrincipalKind
 from services.common.timestamps import to_timestamp
 from services.retention.adapters.events import cancellation_record_pb
@@ -142,16 +142,16 @@ class RetentionServicer(pb_grpc.RetentionServiceServicer):
         self, request: pb.DownloadExportRequest, context: Any
     ) -> AsyncIterator[pb.DownloadExportResponse]:
         tenant, _ = _app()
-        job, archive = await self._exports.download(tenant, _uuid(request.export_id, "export_id"))
-        if request.offset >= max(1, len(archive)):
-            raise OutOfRange(f"offset must be below the archive size ({len(archive)} bytes)")
+        job, chunks = await self._exports.download(
+            tenant, _uuid(request.export_id, "export_id"), request.offset, CHUNK_BYTES
+        )
         yield pb.DownloadExportResponse(
             header=pb.ExportDownloadHeader(export=job_pb(job), content_type="application/zip")
         )
-        for offset in range(request.offset, len(archive), CHUNK_BYTES):
-            yield pb.DownloadExportResponse(
-                chunk=pb.ExportChunk(offset=offset, data=archive[offset : offset + CHUNK_BYTES])
-            )
+        offset = request.offset
+        async for data in chunks:
+            yield pb.DownloadExportResponse(chunk=pb.ExportChunk(offset=offset, data=data))
+            offset += len(data)
 
     async def DeleteExport(
         self, request: pb.DeleteExportRequest, context: Any

@@ -1,31 +1,35 @@
-"""Data exports (right of access and portability): asked for, built in the background,
-downloaded by the same account until they expire.
+"""Data exports (right of access and portability): asked for, built in the background by
+whichever replica takes them (`export_build.py`), downloaded by the same account until
+they expire.
 
 An export is one ZIP archive: `export.json` (account, installs, cameras with settings,
-grants, access log, clip list) and `clips/<camera>/<clip>.mp4`, the clips decrypted.
-It is stored encrypted (clip format v1 under a fresh data key of the tenant) and
-decrypted only while its owner downloads it, each time logged in the household's log.
+grants, access log, clip list) and `clips/<camera>/<clip>.mp4`, the clips decrypted
+(layout in `archive.py`). It is stored encrypted (clip format v1 under a fresh data key
+of the tenant) and decrypted only while its owner downloads it, each time logged in the
+household's log, and streamed: neither building nor downloading holds it whole.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-import io
-import json
-import logging
 import uuid
-import zipfile
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
+from services.common import clip_format
+from services.common.clip_format import BytesLike
 from services.common.clock import Clock
-from services.common.errors import FailedPrecondition, NotFound, PrivacamError
+from services.common.errors import FailedPrecondition, NotFound, OutOfRange
 from services.retention.domain.model import ScheduledClip
-from services.retention.domain.ports import Schedule
 
-log = logging.getLogger("privacam.retention.exports")
+ARCHIVE_DEVICE = "export"
+"""ClipBinding needs a camera; an export's archive belongs to none."""
+
+
+def archive_binding(tenant_id: str, export_id: str) -> clip_format.ClipBinding:
+    return clip_format.ClipBinding(tenant_id, ARCHIVE_DEVICE, export_id)
 
 
 class ExportState(enum.Enum):
@@ -34,6 +38,9 @@ class ExportState(enum.Enum):
     READY = "ready"
     FAILED = "failed"
     EXPIRED = "expired"
+
+
+OPEN = (ExportState.PENDING, ExportState.BUILDING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,22 @@ class ExportStore(Protocol):
         """(tenant, export) of ready exports past their expiry."""
         ...
 
+    async def enqueue(self, tenant_id: str, export_id: str) -> bool:
+        """Queue an open job for building (idempotent; `create` queues it too); False if
+        there is no such open job."""
+        ...
+
+    async def queued(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(tenant, export) of queued jobs due by `now`, oldest first. A job leaves the
+        queue when it stops being open or is removed."""
+        ...
+
+    async def defer(self, tenant_id: str, export_id: str, until: datetime) -> None:
+        """Leave a queued job alone until `until` (a build that failed for a while)."""
+        ...
+
+    async def dequeue(self, tenant_id: str, export_id: str) -> None: ...
+
 
 class ExportSources(Protocol):
     async def account(self, tenant_id: str, export_id: str) -> dict[str, Any]:
@@ -79,21 +102,87 @@ class ExportSources(Protocol):
         read for this export (device_auth logs the read in the household's log first)."""
         ...
 
-    async def access_log(self, tenant_id: str) -> list[dict[str, Any]]: ...
+    def access_log(self, tenant_id: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The household's log, oldest first, a page at a time, every page against one head."""
+        ...
 
-    async def clip_plaintext(self, clip: ScheduledClip, export_id: str) -> bytes:
-        """The decrypted clip, each decryption logged in the household's log first."""
+    async def clip_key(self, clip: ScheduledClip) -> bytes:
+        """The clip's data key, its release logged in the household's log first."""
+        ...
+
+    def clip_media(self, clip: ScheduledClip, data_key: bytes) -> AsyncIterator[bytes]:
+        """The decrypted clip, a chunk at a time."""
         ...
 
 
-class ArchiveVault(Protocol):
-    async def seal(self, tenant_id: str, export_id: str, archive: bytes) -> None: ...
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """An unfinished multipart upload in the exports bucket."""
 
-    async def open(self, tenant_id: str, export_id: str) -> bytes: ...
+    tenant_id: str
+    export_id: str
+    upload_id: str
 
-    async def discard(self, tenant_id: str, export_id: str) -> None: ...
 
-    async def discard_tenant(self, tenant_id: str) -> int: ...
+class ArchiveStore(Protocol):
+    """Archives in the exports bucket, their data keys, and the uploads that write them."""
+
+    async def new_key(self, tenant_id: str, export_id: str) -> tuple[bytes, bytes]:
+        """A fresh data key for the export: (key, its reference for the header)."""
+        ...
+
+    async def unwrap_key(self, tenant_id: str, export_id: str, key_reference: bytes) -> bytes:
+        """The export's data key again, logged in the household's log as an access to the
+        export first (a download, or a build going on after a crash)."""
+        ...
+
+    async def header(self, tenant_id: str, export_id: str) -> bytes:
+        """The first bytes of the stored archive (at least its clip-format header)."""
+        ...
+
+    def sealed(self, tenant_id: str, export_id: str) -> AsyncIterator[bytes]:
+        """The stored (encrypted) archive, a chunk at a time."""
+        ...
+
+    async def start_upload(self, tenant_id: str, export_id: str) -> str: ...
+
+    async def upload_part(
+        self, tenant_id: str, export_id: str, upload_id: str, number: int, data: BytesLike
+    ) -> str:
+        """Upload (or upload again) part `number`; its ETag (`data` is lent for the call)."""
+        ...
+
+    async def complete_upload(
+        self, tenant_id: str, export_id: str, upload_id: str, etags: Sequence[str]
+    ) -> None: ...
+
+    async def abort_uploads(self, tenant_id: str, export_id: str) -> int:
+        """Abort every unfinished upload of the export's archive; how many."""
+        ...
+
+    async def pending_uploads(self) -> list[PendingUpload]:
+        """Every unfinished upload of the bucket."""
+        ...
+
+    async def abort_upload(self, upload: PendingUpload) -> None: ...
+
+    async def discard(self, tenant_id: str, export_id: str) -> None:
+        """Delete the archive and abort its unfinished uploads."""
+        ...
+
+    async def discard_tenant(self, tenant_id: str) -> int:
+        """Delete every archive of the tenant and abort its unfinished uploads."""
+        ...
+
+
+class BuildCleanup(Protocol):
+    async def clear(self, tenant_id: str, export_id: str) -> None:
+        """Forget an export's build progress."""
+        ...
+
+    async def forget_tenant(self, tenant_id: str) -> None:
+        """Forget the build progress of every export of the tenant."""
+        ...
 
 
 class ExportEvents(Protocol):
@@ -104,33 +193,33 @@ class ExportEvents(Protocol):
     async def export_deleted(self, job: ExportJob) -> None: ...
 
 
-class ExportGauge(Protocol):
+class ExportMetrics(Protocol):
     def building(self, delta: int) -> None: ...
 
+    def attempt(self, start: str) -> None:
+        """A build attempt began: `fresh`, `resumed`, or `restarted` (its checkpoint
+        could not be used)."""
+        ...
 
-_OPEN = (ExportState.PENDING, ExportState.BUILDING)
+    def part_uploaded(self, size: int) -> None: ...
 
 
 class Exports:
+    """Asking for, reading, downloading and deleting exports; building is ExportBuilder's."""
+
     def __init__(
         self,
         store: ExportStore,
-        sources: ExportSources,
-        vault: ArchiveVault,
-        schedule: Schedule,
+        archives: ArchiveStore,
+        builds: BuildCleanup,
         events: ExportEvents,
-        gauge: ExportGauge,
         clock: Clock,
-        ttl: timedelta,
     ) -> None:
         self._store = store
-        self._sources = sources
-        self._vault = vault
-        self._schedule = schedule
+        self._archives = archives
+        self._builds = builds
         self._events = events
-        self._gauge = gauge
         self._clock = clock
-        self._ttl = ttl
 
     async def request(self, tenant_id: str) -> ExportJob:
         job = ExportJob(str(uuid.uuid4()), tenant_id, ExportState.PENDING, self._clock.now())
@@ -140,6 +229,10 @@ class Exports:
             )
         await self._events.export_requested(job)
         return job
+
+    async def enqueue(self, tenant_id: str, export_id: str) -> bool:
+        """An ExportRequested seen on Kafka: make sure the job waits for a builder."""
+        return await self._store.enqueue(tenant_id, export_id)
 
     async def get(self, tenant_id: str, export_id: str) -> ExportJob:
         job = await self._store.get(tenant_id, export_id)
@@ -160,14 +253,39 @@ class Exports:
         ]
         return sorted(jobs, key=lambda job: job.requested_at, reverse=True)
 
-    async def download(self, tenant_id: str, export_id: str) -> tuple[ExportJob, bytes]:
+    async def download(
+        self, tenant_id: str, export_id: str, offset: int, chunk_bytes: int
+    ) -> tuple[ExportJob, AsyncIterator[bytes]]:
+        """The job and its archive from `offset` on, decrypted a segment at a time (chunks of
+        at most `chunk_bytes`). The access is logged before the key is released. Each
+        segment is authenticated before it is passed on, and the final one is marked, so a
+        damaged or cut archive fails the stream; its SHA-256 was checked when it was built."""
         job = await self.get(tenant_id, export_id)
         if job.state is not ExportState.READY:
             raise FailedPrecondition(f"the export is {job.state.value}, not ready to download")
-        archive = await self._vault.open(tenant_id, export_id)
-        if hashlib.sha256(archive).digest() != job.sha256:
-            raise FailedPrecondition("the stored export is damaged; request a new one")
-        return job, archive
+        if not 0 <= offset < max(1, job.size_bytes):
+            raise OutOfRange(f"offset must be below the archive size ({job.size_bytes} bytes)")
+        try:
+            header = clip_format.read_header(await self._archives.header(tenant_id, export_id))
+        except clip_format.ClipFormatError:
+            raise FailedPrecondition("the stored export is damaged; request a new one") from None
+        key = await self._archives.unwrap_key(tenant_id, export_id, header.key_reference)
+        return job, self._plaintext(job, key, offset, chunk_bytes)
+
+    async def _plaintext(
+        self, job: ExportJob, key: bytes, offset: int, chunk_bytes: int
+    ) -> AsyncIterator[bytes]:
+        sealed = self._archives.sealed(job.tenant_id, job.export_id)
+        binding = archive_binding(job.tenant_id, job.export_id)
+        skip = offset
+        try:
+            async for segment in clip_format.adecrypt_stream(sealed, key, binding):
+                view = memoryview(segment)[min(skip, len(segment)) :]
+                skip -= len(segment) - len(view)
+                for start in range(0, len(view), chunk_bytes):
+                    yield bytes(view[start : start + chunk_bytes])
+        except clip_format.ClipFormatError:
+            raise FailedPrecondition("the stored export is damaged; request a new one") from None
 
     async def delete(self, tenant_id: str, export_id: str) -> None:
         job = await self._store.get(tenant_id, export_id)
@@ -176,8 +294,10 @@ class Exports:
         await self._expire(job)
 
     async def _expire(self, job: ExportJob) -> None:
-        await self._vault.discard(job.tenant_id, job.export_id)
+        # The job goes first: a builder still at work sees it gone at its next step.
         await self._store.remove(job.tenant_id, job.export_id)
+        await self._archives.discard(job.tenant_id, job.export_id)
+        await self._builds.clear(job.tenant_id, job.export_id)
         await self._events.export_deleted(
             replace(
                 job,
@@ -199,97 +319,6 @@ class Exports:
         jobs = await self._store.of_tenant(tenant_id)
         for job in jobs:
             await self._store.remove(tenant_id, job.export_id)
-        await self._vault.discard_tenant(tenant_id)
+        await self._archives.discard_tenant(tenant_id)
+        await self._builds.forget_tenant(tenant_id)
         return len(jobs)
-
-    # --- the worker ---------------------------------------------------------------------
-
-    async def build(self, tenant_id: str, export_id: str) -> None:
-        """Assemble one export; a repeat after a crash starts it over (nothing half-built is
-        ever READY). An export deleted meanwhile is left alone."""
-        job = await self._store.get(tenant_id, export_id)
-        if job is None or job.state not in _OPEN:
-            return
-        self._gauge.building(1)
-        try:
-            job = await self._assemble(job)
-        except PrivacamError as error:
-            await self._fail(job, str(error))
-        except Exception:
-            log.exception("export failed")
-            await self._fail(job, "internal error while assembling the export")
-        finally:
-            self._gauge.building(-1)
-
-    async def _fail(self, job: ExportJob, reason: str) -> None:
-        current = await self._store.get(job.tenant_id, job.export_id)
-        if current is None:
-            return
-        failed = replace(current, state=ExportState.FAILED, failure_reason=reason[:256])
-        await self._vault.discard(job.tenant_id, job.export_id)
-        if await self._store.update(failed):
-            await self._events.export_deleted(failed)
-
-    async def _progress(self, job: ExportJob, done: int, total: int) -> ExportJob:
-        job = replace(job, state=ExportState.BUILDING, items_done=done, items_total=total)
-        if not await self._store.update(job):
-            raise FailedPrecondition("the export was deleted while it was being built")
-        return job
-
-    async def _assemble(self, job: ExportJob) -> ExportJob:
-        tenant = job.tenant_id
-        clips = await self._schedule.tenant_clips(tenant)
-        total = 3 + len(clips)  # account, access log, clip list, then each clip
-        job = await self._progress(job, 0, total)
-        account = await self._sources.account(tenant, job.export_id)
-        job = await self._progress(job, 1, total)
-        entries = await self._sources.access_log(tenant)
-        job = await self._progress(job, 2, total)
-        clip_list = [
-            {
-                "device_id": clip.device_id,
-                "clip_id": clip.clip_id,
-                "delete_at": clip.due_at.isoformat(),
-                "file": f"clips/{clip.device_id}/{clip.clip_id}.mp4",
-            }
-            for clip in clips
-        ]
-        job = await self._progress(job, 3, total)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-            for index, clip in enumerate(clips, start=1):
-                media = await self._sources.clip_plaintext(clip, job.export_id)
-                archive.writestr(f"clips/{clip.device_id}/{clip.clip_id}.mp4", media)
-                job = await self._progress(job, 3 + index, total)
-            document = {
-                "format": "privacam-export-v1",
-                "export_id": job.export_id,
-                "tenant_id": tenant,
-                "requested_at": job.requested_at.isoformat(),
-                "account": account,
-                "access_log": entries,
-                "clips": clip_list,
-            }
-            archive.writestr(
-                "export.json",
-                json.dumps(document, indent=2, sort_keys=True),
-                compress_type=zipfile.ZIP_DEFLATED,
-            )
-        data = buffer.getvalue()
-        await self._vault.seal(tenant, job.export_id, data)
-        now = self._clock.now()
-        ready = replace(
-            job,
-            state=ExportState.READY,
-            items_done=total,
-            items_total=total,
-            ready_at=now,
-            expires_at=now + self._ttl,
-            size_bytes=len(data),
-            sha256=hashlib.sha256(data).digest(),
-        )
-        if not await self._store.update(ready):
-            await self._vault.discard(tenant, job.export_id)
-            return ready  # deleted while building: leave nothing behind
-        await self._events.export_ready(ready)
-        return ready

@@ -70,7 +70,7 @@ class Sweeper:
         self._concurrency = concurrency
         self._grace = period_grace
 
-    async def sweep(self, heartbeat: Callable[[], Awaitable[None]] | None = None) -> SweepResult:
+    async def sweep(self, heartbeat: Callable[[], Awaitable[object]] | None = None) -> SweepResult:
         """Delete every clip due now, then destroy the key periods left empty; `heartbeat`
         runs before each batch (the loop extends its lease there)."""
         started = self._clock.monotonic()

@@ -281,6 +281,7 @@ class FreeLease:
 class MemoryExportStore:
     def __init__(self) -> None:
         self.jobs: dict[tuple[str, str], ExportJob] = {}
+        self.queue: dict[tuple[str, str], datetime] = {}  # job -> not before
 
     async def create(self, job: ExportJob) -> bool:
         if any(
@@ -289,12 +290,17 @@ class MemoryExportStore:
         ):
             return False
         self.jobs[(job.tenant_id, job.export_id)] = job
+        self.queue[(job.tenant_id, job.export_id)] = job.requested_at
         return True
 
     async def update(self, job: ExportJob) -> bool:
         if (job.tenant_id, job.export_id) not in self.jobs:
             return False
         self.jobs[(job.tenant_id, job.export_id)] = job
+        if job.state in (ExportState.PENDING, ExportState.BUILDING):
+            self.queue.setdefault((job.tenant_id, job.export_id), job.requested_at)
+        else:
+            self.queue.pop((job.tenant_id, job.export_id), None)
         return True
 
     async def get(self, tenant_id: str, export_id: str) -> ExportJob | None:
@@ -305,6 +311,7 @@ class MemoryExportStore:
 
     async def remove(self, tenant_id: str, export_id: str) -> None:
         self.jobs.pop((tenant_id, export_id), None)
+        self.queue.pop((tenant_id, export_id), None)
 
     async def expired(self, now: datetime) -> list[tuple[str, str]]:
         return [
@@ -312,3 +319,21 @@ class MemoryExportStore:
             for k, j in self.jobs.items()
             if j.state is ExportState.READY and j.expires_at is not None and j.expires_at <= now
         ]
+
+    async def enqueue(self, tenant_id: str, export_id: str) -> bool:
+        job = self.jobs.get((tenant_id, export_id))
+        if job is None or job.state not in (ExportState.PENDING, ExportState.BUILDING):
+            return False
+        self.queue.setdefault((tenant_id, export_id), job.requested_at)
+        return True
+
+    async def queued(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        due = sorted((at, key) for key, at in self.queue.items() if at <= now)
+        return [key for _, key in due[:limit]]
+
+    async def defer(self, tenant_id: str, export_id: str, until: datetime) -> None:
+        if (tenant_id, export_id) in self.queue:
+            self.queue[(tenant_id, export_id)] = until
+
+    async def dequeue(self, tenant_id: str, export_id: str) -> None:
+        self.queue.pop((tenant_id, export_id), None)
