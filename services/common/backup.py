@@ -3,8 +3,13 @@
 What is state: the compacted topics (device registry, accounts, grants and their
 hashes; sealed key-encryption keys and destruction markers; revocations; and every
 other compacted topic in services.common.topics), plus the objects of the buckets named
-(the access log's segments). Clips are not in backups: they are ciphertext in MinIO,
-protected by MinIO's own replication, and must be deletable for good.
+(the access log's segments and checkpoint). Clips are not in backups: they are ciphertext
+in MinIO, protected by MinIO's own replication, and must be deletable for good.
+
+Objects are the environment's own: those whose names start with its Kafka namespace (the
+prefix services put on every object name, so environments sharing a bucket never mix; all
+of them when the namespace is empty). Restore puts them back under the namespace it
+restores into, so a backup can also rebuild an environment under another namespace.
 
 - **Encrypted.** Account and PIN hashes must not sit in a backup readable by whoever can
   read the backup store: every file is sealed with the clip format (AES-256-GCM STREAM)
@@ -247,7 +252,9 @@ async def create(
             if not await asyncio.to_thread(client.bucket_exists, bucket):
                 continue
             listing = await asyncio.to_thread(
-                lambda name=bucket: list(client.list_objects(name, recursive=True))  # type: ignore[misc]
+                lambda name=bucket: list(  # type: ignore[misc]
+                    client.list_objects(name, prefix=kafka.namespace, recursive=True)
+                )
             )
             for item in listing:
                 response = await asyncio.to_thread(client.get_object, bucket, item.object_name)
@@ -309,6 +316,11 @@ async def restore(
     unknown = set(contents) - set(by_name)
     if unknown:
         raise BackupError(f"backup holds topics this version does not know: {sorted(unknown)}")
+    if blobs and minio is None:
+        raise BackupError(
+            f"backup {backup_id} holds {len(blobs)} objects (the access log's segments): "
+            "restore them too, with MinIO's settings (PRIVACAM_MINIO_*)"
+        )
     counts: dict[str, int] = {}
     dropped = 0
     producer = EventProducer(kafka, "privacam-restore")
@@ -334,12 +346,18 @@ async def restore(
         await producer.stop()
     if minio is not None and blobs:
         client = _client(minio)
+        source = manifest.get("namespace", "")
         for name, data in blobs.items():
             entry = manifest["objects"][name]
+            target = entry["name"]
+            if source and target.startswith(source):
+                target = kafka.namespace + target[len(source) :]
+            elif not source:
+                target = kafka.namespace + target
             if not await asyncio.to_thread(client.bucket_exists, entry["bucket"]):
                 await asyncio.to_thread(client.make_bucket, entry["bucket"])
             await asyncio.to_thread(
-                client.put_object, entry["bucket"], entry["name"], io.BytesIO(data), len(data)
+                client.put_object, entry["bucket"], target, io.BytesIO(data), len(data)
             )
     return Report(
         backup_id, directory, counts, len(blobs), time.monotonic() - started, dropped_keys=dropped
@@ -372,6 +390,11 @@ async def _require_empty(kafka: KafkaSettings, topic: Topic[Any]) -> None:
         raise BackupError(
             f"{kafka.namespace}{topic.name} already holds state: restore only into an empty stack"
         )
+
+
+def _holds_objects(directory: Path) -> bool:
+    manifest = directory / "manifest.json"
+    return manifest.exists() and bool(json.loads(manifest.read_text()).get("objects"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -409,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_age=timedelta(days=args.max_retention_days),
     )
     kafka = KafkaSettings()
-    minio = MinioSettings() if args.bucket else None
+    # A restore needs MinIO whenever the backup holds objects, named with --bucket or not.
+    minio = MinioSettings() if args.bucket or _holds_objects(args.directory) else None
     try:
         if args.action == "create":
             report = asyncio.run(
