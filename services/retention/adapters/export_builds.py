@@ -2,16 +2,17 @@
 
 Why Redis and not a compacted Kafka topic: this state is worth only what the job it
 belongs to is worth, and jobs live in Redis (short-lived copies, lost with it). Lost, it
-costs a rebuild from the start, never a wrong archive: the unfinished upload is found by
-listing the bucket and aborted (`abort_stale_uploads`), and nothing here is secret or
-plaintext (ids, ETags, offsets, CRCs, digests, the archive's public header). It also
-changes at every part, which a compacted topic would keep until compaction.
+costs a rebuild from the start, never a wrong archive (an upload it named is dropped by
+MinIO after 24 h), and nothing here is secret or plaintext (ids, ETags, offsets, CRCs,
+digests, the archive's public header). It also changes at every part, which a compacted
+topic would keep until compaction.
 
 Keys, under `retention:export-build:<tenant>:<export>`: the hash itself (attempts, clip
 count, upload id, header, and the checkpoint: sealed segments, where the current entry
 starts, its digest so far, how many entries are stored) and the lists `:clips` (the
 export's clip list, fixed when an attempt starts afresh), `:etags` and `:entries` (the
-finished ZIP entries, appended as checkpoints go by). Every write is one transaction
+finished ZIP entries, appended as checkpoints go by); the set `retention:export-builds`
+names every export that has some (`<tenant>/<export>`). Every write is one transaction
 that first checks, under WATCH, that the export's job still exists.
 """
 
@@ -55,6 +56,7 @@ class RedisBuildProgress:
         self._redis = redis
         self._jobs = jobs
         self._p = f"{prefix}retention:export-build:"
+        self._index = f"{prefix}retention:export-builds"
 
     def _key(self, tenant_id: str, export_id: str) -> str:
         return f"{self._p}{tenant_id}:{export_id}"
@@ -112,9 +114,12 @@ class RedisBuildProgress:
 
     async def attempt(self, tenant_id: str, export_id: str) -> int:
         key = self._key(tenant_id, export_id)
-        done = await self._while_job(
-            tenant_id, export_id, lambda pipe: pipe.hincrby(key, "attempts", 1)
-        )
+
+        def count(pipe: Pipeline) -> None:
+            pipe.hincrby(key, "attempts", 1)
+            pipe.sadd(self._index, f"{tenant_id}/{export_id}")
+
+        done = await self._while_job(tenant_id, export_id, count)
         return 0 if done is None else int(done[0])
 
     async def begin(self, tenant_id: str, export_id: str, clips: Sequence[ScheduledClip]) -> bool:
@@ -190,18 +195,23 @@ class RedisBuildProgress:
 
         return await self._while_job(tenant_id, export_id, write) is not None
 
-    async def upload_of(self, tenant_id: str, export_id: str) -> str | None:
-        value = await self._redis.hget(self._key(tenant_id, export_id), "upload_id")
-        return None if value is None else _text(value)
+    async def builds(self) -> list[tuple[str, str]]:
+        found = []
+        for member in await self._redis.smembers(self._index):
+            tenant, _, export = _text(member).partition("/")
+            found.append((tenant, export))
+        return sorted(found)
+
+    async def exports_of(self, tenant_id: str) -> list[str]:
+        return [export for tenant, export in await self.builds() if tenant == tenant_id]
 
     async def clear(self, tenant_id: str, export_id: str) -> None:
         key = self._key(tenant_id, export_id)
-        await self._redis.delete(key, f"{key}:clips", f"{key}:etags", f"{key}:entries")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key, f"{key}:clips", f"{key}:etags", f"{key}:entries")
+            pipe.srem(self._index, f"{tenant_id}/{export_id}")
+            await pipe.execute()
 
     async def forget_tenant(self, tenant_id: str) -> None:
-        names = [
-            name
-            async for name in self._redis.scan_iter(match=f"{self._p}{tenant_id}:*", count=1000)
-        ]
-        if names:
-            await self._redis.delete(*names)
+        for export_id in await self.exports_of(tenant_id):
+            await self.clear(tenant_id, export_id)

@@ -5,7 +5,6 @@ logged in the household's log before it happens."""
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from services.retention import NAME
 from services.retention.adapters.objects import MinioObjects, tenant_prefix
 from services.retention.adapters.peers import call
 from services.retention.domain.archive import UploadLost
-from services.retention.domain.exports import OPEN, ExportJob, ExportState, PendingUpload
+from services.retention.domain.exports import OPEN, ExportJob, ExportState
 from services.retention.domain.model import ScheduledClip
 
 
@@ -460,8 +459,9 @@ class MinioArchiveStore:
                 raise UploadLost("the export's upload is gone") from None
             raise
 
-    async def _uploads(self, prefix: str) -> list[tuple[str, str]]:
-        """(object name, upload id) of the unfinished uploads under `prefix`."""
+    async def _uploads(self, name: str) -> list[tuple[str, str]]:
+        """(object name, upload id) of the unfinished uploads of object `name`. MinIO lists
+        uploads of one object only (a prefix that is not a whole name finds none)."""
 
         def run() -> list[tuple[str, str]]:
             found: list[tuple[str, str]] = []
@@ -469,7 +469,7 @@ class MinioArchiveStore:
             while True:
                 page = self._client._list_multipart_uploads(
                     self._bucket,
-                    prefix=prefix,
+                    prefix=name,
                     key_marker=key_marker,
                     max_uploads=1000,
                 )
@@ -502,17 +502,6 @@ class MinioArchiveStore:
             await self._abort(name, upload_id)
         return len(uploads)
 
-    async def pending_uploads(self) -> list[PendingUpload]:
-        pending = []
-        for name, upload_id in await self._uploads("t/"):
-            match = _ARCHIVE_NAME.fullmatch(name)
-            if match is not None:
-                pending.append(PendingUpload(match["tenant"], match["export"], upload_id))
-        return pending
-
-    async def abort_upload(self, upload: PendingUpload) -> None:
-        await self._abort(self._name(upload.tenant_id, upload.export_id), upload.upload_id)
-
     async def discard(self, tenant_id: str, export_id: str) -> None:
         await self._exports.delete([self._name(tenant_id, export_id)])
         await self.abort_uploads(tenant_id, export_id)
@@ -520,12 +509,7 @@ class MinioArchiveStore:
     async def discard_tenant(self, tenant_id: str) -> int:
         names = await self._exports.tenant_objects(tenant_id)
         await self._exports.delete(names)
-        for name, upload_id in await self._uploads(tenant_prefix(tenant_id)):
-            await self._abort(name, upload_id)
         return len(names)
-
-
-_ARCHIVE_NAME = re.compile(r"t/(?P<tenant>[^/]+)/(?P<export>[^/]+)\.zip\.pcv1")
 
 
 class KafkaExportEvents:

@@ -55,7 +55,6 @@ from services.retention.domain.exports import (
     ExportSources,
     ExportState,
     ExportStore,
-    PendingUpload,
     archive_binding,
 )
 from services.retention.domain.model import ScheduledClip
@@ -110,9 +109,11 @@ class BuildProgress(Protocol):
         """Replace the checkpoint; the entries before `saved_entries` are already stored."""
         ...
 
-    async def upload_of(self, tenant_id: str, export_id: str) -> str | None:
-        """The upload id the current attempt writes to, if any."""
+    async def builds(self) -> list[tuple[str, str]]:
+        """(tenant, export) of every build state."""
         ...
+
+    async def exports_of(self, tenant_id: str) -> list[str]: ...
 
     async def clear(self, tenant_id: str, export_id: str) -> None: ...
 
@@ -200,7 +201,6 @@ class ExportBuilder:
         self._max_attempts = max_attempts
         self._retry_delay = retry_delay
         self._keys_ahead = keys_ahead
-        self._suspects: set[PendingUpload] = set()
 
     # --- taking work ----------------------------------------------------------------------
 
@@ -266,15 +266,15 @@ class ExportBuilder:
             self._metrics.building(-1)
 
     async def _forget(self, tenant_id: str, export_id: str) -> None:
-        await self._progress.clear(tenant_id, export_id)
+        """The job is gone: nothing of the build stays (its state last, so that a failed
+        abort leaves the janitor something to go on)."""
         await self._store.dequeue(tenant_id, export_id)
-        await self._archives.abort_uploads(tenant_id, export_id)
+        await self._archives.discard(tenant_id, export_id)
+        await self._progress.clear(tenant_id, export_id)
 
     async def _fail(self, job: ExportJob, reason: str) -> None:
         """The job says FAILED and why before anything is cleaned up: a cleanup that fails
-        (the store away) leaves an unfinished upload to the janitor, not a job that
-        stays BUILDING and is attempted again."""
-        await self._progress.clear(job.tenant_id, job.export_id)
+        (the store away) is left to the janitor, and the job is not attempted again."""
         current = await self._store.get(job.tenant_id, job.export_id)
         if current is None:
             await self._store.dequeue(job.tenant_id, job.export_id)
@@ -286,6 +286,8 @@ class ExportBuilder:
             await self._archives.discard(job.tenant_id, job.export_id)
         except Exception:
             log.warning("a failed export's upload could not be aborted now", exc_info=True)
+            return
+        await self._progress.clear(job.tenant_id, job.export_id)
 
     # --- one attempt ----------------------------------------------------------------------
 
@@ -462,22 +464,21 @@ class ExportBuilder:
 
     # --- leftovers ------------------------------------------------------------------------
 
-    async def abort_stale_uploads(self) -> int:
-        """Abort unfinished uploads that no build is writing to: seen so on two runs in a
-        row (an upload is made just before its id is saved, so one sighting is not enough).
-        Catches what a crash between the two steps, or a lost Redis, leaves behind."""
-        orphans = set()
-        for upload in await self._archives.pending_uploads():
-            job = await self._store.get(upload.tenant_id, upload.export_id)
-            live = job is not None and job.state in OPEN
-            if (
-                not live
-                or await self._progress.upload_of(upload.tenant_id, upload.export_id)
-                != upload.upload_id
-            ):
-                orphans.add(upload)
-        aborted = orphans & self._suspects
-        for upload in aborted:
-            await self._archives.abort_upload(upload)
-        self._suspects = orphans - aborted
-        return len(aborted)
+    async def clean_abandoned(self) -> int:
+        """Abort the uploads (and delete the archive) of exports whose build state outlived
+        their job: a build that died after its export was deleted, a cleanup that failed.
+        Driven by this environment's own build state rather than by listing the bucket,
+        which MinIO cannot do by prefix and which environments may share. What a lost
+        Redis leaves behind, MinIO drops after 24 h (its stale-upload expiry)."""
+        cleaned = 0
+        for tenant_id, export_id in await self._progress.builds():
+            job = await self._store.get(tenant_id, export_id)
+            if job is not None and job.state in OPEN:
+                continue
+            if job is not None and job.state is ExportState.READY:
+                await self._archives.abort_uploads(tenant_id, export_id)
+            else:
+                await self._archives.discard(tenant_id, export_id)
+            await self._progress.clear(tenant_id, export_id)
+            cleaned += 1
+        return cleaned

@@ -115,15 +115,6 @@ class ExportSources(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class PendingUpload:
-    """An unfinished multipart upload in the exports bucket."""
-
-    tenant_id: str
-    export_id: str
-    upload_id: str
-
-
 class ArchiveStore(Protocol):
     """Archives in the exports bucket, their data keys, and the uploads that write them."""
 
@@ -157,27 +148,26 @@ class ArchiveStore(Protocol):
     ) -> None: ...
 
     async def abort_uploads(self, tenant_id: str, export_id: str) -> int:
-        """Abort every unfinished upload of the export's archive; how many."""
+        """Abort every unfinished upload of the export's archive; how many. (Found by the
+        archive's exact name: MinIO lists a bucket's uploads by object, not by prefix.)"""
         ...
-
-    async def pending_uploads(self) -> list[PendingUpload]:
-        """Every unfinished upload of the bucket."""
-        ...
-
-    async def abort_upload(self, upload: PendingUpload) -> None: ...
 
     async def discard(self, tenant_id: str, export_id: str) -> None:
         """Delete the archive and abort its unfinished uploads."""
         ...
 
     async def discard_tenant(self, tenant_id: str) -> int:
-        """Delete every archive of the tenant and abort its unfinished uploads."""
+        """Delete every archive of the tenant; how many."""
         ...
 
 
 class BuildCleanup(Protocol):
     async def clear(self, tenant_id: str, export_id: str) -> None:
         """Forget an export's build progress."""
+        ...
+
+    async def exports_of(self, tenant_id: str) -> list[str]:
+        """Exports of the tenant with build progress (their job may be gone)."""
         ...
 
     async def forget_tenant(self, tenant_id: str) -> None:
@@ -294,7 +284,9 @@ class Exports:
         await self._expire(job)
 
     async def _expire(self, job: ExportJob) -> None:
-        # The job goes first: a builder still at work sees it gone at its next step.
+        # The job goes first: a builder still at work sees it gone at its next step. The
+        # build progress goes last: if the archive cannot be discarded now, it tells the
+        # builders' janitor which upload to abort later.
         await self._store.remove(job.tenant_id, job.export_id)
         await self._archives.discard(job.tenant_id, job.export_id)
         await self._builds.clear(job.tenant_id, job.export_id)
@@ -319,6 +311,9 @@ class Exports:
         jobs = await self._store.of_tenant(tenant_id)
         for job in jobs:
             await self._store.remove(tenant_id, job.export_id)
+        building = {job.export_id for job in jobs} | set(await self._builds.exports_of(tenant_id))
+        for export_id in sorted(building):
+            await self._archives.discard(tenant_id, export_id)
         await self._archives.discard_tenant(tenant_id)
         await self._builds.forget_tenant(tenant_id)
         return len(jobs)

@@ -5,8 +5,8 @@ it with the job) and commits at once, so no event waits behind a build and no bu
 redelivered to the next replica when one dies. The build loop takes the oldest queued
 export no replica holds (`ExportBuilder.build_next`), one at a time per replica, so a
 replica's memory holds one export's part at most; it looks again every `poll_seconds`, at
-once when this replica's consumer saw a request, and aborts forgotten uploads every few
-minutes.
+once when this replica's consumer saw a request, and cleans up after abandoned builds
+every few minutes.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from services.retention.domain.exports import Exports
 log = logging.getLogger("privacam.retention.exports")
 
 JANITOR_SECONDS = 300.0
-"""How often a replica looks for unfinished uploads no build writes to (two sightings in
-a row are aborted, so one is gone 5 to 10 minutes after its build)."""
+"""How often a replica cleans up after builds whose export is gone (ExportBuilder.
+clean_abandoned)."""
 
 
 class ExportBuildLoop:
@@ -55,7 +55,7 @@ class ExportBuildLoop:
             try:
                 if loop.time() >= janitor_at:
                     janitor_at = loop.time() + JANITOR_SECONDS
-                    await self._builder.abort_stale_uploads()
+                    await self._builder.clean_abandoned()
                 while await self._builder.build_next():
                     pass
             except asyncio.CancelledError:

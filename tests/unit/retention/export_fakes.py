@@ -18,7 +18,7 @@ from services.common.clip_format import BytesLike
 from services.common.errors import FailedPrecondition
 from services.retention.domain.archive import Checkpoint, UploadLost
 from services.retention.domain.export_build import BuildState
-from services.retention.domain.exports import ExportJob, ExportState, PendingUpload
+from services.retention.domain.exports import ExportJob, ExportState
 from services.retention.domain.model import ScheduledClip
 from tests.unit.retention.fakes import MemoryExportStore
 
@@ -171,23 +171,15 @@ class DiskArchiveStore:
 
     async def abort_uploads(self, tenant_id: str, export_id: str) -> int:
         mine = [
-            PendingUpload(u.tenant_id, u.export_id, upload_id)
+            upload_id
             for upload_id, u in self.uploads.items()
             if (u.tenant_id, u.export_id) == (tenant_id, export_id)
         ]
-        for upload in mine:
-            await self.abort_upload(upload)
-        return len(mine)
-
-    async def pending_uploads(self) -> list[PendingUpload]:
-        return [PendingUpload(u.tenant_id, u.export_id, i) for i, u in self.uploads.items()]
-
-    async def abort_upload(self, upload: PendingUpload) -> None:
-        found = self.uploads.pop(upload.upload_id, None)
-        if found is not None:
-            self.aborted.append(upload.upload_id)
-            for path, _ in found.parts.values():
+        for upload_id in mine:
+            self.aborted.append(upload_id)
+            for path, _ in self.uploads.pop(upload_id).parts.values():
                 path.unlink()
+        return len(mine)
 
     async def discard(self, tenant_id: str, export_id: str) -> None:
         self.path(tenant_id, export_id).unlink(missing_ok=True)
@@ -197,9 +189,6 @@ class DiskArchiveStore:
         names = list(self.root.glob(f"{tenant_id}__*.zip.pcv1"))
         for path in names:
             path.unlink()
-        for upload_id, upload in list(self.uploads.items()):
-            if upload.tenant_id == tenant_id:
-                await self.abort_upload(PendingUpload(tenant_id, upload.export_id, upload_id))
         return len(names)
 
     def leftovers(self) -> list[Path]:
@@ -272,9 +261,11 @@ class MemoryBuildProgress:
         self.saves += 1
         return True
 
-    async def upload_of(self, tenant_id: str, export_id: str) -> str | None:
-        state = self.states.get((tenant_id, export_id))
-        return None if state is None else str(state["upload_id"])
+    async def builds(self) -> list[tuple[str, str]]:
+        return sorted(self.states)
+
+    async def exports_of(self, tenant_id: str) -> list[str]:
+        return [export for tenant, export in sorted(self.states) if tenant == tenant_id]
 
     async def clear(self, tenant_id: str, export_id: str) -> None:
         self.states.pop((tenant_id, export_id), None)
