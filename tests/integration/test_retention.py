@@ -11,6 +11,7 @@ clips topic) with real ciphertext in MinIO, encrypted under real key-manager key
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import secrets
@@ -57,6 +58,8 @@ from services.retention.domain.exports import ExportJob, ExportState
 from tests.harness import (
     Platform,
     access_log_key,
+    metric,
+    process_memory_kib,
     redis_setup_url,
     retention_clock_file,
     stack_minio,
@@ -67,6 +70,7 @@ PASSWORD = "a long enough passphrase"
 pytestmark = pytest.mark.moves_retention_clock  # see conftest.py
 
 CLIP_BUCKET = "privacam-clips"
+EXPORT_BUCKET = "privacam-exports"
 
 
 # --- the development clock --------------------------------------------------------------
@@ -750,7 +754,9 @@ async def download(retention: pb_grpc.RetentionServiceAsyncStub, export_id: str)
     return b"".join(parts)
 
 
-async def ready_export(retention: pb_grpc.RetentionServiceAsyncStub) -> retention_pb2.Export:
+async def ready_export(
+    retention: pb_grpc.RetentionServiceAsyncStub, within: float = 45
+) -> retention_pb2.Export:
     requested = await retention.RequestExport(pb.RequestExportRequest())
     assert requested.export.state == retention_pb2.EXPORT_STATE_PENDING
     export_id = requested.export.export_id
@@ -762,7 +768,7 @@ async def ready_export(retention: pb_grpc.RetentionServiceAsyncStub) -> retentio
         assert export.state != retention_pb2.EXPORT_STATE_FAILED, export.failure_reason
         return export.state == retention_pb2.EXPORT_STATE_READY
 
-    await eventually(ready, within=45)
+    await eventually(ready, within=within)
     export = (await retention.GetExport(pb.GetExportRequest(export_id=export_id))).export
     assert export.items_done == export.items_total > 0
     return export
@@ -899,6 +905,192 @@ async def test_the_export_store_never_writes_back_a_deleted_export(redis: Redis)
     assert await store.of_tenant(tenant) == []
     assert not await store.update(building)
     assert await store.get(tenant, job.export_id) is None
+
+
+# --- a large export -------------------------------------------------------------------
+
+
+async def store_many(
+    platform: Platform,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    tenant: str,
+    device: str,
+    count: int,
+    size: int,
+    start: int = 0,
+) -> list[StoredClip]:
+    """`count` clips of `size` random bytes, each under its own data key, as clip_ingest
+    stores them; 16 at a time."""
+    client = minio(platform)
+    sem = asyncio.Semaphore(16)
+
+    async def one(index: int) -> StoredClip:
+        clip_id = f"clip-{index:05d}"
+        context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id=clip_id)
+        async with sem:
+            generated = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
+            plaintext = b"\x00\x00\x00\x18ftypmp42" + secrets.token_bytes(size - 12)
+            ciphertext = clip_format.encrypt_all(
+                plaintext,
+                generated.plaintext_key,
+                generated.wrapped_key.SerializeToString(deterministic=True),
+                clip_format.ClipBinding(tenant, device, clip_id),
+            )
+            name = f"t/{tenant}/{device}/{clip_id}"
+            await asyncio.to_thread(
+                client.put_object, CLIP_BUCKET, name, io.BytesIO(ciphertext), len(ciphertext)
+            )
+        return StoredClip(
+            tenant, device, clip_id, name, generated.wrapped_key.key_version, plaintext, b""
+        )
+
+    return list(await asyncio.gather(*(one(i) for i in range(start, start + count))))
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start VmHWM over from the current RSS (Linux: `5` to /proc/<pid>/clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def unfinished_uploads(platform: Platform, tenant: str, export_id: str) -> list[str]:
+    """Upload ids of the export's unfinished multipart uploads (MinIO lists them by the
+    object's exact name only)."""
+    name = f"t/{tenant}/{export_id}.zip.pcv1"
+    pending = minio(platform)._list_multipart_uploads(EXPORT_BUCKET, prefix=name)
+    return [upload.upload_id or "" for upload in pending.uploads if upload.object_name == name]
+
+
+async def test_large_export_bounded_memory(
+    platform: Platform,
+    household: Household,
+    keys: keys_grpc.KeyManagerServiceAsyncStub,
+    producer: AIOKafkaProducer,
+    redis: Redis,
+) -> None:
+    """An export of 1,000 clips (33 MB) peaks at the memory of one of 10 clips (VmHWM of the
+    retention process, reset before each build), and one killed (SIGKILL) half-way is
+    finished by the restarted process from its last part: every clip once, no unfinished
+    upload left, the export's own log section as it was written before the kill."""
+    tenant, device = household.tenant, household.device
+    service = platform.services["retention"]
+    # A short lease, so that the restarted process takes the killed one's export over
+    # after seconds rather than the default 30 s.
+    service.env["PRIVACAM_RETENTION_EXPORT_LEASE_SECONDS"] = "4"
+    service.stop()
+    service.start()
+    service.wait_serving()
+    assert service.process is not None
+    camera_key = f"{platform.namespace}retention:dev:{tenant}/{device}"
+
+    async def scheduled_count() -> int:
+        return int(await redis.zcard(camera_key))
+
+    try:
+        started = time.monotonic()
+        clips = await store_many(platform, keys, tenant, device, 10, 32 * 1024)
+        await announce(platform, producer, clips, retention_now(platform))
+        await eventually(lambda: _equals(scheduled_count, 10))
+        async with PrivacamClient(household.owner) as app:
+            retention = retention_stub(app)
+            await ready_export(retention)  # the first build after a start warms up
+            reset_peak_memory(service.process.pid)
+            small = await ready_export(retention)
+            small_peak = process_memory_kib(service.process.pid, "VmHWM")
+            clips += await store_many(platform, keys, tenant, device, 990, 32 * 1024, start=10)
+            await announce(platform, producer, clips[10:], retention_now(platform))
+            await eventually(lambda: _equals(scheduled_count, 1000), within=60)
+            stored_seconds = time.monotonic() - started
+            reset_peak_memory(service.process.pid)
+            t0 = time.monotonic()
+            large = await ready_export(retention, within=120)
+            large_seconds = time.monotonic() - t0
+            large_peak = process_memory_kib(service.process.pid, "VmHWM")
+            print(
+                f"stored 1000 clips of 32 KiB in {stored_seconds:.1f} s; retention's peak "
+                f"RSS {small_peak:,} KiB building 10 clips ({small.size_bytes:,} bytes), "
+                f"{large_peak:,} KiB building 1000 ({large.size_bytes:,} bytes, "
+                f"{large_seconds:.1f} s): {large_peak / small_peak:.2f}x"
+            )
+            assert large.size_bytes > 32_000_000
+            assert large_peak <= 1.2 * small_peak
+
+            # Kill the builder half-way; the restarted process goes on from its last part.
+            export_id = (await retention.RequestExport(pb.RequestExportRequest())).export.export_id
+
+            async def half_done() -> bool:
+                export = (
+                    await retention.GetExport(pb.GetExportRequest(export_id=export_id))
+                ).export
+                assert export.state != retention_pb2.EXPORT_STATE_FAILED, export.failure_reason
+                return export.items_done >= 3 + 500
+
+            await eventually(half_done, within=60)
+            service.process.send_signal(signal.SIGKILL)
+            service.process.wait()
+            killed_at = time.monotonic()
+            job_key = f"{platform.namespace}retention:export:{tenant}:{export_id}"
+            state, done, total = await redis.hmget(job_key, ["state", "items_done", "items_total"])
+            assert state == b"building"
+            assert len(unfinished_uploads(platform, tenant, export_id)) == 1
+            service.start()
+            service.wait_serving()
+            resumed = await ready_export_of(retention, export_id, within=90)
+            finished_seconds = time.monotonic() - killed_at
+            attempts = {
+                start: metric(
+                    service.metrics_port, "privacam_retention_export_attempts_total", start=start
+                )
+                for start in ("fresh", "resumed", "restarted")
+            }
+            sent_after = metric(service.metrics_port, "privacam_retention_export_part_bytes_total")
+            archive = await download(retention, export_id)
+    finally:
+        service.env.pop("PRIVACAM_RETENTION_EXPORT_LEASE_SECONDS", None)
+    print(
+        f"killed at {int(done or 0)}/{int(total or 0)} items; READY "
+        f"{finished_seconds:.1f} s later (lease 4 s); attempts after the restart: {attempts}; "
+        f"{sent_after:,.0f} of the archive's {resumed.size_bytes:,} bytes sent after it"
+    )
+    assert attempts == {"fresh": 0.0, "resumed": 1.0, "restarted": 0.0}
+    # Parts sent before the last checkpoint were not sent again.
+    assert 0 < sent_after < 0.75 * resumed.size_bytes
+    assert unfinished_uploads(platform, tenant, export_id) == []
+    assert len(archive) == resumed.size_bytes
+    assert hashlib.sha256(archive).digest() == resumed.sha256
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        assert opened.testzip() is None
+        names = opened.namelist()
+        expected = {f"clips/{device}/{clip.clip_id}.mp4": clip.plaintext for clip in clips}
+        assert len(names) == len(set(names)) == 1001  # every clip exactly once
+        assert set(names) == {"export.json", *expected}
+        for name, plaintext in expected.items():
+            assert opened.read(name) == plaintext
+        document = json.loads(opened.read("export.json"))
+    assert sorted(c["file"] for c in document["clips"]) == sorted(expected)
+    # export.json went out before the kill and was not written again: one account read
+    # for this export in its log section, as for any export.
+    account_reads = [
+        e
+        for e in document["access_log"]
+        if e["service"] == "device_auth" and e["resource"].get("export_id") == export_id
+    ]
+    assert len(account_reads) == 1
+
+
+async def ready_export_of(
+    retention: pb_grpc.RetentionServiceAsyncStub, export_id: str, within: float
+) -> retention_pb2.Export:
+    async def ready() -> bool:
+        export = (await retention.GetExport(pb.GetExportRequest(export_id=export_id))).export
+        assert export.state != retention_pb2.EXPORT_STATE_FAILED, export.failure_reason
+        return export.state == retention_pb2.EXPORT_STATE_READY
+
+    await eventually(ready, within=within)
+    return (await retention.GetExport(pb.GetExportRequest(export_id=export_id))).export
+
+
+async def _equals(read: Callable[[], Awaitable[int]], expected: int) -> bool:
+    return await read() == expected
 
 
 # --- a clip from the real clip_ingest ---------------------------------------------------
