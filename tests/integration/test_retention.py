@@ -1104,11 +1104,13 @@ async def test_retention_deletes_real_clip(
     redis: Redis,
 ) -> None:
     """A clip uploaded by a camera through the real clip_ingest, with the retention its owner
-    set (1 day): played once, exported (the export's clip is the MP4, and its access-log
-    section is exactly the household's log as ListEntries proves it), then a day passes on
-    retention's clock and the object, clip_ingest's index entry and the listing are gone and
-    the key period it was wrapped in is destroyed (crypto-shredded: a copy of the object
-    taken before opens no more)."""
+    set (a day more than retention's clock is already ahead from earlier tests, so the clip
+    is not yet due when it arrives): played once, exported (the export's clip is the MP4, and
+    its access-log section is exactly the household's log as ListEntries proves it), then its
+    days pass on retention's clock and the object, clip_ingest's index entry and the listing
+    are gone and the key period it was wrapped in is destroyed (crypto-shredded: a copy of
+    the object taken before opens no more)."""
+    days = int(offset(platform) // 86_400) + 2
     enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
     owner, tenant = await enrollment.register_account(
@@ -1122,7 +1124,7 @@ async def test_retention_deletes_real_clip(
     async with PrivacamClient(owner) as app:
         await app.device_auth().UpdateCameraSettings(
             identity_pb.UpdateCameraSettingsRequest(
-                device_id=device, activity_alerts_enabled=True, retention_days=1
+                device_id=device, activity_alerts_enabled=True, retention_days=days
             )
         )
     data, clip_id = make_mp4(6.0, seed=53), "kept-a-day"
@@ -1152,9 +1154,10 @@ async def test_retention_deletes_real_clip(
         settings = await retention.GetRetentionSettings(
             pb.GetRetentionSettingsRequest(device_id=device)
         )
-        assert settings.retention_days == 1
+        assert settings.retention_days == days
         due = settings.next_deletion_at.ToDatetime(tzinfo=UTC)
-        assert abs((due - (ingested_at + timedelta(days=1))).total_seconds()) < 1, due
+        assert abs((due - (ingested_at + timedelta(days=days))).total_seconds()) < 1, due
+        assert due - retention_now(platform) > timedelta(hours=23)
         # A new period starts: the clip's period wraps no new key and may go with its clips.
         await rotator.Rotate(keys_pb.RotateRequest(tenant_id=tenant))
 
@@ -1202,8 +1205,8 @@ async def test_retention_deletes_real_clip(
         "KEY_VERSION_STATE_DECRYPT_ONLY"
     )
 
-    # A day passes on retention's clock.
-    advance(platform, timedelta(days=1, seconds=5))
+    # Its days pass on retention's clock.
+    advance(platform, due - retention_now(platform) + timedelta(seconds=5))
 
     async def gone() -> bool:
         return not object_exists(client, name) and not await redis.exists(index_key)
