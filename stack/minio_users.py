@@ -10,16 +10,19 @@ test_least_privilege.py` checks it against the client calls each service makes.
     minio_users.py env      --secrets DIR                        # stack.env lines of every user
 
 Passwords are read from files in --secrets (never argv): the root's `minio_root_user` and
-`minio_root_password`, and each service's `minio_<service>_secret_key`, which stack/up.sh
-makes. Run with the project's virtualenv (it uses the `minio` package's admin client).
+`minio_root_password` (made by stack/up.sh), and each service's
+`minio_<service>_secret_key` (made here on first use). Run with the project's virtualenv
+(it uses the `minio` package's admin client).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 CLIP_BUCKET = "privacam-clips"
@@ -108,6 +111,16 @@ def policy(service: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def secret_key(secrets: Path, service: str) -> str:
+    """A service's secret key, made (random, mode 0600) on first use and stable after."""
+    path = secrets / f"minio_{service}_secret_key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(token_hex(24) + "\n")
+    return _read(secrets, path.name)
+
+
 def _read(secrets: Path, name: str) -> str:
     return (secrets / name).read_text().strip()
 
@@ -127,7 +140,7 @@ def apply(secrets: Path, endpoint: str) -> None:
     for service in GRANTS:
         name = policy_name(service)
         admin.policy_add(name, policy=policy(service))
-        admin.user_add(access_key(service), _read(secrets, f"minio_{service}_secret_key"))
+        admin.user_add(access_key(service), secret_key(secrets, service))
         admin.policy_set(name, user=access_key(service))
 
 
@@ -136,7 +149,7 @@ def env_lines(secrets: Path) -> list[str]:
     for service in GRANTS:
         prefix = f"PRIVACAM_STACK_MINIO_{service.upper()}"
         lines.append(f"{prefix}_ACCESS_KEY={access_key(service)}")
-        lines.append(f"{prefix}_SECRET_KEY={_read(secrets, f'minio_{service}_secret_key')}")
+        lines.append(f"{prefix}_SECRET_KEY={secret_key(secrets, service)}")
     return lines
 
 

@@ -31,10 +31,6 @@ REDIS_SERVICES=(device_auth clip_ingest relay_broker retention)
 for user in setup coturn "${REDIS_SERVICES[@]}"; do secret "redis_${user}_password" 24 >/dev/null; done
 REDIS_SETUP_PASSWORD=$(secret redis_setup_password 24)
 REDIS_COTURN_PASSWORD=$(secret redis_coturn_password 24)
-# MinIO: one user per service with a policy for its buckets and actions; root only here.
-# See stack/minio_users.py.
-MINIO_SERVICES=(clip_ingest retention access_log)
-for user in "${MINIO_SERVICES[@]}"; do secret "minio_${user}_secret_key" 24 >/dev/null; done
 
 # ------------------------------------------------------------- helpers ----
 sed_escape() { printf '%s' "$1" | sed 's/[|&\\]/\\&/g'; }
@@ -166,7 +162,7 @@ apply_minio_users() {
   [ -x "$py" ] || die "minio: no virtualenv to set up its users with ($py); run 'make setup' first"
   out=$("$py" "$STACK_DIR/minio_users.py" apply --secrets "$RUN_DIR/secrets" --endpoint 127.0.0.1:9000 2>&1) ||
     die "minio: could not set up the buckets and users: $out"
-  log "minio: buckets and users set (${MINIO_SERVICES[*]}; root for setup only)"
+  log "minio: buckets, policies and one user per service set (stack/minio_users.py; root for setup only)"
 }
 
 start_coturn() {

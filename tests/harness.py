@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from minio import Minio
 from pydantic import SecretStr
 
+from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
 from services.common.healthcheck import serving
@@ -388,3 +390,49 @@ async def delete_namespace_topics(stack: dict[str, str], namespace: str) -> None
 
 def cleanup_namespace(stack: dict[str, str], namespace: str) -> None:
     asyncio.run(delete_namespace_topics(stack, namespace))
+
+
+# --- reading the platform's Kafka topics, as a test's own client ------------------------
+
+
+async def partitions_of(platform: Platform, names: list[str]) -> list[TopicPartition]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    await producer.start()
+    try:
+        return [TopicPartition(n, p) for n in names for p in await producer.partitions_for(n)]
+    finally:
+        await producer.stop()
+
+
+async def read_all(
+    platform: Platform, partitions: list[TopicPartition]
+) -> list[tuple[TopicPartition, bytes, bytes | None]]:
+    """Every record of these partitions so far, in partition order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found = []
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                found += [(tp, r.key or b"", r.value) for r in records if r.offset < ends[tp]]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def clip_events_of(platform: Platform, tenant: str) -> list[ClipEvent]:
+    """Every event of the tenant on the clips topic so far."""
+    topic = platform.namespace + "privacam.clips.v1"
+    return [
+        ClipEvent.FromString(value or b"")
+        for _, key, value in await read_all(platform, await partitions_of(platform, [topic]))
+        if key == tenant.encode()
+    ]

@@ -105,7 +105,7 @@ def verify_camera_fingerprint(
             f"/camera/{device_id}"
         )
 
-    verify_dtls_fingerprint(
+    leaf = verify_dtls_fingerprint(
         signed,
         signer=Signer.CAMERA,
         session_id=session_id,
@@ -115,7 +115,6 @@ def verify_camera_fingerprint(
         now=now,
     )
     if pinned_key_sha256:
-        leaf = x509.load_der_x509_certificate(signed.certificate_chain[0])
         spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if not hmac.compare_digest(hashlib.sha256(spki).digest(), pinned_key_sha256):
             raise FingerprintRejected("the camera's key is not the one it paired with")
@@ -143,10 +142,10 @@ def verify_dtls_fingerprint(
     sdp: str,
     trusted_ca_pem: bytes,
     now: datetime,
-) -> None:
+) -> x509.Certificate:
     """Raise FingerprintRejected unless ``sdp``'s only fingerprint is signed by a
     certificate that chains to ``trusted_ca_pem`` and has a URI SAN ``names_expected``
-    accepts."""
+    accepts; the signer's certificate, verified."""
     whom = "camera" if signer is Signer.CAMERA else "app"
     if not signed.certificate_chain:
         raise FingerprintRejected(f"the {whom} sent no certificate")
@@ -187,3 +186,4 @@ def verify_dtls_fingerprint(
     offered = sdp_fingerprints(sdp)
     if not offered or offered != {(signed.algorithm.lower(), signed.fingerprint.upper())}:
         raise FingerprintRejected(f"the SDP carries a fingerprint the {whom} did not sign")
+    return leaf

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from cryptography import x509
@@ -113,18 +114,10 @@ def ensure_dev_pki(
         lambda: create_root("Privacam Dev Root CA", now, timedelta(days=3650)),
         now,
     )
-    cas = {
-        folder: _authority(
-            directory / folder,
-            lambda name=name, kinds=kinds: create_intermediate(  # type: ignore[misc]
-                root, name, now, timedelta(days=365), kinds
-            ),
-            now,
-            root,
-            kinds,
-        )
-        for folder, (name, kinds) in ISSUING_CAS.items()
-    }
+    cas = {}
+    for folder, (name, kinds) in ISSUING_CAS.items():
+        make = partial(create_intermediate, root, name, now, timedelta(days=365), kinds)
+        cas[folder] = _authority(directory / folder, make, now, root, kinds)
     (directory / "ca.crt").write_bytes(certificate_pem(root.certificate))
     for service in SERVICES:
         uri = spiffe_uri(trust_domain, PrincipalKind.SERVICE, service_id(service))

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -35,7 +34,6 @@ from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.clips.v1 import clip_service_pb2 as pb
 from privacam.clips.v1 import clip_service_pb2_grpc as pb_grpc
-from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as km_pb
@@ -53,6 +51,7 @@ from tests.harness import (
     Platform,
     ServiceProcess,
     cleanup_namespace,
+    clip_events_of,
     make_service,
     mtls_channel,
     new_namespace,
@@ -342,28 +341,11 @@ async def test_bad_uploads_are_refused_with_nothing_stored_and_a_retry_succeeds(
 
 async def _ingested(platform: Platform, home: Home) -> set[str]:
     """The clip ids of every ClipIngested of this camera on the clip topic so far."""
-    topic = platform.namespace + "privacam.clips.v1"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: set[str] = set()
-        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    event = ClipEvent.FromString(record.value)
-                    ingested = event.clip_ingested
-                    if event.HasField("clip_ingested") and ingested.device_id == home.device:
-                        found.add(ingested.clip_id)
-        return found
-    finally:
-        await consumer.stop()
+    return {
+        event.clip_ingested.clip_id
+        for event in await clip_events_of(platform, home.tenant)
+        if event.HasField("clip_ingested") and event.clip_ingested.device_id == home.device
+    }
 
 
 def _small_minute(fragmented: bool = False) -> bytes:
@@ -745,7 +727,9 @@ async def test_a_large_clip_is_a_multipart_upload_and_a_failed_one_leaves_no_par
     async with channel:
         # Everything but the last chunk: a first 5 MiB part was sent, then it is aborted.
         assert await _send(stub, messages[:-1]) is grpc.StatusCode.INVALID_ARGUMENT
-        pending = minio._list_multipart_uploads(BUCKET, prefix=f"t/{home.tenant}/")
+        # MinIO lists a bucket's unfinished uploads by whole object name only.
+        large = object_name(home.tenant, home.device, "large")
+        pending = minio._list_multipart_uploads(BUCKET, prefix=large)
         assert list(pending.uploads) == []
         assert objects_of(minio, home.tenant) == []
         assert await _send(stub, messages) is grpc.StatusCode.OK
@@ -829,17 +813,7 @@ async def test_minio_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
     service.start()
     try:
         await asyncio.to_thread(service.wait_serving, 120)
-        endpoints = {**platform.endpoints(), "clip_ingest": service.endpoint}
-        camera = Profile.import_files(
-            f"outage-{secrets.token_hex(3)}",
-            home.camera.ca_file,
-            home.camera.cert_file,
-            home.camera.key_file,
-            endpoints,
-            platform.pki.trust_domain,
-            home.camera.directory.parent.parent,
-        )
-        outage = Home(home.owner, home.tenant, camera, home.device, home.login)
+        outage = _through(service, home, platform)
         messages = list(upload_requests(clip(), "during-outage", datetime.now(UTC)))
         channel, stub = _camera_stub(outage)
         async with channel:

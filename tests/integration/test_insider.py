@@ -127,6 +127,18 @@ def _coturn_attempts(namespace: str) -> dict[str, tuple[Attempt, str]]:
     return out
 
 
+def _report(matrix: list[tuple[str, str, str, str]], store: str) -> None:
+    """Print the matrix (user, attempt, answer) and fail on any answer not as expected."""
+    users = max(len(user) for user, _, _, _ in matrix)
+    width = max(len(name) for _, name, _, _ in matrix)
+    print(f"\n{'user':<{users}} {'attempt':<{width}}  answer by {store}")
+    for user, name, got, expected in matrix:
+        mark = "" if got == expected else f"   <-- expected {expected}"
+        print(f"{user:<{users}} {name:<{width}}  {got}{mark}")
+    wrong = [(user, name, got) for user, name, got, expected in matrix if got != expected]
+    assert not wrong, wrong
+
+
 @pytest.fixture
 def clients(stack_env: dict[str, str]) -> Iterator[dict[str, Redis]]:
     urls = {user: stack_env[f"PRIVACAM_{user.upper()}_REDIS_URL"] for user in SERVICES}
@@ -150,13 +162,7 @@ def test_redis_users_are_confined(clients: dict[str, Redis]) -> None:
     for name, (attempt, expected) in _coturn_attempts(namespace).items():
         matrix.append(("coturn (default)", name, _outcome(clients["coturn"], attempt), expected))
 
-    width = max(len(name) for _, name, _, _ in matrix)
-    print("\nuser              attempt" + " " * (width - 7) + "  answer by Redis")
-    for user, name, got, expected in matrix:
-        mark = "" if got == expected else f"   <-- expected {expected}"
-        print(f"{user:<17} {name:<{width}}  {got}{mark}")
-    wrong = [(user, name, got) for user, name, got, expected in matrix if got != expected]
-    assert not wrong, wrong
+    _report(matrix, "Redis")
 
 
 MINIO_BUCKETS = {
@@ -247,10 +253,4 @@ def test_minio_users_are_confined(
     for bucket in MINIO_BUCKETS.values():
         root.remove_object(bucket, probe)
 
-    width = max(len(name) for _, name, _, _ in matrix)
-    print("\nuser          attempt" + " " * (width - 7) + "  answer by MinIO")
-    for user, name, got, expected in matrix:
-        mark = "" if got == expected else f"   <-- expected {expected}"
-        print(f"{user:<13} {name:<{width}}  {got}{mark}")
-    wrong = [(user, name, got) for user, name, got, expected in matrix if got != expected]
-    assert not wrong, wrong
+    _report(matrix, "MinIO")

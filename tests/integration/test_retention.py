@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.json_format import MessageToDict
 from minio import Minio
 from redis.asyncio import Redis
@@ -58,8 +58,11 @@ from services.retention.domain.exports import ExportJob, ExportState
 from tests.harness import (
     Platform,
     access_log_key,
+    clip_events_of,
     metric,
+    partitions_of,
     process_memory_kib,
+    read_all,
     redis_setup_url,
     retention_clock_file,
     stack_minio,
@@ -153,6 +156,7 @@ class Household:
     owner: Profile
     tenant: str
     device: str
+    camera: Profile
 
 
 async def new_household(platform: Platform, home: Path) -> Household:
@@ -163,15 +167,30 @@ async def new_household(platform: Platform, home: Path) -> Household:
     )
     async with PrivacamClient(owner) as app:
         token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
-    _, device = await enrollment.enroll_camera(
+    camera, device = await enrollment.enroll_camera(
         f"ret-cam-{suffix}", token.claim_token, f"SN-{suffix}"
     )
-    return Household(owner, tenant, device)
+    return Household(owner, tenant, device, camera)
 
 
 @pytest.fixture
 async def household(platform: Platform, profiles_home: Path) -> Household:
     return await new_household(platform, profiles_home)
+
+
+async def scheduled_settings(
+    retention: pb_grpc.RetentionServiceAsyncStub, device: str
+) -> pb.GetRetentionSettingsResponse:
+    """The camera's retention settings, once retention has a clip of it scheduled."""
+
+    async def scheduled() -> bool:
+        settings = await retention.GetRetentionSettings(
+            pb.GetRetentionSettingsRequest(device_id=device)
+        )
+        return settings.HasField("next_deletion_at")
+
+    await eventually(scheduled)
+    return await retention.GetRetentionSettings(pb.GetRetentionSettingsRequest(device_id=device))
 
 
 def retention_stub(client: PrivacamClient) -> pb_grpc.RetentionServiceAsyncStub:
@@ -259,16 +278,6 @@ async def announce(
     await asyncio.gather(*sent)
 
 
-async def clip_events_of(platform: Platform, tenant: str) -> list[clip_events.ClipEvent]:
-    """Every event of the tenant on the clips topic so far."""
-    topic = platform.namespace + "privacam.clips.v1"
-    return [
-        clip_events.ClipEvent.FromString(value or b"")
-        for _, key, value in await read_all(platform, await partitions_of(platform, [topic]))
-        if key == tenant.encode()
-    ]
-
-
 def receipt_for(
     platform: Platform,
     context: keys_pb2.KeyContext,
@@ -350,16 +359,7 @@ async def test_clips_vanish_on_time_and_their_key_period_is_shredded(
     async with PrivacamClient(household.owner) as app:
         retention = retention_stub(app)
 
-        async def scheduled() -> bool:
-            settings = await retention.GetRetentionSettings(
-                pb.GetRetentionSettingsRequest(device_id=device)
-            )
-            return settings.HasField("next_deletion_at")
-
-        await eventually(scheduled)
-        settings = await retention.GetRetentionSettings(
-            pb.GetRetentionSettingsRequest(device_id=device)
-        )
+        settings = await scheduled_settings(retention, device)
         assert (settings.retention_days, settings.default_retention_days) == (7, 7)
         assert (settings.min_retention_days, settings.max_retention_days) == (1, 30)
         due = settings.next_deletion_at.ToDatetime(tzinfo=UTC)
@@ -619,39 +619,6 @@ async def test_a_lost_view_is_rebuilt_from_kafka(
 
     await eventually(first_two_gone)
     assert object_exists(client, clips[2].object_name)
-
-
-async def partitions_of(platform: Platform, names: list[str]) -> list[TopicPartition]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
-    )
-    await producer.start()
-    try:
-        return [TopicPartition(n, p) for n in names for p in await producer.partitions_for(n)]
-    finally:
-        await producer.stop()
-
-
-async def read_all(
-    platform: Platform, partitions: list[TopicPartition]
-) -> list[tuple[TopicPartition, bytes, bytes | None]]:
-    """Every record of these partitions so far, in partition order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    found = []
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                found += [(tp, r.key or b"", r.value) for r in records if r.offset < ends[tp]]
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def compacted_latest(platform: Platform) -> dict[tuple[str, bytes], bytes | None]:
@@ -1111,15 +1078,12 @@ async def test_retention_deletes_real_clip(
     are gone and the key period it was wrapped in is destroyed (crypto-shredded: a copy of
     the object taken before opens no more)."""
     days = int(offset(platform) // 86_400) + 2
-    enrollment = platform.enrollment(profiles_home)
-    suffix = secrets.token_hex(4)
-    owner, tenant = await enrollment.register_account(
-        f"ret-real-{suffix}", f"ret-real-{suffix}", PASSWORD
-    )
-    async with PrivacamClient(owner) as app:
-        token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
-    camera, device = await enrollment.enroll_camera(
-        f"ret-real-cam-{suffix}", token.claim_token, f"SN-{suffix}"
+    household = await new_household(platform, profiles_home)
+    owner, tenant, device, camera = (
+        household.owner,
+        household.tenant,
+        household.device,
+        household.camera,
     )
     async with PrivacamClient(owner) as app:
         await app.device_auth().UpdateCameraSettings(
@@ -1144,16 +1108,7 @@ async def test_retention_deletes_real_clip(
         assert played == data
         retention = retention_stub(app)
 
-        async def scheduled() -> bool:
-            settings = await retention.GetRetentionSettings(
-                pb.GetRetentionSettingsRequest(device_id=device)
-            )
-            return settings.HasField("next_deletion_at")
-
-        await eventually(scheduled)
-        settings = await retention.GetRetentionSettings(
-            pb.GetRetentionSettingsRequest(device_id=device)
-        )
+        settings = await scheduled_settings(retention, device)
         assert settings.retention_days == days
         due = settings.next_deletion_at.ToDatetime(tzinfo=UTC)
         assert abs((due - (ingested_at + timedelta(days=days))).total_seconds()) < 1, due

@@ -6,7 +6,7 @@ Only service certificates reach it (see policies.py); cameras and apps never see
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -39,8 +39,6 @@ map_domain_error(ReceiptRefused, grpc.StatusCode.PERMISSION_DENIED)
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PURPOSE_BY_PB = {value: key for key, value in PURPOSES.items()}
 _MAX_WRAPPED = 128
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def _id(value: str, field: str, required: bool = True) -> str:
