@@ -46,7 +46,14 @@ from services.common.receipts import (
 )
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
-from tests.harness import cleanup_namespace, local_stack, make_service, new_namespace
+from tests.harness import (
+    ADMIN,
+    cleanup_namespace,
+    kafka_settings,
+    local_stack,
+    make_service,
+    new_namespace,
+)
 from tests.pki_helpers import PkiFactory
 
 APPEND_TARGET = 0.25
@@ -182,15 +189,13 @@ def _verification() -> list[Result]:
 def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
-        namespace = new_namespace("bench")
+        namespace = new_namespace(stack, "bench")
         service = make_service("access_log", pki, stack, namespace, Path(scratch))
         service.start()
         try:
             service.wait_serving(timeout=180)
-            kafka = KafkaSettings(
-                bootstrap_servers=stack["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-                namespace=namespace,
-                topic_partitions=1,
+            kafka = kafka_settings(stack, ADMIN, namespace).model_copy(
+                update={"topic_partitions": 1}
             )
             appends = asyncio.run(_appends(service.endpoint, pki, kafka))
         finally:

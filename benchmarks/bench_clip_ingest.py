@@ -234,7 +234,7 @@ async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]
 def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
-        namespace = new_namespace("bench")
+        namespace = new_namespace(stack, "bench")
         services = {
             name: make_service(name, pki, stack, namespace, Path(scratch))
             for name in ("device_auth", "key_manager", "clip_ingest")

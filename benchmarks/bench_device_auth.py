@@ -107,7 +107,7 @@ async def _measure(endpoint: str, enroll_endpoint: str, ca: bytes, home: Path) -
 def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
-        namespace = new_namespace("bench")
+        namespace = new_namespace(stack, "bench")
         service = make_service("device_auth", pki, stack, namespace, Path(scratch))
         service.start()
         try:

@@ -71,7 +71,7 @@ async def _measure(endpoint: str, pki: PkiFactory) -> Rates:
 def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
-        namespace = new_namespace("bench")
+        namespace = new_namespace(stack, "bench")
         service = make_service("key_manager", pki, stack, namespace, Path(scratch))
         service.start()
         try:

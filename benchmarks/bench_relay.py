@@ -492,7 +492,7 @@ def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         pki = PkiFactory(root / "pki")
-        namespace = new_namespace("bench-relay")
+        namespace = new_namespace(stack, "bench-relay")
         logs = root / "logs"
         logs.mkdir()
         services = {

@@ -36,6 +36,7 @@ from privacam.types.v1 import types_pb2
 from services.common.timestamps import to_timestamp
 from tests.harness import (
     cleanup_namespace,
+    kafka_options,
     local_stack,
     make_service,
     new_namespace,
@@ -92,9 +93,7 @@ async def _ours(
     await asyncio.to_thread(_put_all, minio, names)
     now = datetime.now(UTC) + timedelta(seconds=_offset(clock_file))
     due = now + timedelta(days=7)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**kafka_options(stack), acks="all", linger_ms=5)
     await producer.start()
     try:
         sends = []
@@ -181,7 +180,7 @@ async def _measure(
 def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
-        namespace = new_namespace("bench")
+        namespace = new_namespace(stack, "bench")
         services = {
             name: make_service(name, pki, stack, namespace, Path(scratch))
             for name in ("key_manager", "retention")

@@ -70,7 +70,10 @@ PYEOF
     if alive "$service"; then echo "$service: already running (pid $(cat "$RUN_DIR/pids/$service.pid"))"; continue; fi
     # Its own MinIO user (stack/minio_users.py), if it uses MinIO; root's keys are never given.
     local access_var="PRIVACAM_STACK_MINIO_${service^^}_ACCESS_KEY" secret_var="PRIVACAM_STACK_MINIO_${service^^}_SECRET_KEY"
+    # Its own Kafka user (stack/kafka_users.py): its ACLs, nobody else's.
+    local kafka_user="PRIVACAM_STACK_KAFKA_${service^^}_USERNAME" kafka_password="PRIVACAM_STACK_KAFKA_${service^^}_PASSWORD"
     PRIVACAM_MINIO_ACCESS_KEY="${!access_var:-}" PRIVACAM_MINIO_SECRET_KEY="${!secret_var:-}" \
+    PRIVACAM_KAFKA_USERNAME="${!kafka_user}" PRIVACAM_KAFKA_PASSWORD="${!kafka_password}" \
     PRIVACAM_TLS_CA_FILE="$RUN_DIR/pki/ca.crt" \
     PRIVACAM_TLS_CERT_FILE="$RUN_DIR/pki/services/$service/tls.crt" \
     PRIVACAM_TLS_KEY_FILE="$RUN_DIR/pki/services/$service/tls.key" \

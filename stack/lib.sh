@@ -35,7 +35,7 @@ parse_components() {
 # Ports each server listens on (TCP; coturn also UDP). First = health port.
 component_ports() {
   case $1 in
-    kafka) echo "9092 9093" ;;
+    kafka) echo "9092 9093 9094" ;;
     minio) echo "9000 9001" ;;
     redis) echo "6379" ;;
     coturn) echo "3478 5349" ;;

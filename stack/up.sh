@@ -62,11 +62,13 @@ launch() {
 # ------------------------------------------------------ health checks ----
 # Each answers "is a healthy <name> serving on its port right now?".
 healthy_kafka() {
-  # Cheap TCP probe first; then a real request through the Admin API.
-  tcp_open 9092 || return 1
+  # Cheap TCP probe first; then a real request through the Admin API, as the administrator
+  # (a broker that does not know our certificate is not ours).
+  tcp_open 9092 && tcp_open 9094 || return 1
+  [ -s "$RUN_DIR/kafka/admin.properties" ] || return 1
   local out
   out=$(KAFKA_TOOL_TIMEOUT=20 kafka_tool org.apache.kafka.tools.ClusterTool cluster-id \
-    --bootstrap-server 127.0.0.1:9092 2>/dev/null) || return 1
+    --bootstrap-server 127.0.0.1:9094 --config "$RUN_DIR/kafka/admin.properties" 2>/dev/null) || return 1
   [[ $out == *"Cluster ID: "* ]]
 }
 healthy_minio() {
@@ -93,9 +95,26 @@ healthy_prometheus() { curl -fsS -m 2 -o /dev/null http://127.0.0.1:9090/-/ready
 health_timeout() { case $1 in kafka) echo 120 ;; minio) echo 60 ;; prometheus) echo 30 ;; *) echo 15 ;; esac; }
 
 # ------------------------------------------------- per-server startup ----
+# The broker's key and self-signed certificate (CN=kafka-broker: its principal, the super
+# user). Clients trust exactly this certificate; the internal and controller listeners
+# accept only it as a client certificate.
+kafka_tls() {
+  local d="$RUN_DIR/kafka/tls"
+  if [ ! -s "$d/broker.pem" ]; then
+    mkdir -p "$d"
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+      -subj "/CN=kafka-broker" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -keyout "$d/broker.key" -out "$d/broker.crt" 2>/dev/null) ||
+      die "kafka: openssl could not create the broker's certificate"
+    (umask 077 && cat "$d/broker.key" "$d/broker.crt" >"$d/broker.pem")
+  fi
+  render kafka-admin.properties.tmpl "$RUN_DIR/kafka/admin.properties"
+}
+
 start_kafka() {
   require_java
   mkdir -p "$RUN_DIR/kafka"
+  kafka_tls
   render server.properties.tmpl "$RUN_DIR/kafka/server.properties"
   # KRaft storage is formatted once, with a cluster id generated on first start.
   if [ ! -f "$RUN_DIR/kafka/data/meta.properties" ]; then
@@ -165,6 +184,20 @@ apply_minio_users() {
   log "minio: buckets, policies and one user per service set (stack/minio_users.py; root for setup only)"
 }
 
+# One SCRAM user per service and the ACLs of the default namespace (idempotent), as the
+# administrator. Test runs add the ACLs of their own namespaces (tests/harness.py).
+kafka_admin_login() {
+  local d="$RUN_DIR/kafka/tls"
+  echo "127.0.0.1:9094,$d/broker.crt,$d/broker.crt,$d/broker.key"
+}
+apply_kafka_users() {
+  local py="${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" out
+  [ -x "$py" ] || die "kafka: no virtualenv to set up its users with ($py); run 'make setup' first"
+  out=$("$py" "$STACK_DIR/kafka_users.py" apply --secrets "$RUN_DIR/secrets" --admin "$(kafka_admin_login)" 2>&1) ||
+    die "kafka: could not set up the users and ACLs: $out"
+  log "$out (stack/kafka_users.py)"
+}
+
 start_coturn() {
   local d="$RUN_DIR/coturn"
   mkdir -p "$d"
@@ -209,6 +242,27 @@ service_hint() {
 # Pass 1, before starting anything: reuse ours, reuse a healthy server already
 # on the port, or plan to start it. A port conflict fails here, so a failed
 # up.sh never leaves half a stack behind.
+# A Kafka that an older up.sh started with another config (say, before its listeners
+# required TLS and users) is ours to restart: its data stays.
+restart_stale_kafka() {
+  local pid
+  pid=$(running_pid kafka) || return 0
+  kafka_tls
+  render server.properties.tmpl "$RUN_DIR/kafka/server.properties.next"
+  if cmp -s "$RUN_DIR/kafka/server.properties.next" "$RUN_DIR/kafka/server.properties"; then
+    rm -f "$RUN_DIR/kafka/server.properties.next"
+    return 0
+  fi
+  rm -f "$RUN_DIR/kafka/server.properties.next"
+  log "kafka: running with an older config (pid $pid); restarting it"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while pid_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+  rm -f "$(pid_file kafka)"
+}
+if [[ " ${COMPONENTS[*]} " == *" kafka "* ]]; then restart_stale_kafka; fi
+
 for name in "${COMPONENTS[@]}"; do
   if pid=$(running_pid "$name"); then
     log "$name: already running (pid $pid, started by an earlier up.sh), reusing"
@@ -267,6 +321,7 @@ for name in "${WAIT[@]}"; do
   log "$name: healthy (${SECONDS}s since up.sh started)"
 done
 
+if [[ " ${COMPONENTS[*]} " == *" kafka "* ]]; then apply_kafka_users; fi
 if [[ " ${COMPONENTS[*]} " == *" redis "* ]]; then apply_redis_acl; fi
 if [[ " ${COMPONENTS[*]} " == *" minio "* ]]; then apply_minio_users; fi
 
@@ -288,6 +343,10 @@ redis_url() { echo "redis://$1:$(secret "redis_$1_password")@127.0.0.1:6379/0"; 
   cat >"$RUN_DIR/stack.env.tmp" <<EOF
 # Generated by stack/up.sh; do not edit (contains secrets).
 PRIVACAM_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+PRIVACAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+PRIVACAM_KAFKA_CA_FILE=$RUN_DIR/kafka/tls/broker.crt
+$("${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" "$STACK_DIR/kafka_users.py" env --secrets "$RUN_DIR/secrets")
+PRIVACAM_STACK_KAFKA_ADMIN=$(kafka_admin_login)
 PRIVACAM_DEVICE_AUTH_REDIS_URL=$(redis_url device_auth)
 PRIVACAM_CLIP_INGEST_REDIS_URL=$(redis_url clip_ingest)
 PRIVACAM_RELAY_BROKER_REDIS_URL=$(redis_url relay_broker)

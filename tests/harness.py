@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -35,8 +36,10 @@ from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
 from services.common.healthcheck import serving
-from services.common.settings import MinioSettings, read_env_file
+from services.common.kafka import client_options
+from services.common.settings import KafkaSettings, MinioSettings, read_env_file
 from services.common.stores import ObjectStore
+from stack import kafka_users
 from tests.pki_helpers import Identity, PkiFactory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +68,53 @@ def redis_setup_url() -> str:
     and ordinary tests use their own user's URL, PRIVACAM_<SERVICE>_REDIS_URL."""
     password = (RUN_DIR / "secrets" / "redis_setup_password").read_text().strip()
     return f"redis://setup:{password}@127.0.0.1:6379/0"
+
+
+# --- Kafka: every client logs in as someone -------------------------------------------
+
+ADMIN = "admin"
+"""The Kafka super user: the broker's own certificate on its internal listener. Tests use it
+to provision a namespace, read raw records and delete topics; services never."""
+
+
+def kafka_admin_login(stack: dict[str, str]) -> kafka_users.AdminLogin:
+    return kafka_users.AdminLogin.parse(stack["PRIVACAM_STACK_KAFKA_ADMIN"])
+
+
+def kafka_settings(stack: dict[str, str], principal: str, namespace: str = "") -> KafkaSettings:
+    """Kafka settings of one principal: a service's own SCRAM user (its name), `backup`,
+    or ADMIN."""
+    if principal == ADMIN:
+        login = kafka_admin_login(stack)
+        return KafkaSettings(
+            bootstrap_servers=login.bootstrap,
+            security_protocol="SSL",
+            ca_file=login.ca_file,
+            cert_file=login.cert_file,
+            key_file=login.key_file,
+            namespace=namespace,
+        )
+    return KafkaSettings(
+        bootstrap_servers=stack["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        ca_file=stack["PRIVACAM_KAFKA_CA_FILE"],
+        username=stack[f"PRIVACAM_STACK_KAFKA_{principal.upper()}_USERNAME"],
+        password=SecretStr(stack[f"PRIVACAM_STACK_KAFKA_{principal.upper()}_PASSWORD"]),
+        namespace=namespace,
+    )
+
+
+def kafka_options(stack: dict[str, str], principal: str = ADMIN) -> dict[str, Any]:
+    """aiokafka client options (producer, consumer, admin) of one principal."""
+    return client_options(kafka_settings(stack, principal))
+
+
+def kafka_user_env(stack: dict[str, str], service: str) -> dict[str, str]:
+    """A service process's Kafka login: its own SCRAM user."""
+    prefix = f"PRIVACAM_STACK_KAFKA_{service.upper()}"
+    return {
+        "PRIVACAM_KAFKA_USERNAME": stack[f"{prefix}_USERNAME"],
+        "PRIVACAM_KAFKA_PASSWORD": stack[f"{prefix}_PASSWORD"],
+    }
 
 
 def stack_minio_settings(stack: dict[str, str], service: str | None = None) -> MinioSettings:
@@ -334,6 +384,7 @@ def service_env(
         **os.environ,
         **stack,
         **minio_user_env(stack, name),
+        **kafka_user_env(stack, name),
         "PRIVACAM_TLS_CA_FILE": str(identity.ca_file),
         "PRIVACAM_TLS_CERT_FILE": str(identity.cert_file),
         "PRIVACAM_TLS_KEY_FILE": str(identity.key_file),
@@ -371,14 +422,19 @@ def wire_peers(services: dict[str, ServiceProcess]) -> None:
         service.env.update(endpoints)
 
 
-def new_namespace(prefix: str = "test") -> str:
-    return f"{prefix}-{secrets.token_hex(4)}."
+def new_namespace(stack: dict[str, str], prefix: str = "test") -> str:
+    """A fresh Kafka namespace with the ACLs of stack/kafka_users.py, as an operator would
+    provision an environment: the services of this namespace may use its topics only."""
+    namespace = f"{prefix}-{secrets.token_hex(4)}."
+    kafka_users.grant(kafka_users.admin_client(kafka_admin_login(stack)), namespace)
+    return namespace
 
 
 async def delete_namespace_topics(stack: dict[str, str], namespace: str) -> None:
+    """Delete the namespace's topics and ACLs (as the administrator)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"])
+    admin = AIOKafkaAdminClient(**kafka_options(stack))
     await admin.start()
     try:
         ours = [t for t in await admin.list_topics() if t.startswith(namespace)]
@@ -386,6 +442,9 @@ async def delete_namespace_topics(stack: dict[str, str], namespace: str) -> None
             await admin.delete_topics(ours)
     finally:
         await admin.close()
+    await asyncio.to_thread(
+        kafka_users.revoke, kafka_users.admin_client(kafka_admin_login(stack)), namespace
+    )
 
 
 def cleanup_namespace(stack: dict[str, str], namespace: str) -> None:
@@ -396,9 +455,7 @@ def cleanup_namespace(stack: dict[str, str], namespace: str) -> None:
 
 
 async def partitions_of(platform: Platform, names: list[str]) -> list[TopicPartition]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
-    )
+    producer = AIOKafkaProducer(**kafka_options(platform.stack_env))
     await producer.start()
     try:
         return [TopicPartition(n, p) for n in names for p in await producer.partitions_for(n)]
@@ -410,10 +467,7 @@ async def read_all(
     platform: Platform, partitions: list[TopicPartition]
 ) -> list[tuple[TopicPartition, bytes, bytes | None]]:
     """Every record of these partitions so far, in partition order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-        enable_auto_commit=False,
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(platform.stack_env), enable_auto_commit=False)
     await consumer.start()
     found = []
     try:

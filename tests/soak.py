@@ -54,7 +54,7 @@ from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from privacam_sdk.enrollment import Enrollment
 from services.common import topics
 from services.common.clip_events import clip_deletions
-from tests.harness import SERVICES, Platform, process_memory_kib
+from tests.harness import SERVICES, Platform, kafka_options, process_memory_kib
 from tests.live_view import CameraAgent, SignalCall, open_signal, read_signal
 from tests.media import make_mp4
 
@@ -294,9 +294,10 @@ class LagProbe:
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
-        bootstrap = platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._admin = AIOKafkaAdminClient(**kafka_options(platform.stack_env))
+        self._offsets = AIOKafkaConsumer(
+            **kafka_options(platform.stack_env), enable_auto_commit=False
+        )
 
     async def __aenter__(self) -> LagProbe:
         await self._admin.start()
@@ -604,7 +605,7 @@ async def deleted_clips(platform: Platform) -> set[tuple[str, str]]:
     """(device, clip) of every clip deletion event on the namespace's clip topic."""
     topic = platform.namespace + topics.CLIPS.name
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        **kafka_options(platform.stack_env),
         enable_auto_commit=False,
     )
     await consumer.start()

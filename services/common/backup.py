@@ -52,7 +52,7 @@ from minio import Minio
 
 from privacam.keys.v1.state_pb2 import KeyStateRecord
 from services.common import clip_format, topics
-from services.common.kafka import EventProducer, Topic, ensure_topics
+from services.common.kafka import EventProducer, Topic, client_options, ensure_topics
 from services.common.settings import KafkaSettings, MinioSettings
 
 FORMAT = "privacam-backup-v1"
@@ -145,7 +145,7 @@ def _decode(data: bytes) -> list[tuple[int, bytes, bytes]]:
 async def _partitions(settings: KafkaSettings, name: str) -> list[int]:
     """Partition numbers of a topic; empty when it does not exist."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers.split(","),
+        **client_options(settings),
         request_timeout_ms=settings.request_timeout_ms,
     )
     await admin.start()
@@ -167,7 +167,7 @@ async def _snapshot(
     if not partitions:
         return 0, []
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers.split(","),
+        **client_options(settings),
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=settings.request_timeout_ms,

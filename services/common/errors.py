@@ -11,7 +11,13 @@ import logging
 import re
 
 import grpc
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 from minio.error import S3Error
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
@@ -146,8 +152,24 @@ def object_store_refusal(error: BaseException) -> str | None:
     return None
 
 
+_KAFKA_REFUSALS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
+
+
+def stream_refusal(error: BaseException) -> str | None:
+    """Kafka's authorization error class when the brokers refused this service's user (an
+    ACL of stack/kafka_users.py is missing), else None. Only the class leaves here: the
+    error's text names topics and groups, never records, but stays out of logs anyway."""
+    if isinstance(error, _KAFKA_REFUSALS):
+        return type(error).__name__
+    return None
+
+
 def report_store_refusal(error: BaseException, **context: str) -> bool:
-    """Log and count a refusal by Redis or MinIO (False if `error` is none): the caller gets
+    """Log and count a refusal by Redis, MinIO or Kafka (False if `error` is none): the caller gets
     INTERNAL (status_for), because a refusal means our own ACL, policy or code is wrong, not
     the call. The log line is for operators: the command class or S3 code, never a key, an
     object name, a value or the reply."""
@@ -156,12 +178,14 @@ def report_store_refusal(error: BaseException, **context: str) -> bool:
         store, fix = "redis", "its ACL lacks a right the code uses (see stack/redis_acl.py)"
     elif (refused := object_store_refusal(error)) is not None:
         store, fix = "minio", "its policy lacks an action the code uses (see stack/minio_users.py)"
+    elif (refused := stream_refusal(error)) is not None:
+        store, fix = "kafka", "its ACLs lack a right the code uses (see stack/kafka_users.py)"
     else:
         return False
     metrics.STORE_REFUSALS.labels(store).inc()
+    name = {"redis": "Redis", "minio": "MinIO", "kafka": "Kafka"}[store]
     log.error(
-        f"{'Redis' if store == 'redis' else 'MinIO'} refused a request of this service's "
-        f"user: {fix}",
+        f"{name} refused a request of this service's user: {fix}",
         extra={**context, "store": store, "refused": refused},
     )
     return True

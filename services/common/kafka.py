@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,10 +60,35 @@ def _bootstrap(settings: KafkaSettings) -> list[str]:
     return [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()]
 
 
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options of every aiokafka client (producer, consumer, admin): the
+    brokers, and with SASL_SSL a verified TLS connection logged in as this service's own
+    SCRAM user, so the brokers' ACLs know who is asking."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": _bootstrap(settings),
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol == "PLAINTEXT":
+        return options
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    options["ssl_context"] = context
+    if settings.security_protocol == "SSL":
+        if settings.cert_file is None or settings.key_file is None:
+            raise ValueError("SSL needs PRIVACAM_KAFKA_CERT_FILE and PRIVACAM_KAFKA_KEY_FILE")
+        context.load_cert_chain(settings.cert_file, settings.key_file)
+    else:
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.username,
+            "sasl_plain_password": settings.password.get_secret_value(),
+        }
+    return options
+
+
 async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic[Any]]) -> None:
     """Create missing topics (idempotent); compacted ones keep only the latest value per key."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=_bootstrap(settings), request_timeout_ms=settings.request_timeout_ms
+        **client_options(settings), request_timeout_ms=settings.request_timeout_ms
     )
     await admin.start()
     try:
@@ -91,7 +117,7 @@ class EventProducer:
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
         self._namespace = settings.namespace
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=_bootstrap(settings),
+            **client_options(settings),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,
@@ -128,9 +154,13 @@ class EventProducer:
     ) -> tuple[int, int]:
         """Send one record (None is a tombstone) and wait for all in-sync replicas;
         returns (partition, offset)."""
-        metadata = await self._producer.send_and_wait(
-            self._namespace + topic.name, value, key=key, partition=partition
-        )
+        try:
+            metadata = await self._producer.send_and_wait(
+                self._namespace + topic.name, value, key=key, partition=partition
+            )
+        except Exception as error:
+            report_store_refusal(error, topic=topic.name)
+            raise
         return metadata.partition, metadata.offset
 
     async def partition_count(self, topic: Topic[Any]) -> int:
@@ -144,8 +174,9 @@ class EventProducer:
             await self._producer.send_and_wait(
                 self._namespace + topic.name, topic.encode(event), key=key.encode(), headers=headers
             )
-        except Exception:
+        except Exception as error:
             metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc()
+            report_store_refusal(error, topic=topic.name)
             raise
         metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc()
 
@@ -167,7 +198,9 @@ class EventProducer:
         metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc(len(outcomes) - failed)
         if failed:
             metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc(failed)
-            raise next(o for o in outcomes if isinstance(o, BaseException))
+            error = next(o for o in outcomes if isinstance(o, BaseException))
+            report_store_refusal(error, topic=topic.name)
+            raise error
 
 
 class _HeaderGetter(Getter[list[tuple[str, bytes]]]):
@@ -213,7 +246,7 @@ class EventConsumer(Generic[M]):
         self._max_backoff = max_backoff_seconds
         self._consumer = AIOKafkaConsumer(
             settings.namespace + topic.name,
-            bootstrap_servers=_bootstrap(settings),
+            **client_options(settings),
             group_id=self.group_id,
             client_id=self.group_id,
             enable_auto_commit=False,
@@ -383,7 +416,7 @@ class TopicReplica:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=_bootstrap(self._settings),
+            **client_options(self._settings),
             enable_auto_commit=False,
             isolation_level="read_committed",
             request_timeout_ms=self._settings.request_timeout_ms,

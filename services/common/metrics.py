@@ -146,7 +146,8 @@ SERVICE_INFO = Gauge(
 )
 STORE_REFUSALS = Counter(
     "privacam_store_refusals_total",
-    "Requests a store refused for lack of permission (Redis NOPERM, MinIO AccessDenied): "
+    "Requests a store refused for lack of permission (Redis NOPERM, MinIO AccessDenied, "
+    "Kafka authorization errors): "
     "this service's own "
     "store user lacks a right its code uses, a configuration error, never a caller's.",
     ["store"],

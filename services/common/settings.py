@@ -8,7 +8,7 @@ environment variable, never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     Field,
@@ -40,6 +40,41 @@ class KafkaSettings(BaseSettings):
     namespace: str = Field(default="", pattern=r"^([a-z0-9-]{1,32}\.)?$")
     """Prefix (ending in '.') of every topic and consumer group, so several
     environments or test runs can share one cluster without seeing each other."""
+    security_protocol: Literal["SASL_SSL", "SSL", "PLAINTEXT"] = "SASL_SSL"
+    """SASL_SSL: TLS to the brokers and this service's own SCRAM user, whose ACLs let it
+    write only the topics it owns and read only those it consumes. SSL: TLS with a client
+    certificate (CERT_FILE, KEY_FILE) as the identity, for clusters that map certificates
+    to users. PLAINTEXT has neither and is only for a broker nothing else can reach."""
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    """SCRAM mechanism of this service's Kafka user."""
+    username: str = ""
+    """This service's own Kafka user (SASL_SSL); never another service's."""
+    password: SecretStr = SecretStr("")
+    """Password of that user."""
+    ca_file: FilePath | None = None
+    """PEM bundle that verifies the brokers' certificates (SASL_SSL, SSL); unset, the
+    system's trust store is used."""
+    cert_file: FilePath | None = None
+    """Client certificate chain (SSL only)."""
+    key_file: FilePath | None = None
+    """Its private key (SSL only)."""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> KafkaSettings:
+        if self.security_protocol == "SSL" and not (self.cert_file and self.key_file):
+            raise ValueError(
+                "SSL needs a client certificate: set PRIVACAM_KAFKA_CERT_FILE and "
+                "PRIVACAM_KAFKA_KEY_FILE"
+            )
+        if self.security_protocol == "SASL_SSL" and not (
+            self.username and self.password.get_secret_value()
+        ):
+            raise ValueError(
+                "SASL_SSL needs this service's Kafka user: set PRIVACAM_KAFKA_USERNAME and "
+                "PRIVACAM_KAFKA_PASSWORD (or PRIVACAM_KAFKA_SECURITY_PROTOCOL=PLAINTEXT for an "
+                "isolated development broker)"
+            )
+        return self
 
 
 class TlsSettings(BaseSettings):

@@ -67,7 +67,7 @@ def platform(
     tmp_path_factory: pytest.TempPathFactory,
     span_collector: SpanCollector,
 ) -> Iterator[Platform]:
-    namespace = new_namespace()
+    namespace = new_namespace(stack_env)
     log_dir = tmp_path_factory.mktemp("service-logs")
     services = {name: make_service(name, pki, stack_env, namespace, log_dir) for name in SERVICES}
     wire_peers(services)

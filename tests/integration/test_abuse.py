@@ -172,7 +172,7 @@ def flood_replica(
     """device_auth with a low enrollment limit and a Kafka namespace (so rate-limit
     counters) of its own. It needs only the stack: when this module starts the platform,
     the platform starts while the flood's window runs out."""
-    namespace = new_namespace("abuse")
+    namespace = new_namespace(stack_env, "abuse")
     log_dir = tmp_path_factory.mktemp("abuse")
     replica = make_service("device_auth", pki, stack_env, namespace, log_dir)
     replica.env["PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_WINDOW"] = str(LIMIT)

@@ -34,9 +34,8 @@ from services.access_log.adapters.segments import decode_segment, encode_segment
 from services.common import topics
 from services.common.kafka import EventProducer
 from services.common.receipts import verify_receipt
-from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
-from tests.harness import ROOT, Platform, access_log_key, stack_minio
+from tests.harness import ROOT, Platform, access_log_key, kafka_settings, stack_minio
 from tests.integration.test_log_completeness import pin_log_keys
 
 if TYPE_CHECKING:
@@ -466,10 +465,7 @@ async def test_restart_keeps_heads_and_tampering_with_segments_is_detected(
 
     # Account deletion: the log leaves memory and MinIO, and stays gone after a restart.
     producer = EventProducer(
-        KafkaSettings(
-            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-            namespace=platform.namespace,
-        ),
+        kafka_settings(platform.stack_env, "device_auth", platform.namespace),
         "test-access-log",
     )
     await producer.start()

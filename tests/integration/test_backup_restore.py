@@ -25,8 +25,10 @@ from privacam_sdk.access_log import AccessLogReader, Listing
 from services.common import backup
 from services.common.settings import KafkaSettings
 from tests.harness import (
+    ADMIN,
     Platform,
     delete_namespace_topics,
+    kafka_settings,
     make_service,
     new_namespace,
     stack_minio,
@@ -39,10 +41,8 @@ LOG_BUCKET = "privacam-access-log"
 
 
 def _kafka(platform: Platform, namespace: str) -> KafkaSettings:
-    return KafkaSettings(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-        namespace=namespace,
-        topic_partitions=1,
+    return kafka_settings(platform.stack_env, ADMIN, namespace).model_copy(
+        update={"topic_partitions": 1}
     )
 
 
@@ -90,7 +90,7 @@ async def test_a_backup_restores_into_an_empty_stack(platform: Platform, tmp_pat
         token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
     _, later_device = await enrollment.enroll_camera("later-cam", token.claim_token, "SN-LATER")
 
-    target = new_namespace("restore")
+    target = new_namespace(platform.stack_env, "restore")
     processes = []
     try:
         started = time.monotonic()
@@ -161,7 +161,7 @@ async def test_expired_altered_or_foreign_backups_are_refused_and_old_keys_stay_
     # Kept for 60 days (by default a backup lives as long as the longest retention, 30).
     policy = backup.Policy(max_age=timedelta(days=60))
     taken = await backup.create(source, None, [], tmp_path / "b", backup_key, policy)
-    target = new_namespace("restore")
+    target = new_namespace(platform.stack_env, "restore")
     try:
         with pytest.raises(backup.BackupError, match="expired"):
             await backup.restore(
@@ -193,7 +193,10 @@ async def test_expired_altered_or_foreign_backups_are_refused_and_old_keys_stay_
         victim.write_bytes(bytes(data))
         with pytest.raises(backup.BackupError, match="altered"):
             await backup.restore(
-                _kafka(platform, new_namespace("x")), None, tmp_path / "b", backup_key
+                _kafka(platform, new_namespace(platform.stack_env, "x")),
+                None,
+                tmp_path / "b",
+                backup_key,
             )
     finally:
         await delete_namespace_topics(platform.stack_env, target)
@@ -277,7 +280,7 @@ async def test_backup_restore_includes_log_segments(platform: Platform, tmp_path
         )
         live = await _log_of(app, size + 1, state_file=tmp_path / "live-heads.json")
 
-    target = new_namespace("restore")
+    target = new_namespace(platform.stack_env, "restore")
     process = make_service("access_log", platform.pki, platform.stack_env, target, tmp_path)
     try:
         restored = await backup.restore(

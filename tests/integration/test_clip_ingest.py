@@ -52,6 +52,7 @@ from tests.harness import (
     ServiceProcess,
     cleanup_namespace,
     clip_events_of,
+    kafka_options,
     make_service,
     mtls_channel,
     new_namespace,
@@ -849,9 +850,7 @@ async def test_kafka_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
     )
     service.env["PRIVACAM_KAFKA_REQUEST_TIMEOUT_MS"] = "3000"
     topic = namespace + "privacam.clips.v1"
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
-    )
+    admin = AIOKafkaAdminClient(**kafka_options(platform.stack_env))
     service.start()
     await admin.start()
     try:

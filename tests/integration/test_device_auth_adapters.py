@@ -30,7 +30,7 @@ from privacam.types.v1 import types_pb2
 from services.common import topics
 from services.common.clock import SystemClock
 from services.common.identity import Principal, PrincipalKind, subject_digest
-from services.common.kafka import EventProducer, Topic, ensure_topics
+from services.common.kafka import EventProducer, Topic, client_options, ensure_topics
 from services.common.pki import create_intermediate, create_root, new_private_key
 from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
@@ -64,7 +64,7 @@ from services.device_auth.domain.records import (
     Subject,
 )
 from services.device_auth.domain.service import DeviceAuth
-from tests.harness import delete_namespace_topics, new_namespace, redis_setup_url
+from tests.harness import delete_namespace_topics, kafka_settings, new_namespace, redis_setup_url
 
 TRUST_DOMAIN = "privacam.local"
 
@@ -77,11 +77,9 @@ class Kafka:
 
 @pytest.fixture(scope="module")
 async def kafka(stack_env: dict[str, str]) -> AsyncIterator[Kafka]:
-    namespace = new_namespace("da-adapters")
-    settings = KafkaSettings(
-        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-        namespace=namespace,
-        topic_partitions=3,
+    namespace = new_namespace(stack_env, "da-adapters")
+    settings = kafka_settings(stack_env, "device_auth", namespace).model_copy(
+        update={"topic_partitions": 3}
     )
     await ensure_topics(
         settings, [topics.IDENTITY_STATE, topics.IDENTITY, topics.REVOCATIONS, topics.ACCESS]
@@ -509,7 +507,7 @@ async def test_pin_attempts_compare_and_set(redis: tuple[Redis, str]) -> None:
 async def read_topic(kafka: Kafka, topic: Topic[Any]) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of a topic of this module's namespace, from the beginning."""
     name = kafka.settings.namespace + topic.name
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**client_options(kafka.settings))
     await consumer.start()
     try:
         count = await kafka.producer.partition_count(topic)

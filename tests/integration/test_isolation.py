@@ -33,7 +33,7 @@ from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam_sdk import PrivacamClient, Profile
 from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri, subject_digest
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
-from tests.harness import SERVICES, Platform
+from tests.harness import SERVICES, Platform, kafka_options
 from tests.pki_helpers import Identity
 from tests.rpcs import Rpc, all_rpcs
 
@@ -199,7 +199,7 @@ def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -
 
     async def write() -> None:  # what device_auth writes when the owner signs the app out
         producer = AIOKafkaProducer(
-            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+            **kafka_options(platform.stack_env),
             acks="all",
             enable_idempotence=True,
         )

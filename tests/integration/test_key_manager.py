@@ -22,7 +22,7 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient
 from services.common.merkle import MerkleTree
 from services.common.receipts import sign_tree_head
-from tests.harness import Platform, access_log_key
+from tests.harness import Platform, access_log_key, kafka_options
 
 CONTEXT = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-1", clip_id="clip-0001")
 
@@ -200,14 +200,10 @@ async def test_keys_survive_a_restart_and_destroyed_ones_stay_destroyed(
 async def _sealed_records(platform: Platform, tenant: str, version: int) -> int:
     """How many sealed KEK records of this version a full read of the topic returns."""
     topic = platform.namespace + "privacam.keys.state.v1"
-    bootstrap = platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(platform.stack_env), enable_auto_commit=False)
     await consumer.start()
     try:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**kafka_options(platform.stack_env))
         await producer.start()
         count = len(await producer.partitions_for(topic))
         await producer.stop()
@@ -262,7 +258,7 @@ async def test_key_use_reaches_kafka_without_key_bytes(
     generated = await keys.GenerateDataKey(pb.GenerateDataKeyRequest(context=context), timeout=10)
     consumer = AIOKafkaConsumer(
         platform.namespace + "privacam.keys.v1",
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        **kafka_options(platform.stack_env),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

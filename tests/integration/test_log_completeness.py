@@ -40,9 +40,8 @@ from services.common import topics
 from services.common.kafka import EventProducer
 from services.common.merkle import EMPTY_ROOT
 from services.common.receipts import sign_key_rotation, sign_log_deletion, sign_tree_head
-from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
-from tests.harness import ROOT, Platform, access_log_key, free_port
+from tests.harness import ROOT, Platform, access_log_key, free_port, kafka_settings
 
 KEY_ID = "test-log-1"
 Response = pb.ListEntriesResponse
@@ -360,10 +359,7 @@ async def delete_account(platform: Platform, tenant: str) -> None:
     """What device_auth does when an account is cancelled: AccountDeleted on the identity
     topic, which the access log turns into the end of the household's log."""
     producer = EventProducer(
-        KafkaSettings(
-            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
-            namespace=platform.namespace,
-        ),
+        kafka_settings(platform.stack_env, "device_auth", platform.namespace),
         "test-log-deletion",
     )
     await producer.start()

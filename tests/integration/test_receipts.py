@@ -54,7 +54,7 @@ class ReceiptPlatform:
 def receipt_platform(
     stack_env: dict[str, str], pki: PkiFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReceiptPlatform]:
-    namespace = new_namespace("receipts")
+    namespace = new_namespace(stack_env, "receipts")
     access_log = make_service(
         "access_log", pki, stack_env, namespace, tmp_path_factory.mktemp("log")
     )

@@ -72,7 +72,7 @@ LIVE_VIEW_SERVICES = ("device_auth", "access_log", "relay_broker")
 def platform(
     stack_env: dict[str, str], pki: PkiFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    namespace = new_namespace("relay")
+    namespace = new_namespace(stack_env, "relay")
     log_dir = tmp_path_factory.mktemp("relay-logs")
     services = {
         name: make_service(name, pki, stack_env, namespace, log_dir) for name in LIVE_VIEW_SERVICES

@@ -59,6 +59,7 @@ from tests.harness import (
     Platform,
     access_log_key,
     clip_events_of,
+    kafka_options,
     metric,
     partitions_of,
     process_memory_kib,
@@ -142,7 +143,7 @@ async def rotator(platform: Platform, profiles_home: Path) -> keys_grpc.KeyManag
 @pytest.fixture
 async def producer(platform: Platform) -> AsyncIterator[AIOKafkaProducer]:
     kafka = AIOKafkaProducer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        **kafka_options(platform.stack_env),
         acks="all",
         linger_ms=5,
     )
@@ -623,9 +624,7 @@ async def test_a_lost_view_is_rebuilt_from_kafka(
 
 async def compacted_latest(platform: Platform) -> dict[tuple[str, bytes], bytes | None]:
     """The latest value of every key of every compacted topic of this run."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"]
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(platform.stack_env))
     await consumer.start()
     try:
         names = [

@@ -22,7 +22,13 @@ from services.common.kafka import EventProducer, ensure_topics
 from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
-from tests.harness import Platform, delete_namespace_topics, new_namespace
+from tests.harness import (
+    Platform,
+    delete_namespace_topics,
+    kafka_options,
+    kafka_settings,
+    new_namespace,
+)
 
 
 async def _list_clips(client: PrivacamClient) -> grpc.StatusCode:
@@ -51,7 +57,7 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
             all_certificates=True,
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+            **kafka_options(platform.stack_env),
             acks="all",
             enable_idempotence=True,
         )
@@ -83,10 +89,8 @@ async def revocation_topic(
     stack_env: dict[str, str], name: str
 ) -> AsyncIterator[tuple[KafkaSettings, EventProducer]]:
     """A revocations topic in a namespace of its own, and a producer for it."""
-    namespace = new_namespace(name)
-    settings = KafkaSettings(
-        bootstrap_servers=stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"], namespace=namespace
-    )
+    namespace = new_namespace(stack_env, name)
+    settings = kafka_settings(stack_env, "device_auth", namespace)
     await ensure_topics(settings, [topics.REVOCATIONS])
     producer = EventProducer(settings, f"test-{name}")
     await producer.start()

@@ -104,7 +104,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 async def outage(
     stack_env: dict[str, str], pki: PkiFactory, private_redis: PrivateRedis, tmp_path: Path
 ) -> AsyncIterator[Outage]:
-    namespace = new_namespace("outage")
+    namespace = new_namespace(stack_env, "outage")
     # The private Redis has no ACL users: its default user (no password) is all there is.
     store = {**stack_env, "PRIVACAM_DEVICE_AUTH_REDIS_URL": private_redis.url}
     service = make_service("device_auth", pki, store, namespace, tmp_path)

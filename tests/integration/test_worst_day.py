@@ -30,7 +30,7 @@ from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from services.common.clip_events import clip_deletions
 from services.common.healthcheck import serving
-from tests.harness import ROOT, RUN_DIR, Platform
+from tests.harness import ROOT, RUN_DIR, Platform, kafka_options
 from tests.integration.test_clip_ingest import Home, _home
 from tests.media import make_mp4
 
@@ -87,7 +87,7 @@ async def _clip_events(
     """(ClipIngested count per (device, clip), clips deleted since) from the clip topic."""
     topic = platform.namespace + "privacam.clips.v1"
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=platform.stack_env["PRIVACAM_KAFKA_BOOTSTRAP_SERVERS"],
+        **kafka_options(platform.stack_env),
         enable_auto_commit=False,
     )
     await consumer.start()

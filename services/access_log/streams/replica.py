@@ -32,7 +32,7 @@ from services.common import metrics as common_metrics
 from services.common import topics
 from services.common.clock import Clock
 from services.common.errors import Unavailable
-from services.common.kafka import EventProducer
+from services.common.kafka import EventProducer, client_options
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_datetime, to_timestamp
 
@@ -109,7 +109,7 @@ class AccessReplica:
                 continue
             self._book.restore(tenant_id, list(self._parsed(tenant_id, records)))
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=[s.strip() for s in self._settings.bootstrap_servers.split(",")],
+            **client_options(self._settings),
             enable_auto_commit=False,
             isolation_level="read_committed",
             request_timeout_ms=self._settings.request_timeout_ms,

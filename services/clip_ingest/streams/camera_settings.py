@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from privacam.identity.v1 import events_pb2 as identity_events
 from services.clip_ingest.domain.model import Cameras, CameraSettings, Viewer
 from services.common import topics
-from services.common.kafka import EventProducer
+from services.common.kafka import EventProducer, client_options
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger("privacam.clip_ingest.settings_view")
@@ -82,7 +82,7 @@ class CameraSettingsView:
             return
         name = self._kafka.namespace + topics.IDENTITY.name
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=[s.strip() for s in self._kafka.bootstrap_servers.split(",")],
+            **client_options(self._kafka),
             enable_auto_commit=False,
             isolation_level="read_committed",
             request_timeout_ms=self._kafka.request_timeout_ms,

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from privacam.clips.v1 import events_pb2
 from services.common import topics
 from services.common.clip_events import clip_deletions
-from services.common.kafka import Delivery, EventProducer
+from services.common.kafka import Delivery, EventProducer, client_options
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_datetime
 from services.retention import NAME
@@ -89,7 +89,7 @@ class ClipFeed:
         complete; returns how many events were applied."""
         name = settings.namespace + topics.CLIPS.name
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers.split(","),
+            **client_options(settings),
             enable_auto_commit=False,
             isolation_level="read_committed",
             request_timeout_ms=settings.request_timeout_ms,

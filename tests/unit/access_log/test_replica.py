@@ -35,7 +35,7 @@ class MemorySegments:
 
 def replica() -> tuple[AccessReplica, LogBook, MemorySegments]:
     book, store = LogBook(), MemorySegments()
-    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9", security_protocol="PLAINTEXT")
     node = AccessReplica(settings, None, book, store, 2, 60.0)  # type: ignore[arg-type]
     return node, book, store
 

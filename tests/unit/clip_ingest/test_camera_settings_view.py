@@ -28,7 +28,7 @@ class Asked:
 
 def view(ttl: float = 30.0) -> tuple[CameraSettingsView, Asked]:
     inner = Asked()
-    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9", security_protocol="PLAINTEXT")
     made = CameraSettingsView(inner, settings, None, ttl)  # type: ignore[arg-type]
     made._last_poll = time.monotonic()  # the follower is reading
     return made, inner

@@ -43,7 +43,7 @@ async def test_a_lost_index_is_rebuilt_even_if_the_old_consumer_hangs_on_stop(
     monkeypatch.setattr(index_follower, "EventConsumer", FakeConsumer)
     FakeConsumer.started = []
     index = FakeIndex()
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", security_protocol="PLAINTEXT")
     follower = IndexFollower(kafka, index, None, watch_seconds=0.02)  # type: ignore[arg-type]
     await follower.start()
     assert FakeConsumer.started == ["clip_ingest.index.old"]
@@ -65,7 +65,7 @@ class RecordingClips:
 
 async def test_an_owners_deletion_and_a_sweeps_batch_both_leave_the_index() -> None:
     clips = RecordingClips()
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", security_protocol="PLAINTEXT")
     follower = IndexFollower(kafka, FakeIndex(), clips)  # type: ignore[arg-type]
     one = events.ClipEvent(
         metadata=types_pb2.EventMetadata(tenant_id="t-1"),

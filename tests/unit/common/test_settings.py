@@ -21,6 +21,8 @@ def valid_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         path.write_text("pem")
         monkeypatch.setenv(f"PRIVACAM_TLS_{name}_FILE", str(path))
     monkeypatch.setenv("PRIVACAM_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    monkeypatch.setenv("PRIVACAM_KAFKA_USERNAME", "privacam-test")
+    monkeypatch.setenv("PRIVACAM_KAFKA_PASSWORD", "secret")
 
 
 @pytest.mark.usefixtures("valid_env")
@@ -42,6 +44,19 @@ def test_every_bad_setting_is_named_by_its_variable(monkeypatch: pytest.MonkeyPa
     assert "PRIVACAM_TLS_KEY_FILE: Path does not point to a file" in message
     assert "PRIVACAM_EXAMPLE_GRPC_PORT" in message
     assert "'seven'" in message
+
+
+@pytest.mark.usefixtures("valid_env")
+def test_kafka_without_its_own_user_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS and SCRAM are the default: a service without its Kafka user does not start
+    (nothing falls back to an unauthenticated connection)."""
+    monkeypatch.delenv("PRIVACAM_KAFKA_PASSWORD")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(ExampleSettings)
+    assert "PRIVACAM_KAFKA_USERNAME and PRIVACAM_KAFKA_PASSWORD" in str(raised.value)
+    monkeypatch.setenv("PRIVACAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    with pytest.raises(SettingsError, match="PRIVACAM_KAFKA_CERT_FILE"):
+        load_settings(ExampleSettings)
 
 
 @pytest.mark.usefixtures("valid_env")

@@ -75,7 +75,7 @@ class FakeReplica:
 async def replica(topic: FakeTopic, clock: FakeClock) -> KafkaStateLog:
     """A key manager replica's state log, started: the whole topic replayed."""
     state = KafkaStateLog(
-        KafkaSettings(bootstrap_servers="unused:9092"),
+        KafkaSettings(bootstrap_servers="unused:9092", security_protocol="PLAINTEXT"),
         topics.KEY_STATE,
         FakeProducer(topic),  # type: ignore[arg-type]
         Keyring(),

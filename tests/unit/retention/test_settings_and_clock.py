@@ -19,6 +19,8 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         (tmp_path / name).write_text("x")
         monkeypatch.setenv(f"PRIVACAM_TLS_{name.upper()}_FILE", str(tmp_path / name))
     monkeypatch.setenv("PRIVACAM_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    monkeypatch.setenv("PRIVACAM_KAFKA_USERNAME", "privacam-test")
+    monkeypatch.setenv("PRIVACAM_KAFKA_PASSWORD", "secret")
     monkeypatch.setenv("PRIVACAM_RETENTION_REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("PRIVACAM_MINIO_ENDPOINT", "127.0.0.1:9000")
     monkeypatch.setenv("PRIVACAM_MINIO_ACCESS_KEY", "a")

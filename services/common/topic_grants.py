@@ -1,0 +1,83 @@
+"""Who may do what on Kafka: the topics each service writes and reads, and its consumer groups.
+
+Kafka's own authorizer enforces this table (stack/kafka_users.py turns it into ACLs for a
+namespace): a topic is written only by its owners and read only by its consumers, and each
+service joins only groups named after itself. A service may also create the topics it uses,
+with the platform's settings (services.common.kafka.ensure_topics), so any service can be
+the first to start. `tests/unit/common/test_topic_grants.py` checks the table against the
+topics each service's code names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common import topics
+from services.common.kafka import Topic
+
+SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
+
+
+@dataclass(frozen=True)
+class TopicGrant:
+    writes: frozenset[str]
+    reads: frozenset[str]
+    groups: tuple[str, ...]
+    """Consumer group names (before the namespace); a name ending in '.' is a prefix."""
+
+
+def _names(*used: Topic) -> frozenset[str]:  # type: ignore[type-arg]
+    return frozenset(topic.name for topic in used)
+
+
+# Every service publishes and consumes diagnostics probes and replays revocations.
+_EVERYONE_WRITES = _names(topics.DIAGNOSTICS)
+_EVERYONE_READS = _names(topics.DIAGNOSTICS, topics.REVOCATIONS)
+
+GRANTS: dict[str, TopicGrant] = {
+    "device_auth": TopicGrant(
+        # REVOCATIONS: it revokes, and prunes expired records (tombstones).
+        writes=_names(topics.IDENTITY, topics.IDENTITY_STATE, topics.REVOCATIONS, topics.ACCESS),
+        reads=_names(topics.IDENTITY_STATE),
+        groups=("device_auth.",),
+    ),
+    "key_manager": TopicGrant(
+        writes=_names(topics.KEYS, topics.KEY_STATE),
+        reads=_names(topics.KEY_STATE),
+        groups=("key_manager.",),
+    ),
+    "clip_ingest": TopicGrant(
+        writes=_names(topics.CLIPS),
+        # IDENTITY: the cameras' settings (is upload on, how long are clips kept).
+        reads=_names(topics.CLIPS, topics.IDENTITY),
+        groups=("clip_ingest.",),
+    ),
+    "relay_broker": TopicGrant(
+        writes=_names(topics.RELAY),
+        reads=_names(topics.IDENTITY),
+        groups=("relay_broker.",),
+    ),
+    "retention": TopicGrant(
+        # CLIPS: it announces the clips it deleted.
+        writes=_names(topics.RETENTION, topics.RETENTION_STATE, topics.CLIPS),
+        reads=_names(topics.RETENTION, topics.RETENTION_STATE, topics.CLIPS, topics.IDENTITY),
+        groups=("retention.",),
+    ),
+    "access_log": TopicGrant(
+        writes=_names(topics.ACCESS, topics.ACCESS_STATE),
+        reads=_names(topics.ACCESS, topics.ACCESS_STATE, topics.IDENTITY),
+        groups=("access_log", "access_log."),
+    ),
+}
+
+
+def writes(service: str) -> frozenset[str]:
+    return GRANTS[service].writes | _EVERYONE_WRITES
+
+
+def reads(service: str) -> frozenset[str]:
+    return GRANTS[service].reads | _EVERYONE_READS
+
+
+BACKUP_READS = frozenset(topic.name for topic in topics.ALL)
+"""The backup principal (services.common.backup) reads every topic and writes none."""
