@@ -15,6 +15,11 @@
 #   rules      `promtool check rules` and `promtool test rules` on the PrometheusRule
 #              (promtool from Debian's prometheus package: `bash stack/install.sh prometheus`,
 #              which `make chart` runs first; without it this check FAILS)
+#   secrets    each service's own Kafka user Secret and Redis URL Secret reach that service's
+#              pod only (relay-broker's pod references privacam-kafka-relay-broker and no other
+#              service's Kafka Secret), with default and configured names; kafka.tls.caSecret is
+#              mounted as PRIVACAM_KAFKA_CA_FILE; PLAINTEXT references no Kafka Secret; the
+#              `helm test` pods reference no Secret at all
 #   settings   each service's settings class accepts its rendered environment (needs .venv)
 #   files      docker/Dockerfile and skaffold.yaml name files and stages that exist
 #
@@ -519,6 +524,151 @@ PY
   fi
 }
 
+check_secrets() {
+  # Two more renders: every per-service Secret named in values, and a PLAINTEXT broker.
+  local services=(device-auth key-manager clip-ingest relay-broker retention access-log) svc named=() set
+  for svc in "${services[@]}"; do
+    named+=(--set "kafka.existingSecrets.$svc.name=kafka-user-$svc"
+      --set "kafka.existingSecrets.$svc.usernameKey=user" --set "kafka.existingSecrets.$svc.passwordKey=pass")
+  done
+  for svc in device-auth clip-ingest relay-broker retention; do
+    named+=(--set "redis.existingSecrets.$svc.name=redis-user-$svc")
+  done
+  if ! "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${named[@]}" \
+    --set kafka.tls.caSecret.name=kafka-brokers-ca >"$WORK/named.yaml" 2>"$WORK/secrets.log" \
+    || ! "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" \
+    --set kafka.securityProtocol=PLAINTEXT --set kafka.tls.caSecret.name=kafka-brokers-ca \
+    >"$WORK/plaintext.yaml" 2>>"$WORK/secrets.log"; then
+    fail "secrets: helm template with named Secrets or PLAINTEXT"; details "$WORK/secrets.log"
+    return
+  fi
+  for set in "${VALUE_SETS[@]}" named plaintext; do
+    if "$KV_PY" - "$WORK/$set.yaml" "$set" "$RELEASE" >"$WORK/secrets-$set.log" 2>&1 <<'PY'; then
+"""Each per-service Secret is referenced by its own service's pod and by no other pod."""
+import sys
+
+import yaml
+
+path, value_set, fullname = sys.argv[1], sys.argv[2], sys.argv[3]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+SERVICES = ("device-auth", "key-manager", "clip-ingest", "relay-broker", "retention", "access-log")
+REDIS = ("device-auth", "clip-ingest", "relay-broker", "retention")
+named = value_set == "named"
+plaintext = value_set == "plaintext"
+
+
+def kafka_secret(svc):
+    return f"kafka-user-{svc}" if named else f"{fullname}-kafka-{svc}"
+
+
+def redis_secret(svc):
+    return f"redis-user-{svc}" if named else f"{fullname}-redis-{svc}"
+
+
+def references(spec):
+    """Every Secret a pod spec names: env, envFrom, volumes (projected too)."""
+    found = {}  # secret -> set of how
+    for c in spec.get("containers", []) + spec.get("initContainers", []):
+        for var in c.get("env") or []:
+            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                found.setdefault(ref["name"], set()).add(f"env {var['name']} (key {ref['key']})")
+        for source in c.get("envFrom") or []:
+            if "secretRef" in source:
+                found.setdefault(source["secretRef"]["name"], set()).add("envFrom")
+    for volume in spec.get("volumes") or []:
+        if "secret" in volume:
+            found.setdefault(volume["secret"]["secretName"], set()).add(f"volume {volume['name']}")
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "secret" in source:
+                found.setdefault(source["secret"]["name"], set()).add(f"volume {volume['name']}")
+    return found
+
+
+pods, tests, config = {}, {}, {}
+for d in docs:
+    if d["kind"] == "Deployment":
+        component = d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        pods[component] = d["spec"]["template"]["spec"]
+    elif d["kind"] == "Pod" and d["metadata"]["labels"].get("app.kubernetes.io/component") == "test":
+        tests[d["metadata"]["name"]] = d["spec"]
+    elif d["kind"] == "ConfigMap" and "app.kubernetes.io/component" in d["metadata"].get("labels", {}):
+        config[d["metadata"]["labels"]["app.kubernetes.io/component"]] = d.get("data") or {}
+
+problems = []
+if set(pods) != set(SERVICES):
+    problems.append(f"Deployments {sorted(pods)}, expected {sorted(SERVICES)}")
+refs = {svc: references(spec) for svc, spec in pods.items()}
+owners = {}  # per-service Secret -> its one service
+for svc in SERVICES:
+    if not plaintext:
+        owners[kafka_secret(svc)] = svc
+    if svc in REDIS:
+        owners[redis_secret(svc)] = svc
+for svc, found in sorted(refs.items()):
+    env = {}
+    for c in pods[svc]["containers"]:
+        for var in c.get("env") or []:
+            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                env[var["name"]] = (ref["name"], ref["key"])
+    for secret, how in sorted(found.items()):
+        owner = owners.get(secret)
+        if owner is not None and owner != svc:
+            problems.append(f"{svc}'s pod references {owner}'s Secret {secret} ({', '.join(sorted(how))})")
+        if "kafka" in secret and secret not in (kafka_secret(svc), "kafka-brokers-ca", "privacam-kafka-ca"):
+            problems.append(f"{svc}'s pod references the Kafka Secret {secret}, not its own")
+    kafka_env = {n: v for n, v in env.items() if n.startswith("PRIVACAM_KAFKA_")}
+    if plaintext:
+        if kafka_env:
+            problems.append(f"{svc}: PLAINTEXT, yet the pod gets {sorted(kafka_env)} from Secrets")
+        if any("kafka" in s for s in found):
+            problems.append(f"{svc}: PLAINTEXT, yet the pod references {sorted(s for s in found if 'kafka' in s)}")
+        if config.get(svc, {}).get("PRIVACAM_KAFKA_SECURITY_PROTOCOL") != "PLAINTEXT":
+            problems.append(f"{svc}: PRIVACAM_KAFKA_SECURITY_PROTOCOL is not PLAINTEXT")
+    else:
+        keys = ("user", "pass") if named else ("username", "password")
+        expected = {
+            "PRIVACAM_KAFKA_USERNAME": (kafka_secret(svc), keys[0]),
+            "PRIVACAM_KAFKA_PASSWORD": (kafka_secret(svc), keys[1]),
+        }
+        if kafka_env != expected:
+            problems.append(f"{svc}: Kafka user from {kafka_env}, expected {expected}")
+        if config.get(svc, {}).get("PRIVACAM_KAFKA_SECURITY_PROTOCOL") != "SASL_SSL":
+            problems.append(f"{svc}: PRIVACAM_KAFKA_SECURITY_PROTOCOL is not SASL_SSL")
+    redis_env = {n: v for n, v in env.items() if n.endswith("_REDIS_URL")}
+    want = {f"PRIVACAM_{svc.upper().replace('-', '_')}_REDIS_URL": (redis_secret(svc), "url")} if svc in REDIS else {}
+    if redis_env != want:
+        problems.append(f"{svc}: Redis URL from {redis_env}, expected {want}")
+    # The brokers' CA: mounted where PRIVACAM_KAFKA_CA_FILE says, from kafka.tls.caSecret.
+    ca_name = {"named": "kafka-brokers-ca", "dev": "privacam-kafka-ca", "prod": "privacam-kafka-ca"}.get(value_set)
+    ca_file = config.get(svc, {}).get("PRIVACAM_KAFKA_CA_FILE")
+    if ca_name is None:
+        if ca_file or any(s in found for s in ("kafka-brokers-ca", "privacam-kafka-ca")):
+            problems.append(f"{svc}: a Kafka CA without kafka.tls.caSecret, or with PLAINTEXT")
+    else:
+        volumes = {v["name"]: v for v in pods[svc].get("volumes") or []}
+        mounts = {m["mountPath"]: m["name"] for c in pods[svc]["containers"] for m in c.get("volumeMounts") or []}
+        directory, _, file = (ca_file or "").rpartition("/")
+        volume = volumes.get(mounts.get(directory, ""), {}).get("secret", {})
+        items = {i["path"]: i["key"] for i in volume.get("items") or []}
+        if volume.get("secretName") != ca_name or items.get(file) != "ca.crt":
+            problems.append(f"{svc}: PRIVACAM_KAFKA_CA_FILE={ca_file} is not Secret {ca_name}'s ca.crt")
+for name, spec in sorted(tests.items()):
+    if references(spec):
+        problems.append(f"helm test pod {name} references Secrets {sorted(references(spec))}")
+for problem in problems:
+    print("problem:", problem)
+print(f"{len(pods)} pods, {len(owners)} per-service Secrets, {len(tests)} test pods")
+sys.exit(1 if problems else 0)
+PY
+      pass "secrets: each Kafka user and Redis URL Secret reaches its own service's pod only; test pods none ($set)"
+    else
+      fail "secrets: per-service Secrets cross pods or are missing ($set)"; details "$WORK/secrets-$set.log"
+    fi
+  done
+}
+
 check_settings() {
   local py="$ROOT/.venv/bin/python"
   if [[ ! -x "$py" ]] || [[ ! -d "$ROOT/gen" ]]; then
@@ -550,6 +700,8 @@ FAKE_SECRETS = {
     "PRIVACAM_MINIO_ACCESS_KEY": "access-key-0123456789",
     "PRIVACAM_MINIO_SECRET_KEY": "secret-key-0123456789",
     "PRIVACAM_TURN_SHARED_SECRET": "turn-shared-secret-0123456789",
+    "PRIVACAM_KAFKA_USERNAME": "privacam-service",
+    "PRIVACAM_KAFKA_PASSWORD": "kafka-password-0123456789",
 }
 failures = 0
 files = Path(tempfile.mkdtemp())
@@ -701,6 +853,7 @@ main() {
     check_schemas
     check_score
     check_netpol
+    check_secrets
     check_settings
   fi
   check_coturn

@@ -13,7 +13,7 @@ SignIn, EnrollCamera; PRIVACAM_<SERVICE>_ENROLLMENT_PORT), whom each service
 calls over gRPC (calls), and what it needs beyond Kafka and its mTLS identity,
 which every service has (needs: an endpoint, a mounted Secret of
 "privacam.mountedSecrets", or clipRetention, the retention bounds owners
-choose within). Keys are the Python module names (services.<key>); Kubernetes
+choose within; "privacam.service" adds kafka to every service's needs). Keys are the Python module names (services.<key>); Kubernetes
 names use dashes. The NetworkPolicies are derived from this table.
 */}}
 {{- define "privacam.catalog" -}}
@@ -132,7 +132,7 @@ use with `include "privacam.service" (dict "root" $ "name" $key) | fromYaml`.
 {{- $_ = set $s "publicPort" $facts.publicPort }}
 {{- $_ = set $s "calls" $facts.calls }}
 {{- $_ = set $s "callers" $callers }}
-{{- $_ = set $s "needs" $facts.needs }}
+{{- $_ = set $s "needs" (append $facts.needs "kafka") }}
 {{- $_ = set $s "tlsSecret" (default (printf "%s-tls" $fullname) $s.tlsSecretName) }}
 {{- $_ = set $s "spiffeId" (printf "spiffe://%s/service/%s" $root.Values.tls.trustDomain $dashed) }}
 {{- toYaml $s }}
@@ -188,11 +188,17 @@ seccompProfile:
 {{- default (printf "%s-%s" (include "privacam.fullname" .root) .suffix) .name }}
 {{- end }}
 
+{{/* Name of one service's Kafka user Secret (kafka.existingSecrets.<service>). Input: dict root, dashed (the service's dashed name). */}}
+{{- define "privacam.kafkaSecretName" -}}
+{{- $ref := index .root.Values.kafka.existingSecrets .dashed }}
+{{- include "privacam.secretName" (dict "root" .root "name" $ref.name "suffix" (printf "kafka-%s" .dashed)) }}
+{{- end }}
+
 {{/*
 Secrets mounted as read-only files into the services whose catalog `needs`
 name them, keyed by that need: the Secret, the directory, and per file the
-Secret key, the file name and the setting (PRIVACAM_<SERVICE>_<env>) that
-points at it. Deployment volumes, the ConfigMap and NOTES.txt all read this
+Secret key, the file name and the setting (PRIVACAM_<SERVICE>_<env>, or
+<envPrefix><env> when the entry has an envPrefix) that points at it. Deployment volumes, the ConfigMap and NOTES.txt all read this
 table. Input: the root context. Returned as YAML.
 */}}
 {{- define "privacam.mountedSecrets" -}}
@@ -235,6 +241,18 @@ accessLogSigningKey:
     - key: {{ $v.accessLog.signingKey.existingSecret.key | quote }}
       path: signing.key
       env: SIGNING_KEY_FILE
+{{- if and $v.kafka.tls.caSecret.name (ne $v.kafka.securityProtocol "PLAINTEXT") }}
+kafka:
+  volume: kafka-ca
+  dir: /var/run/secrets/privacam/kafka-ca
+  secretName: {{ $v.kafka.tls.caSecret.name }}
+  # Kafka's settings are the same in every service: PRIVACAM_KAFKA_CA_FILE, not PRIVACAM_<SERVICE>_...
+  envPrefix: PRIVACAM_KAFKA_
+  files:
+    - key: {{ $v.kafka.tls.caSecret.key | quote }}
+      path: ca.crt
+      env: CA_FILE
+{{- end }}
 {{- if $v.redis.tls.caSecret.name }}
 redis:
   volume: redis-ca
@@ -279,6 +297,10 @@ PRIVACAM_KAFKA_BOOTSTRAP_SERVERS: {{ $v.kafka.bootstrapServers | quote }}
 PRIVACAM_KAFKA_REPLICATION_FACTOR: {{ $v.kafka.replicationFactor | quote }}
 PRIVACAM_KAFKA_TOPIC_PARTITIONS: {{ $v.kafka.topicPartitions | quote }}
 PRIVACAM_KAFKA_NAMESPACE: {{ $v.kafka.namespace | quote }}
+PRIVACAM_KAFKA_SECURITY_PROTOCOL: {{ $v.kafka.securityProtocol | quote }}
+{{- if eq $v.kafka.securityProtocol "SASL_SSL" }}
+PRIVACAM_KAFKA_SASL_MECHANISM: {{ $v.kafka.saslMechanism | quote }}
+{{- end }}
 {{- if has "minio" .s.needs }}
 PRIVACAM_MINIO_ENDPOINT: {{ $v.minio.endpoint | quote }}
 PRIVACAM_MINIO_SECURE: {{ $v.minio.secure | toString | quote }}
@@ -306,7 +328,7 @@ PRIVACAM_PEER_{{ upper . }}: {{ printf "%s.%s.svc:%v" $peer.fullname $.root.Rele
 {{- range $need, $m := include "privacam.mountedSecrets" .root | fromYaml }}
 {{- if has $need $.s.needs }}
 {{- range $m.files }}
-{{ $p }}{{ .env }}: {{ printf "%s/%s" $m.dir .path | quote }}
+{{ default $p $m.envPrefix }}{{ .env }}: {{ printf "%s/%s" $m.dir .path | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -332,6 +354,20 @@ OTEL_TRACES_EXPORTER: "none"
 {{/* Secret environment of one service: references only, the chart never holds a secret value. Input: dict root, s. */}}
 {{- define "privacam.secretEnv" -}}
 {{- $v := .root.Values }}
+{{- if and (has "kafka" .s.needs) (eq $v.kafka.securityProtocol "SASL_SSL") }}
+{{- $kafka := index $v.kafka.existingSecrets .s.dashed }}
+{{- $kafkaSecret := include "privacam.kafkaSecretName" (dict "root" .root "dashed" .s.dashed) }}
+- name: PRIVACAM_KAFKA_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $kafkaSecret }}
+      key: {{ $kafka.usernameKey }}
+- name: PRIVACAM_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $kafkaSecret }}
+      key: {{ $kafka.passwordKey }}
+{{- end }}
 {{- if has "redis" .s.needs }}
 {{- $redis := index $v.redis.existingSecrets .s.dashed }}
 - name: {{ .s.envPrefix }}REDIS_URL
