@@ -590,11 +590,33 @@ async def test_pins_grants_and_strangers(
             other.clips().DeleteClip(pb.DeleteClipRequest(device_id=home.device, clip_id="pinned"))
         )
         assert code is grpc.StatusCode.PERMISSION_DENIED
-        # A camera it has nothing to do with does not exist for it.
-        code, _ = await refused(
-            other.clips().ListClips(pb.ListClipsRequest(device_id=stranger.device + "0"))
-        )
-        assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    # A camera it has nothing to do with does not exist for it: another household's real
+    # camera and clip are NOT_FOUND, exactly like ids that exist nowhere.
+    third = await _home(platform, profiles_home)
+    async with PrivacamClient(third.camera) as camera:
+        await upload_clip(camera, clip(seed=3), "theirs")
+    # A well-formed id (device_auth's rule: lower-case letters, digits, '-', <= 63) that
+    # names no camera is unknown, not malformed.
+    async with PrivacamClient(stranger.owner) as other:
+        for device in (third.device, str(uuid.uuid4()), third.device + "0"):
+            code, _ = await refused(other.clips().ListClips(pb.ListClipsRequest(device_id=device)))
+            assert code is grpc.StatusCode.NOT_FOUND, device
+            code, _ = await refused(download_clip(other, device, "theirs"))
+            assert code is grpc.StatusCode.NOT_FOUND, device
+            code, _ = await refused(
+                other.clips().DeleteClip(pb.DeleteClipRequest(device_id=device, clip_id="theirs"))
+            )
+            assert code is grpc.StatusCode.NOT_FOUND, device
+        # A malformed id is bad input, whoever's camera it would name.
+        for device in ("not a camera", "", third.device.upper(), "d" * 64):
+            code, _ = await refused(other.clips().ListClips(pb.ListClipsRequest(device_id=device)))
+            assert code is grpc.StatusCode.INVALID_ARGUMENT, device
+        for clip_id in ("the/clip", "x" * 65, ""):
+            code, _ = await refused(download_clip(other, third.device, clip_id))
+            assert code is grpc.StatusCode.INVALID_ARGUMENT, clip_id
+    async with PrivacamClient(third.owner) as app:
+        _, data = await download_clip(app, third.device, "theirs")
+        assert data == clip(seed=3)
 
 
 async def test_owner_deletes_a_clip(home: Home, minio: Minio, redis: Redis) -> None:
