@@ -4,9 +4,11 @@ did not earn. The exact status, and no answer that tells whether a resource exis
 - Kinds of caller a method does not admit are PERMISSION_DENIED, for every method.
 - Certificates that are no identity (none, another CA's, expired) never get a call
   through; a revoked one is UNAUTHENTICATED at every service.
-- A real household's ids (its tenant, camera, grant, install) sent by another household
-  get the same status, message and content as ids that exist nowhere: the seed
-  incidents' "strangers' stills" start with an answer that differs.
+- A real household's ids (its tenant, camera, clip, grant, install, export) sent by another
+  household, in every id field of every request, client streams' first messages included,
+  get the same status, message and content as ids that exist nowhere, and change nothing
+  of that household's: the seed incidents' "strangers' stills" start with an answer that
+  differs.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from google.protobuf.message_factory import GetMessageClass
 from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam.retention.v1 import retention_service_pb2 as retention_pb
+from privacam.retention.v1 import retention_service_pb2_grpc as retention_grpc
 from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri, subject_digest
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
-from tests.harness import SERVICES, Platform, kafka_options
+from tests.harness import SERVICES, Platform, kafka_options, mtls_channel
+from tests.media import make_mp4
 from tests.pki_helpers import Identity
 from tests.rpcs import Rpc, all_rpcs
 
@@ -235,6 +241,11 @@ class Household:
     device: str
     install: str
     grant: str
+    clip: str
+    export: str
+
+
+CLIP = make_mp4(6.0, seed=23)
 
 
 async def _household(platform: Platform, home: Path) -> Household:
@@ -255,17 +266,35 @@ async def _household(platform: Platform, home: Path) -> Household:
             ),
             timeout=10,
         )
+        await client.device_auth().UpdateCameraSettings(
+            identity_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True),
+            timeout=10,
+        )
+    clip = f"iso-clip-{suffix}"
+    async with PrivacamClient(camera) as client:
+        await upload_clip(client, CLIP, clip)
+    async with mtls_channel(app.endpoint("retention"), app) as channel:
+        export = await retention_grpc.RetentionServiceStub(channel).RequestExport(
+            retention_pb.RequestExportRequest(), timeout=10
+        )
     install = principal_from_pem(app.cert_file.read_bytes(), app.trust_domain).name
-    return Household(app, camera, tenant, device, install, grant.grant.grant_id)
+    return Household(
+        app, camera, tenant, device, install, grant.grant.grant_id, clip, export.export.export_id
+    )
 
 
-_ID_FIELDS = ("tenant_id", "device_id", "grant_id", "install_id")
+_ID_FIELDS = ("tenant_id", "device_id", "clip_id", "grant_id", "install_id", "export_id")
 
 
 def _fill(descriptor: Descriptor, message: Message, ids: dict[str, str], depth: int = 0) -> None:
-    """Every id field (at any depth) set to the given ids; other fields plausible."""
+    """Every id field (at any depth) set to the given ids; other fields plausible. Of a
+    oneof only the first field is set: a client stream's first message (metadata, hello,
+    join) carries its ids there."""
     for field in descriptor.fields:
         name = field.name
+        oneof = field.containing_oneof
+        if oneof is not None and oneof.fields[0] is not field:
+            continue
         if field.message_type is not None:
             if depth < 2 and not field.is_repeated:
                 child = getattr(message, name)
@@ -285,6 +314,15 @@ def _fill(descriptor: Descriptor, message: Message, ids: dict[str, str], depth: 
             setattr(message, name, 10)
 
 
+def _has_id_field(descriptor: Descriptor, depth: int = 0) -> bool:
+    return any(
+        field.name in _ID_FIELDS
+        or field.name.removesuffix("s") in _ID_FIELDS
+        or (field.message_type is not None and depth < 2 and _has_id_field(field.message_type))
+        for field in descriptor.fields
+    )
+
+
 @pytest.fixture(scope="module")
 def households(
     platform: Platform, tmp_path_factory: pytest.TempPathFactory
@@ -299,6 +337,32 @@ def _identity_of(profile: Profile) -> Identity:
     return Identity(profile.ca_file, profile.cert_file, profile.key_file)
 
 
+async def _seen_by(household: Household) -> list[str]:
+    """What the household itself sees of its own things (nothing here is logged)."""
+    async with PrivacamClient(household.app) as client:
+        calls = client.device_auth()
+        device = household.device
+        cameras = await calls.ListCameras(identity_pb.ListCamerasRequest(), timeout=10)
+        settings = await calls.GetCameraSettings(
+            identity_pb.GetCameraSettingsRequest(device_id=device), timeout=10
+        )
+        grants = await calls.ListGrants(identity_pb.ListGrantsRequest(device_id=device), timeout=10)
+        installs = await calls.ListAppInstalls(identity_pb.ListAppInstallsRequest(), timeout=10)
+        clips = [(c.clip_id, c.size_bytes) async for c in list_clips(client, device)]
+    async with mtls_channel(household.app.endpoint("retention"), household.app) as channel:
+        exports = await retention_grpc.RetentionServiceStub(channel).ListExports(
+            retention_pb.ListExportsRequest(), timeout=10
+        )
+    return [
+        str(cameras),
+        str(settings),
+        str(grants),
+        str(sorted(i.install_id for i in installs.installs)),
+        str(clips),
+        str(sorted(e.export_id for e in exports.exports)),
+    ]
+
+
 def test_another_households_ids_answer_like_ids_that_exist_nowhere(
     platform: Platform, households: tuple[Household, Household]
 ) -> None:
@@ -306,15 +370,18 @@ def test_another_households_ids_answer_like_ids_that_exist_nowhere(
     theirs = {
         "tenant_id": victim.tenant,
         "device_id": victim.device,
+        "clip_id": victim.clip,
         "grant_id": victim.grant,
         "install_id": victim.install,
+        "export_id": victim.export,
     }
     nowhere = {name: str(uuid.uuid4()) for name in _ID_FIELDS}
+    nowhere["clip_id"] = f"iso-clip-{secrets.token_hex(4)}"
+    before = asyncio.run(_seen_by(victim))
     leaks: list[str] = []
-    reached = 0
+    reached: set[str] = set()
+    streams: set[str] = set()
     for rpc in RPCS:
-        if rpc.method.client_streaming:
-            continue  # streams carry ids in later messages: covered by their services' tests
         for kind, profile in (
             (PrincipalKind.APP, intruder.app),
             (PrincipalKind.CAMERA, intruder.camera),
@@ -322,7 +389,7 @@ def test_another_households_ids_answer_like_ids_that_exist_nowhere(
             if kind not in rpc.kinds:
                 continue
             request_class = GetMessageClass(rpc.method.input_type)
-            if not any(f in str(rpc.method.input_type.fields_by_name) for f in _ID_FIELDS):
+            if not _has_id_field(rpc.method.input_type):
                 continue
             answers = []
             for ids in (theirs, nowhere):
@@ -336,6 +403,18 @@ def test_another_households_ids_answer_like_ids_that_exist_nowhere(
             if answers[0] != answers[1]:
                 leaks.append(f"{rpc} as {kind.value}: theirs {answers[0]} vs nowhere {answers[1]}")
             if answers[0][0] is grpc.StatusCode.NOT_FOUND:
-                reached += 1
+                reached.add(str(rpc))
+            if rpc.method.client_streaming:
+                streams.add(str(rpc))
+    print(f"NOT_FOUND for another household's ids: {len(reached)} methods: {sorted(reached)}")
     assert leaks == []
-    assert reached >= 8, "too few methods looked the ids up: the test would prove little"
+    assert len(reached) >= 20, "too few methods looked the ids up: the test would prove little"
+    assert "clip_ingest.UploadClip" in streams
+    # Nothing of the victim's changed, and its clip still plays as it was uploaded.
+    assert asyncio.run(_seen_by(victim)) == before
+
+    async def played() -> bytes:
+        async with PrivacamClient(victim.app) as client:
+            return (await download_clip(client, victim.device, victim.clip))[1]
+
+    assert asyncio.run(played()) == CLIP
