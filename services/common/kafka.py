@@ -10,7 +10,6 @@ idempotent on replay; a failing handler is retried with backoff, never skipped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -20,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from faust.serializers import codecs
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as otel_context
@@ -107,8 +106,13 @@ async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic[Any]]) -
             if settings.namespace + topic.name not in existing
         ]
         if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
-                await admin.create_topics(wanted)
+            response = await admin.create_topics(wanted)
+            for _, code, *_ in response.topic_errors:
+                # Another service may have been first: that is success.
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    error = for_code(code)()
+                    report_store_refusal(error, task="topic creation")
+                    raise error
     finally:
         await admin.close()
 

@@ -30,7 +30,7 @@ from privacam.types.v1 import types_pb2
 from services.common import topics
 from services.common.clock import SystemClock
 from services.common.identity import Principal, PrincipalKind, subject_digest
-from services.common.kafka import EventProducer, Topic, client_options, ensure_topics
+from services.common.kafka import EventProducer, Topic, ensure_topics
 from services.common.pki import create_intermediate, create_root, new_private_key
 from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
@@ -64,7 +64,13 @@ from services.device_auth.domain.records import (
     Subject,
 )
 from services.device_auth.domain.service import DeviceAuth
-from tests.harness import delete_namespace_topics, kafka_settings, new_namespace, redis_setup_url
+from tests.harness import (
+    delete_namespace_topics,
+    kafka_options,
+    kafka_settings,
+    new_namespace,
+    redis_setup_url,
+)
 
 TRUST_DOMAIN = "privacam.local"
 
@@ -73,6 +79,8 @@ TRUST_DOMAIN = "privacam.local"
 class Kafka:
     settings: KafkaSettings
     producer: EventProducer
+    reader: dict[str, Any]
+    """The administrator's client options, for reading topics as the test."""
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +95,7 @@ async def kafka(stack_env: dict[str, str]) -> AsyncIterator[Kafka]:
     producer = EventProducer(settings, "test-device-auth-adapters")
     await producer.start()
     try:
-        yield Kafka(settings, producer)
+        yield Kafka(settings, producer, kafka_options(stack_env))
     finally:
         await producer.stop()
         await delete_namespace_topics(stack_env, namespace)
@@ -507,7 +515,7 @@ async def test_pin_attempts_compare_and_set(redis: tuple[Redis, str]) -> None:
 async def read_topic(kafka: Kafka, topic: Topic[Any]) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of a topic of this module's namespace, from the beginning."""
     name = kafka.settings.namespace + topic.name
-    consumer = AIOKafkaConsumer(**client_options(kafka.settings))
+    consumer = AIOKafkaConsumer(**kafka.reader)
     await consumer.start()
     try:
         count = await kafka.producer.partition_count(topic)

@@ -7,22 +7,45 @@ only publish its traffic reports. Every refusal below is the real Redis's NOPERM
 
 MinIO: each service that keeps objects has its own user and policy (stack/minio_users.py,
 created by stack/up.sh); every refusal below is the real MinIO's AccessDenied.
+
+Kafka: each service logs in over TLS as its own SCRAM user, whose ACLs
+(services/common/topic_grants.py, applied by stack/kafka_users.py) come from the table of
+what its code writes and reads; every refusal below is Kafka's own authorizer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import errors as kafka_errors
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, Consumer
+from confluent_kafka import KafkaError as ConfluentError
+from confluent_kafka import TopicPartition as ConfluentPartition
 from minio import Minio
 from minio.error import S3Error
 from redis import Redis
 from redis.exceptions import NoPermissionError
 
+from services.common import topic_grants, topics
+from services.common.kafka import ensure_topics
 from services.common.stores import ObjectStore
-from tests.harness import stack_minio_settings
+from stack import kafka_users
+from tests.harness import (
+    ADMIN,
+    delete_namespace_topics,
+    kafka_options,
+    kafka_settings,
+    new_namespace,
+    stack_minio_settings,
+)
 
 SERVICES = {
     "device_auth": "device_auth:",
@@ -254,3 +277,189 @@ def test_minio_users_are_confined(
         root.remove_object(bucket, probe)
 
     _report(matrix, "MinIO")
+
+
+# --- Kafka: each service's SCRAM user, refused by Kafka's own authorizer ----------------
+
+# What an insider would be after on each topic, for the printed matrix.
+TOPIC_MEANING = {
+    topics.IDENTITY_STATE.name: "grant itself a camera / read PIN and password hashes",
+    topics.REVOCATIONS.name: "remove a revocation",
+    topics.ACCESS.name: "forge an access-log entry",
+    topics.ACCESS_STATE.name: "erase an operator request",
+    topics.KEY_STATE.name: "read another part's sealed keys",
+    topics.RETENTION_STATE.name: "forge a proof of deletion",
+    topics.CLIPS.name: "forge or hide a clip",
+}
+KafkaAttempt = Callable[[], Awaitable[object]]
+
+
+async def _kafka_outcome(attempt: KafkaAttempt) -> str:
+    try:
+        await asyncio.wait_for(attempt(), 30)
+    except (
+        kafka_errors.TopicAuthorizationFailedError,
+        kafka_errors.GroupAuthorizationFailedError,
+        kafka_errors.ClusterAuthorizationFailedError,
+    ) as refused:
+        return type(refused).__name__.removesuffix("Error")
+    return "allowed"
+
+
+def _produce(options: dict[str, Any], topic: str) -> KafkaAttempt:
+    async def attempt() -> object:
+        # Not idempotent: `backup` may write nothing at all, and the attempt is one record.
+        producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=10_000)
+        await producer.start()
+        try:
+            return await producer.send_and_wait(topic, b"forged", key=b"insider")
+        finally:
+            await producer.stop()
+
+    return attempt
+
+
+# librdkafka's codes: the end of a partition, and Kafka's TOPIC_AUTHORIZATION_FAILED.
+_PARTITION_EOF: int = ConfluentError._PARTITION_EOF  # type: ignore[attr-defined]
+_NOT_AUTHORIZED: int = ConfluentError.TOPIC_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
+
+
+def _fetch(login: dict[str, Any], topic: str) -> KafkaAttempt:
+    """Read the topic's first partition from its start. confluent-kafka's consumer, because
+    aiokafka's only logs a topic it may not even describe and waits forever."""
+
+    def fetch() -> object:
+        consumer = Consumer(
+            {
+                **login,
+                "group.id": "unused",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            consumer.assign([ConfluentPartition(topic, 0, OFFSET_BEGINNING)])
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is None or error.code() == _PARTITION_EOF:
+                    return message
+                if error.code() == _NOT_AUTHORIZED:
+                    raise kafka_errors.TopicAuthorizationFailedError()
+                raise RuntimeError(error.str())
+            raise TimeoutError(topic)
+        finally:
+            consumer.close()
+
+    return lambda: asyncio.to_thread(fetch)
+
+
+def _confluent_login(stack_env: dict[str, str], principal: str) -> dict[str, Any]:
+    settings = kafka_settings(stack_env, principal)
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": settings.sasl_mechanism,
+        "sasl.username": settings.username,
+        "sasl.password": settings.password.get_secret_value(),
+        "ssl.ca.location": str(settings.ca_file),
+    }
+
+
+def _join(options: dict[str, Any], topic: str, group: str) -> KafkaAttempt:
+    async def attempt() -> object:
+        consumer = AIOKafkaConsumer(topic, **options, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await consumer.getmany(timeout_ms=2000)
+        finally:
+            await consumer.stop()
+
+    return attempt
+
+
+def _create(options: dict[str, Any], topic: str) -> KafkaAttempt:
+    async def attempt() -> object:
+        admin = AIOKafkaAdminClient(**options)
+        await admin.start()
+        try:
+            response = await admin.create_topics([NewTopic(topic, 1, 1)])
+            for _, code, *_ in response.topic_errors:
+                if code:
+                    raise kafka_errors.for_code(code)()
+            return response
+        finally:
+            await admin.close()
+
+    return attempt
+
+
+def _kafka_attempts(
+    principal: str, options: dict[str, Any], login: dict[str, Any], namespace: str
+) -> dict[str, tuple[KafkaAttempt, str]]:
+    """attempt name -> (attempt, expected answer) for one Kafka user."""
+    if principal == kafka_users.BACKUP:
+        may_write: frozenset[str] = frozenset()
+        may_read = topic_grants.BACKUP_READS
+    else:
+        may_write, may_read = topic_grants.writes(principal), topic_grants.reads(principal)
+    out: dict[str, tuple[KafkaAttempt, str]] = {}
+    for topic in topics.ALL:
+        meaning = TOPIC_MEANING.get(topic.name, "")
+        label = f"{topic.name}{f' ({meaning})' if meaning else ''}"
+        name = namespace + topic.name
+        allowed = topic.name in may_write
+        out[f"write {label}"] = (
+            _produce(options, name),
+            "allowed" if allowed else "TopicAuthorizationFailed",
+        )
+        out[f"read {label}"] = (
+            _fetch(login, name),
+            "allowed" if topic.name in may_read else "TopicAuthorizationFailed",
+        )
+    other = "key_manager" if principal == "device_auth" else "device_auth"
+    out[f"join {other}'s consumer group"] = (
+        _join(options, namespace + topics.DIAGNOSTICS.name, f"{namespace}{other}.diagnostics"),
+        "GroupAuthorizationFailed",
+    )
+    out["create a topic of its own naming"] = (
+        _create(options, f"{namespace}privacam.insider.v1"),
+        "TopicAuthorizationFailed",
+    )
+    return out
+
+
+async def test_kafka_users_are_confined(stack_env: dict[str, str]) -> None:
+    """Each service's Kafka user writes only the topics it owns, reads only those it
+    consumes, joins only its own groups and creates no topic outside its table; `backup`
+    reads and never writes. Every refusal is the real broker's authorizer (KRaft's
+    StandardAuthorizer). Records the attempts write are made in a namespace of their own."""
+    namespace = new_namespace(stack_env, "insider")
+    admin = kafka_settings(stack_env, ADMIN, namespace).model_copy(update={"topic_partitions": 1})
+    await ensure_topics(admin, topics.ALL)
+    matrix: list[tuple[str, str, str, str]] = []
+    try:
+        for principal in (*topic_grants.SERVICES, kafka_users.BACKUP):
+            options = kafka_options(stack_env, principal)
+            login = _confluent_login(stack_env, principal)
+            attempts = _kafka_attempts(principal, options, login, namespace)
+            for name, (attempt, expected) in attempts.items():
+                matrix.append((principal, name, await _kafka_outcome(attempt), expected))
+        # No way around the users: the client port speaks only TLS with SCRAM.
+        relay_broker = _confluent_login(stack_env, "relay_broker")
+        plaintext = {"bootstrap.servers": relay_broker["bootstrap.servers"]}
+        wrong = {**relay_broker, "sasl.password": "not-the-password"}
+        for label, login in (("no TLS, no user", plaintext), ("a wrong password", wrong)):
+            try:
+                await _fetch(login, namespace + topics.IDENTITY.name)()
+                got = "allowed"
+            except (RuntimeError, TimeoutError, kafka_errors.KafkaError):
+                got = "refused"
+            matrix.append((label, "read privacam.identity.v1", got, "refused"))
+    finally:
+        await delete_namespace_topics(stack_env, namespace)
+
+    _report(matrix, "Kafka")
