@@ -8,9 +8,8 @@ promise (no hashes, no tokens, no login outside the owner's own grant listing).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
@@ -20,7 +19,6 @@ from services.common.errors import InvalidArgument
 from services.common.identity import ID_PATTERN, PrincipalKind
 from services.common.timestamps import to_timestamp
 from services.device_auth.domain.certificates import CSR_MAX_BYTES, IssuedCertificate
-from services.device_auth.domain.pins import PinCheck, PinCheckResult
 from services.device_auth.domain.records import GrantScope, SettingsView, Subject
 from services.device_auth.domain.service import (
     AccountView,
@@ -47,12 +45,6 @@ _DIRECTIONS: dict[int, GrantDirection | None] = {
     pb.GRANT_DIRECTION_UNSPECIFIED: None,  # both sides
     pb.GRANT_DIRECTION_GIVEN: GrantDirection.GIVEN,
     pb.GRANT_DIRECTION_RECEIVED: GrantDirection.RECEIVED,
-}
-_PIN_RESULTS_PB = {
-    PinCheckResult.OK: pb.PIN_CHECK_RESULT_OK,
-    PinCheckResult.NOT_SET: pb.PIN_CHECK_RESULT_NOT_SET,
-    PinCheckResult.WRONG: pb.PIN_CHECK_RESULT_WRONG,
-    PinCheckResult.LOCKED_OUT: pb.PIN_CHECK_RESULT_LOCKED_OUT,
 }
 _SUBJECT_KINDS = {
     types_pb2.PRINCIPAL_KIND_APP: PrincipalKind.APP,
@@ -131,12 +123,6 @@ def on_behalf_of(message: types_pb2.Principal, field: str = "on_behalf_of") -> S
 # --- reply side ---------------------------------------------------------------------
 
 
-def duration(value: timedelta) -> Duration:
-    span = Duration()
-    span.FromTimedelta(value)
-    return span
-
-
 def certificate_pb(certificate: IssuedCertificate) -> pb.IssuedCertificate:
     """DER certificates, leaf first, ending with the issuing CA; serial in lower-case hex."""
     return pb.IssuedCertificate(
@@ -205,11 +191,3 @@ def account_pb(view: AccountView) -> pb.GetAccountResponse:
     return pb.GetAccountResponse(
         tenant_id=view.tenant_id, login=view.login, created_at=to_timestamp(view.created_at)
     )
-
-
-def pin_check_pb(check: PinCheck) -> pb.CheckPinResponse:
-    """retry_after only for WRONG and LOCKED_OUT, as the proto defines (zero: try now)."""
-    response = pb.CheckPinResponse(result=_PIN_RESULTS_PB[check.result])
-    if check.result in (PinCheckResult.WRONG, PinCheckResult.LOCKED_OUT):
-        response.retry_after.CopyFrom(duration(check.retry_after))
-    return response

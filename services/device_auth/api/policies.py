@@ -7,7 +7,7 @@ tests/unit/common/test_least_privilege.py, derives that from the code).
 """
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
-from services.common.auth import APP, CAMERA, ENROLLMENT_PORT_ONLY, NOBODY, services
+from services.common.auth import APP, CAMERA, ENROLLMENT_PORT_ONLY, services
 from services.common.runtime import method_policies
 
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DeviceAuthService"]
@@ -35,9 +35,6 @@ POLICIES = method_policies(
         "SetPin": APP,
         "ChangePin": APP,
         "ClearPin": APP,
-        # No service calls it (viewers' PINs are checked by AuthorizeCameraAccess): closed
-        # until it is removed from the API.
-        "CheckPin": NOBODY,
         "CreateGrant": APP,
         "ListGrants": APP,
         "RevokeGrant": APP,

@@ -281,16 +281,6 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
         )
         return pb.ClearPinResponse()
 
-    async def CheckPin(self, request: pb.CheckPinRequest, context: Any) -> pb.CheckPinResponse:
-        _service()
-        device_id = convert.identifier(request.device_id, "device_id")
-        # Any PIN string is checked: a malformed one is a counted wrong try, not an error.
-        on_behalf_of = (
-            convert.on_behalf_of(request.on_behalf_of) if request.HasField("on_behalf_of") else None
-        )
-        check = await self._auth.check_pin(device_id, request.pin, on_behalf_of)
-        return convert.pin_check_pb(check)
-
     # --- sharing ------------------------------------------------------------------------
 
     async def CreateGrant(

@@ -647,8 +647,9 @@ class DeviceAuth:
     async def check_pin(
         self, device_id: str, pin: str, on_behalf_of: Subject | None = None
     ) -> PinCheck:
-        """Check a PIN for another service (live view, clip download). Anything but 4
-        digits is a wrong try; refusals and lockouts come back as results, not errors."""
+        """Check a PIN, counting a wrong try; anything but 4 digits is a wrong try, and
+        refusals and lockouts come back as results, not errors. No RPC calls this: viewing
+        checks the PIN in `authorize_viewing`, which raises instead."""
         camera = await self._camera(device_id)
         if camera.pin_hash is None:
             return PinCheck(PinCheckResult.NOT_SET)

@@ -101,6 +101,22 @@ def stamp(moment: Any) -> Timestamp:
     return value
 
 
+def app_viewer(app: Principal | None) -> types_pb2.Principal:
+    """An app as the service acting for it names it to AuthorizeCameraAccess."""
+    assert app is not None
+    assert app.tenant_id is not None
+    return types_pb2.Principal(
+        kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=app.tenant_id, id=app.name
+    )
+
+
+def live_view(device_id: str, app: Principal | None, pin: str) -> pb.AuthorizeCameraAccessRequest:
+    """A live view as relay_broker asks for it: the PIN checked if the camera has one."""
+    return pb.AuthorizeCameraAccessRequest(
+        device_id=device_id, viewer=app_viewer(app), scope=LIVE, check_pin=True, pin=pin
+    )
+
+
 @dataclass
 class Api:
     world: World
@@ -290,21 +306,11 @@ async def test_register_pair_share_renew_revoke_and_purge(api: Api) -> None:
     assert (await call(alice, svc.GetCameraSettings, settings_request)).settings == expected
     assert (await call(RETENTION, svc.GetCameraSettings, settings_request)).settings == expected
 
-    # PIN: set it, a service checks it on behalf of the app.
+    # PIN: set it; a service asking for the app's live view has it checked.
     await call(alice, svc.SetPin, pb.SetPinRequest(device_id=device, pin="2468"))
-    checked = await call(
-        RETENTION,
-        svc.CheckPin,
-        pb.CheckPinRequest(
-            device_id=device,
-            pin="2468",
-            on_behalf_of=types_pb2.Principal(
-                kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=tenant, id=alice.name
-            ),
-        ),
-    )
-    assert checked.result == pb.PIN_CHECK_RESULT_OK
-    assert not checked.HasField("retry_after")
+    checked = await call(RETENTION, svc.AuthorizeCameraAccess, live_view(device, alice, "2468"))
+    assert checked.pin_check == pb.PIN_CHECK_RESULT_OK
+    assert (checked.owner_tenant_id, checked.is_owner) == (tenant, True)
     code, _ = await status_of(
         call(
             alice,
@@ -441,24 +447,18 @@ async def test_register_pair_share_renew_revoke_and_purge(api: Api) -> None:
 
 async def test_wrong_pins_back_off_then_lock_out_and_the_password_clears(api: Api) -> None:
     svc, clock = api.servicer, api.world.clock
-    registered, alice = await api.register("alice")
+    _, alice = await api.register("alice")
     camera, _ = await api.pair(alice)
     device = camera.device_id
 
-    def check(pin: str) -> pb.CheckPinRequest:
-        return pb.CheckPinRequest(
-            device_id=device,
-            pin=pin,
-            on_behalf_of=types_pb2.Principal(
-                kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=registered.tenant_id, id=alice.name
-            ),
-        )
+    def view(pin: str) -> Awaitable[pb.AuthorizeCameraAccessResponse]:
+        """alice's live view, asked for by a service: the PIN counts like any other try."""
+        return call(RETENTION, svc.AuthorizeCameraAccess, live_view(device, alice, pin))
 
     def change(current: str) -> pb.ChangePinRequest:
         return pb.ChangePinRequest(device_id=device, current_pin=current, new_pin="9999")
 
-    not_set = await call(RETENTION, svc.CheckPin, check("1234"))
-    assert not_set.result == pb.PIN_CHECK_RESULT_NOT_SET
+    assert (await view("1234")).pin_check == pb.PIN_CHECK_RESULT_NOT_SET
     code, _ = await status_of(call(alice, svc.ChangePin, change("1234")))
     assert code is CODE.FAILED_PRECONDITION
     await call(alice, svc.SetPin, pb.SetPinRequest(device_id=device, pin="1234"))
@@ -467,36 +467,37 @@ async def test_wrong_pins_back_off_then_lock_out_and_the_password_clears(api: Ap
     )
     assert code is CODE.FAILED_PRECONDITION
 
-    # Two free wrong tries (a malformed PIN is just a wrong try), then backoff.
-    first = await call(RETENTION, svc.CheckPin, check("0000"))
-    assert first.result == pb.PIN_CHECK_RESULT_WRONG
-    assert first.retry_after.ToTimedelta() == timedelta(0)
-    assert (await call(RETENTION, svc.CheckPin, check("12345"))).result == (
-        pb.PIN_CHECK_RESULT_WRONG
-    )
+    # Free wrong tries (a malformed PIN is just a wrong try), then backoff; viewing and
+    # ChangePin count toward the same backoff.
+    code, message = await status_of(view("0000"))
+    assert code is CODE.PERMISSION_DENIED
+    assert "next try" not in message  # a free try: no wait
+    code, message = await status_of(view("12345"))
+    assert code is CODE.PERMISSION_DENIED
+    assert "next try" not in message
     code, message = await status_of(call(alice, svc.ChangePin, change("0001")))
     assert code is CODE.PERMISSION_DENIED
     assert "1 s" in message
     code, message = await status_of(call(alice, svc.ChangePin, change("1234")))
     assert code is CODE.RESOURCE_EXHAUSTED
     assert "try again in 1 s" in message
-    backing_off = await call(RETENTION, svc.CheckPin, check("1234"))
-    assert backing_off.result == pb.PIN_CHECK_RESULT_LOCKED_OUT
-    assert backing_off.retry_after.ToTimedelta() == timedelta(seconds=1)
+    code, message = await status_of(view("1234"))  # even the right PIN waits
+    assert code is CODE.RESOURCE_EXHAUSTED
+    assert "try again in 1 s" in message
 
     # Keep guessing past each backoff until the 10th wrong try locks the camera.
     for _ in range(7):
         clock.advance(timedelta(seconds=61))
-        result = await call(RETENTION, svc.CheckPin, check("0000"))
-        assert result.result == pb.PIN_CHECK_RESULT_WRONG
-    assert result.retry_after.ToTimedelta() == timedelta(hours=1)
+        code, message = await status_of(view("0000"))
+        assert code is CODE.PERMISSION_DENIED
+    assert "next try is accepted in 3600 s" in message
     (lockout,) = api.world.events.of(PinLockedOut)
     assert lockout.failed_attempts == 10
     assert lockout.last_attempt_by == Subject(PrincipalKind.APP, alice.tenant_id, alice.name)
 
-    locked = await call(RETENTION, svc.CheckPin, check("1234"))
-    assert locked.result == pb.PIN_CHECK_RESULT_LOCKED_OUT
-    assert locked.retry_after.ToTimedelta() == timedelta(hours=1)
+    code, message = await status_of(view("1234"))
+    assert code is CODE.RESOURCE_EXHAUSTED
+    assert "locked for 3600 s" in message
     code, message = await status_of(call(alice, svc.ChangePin, change("1234")))
     assert code is CODE.RESOURCE_EXHAUSTED
     assert "3600 s" in message
@@ -515,9 +516,7 @@ async def test_wrong_pins_back_off_then_lock_out_and_the_password_clears(api: Ap
         alice, svc.GetCameraSettings, pb.GetCameraSettingsRequest(device_id=device)
     )
     assert not settings.settings.pin_set
-    assert (await call(RETENTION, svc.CheckPin, check("1234"))).result == (
-        pb.PIN_CHECK_RESULT_NOT_SET
-    )
+    assert (await view("1234")).pin_check == pb.PIN_CHECK_RESULT_NOT_SET
 
 
 async def test_pin_changes_and_clears_with_the_current_pin(api: Api) -> None:
@@ -531,12 +530,14 @@ async def test_pin_changes_and_clears_with_the_current_pin(api: Api) -> None:
         svc.ChangePin,
         pb.ChangePinRequest(device_id=device, current_pin="1234", new_pin="5678"),
     )
-    check = pb.CheckPinRequest(device_id=device, pin="5678")
-    assert (await call(RETENTION, svc.CheckPin, check)).result == pb.PIN_CHECK_RESULT_OK
+    view = live_view(device, alice, "5678")
+    answer = await call(RETENTION, svc.AuthorizeCameraAccess, view)
+    assert answer.pin_check == pb.PIN_CHECK_RESULT_OK
     code, _ = await status_of(call(alice, svc.ClearPin, pb.ClearPinRequest(device_id=device)))
     assert code is CODE.INVALID_ARGUMENT
     await call(alice, svc.ClearPin, pb.ClearPinRequest(device_id=device, current_pin="5678"))
-    assert (await call(RETENTION, svc.CheckPin, check)).result == pb.PIN_CHECK_RESULT_NOT_SET
+    answer = await call(RETENTION, svc.AuthorizeCameraAccess, view)
+    assert answer.pin_check == pb.PIN_CHECK_RESULT_NOT_SET
 
 
 @pytest.mark.parametrize(
@@ -1011,43 +1012,47 @@ BAD_INPUT: dict[str, Case] = {
         CODE.FAILED_PRECONDITION,
         "no PIN",
     ),
-    "check-pin/malformed-id": (
+    "view-with-pin/malformed-id": (
         "service",
-        "CheckPin",
-        lambda s: pb.CheckPinRequest(device_id="", pin="1234"),
+        "AuthorizeCameraAccess",
+        lambda s: live_view("", s.callers["alice"], "1234"),
         CODE.INVALID_ARGUMENT,
         "device_id",
     ),
-    "check-pin/unknown-id": (
+    "view-with-pin/unknown-id": (
         "service",
-        "CheckPin",
-        lambda s: pb.CheckPinRequest(device_id=UNKNOWN, pin="1234"),
+        "AuthorizeCameraAccess",
+        lambda s: live_view(UNKNOWN, s.callers["alice"], "1234"),
         CODE.NOT_FOUND,
         "camera",
     ),
-    "check-pin/on-behalf-of-a-service": (
+    "view-with-pin/viewer-a-service": (
         "service",
-        "CheckPin",
-        lambda s: pb.CheckPinRequest(
+        "AuthorizeCameraAccess",
+        lambda s: pb.AuthorizeCameraAccessRequest(
             device_id=s.device,
+            viewer=types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_SERVICE, id="relay"),
+            scope=LIVE,
+            check_pin=True,
             pin="1234",
-            on_behalf_of=types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_SERVICE, id="relay"),
         ),
         CODE.INVALID_ARGUMENT,
-        "on_behalf_of.kind",
+        "viewer.kind",
     ),
-    "check-pin/on-behalf-of-bad-tenant": (
+    "view-with-pin/viewer-bad-tenant": (
         "service",
-        "CheckPin",
-        lambda s: pb.CheckPinRequest(
+        "AuthorizeCameraAccess",
+        lambda s: pb.AuthorizeCameraAccessRequest(
             device_id=s.device,
-            pin="1234",
-            on_behalf_of=types_pb2.Principal(
+            viewer=types_pb2.Principal(
                 kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id="T", id=UNKNOWN
             ),
+            scope=LIVE,
+            check_pin=True,
+            pin="1234",
         ),
         CODE.INVALID_ARGUMENT,
-        "on_behalf_of.tenant_id",
+        "viewer.tenant_id",
     ),
     # Grants.
     "grant/unknown-login": (
@@ -1243,7 +1248,7 @@ APP_ONLY = [
     ("RevokeGrant", pb.RevokeGrantRequest(grant_id=UNKNOWN)),
 ]
 SERVICE_ONLY = [
-    ("CheckPin", pb.CheckPinRequest(device_id=UNKNOWN)),
+    ("AuthorizeCameraAccess", pb.AuthorizeCameraAccessRequest(device_id=UNKNOWN)),
     ("VerifyPassword", pb.VerifyPasswordRequest(tenant_id=UNKNOWN)),
     ("PurgeTenant", pb.PurgeTenantRequest(tenant_id=UNKNOWN, cancellation_id=CANCELLATION)),
 ]
