@@ -46,9 +46,10 @@ from services.common.receipts import (
 )
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_timestamp
+from stack import kafka_users
 from tests.harness import (
-    ADMIN,
     cleanup_namespace,
+    kafka_admin_login,
     kafka_settings,
     local_stack,
     make_service,
@@ -194,13 +195,28 @@ def run() -> list[Result]:
         service.start()
         try:
             service.wait_serving(timeout=180)
-            kafka = kafka_settings(stack, ADMIN, namespace).model_copy(
+            # The baseline produces as access_log's own user, through the same TLS and SCRAM
+            # listener, to a topic of its own that only this run grants it.
+            raw = [
+                kafka_users.Acl(
+                    kafka_users.username("access_log"),
+                    "topic",
+                    namespace + RAW_TOPIC.name,
+                    False,
+                    operation,
+                )
+                for operation in ("write", "create")
+            ]
+            admin = kafka_users.admin_client(kafka_admin_login(stack))
+            kafka_users.grant(admin, namespace, raw)
+            kafka = kafka_settings(stack, "access_log", namespace).model_copy(
                 update={"topic_partitions": 1}
             )
             appends = asyncio.run(_appends(service.endpoint, pki, kafka))
         finally:
             service.stop()
             cleanup_namespace(stack, namespace)
+            kafka_users.revoke_acls(kafka_users.admin_client(kafka_admin_login(stack)), raw)
     return [
         Result.compare(
             "Append with receipt",

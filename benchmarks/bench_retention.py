@@ -93,7 +93,8 @@ async def _ours(
     await asyncio.to_thread(_put_all, minio, names)
     now = datetime.now(UTC) + timedelta(seconds=_offset(clock_file))
     due = now + timedelta(days=7)
-    producer = AIOKafkaProducer(**kafka_options(stack), acks="all", linger_ms=5)
+    # As clip_ingest, the owner of the clips topic, through the clients' TLS listener.
+    producer = AIOKafkaProducer(**kafka_options(stack, "clip_ingest"), acks="all", linger_ms=5)
     await producer.start()
     try:
         sends = []

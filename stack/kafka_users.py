@@ -166,15 +166,20 @@ def set_users(admin: Any, secrets: Path) -> None:
     _wait(admin.alter_user_scram_credentials(upserts))
 
 
-def grant(admin: Any, namespace: str) -> int:
-    """Create the namespace's ACLs (creating one that exists changes nothing)."""
-    wanted = acls(namespace)
+def grant(admin: Any, namespace: str, extra: Iterable[Acl] = ()) -> int:
+    """Create the namespace's ACLs, and any `extra` (creating one that exists changes
+    nothing)."""
+    wanted = [*acls(namespace), *extra]
     _wait(admin.create_acls(_bindings(wanted)))
     return len(wanted)
 
 
 def revoke(admin: Any, namespace: str) -> int:
     """Delete the namespace's ACLs (when its topics are deleted)."""
+    return revoke_acls(admin, acls(namespace))
+
+
+def revoke_acls(admin: Any, unwanted: Iterable[Acl]) -> int:
     from confluent_kafka.admin import AclBindingFilter
 
     filters = [
@@ -187,7 +192,7 @@ def revoke(admin: Any, namespace: str) -> int:
             b.operation,
             b.permission_type,
         )
-        for b in _bindings(acls(namespace))
+        for b in _bindings(unwanted)
     ]
     return sum(len(deleted) for deleted in _wait(admin.delete_acls(filters)))
 

@@ -143,8 +143,9 @@ async def rotator(platform: Platform, profiles_home: Path) -> keys_grpc.KeyManag
 
 @pytest.fixture
 async def producer(platform: Platform) -> AsyncIterator[AIOKafkaProducer]:
+    # Hand-built clip events come from clip_ingest's own Kafka user, the clips topic's owner.
     kafka = AIOKafkaProducer(
-        **kafka_options(platform.stack_env),
+        **kafka_options(platform.stack_env, "clip_ingest"),
         acks="all",
         linger_ms=5,
     )
