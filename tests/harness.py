@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,11 @@ from services.common.healthcheck import serving
 from services.common.kafka import client_options
 from services.common.settings import KafkaSettings, MinioSettings, read_env_file
 from services.common.stores import ObjectStore
+from services.relay_broker.domain import turn
+from services.relay_broker.domain.model import Side
 from stack import kafka_users
 from tests.pki_helpers import Identity, PkiFactory
+from tests.turn_client import TurnClient
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))
@@ -490,3 +494,160 @@ async def clip_events_of(platform: Platform, tenant: str) -> list[ClipEvent]:
         for _, key, value in await read_all(platform, await partitions_of(platform, [topic]))
         if key == tenant.encode()
     ]
+
+
+# --- a coturn of a test's own -----------------------------------------------------------
+
+
+def _port_free(port: int) -> bool:
+    """Free for UDP and TCP on 127.0.0.1 and ::1 (coturn listens on both)."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            with socket.socket(family, kind) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    return False
+    return True
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free for UDP and TCP on 127.0.0.1 and ::1."""
+    for _ in range(100):
+        first = free_port()
+        if first + count < 65_536 and all(_port_free(p) for p in range(first, first + count)):
+            _HANDED_OUT.update(range(first, first + count))
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def render_turnserver_conf(
+    text: str, overrides: dict[str, str | None], added: list[str], source: str
+) -> str:
+    """A turnserver.conf with each overridden option's value replaced, or its line removed
+    when the value is None (each must occur exactly once, so a renamed option fails here
+    rather than silently keeping the shared coturn's port), and the added lines at the end."""
+    lines = text.splitlines()
+    for option, value in overrides.items():
+        found = [i for i, line in enumerate(lines) if line.split("=", 1)[0] == option]
+        assert len(found) == 1, f"{option} appears {len(found)} times in {source}"
+        lines[found[0]] = f"{option}={value}" if value is not None else f"# {option}: removed"
+    return "\n".join([*lines, "", "# --- Added by a test (tests/harness.py)", *added, ""])
+
+
+@dataclass
+class Coturn:
+    """A turnserver of a test's own on loopback ports (never the stack's 3478), started
+    from a config text: the chart's production file or the stack's development template,
+    with its ports, TLS files, secret and files made the test's own (own_coturn)."""
+
+    directory: Path
+    port: int
+    secret: bytes
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "coturn.log"
+
+    def uris(self) -> str:
+        """PRIVACAM_TURN_URIS for services that hand out this coturn."""
+        return f"turn:127.0.0.1:{self.port}?transport=udp,turn:127.0.0.1:{self.port}?transport=tcp"
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            "PRIVACAM_TURN_URIS": self.uris(),
+            "PRIVACAM_TURN_SHARED_SECRET": self.secret.decode(),
+        }
+
+    def client(self, host: str = "127.0.0.1") -> TurnClient:
+        grant = turn.issue(self.secret, (), secrets.token_hex(8), Side.APP, datetime.now(UTC), 600)
+        return TurnClient((host, self.port), grant.username, grant.password)
+
+    def start(self, timeout: float = 20) -> None:
+        """Start it and wait until it answers a STUN binding."""
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "turnserver",
+                    "-c",
+                    str(self.directory / "turnserver.conf"),
+                    f"--static-auth-secret={self.secret.decode()}",  # production's: a Secret
+                    f"--userdb={self.directory / 'turndb'}",  # unused with use-auth-secret
+                    f"--pidfile={self.directory / 'turnserver.pid'}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"turnserver exited:\n{self.log_file.read_text()[-3000:]}")
+            try:
+                with self.client() as probe:
+                    probe.binding()
+                return
+            except (TimeoutError, ConnectionError):
+                assert time.monotonic() < deadline, self.log_file.read_text()[-3000:]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no allocation is released."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def own_coturn(
+    directory: Path,
+    config: Path,
+    *,
+    overrides: dict[str, str | None] | None = None,
+    added: tuple[str, ...] = (),
+    relay_ports: int = 16,
+) -> Coturn:
+    """A Coturn (not started) from `config` on ports of its own: listening, TLS and relay
+    ports, a self-signed TLS certificate and a random secret; `overrides` and `added` change
+    the rest (render_turnserver_conf)."""
+    # turnserver and openssl, if missing (nothing else of the stack is needed).
+    subprocess.run(["bash", str(ROOT / "stack" / "install.sh"), "coturn"], check=True)
+    key, certificate = directory / "tls.key", directory / "tls.crt"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-days", "1", "-subj", "/CN=turn.test"),
+            *("-keyout", str(key), "-out", str(certificate)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port, tls_port = free_ports(2), free_ports(2)  # coturn may also open port + 1
+    relay = free_ports(relay_ports)
+    text = render_turnserver_conf(
+        config.read_text(),
+        {
+            "listening-port": str(port),
+            "tls-listening-port": str(tls_port),
+            "min-port": str(relay),
+            "max-port": str(relay + relay_ports - 1),
+            "cert": str(certificate),
+            "pkey": str(key),
+            **(overrides or {}),
+        },
+        list(added),
+        config.name,
+    )
+    left = [line for line in text.splitlines() if "@" in line and not line.startswith("#")]
+    assert not left, f"placeholders of {config.name} left: {left}"
+    (directory / "turnserver.conf").write_text(text)
+    return Coturn(directory, port, secrets.token_urlsafe(32).encode())

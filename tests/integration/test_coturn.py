@@ -16,20 +16,11 @@ would land on the shared stack's Redis channel that the running relay_broker rep
 from __future__ import annotations
 
 import re
-import secrets
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from services.relay_broker.domain import turn
-from services.relay_broker.domain.model import Side
-from tests.harness import ROOT, free_port
+from tests.harness import ROOT, Coturn, own_coturn
 from tests.turn_client import Method, TurnClient, TurnError
 
 PRODUCTION = ROOT / "charts" / "privacam" / "files" / "turnserver.conf"
@@ -39,139 +30,28 @@ RELAY_PORTS = 16
 NODE_ADDRESSES = ("198.41.0.4", "2a00:1450:4001::-2a00:1450:4001:ffff:ffff:ffff:ffff:ffff")
 
 
-@dataclass(frozen=True)
-class Coturn:
-    port: int
-    secret: bytes
-    log_file: Path
-
-    def client(self, host: str = "127.0.0.1") -> TurnClient:
-        grant = turn.issue(self.secret, (), secrets.token_hex(8), Side.APP, datetime.now(UTC), 600)
-        return TurnClient((host, self.port), grant.username, grant.password)
-
-
-def _udp_free(port: int) -> bool:
-    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            with socket.socket(family, kind) as sock:
-                try:
-                    sock.bind((host, port))
-                except OSError:
-                    return False
-    return True
-
-
-def _free_ports(count: int) -> int:
-    """The first of `count` consecutive ports free for UDP and TCP on 127.0.0.1 and ::1."""
-    for _ in range(100):
-        first = free_port()
-        if first + count < 65_536 and all(_udp_free(p) for p in range(first, first + count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-def render(production: str, overrides: dict[str, str], added: list[str]) -> str:
-    """The production text with each overridden option's value replaced (each must occur
-    exactly once, so a renamed option fails here rather than silently keeping 3478) and the
-    added lines at the end."""
-    lines = production.splitlines()
-    for option, value in overrides.items():
-        found = [i for i, line in enumerate(lines) if line.split("=", 1)[0] == option]
-        assert len(found) == 1, f"{option} appears {len(found)} times in {PRODUCTION.name}"
-        lines[found[0]] = f"{option}={value}"
-    return "\n".join([*lines, "", "# --- Added by tests/integration/test_coturn.py", *added, ""])
-
-
 @pytest.fixture(scope="module")
 def production_coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
-    # turnserver and openssl, if missing (the module needs no other part of the stack).
-    subprocess.run(["bash", str(ROOT / "stack" / "install.sh"), "coturn"], check=True)
-    directory = tmp_path_factory.mktemp("coturn-production")
     production = PRODUCTION.read_text()
     # Production listens on every interface; this one only on loopback, where its peers are not.
     assert not re.search(r"^(listening|relay)-ip=", production, re.MULTILINE)
-    key, certificate = directory / "tls.key", directory / "tls.crt"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=turn.test",
-            "-keyout",
-            str(key),
-            "-out",
-            str(certificate),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port, tls_port = _free_ports(2), _free_ports(2)  # coturn may also open port + 1
-    relay = _free_ports(RELAY_PORTS)
-    config = render(
-        production,
-        {
-            "listening-port": str(port),
-            "tls-listening-port": str(tls_port),
-            "min-port": str(relay),
-            "max-port": str(relay + RELAY_PORTS - 1),
-            "cert": str(certificate),
-            "pkey": str(key),
-        },
-        [
+    server = own_coturn(
+        tmp_path_factory.mktemp("coturn-production"),
+        PRODUCTION,
+        added=(
             "listening-ip=127.0.0.1",
             "listening-ip=::1",
             "relay-ip=127.0.0.1",
             "relay-ip=::1",
             *(f"denied-peer-ip={address}" for address in NODE_ADDRESSES),
-        ],
+        ),
+        relay_ports=RELAY_PORTS,
     )
-    (directory / "turnserver.conf").write_text(config)
-    secret = secrets.token_urlsafe(32)
-    log_file = directory / "coturn.log"
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                "turnserver",
-                "-c",
-                str(directory / "turnserver.conf"),
-                f"--static-auth-secret={secret}",  # production's comes from a Secret too
-                # Not in production's file either: its sqlite database (unused with
-                # use-auth-secret) and pid file default to /var.
-                f"--userdb={directory / 'turndb'}",
-                f"--pidfile={directory / 'turnserver.pid'}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-        )
-    server = Coturn(port, secret.encode(), log_file)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"turnserver exited:\n{log_file.read_text()[-3000:]}")
-            try:
-                with server.client() as probe:
-                    probe.binding()
-                break
-            except TimeoutError:
-                assert time.monotonic() < deadline, log_file.read_text()[-3000:]
+        server.start()
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 def _outcome(client: TurnClient, method: Method, peer: str, channel: int) -> str:
