@@ -342,7 +342,17 @@ class ClipService:
             key_period_start=key_period_start,
             object_name=name,
         )
-        await self._publish_or_undo(record, previous, tag_key)
+        # Once the clip is stored, its event and index entry are written even if the camera
+        # gives up (a deadline, a dropped connection): an event may already be on its way,
+        # and a retry must then find the index entry rather than store and announce the
+        # clip a second time. The claim is released only after that.
+        recording = asyncio.ensure_future(self._publish_or_undo(record, previous, tag_key))
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await recording
+            raise
         return Uploaded(record, created=True)
 
     async def _checked(

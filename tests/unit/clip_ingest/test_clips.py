@@ -24,7 +24,13 @@ from services.clip_ingest.domain.errors import (
     StorageUnavailable,
 )
 from services.clip_ingest.domain.fingerprint import fingerprint, fingerprint_key
-from services.clip_ingest.domain.model import CameraSettings, UploadMetadata, Viewer, object_name
+from services.clip_ingest.domain.model import (
+    CameraSettings,
+    ClipRecord,
+    UploadMetadata,
+    Viewer,
+    object_name,
+)
 from services.clip_ingest.domain.service import ClipService, Limits, Uploaded
 from services.common.clip_format import ClipBinding
 from services.common.clock import FakeClock
@@ -323,6 +329,34 @@ async def test_a_cancelled_upload_is_aborted_and_releases_its_id(kit: Kit) -> No
     assert kit.metrics.counts["refused:cancelled"] == 1
     assert not kit.index.claims
     assert (await upload(kit, data)).created
+
+
+async def test_a_camera_giving_up_while_the_event_is_sent_gets_one_event(kit: Kit) -> None:
+    """The camera's deadline passes while the clip's event is being sent: the event and the
+    index entry are still written, so the camera's retry finds the clip instead of storing
+    and announcing it a second time."""
+    data = clip()
+    sending, release = asyncio.Event(), asyncio.Event()
+    publish = kit.events.ingested
+
+    async def slow_ingested(record: ClipRecord) -> None:
+        sending.set()
+        await release.wait()
+        await publish(record)
+
+    kit.events.ingested = slow_ingested  # type: ignore[method-assign]
+    task = asyncio.create_task(upload(kit, data))
+    await sending.wait()
+    task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [kind for kind, _ in kit.events.published] == ["ingested"]
+    assert not kit.index.claims
+    retry = await upload(kit, data)
+    assert not retry.created
+    assert [kind for kind, _ in kit.events.published] == ["ingested"]
 
 
 async def test_a_concurrent_upload_of_the_same_id_is_refused(kit: Kit) -> None:
