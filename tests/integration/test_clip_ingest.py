@@ -861,7 +861,7 @@ async def test_kafka_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
     ClipIngested event cannot be written, so the stored object is taken back."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    namespace = new_namespace("clipkafka")
+    namespace = new_namespace(platform.stack_env, "clipkafka")
     service = make_service("clip_ingest", platform.pki, platform.stack_env, namespace, tmp_path)
     service.env.update(
         {
