@@ -49,7 +49,7 @@ from services.common.timestamps import to_timestamp
 from stack import kafka_users
 from tests.harness import (
     cleanup_namespace,
-    kafka_admin_login,
+    kafka_admin,
     kafka_settings,
     local_stack,
     make_service,
@@ -191,24 +191,23 @@ def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
         namespace = new_namespace(stack, "bench")
+        # The baseline produces as access_log's own user, through the same TLS and SCRAM
+        # listener, to a topic of its own that only this run grants it.
+        raw = [
+            kafka_users.Acl(
+                kafka_users.username("access_log"),
+                "topic",
+                namespace + RAW_TOPIC.name,
+                False,
+                operation,
+            )
+            for operation in ("write", "create")
+        ]
+        kafka_users.grant_acls(kafka_admin(stack), raw)
         service = make_service("access_log", pki, stack, namespace, Path(scratch))
         service.start()
         try:
             service.wait_serving(timeout=180)
-            # The baseline produces as access_log's own user, through the same TLS and SCRAM
-            # listener, to a topic of its own that only this run grants it.
-            raw = [
-                kafka_users.Acl(
-                    kafka_users.username("access_log"),
-                    "topic",
-                    namespace + RAW_TOPIC.name,
-                    False,
-                    operation,
-                )
-                for operation in ("write", "create")
-            ]
-            admin = kafka_users.admin_client(kafka_admin_login(stack))
-            kafka_users.grant(admin, namespace, raw)
             kafka = kafka_settings(stack, "access_log", namespace).model_copy(
                 update={"topic_partitions": 1}
             )
@@ -216,7 +215,7 @@ def run() -> list[Result]:
         finally:
             service.stop()
             cleanup_namespace(stack, namespace)
-            kafka_users.revoke_acls(kafka_users.admin_client(kafka_admin_login(stack)), raw)
+            kafka_users.revoke_acls(kafka_admin(stack), raw)
     return [
         Result.compare(
             "Append with receipt",

@@ -42,12 +42,11 @@ from tests.harness import (
     Platform,
     cleanup_namespace,
     local_stack,
-    make_service,
+    make_services,
     new_namespace,
     process_memory_kib,
     running,
     stack_minio,
-    wire_peers,
 )
 from tests.media import padded_mp4
 from tests.pki_helpers import PkiFactory
@@ -235,11 +234,9 @@ def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
         namespace = new_namespace(stack, "bench")
-        services = {
-            name: make_service(name, pki, stack, namespace, Path(scratch))
-            for name in ("device_auth", "key_manager", "clip_ingest")
-        }
-        wire_peers(services)
+        services = make_services(
+            ("device_auth", "key_manager", "clip_ingest"), pki, stack, namespace, Path(scratch)
+        )
         minio = stack_minio(stack, BUCKET)
         try:
             with running(*services.values()):

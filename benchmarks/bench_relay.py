@@ -73,9 +73,9 @@ from tests.harness import (
     cleanup_namespace,
     local_stack,
     make_service,
+    make_services,
     new_namespace,
     process_memory_kib,
-    wire_peers,
 )
 from tests.live_view import (
     CameraAgent,
@@ -495,11 +495,9 @@ def run() -> list[Result]:
         namespace = new_namespace(stack, "bench-relay")
         logs = root / "logs"
         logs.mkdir()
-        services = {
-            name: make_service(name, pki, stack, namespace, logs)
-            for name in ("device_auth", "access_log", "relay_broker")
-        }
-        wire_peers(services)
+        services = make_services(
+            ("device_auth", "access_log", "relay_broker"), pki, stack, namespace, logs
+        )
         try:
             for service in services.values():
                 service.start()

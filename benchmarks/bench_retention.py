@@ -38,12 +38,11 @@ from tests.harness import (
     cleanup_namespace,
     kafka_options,
     local_stack,
-    make_service,
+    make_services,
     new_namespace,
     retention_clock_file,
     running,
     stack_minio,
-    wire_peers,
 )
 from tests.pki_helpers import PkiFactory
 
@@ -182,11 +181,7 @@ def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
         namespace = new_namespace(stack, "bench")
-        services = {
-            name: make_service(name, pki, stack, namespace, Path(scratch))
-            for name in ("key_manager", "retention")
-        }
-        wire_peers(services)
+        services = make_services(("key_manager", "retention"), pki, stack, namespace, Path(scratch))
         services["retention"].env.update(
             {
                 "PRIVACAM_RETENTION_CLIP_BUCKET": BUCKET,

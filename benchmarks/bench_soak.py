@@ -63,11 +63,10 @@ from tests.harness import (
     Platform,
     cleanup_namespace,
     local_stack,
-    make_service,
+    make_services,
     new_namespace,
     running,
     stack_minio,
-    wire_peers,
 )
 from tests.pki_helpers import PkiFactory
 from tests.soak import (
@@ -236,10 +235,7 @@ def run() -> list[Result]:
     with local_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         pki = PkiFactory(Path(scratch) / "pki")
         namespace = new_namespace(stack, "bench")
-        services = {
-            name: make_service(name, pki, stack, namespace, Path(scratch)) for name in SERVICES
-        }
-        wire_peers(services)
+        services = make_services(SERVICES, pki, stack, namespace, Path(scratch))
         minio = stack_minio(stack, BUCKET)
         try:
             with running(*services.values()):

@@ -166,12 +166,15 @@ def set_users(admin: Any, secrets: Path) -> None:
     _wait(admin.alter_user_scram_credentials(upserts))
 
 
-def grant(admin: Any, namespace: str, extra: Iterable[Acl] = ()) -> int:
-    """Create the namespace's ACLs, and any `extra` (creating one that exists changes
-    nothing)."""
-    wanted = [*acls(namespace), *extra]
-    _wait(admin.create_acls(_bindings(wanted)))
-    return len(wanted)
+def grant(admin: Any, namespace: str) -> int:
+    """Create the namespace's ACLs (creating one that exists changes nothing)."""
+    return grant_acls(admin, acls(namespace))
+
+
+def grant_acls(admin: Any, wanted: Iterable[Acl]) -> int:
+    bindings = _bindings(wanted)
+    _wait(admin.create_acls(bindings))
+    return len(bindings)
 
 
 def revoke(admin: Any, namespace: str) -> int:

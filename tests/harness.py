@@ -9,6 +9,7 @@ their own, so a run never sees the events of `make up` or of another run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,6 +84,16 @@ to provision a namespace, read raw records and delete topics; services never."""
 
 def kafka_admin_login(stack: dict[str, str]) -> kafka_users.AdminLogin:
     return kafka_users.AdminLogin.parse(stack["PRIVACAM_STACK_KAFKA_ADMIN"])
+
+
+@functools.cache
+def _admin_client(login: kafka_users.AdminLogin) -> Any:
+    return kafka_users.admin_client(login)
+
+
+def kafka_admin(stack: dict[str, str]) -> Any:
+    """confluent-kafka's admin client as the super user (one per process), for ACLs."""
+    return _admin_client(kafka_admin_login(stack))
 
 
 def kafka_settings(stack: dict[str, str], principal: str, namespace: str = "") -> KafkaSettings:
@@ -426,11 +437,33 @@ def wire_peers(services: dict[str, ServiceProcess]) -> None:
         service.env.update(endpoints)
 
 
+def make_services(
+    names: Iterable[str],
+    pki: PkiFactory,
+    stack: dict[str, str],
+    namespace: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+) -> dict[str, ServiceProcess]:
+    """These services of one namespace (not started), each told where the others listen,
+    with `env` on top of their settings."""
+    services = {name: make_service(name, pki, stack, namespace, log_dir) for name in names}
+    wire_peers(services)
+    for service in services.values():
+        service.env.update(env or {})
+    return services
+
+
+def peer_env(service: ServiceProcess) -> dict[str, str]:
+    """Where `service`'s peers listen, for another process that should reach the same ones."""
+    return {k: v for k, v in service.env.items() if k.startswith("PRIVACAM_PEER_")}
+
+
 def new_namespace(stack: dict[str, str], prefix: str = "test") -> str:
     """A fresh Kafka namespace with the ACLs of stack/kafka_users.py, as an operator would
     provision an environment: the services of this namespace may use its topics only."""
     namespace = f"{prefix}-{secrets.token_hex(4)}."
-    kafka_users.grant(kafka_users.admin_client(kafka_admin_login(stack)), namespace)
+    kafka_users.grant(kafka_admin(stack), namespace)
     return namespace
 
 
@@ -446,9 +479,7 @@ async def delete_namespace_topics(stack: dict[str, str], namespace: str) -> None
             await admin.delete_topics(ours)
     finally:
         await admin.close()
-    await asyncio.to_thread(
-        kafka_users.revoke, kafka_users.admin_client(kafka_admin_login(stack)), namespace
-    )
+    await asyncio.to_thread(kafka_users.revoke, kafka_admin(stack), namespace)
 
 
 def cleanup_namespace(stack: dict[str, str], namespace: str) -> None:

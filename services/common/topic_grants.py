@@ -11,6 +11,7 @@ topics each service's code names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from services.common import topics
 from services.common.kafka import Topic
@@ -26,7 +27,7 @@ class TopicGrant:
     """Consumer group names (before the namespace); a name ending in '.' is a prefix."""
 
 
-def _names(*used: Topic) -> frozenset[str]:  # type: ignore[type-arg]
+def _names(*used: Topic[Any]) -> frozenset[str]:
     return frozenset(topic.name for topic in used)
 
 

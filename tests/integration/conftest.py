@@ -17,9 +17,9 @@ from tests.harness import (
     cleanup_namespace,
     local_stack,
     make_service,
+    make_services,
     new_namespace,
     running,
-    wire_peers,
 )
 from tests.otlp_collector import SpanCollector, exporter_environment
 from tests.pki_helpers import PkiFactory
@@ -69,10 +69,8 @@ def platform(
 ) -> Iterator[Platform]:
     namespace = new_namespace(stack_env)
     log_dir = tmp_path_factory.mktemp("service-logs")
-    services = {name: make_service(name, pki, stack_env, namespace, log_dir) for name in SERVICES}
-    wire_peers(services)
-    for service in services.values():
-        service.env.update(exporter_environment(f"http://127.0.0.1:{span_collector.port}"))
+    traces = exporter_environment(f"http://127.0.0.1:{span_collector.port}")
+    services = make_services(SERVICES, pki, stack_env, namespace, log_dir, traces)
     try:
         with running(*services.values()):
             register_prometheus_targets(services, namespace)

@@ -56,6 +56,7 @@ from tests.harness import (
     make_service,
     mtls_channel,
     new_namespace,
+    peer_env,
     stack_minio,
 )
 from tests.media import make_mp4, padded_mp4
@@ -822,17 +823,12 @@ async def test_minio_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
     platform: Platform, home: Home, minio: Minio, tmp_path: Path
 ) -> None:
     proxy = CuttableProxy(platform.stack_env["PRIVACAM_MINIO_ENDPOINT"])
-    service = make_service(
-        "clip_ingest", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    service = _own_clip_ingest(
+        platform,
+        platform.namespace,
+        tmp_path,
+        PRIVACAM_MINIO_ENDPOINT=f"127.0.0.1:{proxy.port}",
     )
-    service.env.update(
-        {
-            k: v
-            for k, v in platform.services["clip_ingest"].env.items()
-            if k.startswith("PRIVACAM_PEER_")
-        }
-    )
-    service.env["PRIVACAM_MINIO_ENDPOINT"] = f"127.0.0.1:{proxy.port}"
     service.start()
     try:
         await asyncio.to_thread(service.wait_serving, 120)
@@ -862,32 +858,16 @@ async def test_kafka_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     namespace = new_namespace(platform.stack_env, "clipkafka")
-    service = make_service("clip_ingest", platform.pki, platform.stack_env, namespace, tmp_path)
-    service.env.update(
-        {
-            k: v
-            for k, v in platform.services["clip_ingest"].env.items()
-            if k.startswith("PRIVACAM_PEER_")
-        }
+    service = _own_clip_ingest(
+        platform, namespace, tmp_path, PRIVACAM_KAFKA_REQUEST_TIMEOUT_MS="3000"
     )
-    service.env["PRIVACAM_KAFKA_REQUEST_TIMEOUT_MS"] = "3000"
     topic = namespace + "privacam.clips.v1"
     admin = AIOKafkaAdminClient(**kafka_options(platform.stack_env))
     service.start()
     await admin.start()
     try:
         await asyncio.to_thread(service.wait_serving, 120)
-        endpoints = {**platform.endpoints(), "clip_ingest": service.endpoint}
-        camera = Profile.import_files(
-            f"kafka-outage-{secrets.token_hex(3)}",
-            home.camera.ca_file,
-            home.camera.cert_file,
-            home.camera.key_file,
-            endpoints,
-            platform.pki.trust_domain,
-            home.camera.directory.parent.parent,
-        )
-        outage = Home(home.owner, home.tenant, camera, home.device, home.login)
+        outage = _through(service, home, platform)
         messages = list(upload_requests(clip(), "kafka-outage", datetime.now(UTC)))
         await admin.delete_topics([topic])
         channel, stub = _camera_stub(outage)
@@ -922,6 +902,16 @@ async def test_kafka_down_is_unavailable_with_nothing_kept_and_a_retry_succeeds(
 # --- a slow camera does not starve the others ----------------------------------------------
 
 
+def _own_clip_ingest(
+    platform: Platform, namespace: str, log_dir: Path, **env: str
+) -> ServiceProcess:
+    """A clip_ingest of the test's own (not started), wired to the platform's other
+    services, with `env` on top of its settings."""
+    service = make_service("clip_ingest", platform.pki, platform.stack_env, namespace, log_dir)
+    service.env.update({**peer_env(platform.services["clip_ingest"]), **env})
+    return service
+
+
 def _through(service: ServiceProcess, home: Home, platform: Platform) -> Home:
     """The same household, its camera talking to `service` (a clip_ingest of the test's)."""
     endpoints = {**platform.endpoints(), "clip_ingest": service.endpoint}
@@ -946,17 +936,12 @@ async def test_trickling_camera_cut_off(
     other attempt is refused at once; it stores nothing. The other cameras' clips are all
     acknowledged, about as fast as before it started."""
     deadline = 4.0
-    service = make_service(
-        "clip_ingest", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    service = _own_clip_ingest(
+        platform,
+        platform.namespace,
+        tmp_path,
+        PRIVACAM_CLIP_INGEST_UPLOAD_DEADLINE_SECONDS=str(deadline),
     )
-    service.env.update(
-        {
-            k: v
-            for k, v in platform.services["clip_ingest"].env.items()
-            if k.startswith("PRIVACAM_PEER_")
-        }
-    )
-    service.env["PRIVACAM_CLIP_INGEST_UPLOAD_DEADLINE_SECONDS"] = str(deadline)
     homes = [await _home(platform, profiles_home) for _ in range(4)]
     service.start()
     try:

@@ -45,9 +45,10 @@ from tests.harness import (
     ServiceProcess,
     cleanup_namespace,
     make_service,
+    make_services,
     new_namespace,
+    peer_env,
     running,
-    wire_peers,
 )
 from tests.live_view import (
     CameraAgent,
@@ -74,14 +75,11 @@ def platform(
 ) -> Iterator[Platform]:
     namespace = new_namespace(stack_env, "relay")
     log_dir = tmp_path_factory.mktemp("relay-logs")
-    services = {
-        name: make_service(name, pki, stack_env, namespace, log_dir) for name in LIVE_VIEW_SERVICES
-    }
-    wire_peers(services)
+    services = make_services(LIVE_VIEW_SERVICES, pki, stack_env, namespace, log_dir)
     # A second broker replica of the same environment (same Redis keys, same consumer group).
     (log_dir / "second").mkdir()
     second = make_service("relay_broker", pki, stack_env, namespace, log_dir / "second")
-    second.env.update({k: v for k, v in services["relay_broker"].env.items() if "_PEER_" in k})
+    second.env.update(peer_env(services["relay_broker"]))
     try:
         with running(*services.values(), second):
             SECOND_BROKER.append(second)

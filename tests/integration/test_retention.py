@@ -12,6 +12,7 @@ clips topic) with real ciphertext in MinIO, encrypted under real key-manager key
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import json
@@ -223,11 +224,15 @@ async def store_clip(
     tenant: str,
     device: str,
     clip_id: str | None = None,
+    size: int = 2060,
+    client: Minio | None = None,
 ) -> StoredClip:
+    """A clip of `size` random bytes under its own data key, stored as clip_ingest stores
+    it (no event: tests announce it when they choose)."""
     clip_id = clip_id or f"clip-{secrets.token_hex(6)}"
     context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id=clip_id)
     generated = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
-    plaintext = b"\x00\x00\x00\x18ftypmp42" + secrets.token_bytes(2048)
+    plaintext = b"\x00\x00\x00\x18ftypmp42" + secrets.token_bytes(size - 12)
     ciphertext = clip_format.encrypt_all(
         plaintext,
         generated.plaintext_key,
@@ -236,7 +241,11 @@ async def store_clip(
     )
     name = f"t/{tenant}/{device}/{clip_id}"
     await asyncio.to_thread(
-        minio(platform).put_object, CLIP_BUCKET, name, io.BytesIO(ciphertext), len(ciphertext)
+        (client or minio(platform)).put_object,
+        CLIP_BUCKET,
+        name,
+        io.BytesIO(ciphertext),
+        len(ciphertext),
     )
     return StoredClip(
         tenant, device, clip_id, name, generated.wrapped_key.key_version, plaintext, ciphertext
@@ -903,24 +912,11 @@ async def store_many(
     sem = asyncio.Semaphore(16)
 
     async def one(index: int) -> StoredClip:
-        clip_id = f"clip-{index:05d}"
-        context = keys_pb2.KeyContext(tenant_id=tenant, device_id=device, clip_id=clip_id)
         async with sem:
-            generated = await keys.GenerateDataKey(keys_pb.GenerateDataKeyRequest(context=context))
-            plaintext = b"\x00\x00\x00\x18ftypmp42" + secrets.token_bytes(size - 12)
-            ciphertext = clip_format.encrypt_all(
-                plaintext,
-                generated.plaintext_key,
-                generated.wrapped_key.SerializeToString(deterministic=True),
-                clip_format.ClipBinding(tenant, device, clip_id),
+            stored = await store_clip(
+                platform, keys, tenant, device, f"clip-{index:05d}", size, client
             )
-            name = f"t/{tenant}/{device}/{clip_id}"
-            await asyncio.to_thread(
-                client.put_object, CLIP_BUCKET, name, io.BytesIO(ciphertext), len(ciphertext)
-            )
-        return StoredClip(
-            tenant, device, clip_id, name, generated.wrapped_key.key_version, plaintext, b""
-        )
+        return dataclasses.replace(stored, ciphertext=b"")  # a thousand need not stay in memory
 
     return list(await asyncio.gather(*(one(i) for i in range(start, start + count))))
 

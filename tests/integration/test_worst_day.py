@@ -52,7 +52,7 @@ from tests.harness import (
     Coturn,
     Platform,
     cleanup_namespace,
-    make_service,
+    make_services,
     new_namespace,
     own_coturn,
     partitions_of,
@@ -60,7 +60,6 @@ from tests.harness import (
     retention_clock_file,
     running,
     stack_minio,
-    wire_peers,
 )
 from tests.integration.test_clip_ingest import Home, _home
 from tests.live_view import CameraAgent, LiveView, relay_stub, watch
@@ -107,10 +106,7 @@ def platform(
     """The six services of this test only, handing out the test's coturn."""
     namespace = new_namespace(stack_env, "worst")
     log_dir = tmp_path_factory.mktemp("worst-day-logs")
-    services = {name: make_service(name, pki, stack_env, namespace, log_dir) for name in SERVICES}
-    wire_peers(services)
-    for service in services.values():
-        service.env.update(coturn.service_env())
+    services = make_services(SERVICES, pki, stack_env, namespace, log_dir, coturn.service_env())
     try:
         with running(*services.values()):
             yield Platform(services, pki, namespace, stack_env)

@@ -6,6 +6,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.clip_ingest.domain.errors import ClipNotFound, IntegrityFailure, StorageUnavailable
@@ -16,6 +17,8 @@ from services.clip_ingest.domain.model import (
     Page,
     Viewer,
 )
+from services.clip_ingest.domain.service import ClipService, Limits
+from services.common.clock import FakeClock
 from services.common.errors import NotFound
 
 
@@ -227,3 +230,30 @@ class FakeMetrics:
 
     def integrity_failure(self, where: str) -> None:
         self.counts[f"integrity:{where}"] += 1
+
+
+@dataclass
+class Kit:
+    """A ClipService on these fakes, and the fakes, for a test to arrange and inspect."""
+
+    clips: ClipService
+    cameras: FakeCameras
+    keys: FakeKeys
+    objects: FakeObjects
+    index: FakeIndex
+    events: FakeEvents
+    metrics: FakeMetrics
+    log: list[str]
+    clock: FakeClock
+
+
+def make_kit(limits: Limits, now: datetime, cameras: Sequence[str]) -> Kit:
+    """The service with alert clips on (kept 7 days) for these cameras of one household."""
+    log: list[str] = []
+    fakes = FakeCameras(), FakeKeys(log), FakeObjects()
+    index, events, metrics, clock = FakeIndex(), FakeEvents(), FakeMetrics(), FakeClock(now)
+    fakes[0].settings = {device: CameraSettings(True, 7) for device in cameras}
+    clips = ClipService(
+        fakes[0], fakes[1], FakeAccessLog(log), fakes[2], index, events, metrics, clock, limits
+    )
+    return Kit(clips, *fakes, index, events, metrics, log, clock)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -31,19 +31,10 @@ from services.clip_ingest.domain.model import (
     Viewer,
     object_name,
 )
-from services.clip_ingest.domain.service import ClipService, Limits, Uploaded
+from services.clip_ingest.domain.service import Limits, Uploaded
 from services.common.clip_format import ClipBinding
-from services.common.clock import FakeClock
 from tests.media import make_mp4
-from tests.unit.clip_ingest.fakes import (
-    FakeAccessLog,
-    FakeCameras,
-    FakeEvents,
-    FakeIndex,
-    FakeKeys,
-    FakeMetrics,
-    FakeObjects,
-)
+from tests.unit.clip_ingest.fakes import Kit, make_kit
 
 T, D, D2 = "tenant-a", "camera-a", "camera-b"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -55,38 +46,11 @@ def clip(seconds: float = 3.0, seed: int = 0) -> bytes:
     return make_mp4(seconds, width=320, height=180, fps=5, bitrate=200_000, seed=seed)
 
 
-@dataclass
-class Kit:
-    clips: ClipService
-    cameras: FakeCameras
-    keys: FakeKeys
-    objects: FakeObjects
-    index: FakeIndex
-    events: FakeEvents
-    metrics: FakeMetrics
-    log: list[str]
-    clock: FakeClock
-
-
 @pytest.fixture
 def kit() -> Kit:
-    log: list[str] = []
-    cameras, keys, objects = FakeCameras(), FakeKeys(log), FakeObjects()
-    index, events, metrics, clock = FakeIndex(), FakeEvents(), FakeMetrics(), FakeClock(NOW)
-    cameras.settings = {D: CameraSettings(True, 7), D2: CameraSettings(True, 7)}
-    cameras.viewers = {D: Viewer(T, is_owner=True), D2: Viewer(T, is_owner=True)}
-    clips = ClipService(
-        cameras,
-        keys,
-        FakeAccessLog(log),
-        objects,
-        index,
-        events,
-        metrics,
-        clock,
-        Limits(max_clip_bytes=4 * 1024 * 1024),
-    )
-    return Kit(clips, cameras, keys, objects, index, events, metrics, log, clock)
+    made = make_kit(Limits(max_clip_bytes=4 * 1024 * 1024), NOW, (D, D2))
+    made.cameras.viewers = {D: Viewer(T, is_owner=True), D2: Viewer(T, is_owner=True)}
+    return made
 
 
 def meta(data: bytes, clip_id: str = "clip-1", **changes: Any) -> UploadMetadata:

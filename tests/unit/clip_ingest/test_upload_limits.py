@@ -18,21 +18,11 @@ from privacam.clips.v1 import clip_service_pb2 as pb
 from privacam_sdk.clips import upload_requests
 from services.clip_ingest.api.servicer import BUSY_DRAIN_SECONDS, ClipIngestServicer
 from services.clip_ingest.domain.errors import CameraBusy, InvalidClip, UploadTooSlow
-from services.clip_ingest.domain.model import CameraSettings
-from services.clip_ingest.domain.service import ClipService, Limits
+from services.clip_ingest.domain.service import Limits
 from services.common.auth import reset_current_principal, set_current_principal
-from services.common.clock import FakeClock
 from services.common.identity import Principal, PrincipalKind
 from tests.media import make_mp4
-from tests.unit.clip_ingest.fakes import (
-    FakeAccessLog,
-    FakeCameras,
-    FakeEvents,
-    FakeIndex,
-    FakeKeys,
-    FakeMetrics,
-    FakeObjects,
-)
+from tests.unit.clip_ingest.fakes import make_kit
 
 T, D, D2 = "tenant-a", "camera-a", "camera-b"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -46,20 +36,10 @@ def clip(seed: int = 0) -> bytes:
 
 class Kit:
     def __init__(self, deadline: float = 5.0, idle: float = 5.0) -> None:
-        self.objects, self.index, self.metrics = FakeObjects(), FakeIndex(), FakeMetrics()
-        cameras = FakeCameras()
-        cameras.settings = {D: CameraSettings(True, 7), D2: CameraSettings(True, 7)}
-        self.clips = ClipService(
-            cameras,
-            FakeKeys([]),
-            FakeAccessLog([]),
-            self.objects,
-            self.index,
-            FakeEvents(),
-            self.metrics,
-            FakeClock(NOW),
-            Limits(max_clip_bytes=4 * 1024 * 1024, min_chunk_bytes=MIN_CHUNK),
-        )
+        limits = Limits(max_clip_bytes=4 * 1024 * 1024, min_chunk_bytes=MIN_CHUNK)
+        made = make_kit(limits, NOW, (D, D2))
+        self.objects, self.index, self.metrics = made.objects, made.index, made.metrics
+        self.clips = made.clips
         self.servicer = ClipIngestServicer(self.clips, 4 * 1024 * 1024, idle, deadline)
 
     def nothing_stored(self) -> bool:

@@ -34,11 +34,6 @@ def test_each_service_is_granted_the_topics_its_code_names(service: str) -> None
     assert granted == _named_in_code(service) | COMMON
 
 
-@pytest.mark.parametrize("service", topic_grants.SERVICES)
-def test_a_topic_is_written_only_by_services_that_name_it(service: str) -> None:
-    assert topic_grants.writes(service) <= _named_in_code(service) | COMMON
-
-
 def test_grant_and_key_topics_have_one_writer_each() -> None:
     """The topics an insider would forge to grant itself rights or read keys."""
     for topic, owner in (
