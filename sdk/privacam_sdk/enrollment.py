@@ -7,6 +7,8 @@ certificate yet) and stores the returned certificate chain with its key as a pro
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -21,6 +23,22 @@ from privacam_sdk.profile import DEFAULT_ENDPOINTS, Profile
 
 ENROLLMENT_SERVICE = "device_auth_enrollment"
 DEFAULT_ENROLLMENT_ENDPOINT = "127.0.0.1:7301"
+_APP_URI = re.compile(r"^spiffe://[^/]+/tenant/([^/]+)/app/([^/]+)$")
+
+
+def owner_app_key(certificate_pem: bytes) -> tuple[str, str, ec.EllipticCurvePublicKey]:
+    """(tenant id, install id, public key) of an owner app's certificate, as the owner's
+    app hands it to a camera with the claim token."""
+    certificate = x509.load_pem_x509_certificates(certificate_pem)[0]
+    key = certificate.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("an app certificate carries a P-256 key")
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    for uri in names.value.get_values_for_type(x509.UniformResourceIdentifier):
+        match = _APP_URI.fullmatch(uri)
+        if match is not None:
+            return match[1], match[2], key
+    raise ValueError("the certificate does not name an app install (URI SAN .../app/<id>)")
 
 
 def new_key_and_csr() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
@@ -126,9 +144,18 @@ class Enrollment:
         return self._save(profile, key, reply.certificate), reply.tenant_id
 
     async def enroll_camera(
-        self, profile: str, claim_token: str, serial: str
+        self,
+        profile: str,
+        claim_token: str,
+        serial: str,
+        owner_certificates: Sequence[bytes] = (),
     ) -> tuple[Profile, str]:
-        """Pair a camera with its owner's claim token; (profile, device id)."""
+        """Pair a camera with its owner's claim token; (profile, device id).
+
+        ``owner_certificates`` (PEM) come from the owner's app with the token, out of the
+        platform's reach: their keys are pinned as the only ones whose privacy statements
+        the camera applies."""
+        owners = [owner_app_key(pem) for pem in owner_certificates]
         key, csr = new_key_and_csr()
         channel, stub = await self._call()
         async with channel:
@@ -136,4 +163,13 @@ class Enrollment:
                 pb.EnrollCameraRequest(claim_token=claim_token, csr=csr, serial=serial),
                 timeout=self._timeout,
             )
-        return self._save(profile, key, reply.certificate), reply.device_id
+        saved = self._save(profile, key, reply.certificate)
+        # Only the camera's own household's apps; another household's key is no owner.
+        saved.pin_owner_keys(
+            {
+                install: owner_key
+                for tenant, install, owner_key in owners
+                if tenant == reply.tenant_id
+            }
+        )
+        return saved, reply.device_id

@@ -4,6 +4,9 @@ Profiles live in `$PRIVACAM_HOME/profiles/<name>/` (default ~/.privacam):
 `ca.crt`, `tls.crt`, `tls.key` (mode 0600, never leaves the device),
 `profile.json` with the service endpoints and trust domain, and `log-keys.json`, the
 access log's signing keys pinned at enrollment (key id to PEM Ed25519 public key).
+A camera's profile also holds `owner-keys.json`, the owner app keys pinned at pairing
+(install id to PEM public key; only these sign privacy statements it applies), and
+`privacy-state.json`, the privacy statement it applied last.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -84,6 +88,36 @@ class Profile:
         temporary = self.log_keys_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(document, indent=2) + "\n")
         temporary.replace(self.log_keys_file)
+
+    @property
+    def owner_keys_file(self) -> Path:
+        return self.directory / "owner-keys.json"
+
+    @property
+    def privacy_state_file(self) -> Path:
+        return self.directory / "privacy-state.json"
+
+    def owner_keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
+        """A camera's owner app keys pinned at pairing, by install id (empty if none)."""
+        if not self.owner_keys_file.exists():
+            return {}
+        keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        for install_id, pem in json.loads(self.owner_keys_file.read_text()).items():
+            key = load_pem_public_key(pem.encode())
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise ValueError(f"{self.owner_keys_file}: key {install_id!r} is not a P-256 key")
+            keys[install_id] = key
+        return keys
+
+    def pin_owner_keys(self, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> None:
+        """Replace the pinned owner app keys (pairing only)."""
+        document = {
+            install_id: key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+            for install_id, key in sorted(keys.items())
+        }
+        temporary = self.owner_keys_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(document, indent=2) + "\n")
+        temporary.replace(self.owner_keys_file)
 
     def endpoint(self, service: str) -> str:
         try:

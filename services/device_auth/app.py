@@ -42,6 +42,7 @@ from services.device_auth.domain.exports import TenantExporter
 from services.device_auth.domain.grant_expiry import GrantExpirySweeper
 from services.device_auth.domain.password_attempts import PasswordPolicy
 from services.device_auth.domain.passwords import PRODUCTION, SecretHasher
+from services.device_auth.domain.privacy import PrivacyModes
 from services.device_auth.domain.service import DeviceAuth, DeviceAuthConfig
 from services.device_auth.settings import DeviceAuthSettings
 
@@ -125,6 +126,7 @@ def build(settings: DeviceAuthSettings, producer: EventProducer, clock: Clock) -
             auth,
             access_log_keys(settings.access_log_keys_file),
             TenantExporter(auth, PeerAccountReads(peers, clock)),
+            PrivacyModes(auth, PeerAccountReads(peers, clock), clock),
         ),
     )
     per_address = Limit(settings.enrollment_calls_per_window, settings.enrollment_window_seconds)

@@ -10,8 +10,8 @@ BYTES_INGESTED = Counter(
 )
 CLIPS_REFUSED = Counter(
     "privacam_clips_refused_total",
-    "Uploads refused or abandoned, by reason (alerts_off, too_large, too_long, not_mp4, "
-    "bad_chunk, small_chunk, truncated, bad_digest, conflict, unavailable, cancelled, "
+    "Uploads refused or abandoned, by reason (alerts_off, privacy_mode, too_large, too_long, "
+    "not_mp4, bad_chunk, small_chunk, truncated, bad_digest, conflict, unavailable, cancelled, "
     "stalled, too_slow, camera_busy, ...).",
     ["reason"],
 )

@@ -33,6 +33,7 @@ from services.common.errors import (
 )
 from services.common.identity import PrincipalKind
 from services.common.peers import Peers, call_options, passed_on, unreachable
+from services.common.privacy import Mode, StatementError, mode_of, parse
 from services.common.timestamps import to_datetime, to_timestamp
 
 _PERIOD_CACHE = 4096
@@ -63,7 +64,13 @@ class DeviceAuthCameras:
                 raise PermissionDenied("this camera is not enrolled") from None
             raise unreachable("device", error) or error from None
         settings = response.settings
-        return CameraSettings(settings.activity_alerts_enabled, settings.retention_days)
+        privacy = None
+        if settings.HasField("privacy"):
+            try:
+                privacy = mode_of(parse(settings.privacy.statement))
+            except StatementError:  # fail closed: a statement that does not parse is private
+                privacy = Mode("on")
+        return CameraSettings(settings.activity_alerts_enabled, settings.retention_days, privacy)
 
     async def authorize_viewer(self, device_id: str, check_pin: bool, pin: str) -> Viewer:
         request = id_pb.AuthorizeCameraAccessRequest(

@@ -24,6 +24,7 @@ from services.clip_ingest.adapters.events import clip_pb
 from services.clip_ingest.domain.errors import (
     AlertsOff,
     CameraBusy,
+    CameraPrivate,
     ClipBusy,
     ClipConflict,
     ClipNotFound,
@@ -51,6 +52,7 @@ for _error, _status in (
     (CameraBusy, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UploadTooSlow, grpc.StatusCode.DEADLINE_EXCEEDED),
     (AlertsOff, grpc.StatusCode.FAILED_PRECONDITION),
+    (CameraPrivate, grpc.StatusCode.FAILED_PRECONDITION),
     (ClipConflict, grpc.StatusCode.ALREADY_EXISTS),
     (ClipBusy, grpc.StatusCode.ABORTED),
     (ClipNotFound, grpc.StatusCode.NOT_FOUND),

@@ -49,6 +49,12 @@ class AlertsOff(ClipError):
     reason = "alerts_off"
 
 
+class CameraPrivate(ClipError):
+    """The owner switched the camera to privacy mode (FAILED_PRECONDITION naming it)."""
+
+    reason = "privacy_mode"
+
+
 class ClipConflict(ClipError):
     """The clip id is stored with other content (ALREADY_EXISTS)."""
 

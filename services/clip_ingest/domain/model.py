@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from services.common.privacy import Mode
+
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CONTENT_TYPE = "video/mp4"
 
@@ -52,6 +54,8 @@ class ClipRecord:
 class CameraSettings:
     alerts_enabled: bool
     retention_days: int
+    privacy: Mode | None = None
+    """The owner's current privacy statement's mode (None: never set)."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from services.clip_ingest.domain.errors import (
     AlertsOff,
     CameraBusy,
+    CameraPrivate,
     ClipBusy,
     ClipConflict,
     ClipError,
@@ -59,6 +60,7 @@ from services.common.clip_format import (
     read_header,
 )
 from services.common.clock import Clock
+from services.common.privacy import Feature, refusal
 
 log = logging.getLogger("privacam.clip_ingest")
 
@@ -217,6 +219,10 @@ class ClipService:
                     "activity alerts are off for this camera: its owner must turn them on "
                     "before clips are accepted"
                 )
+            # The camera records nothing while private; a clip that comes anyway is refused.
+            refused = refusal(device_id, settings.privacy, self._clock.now(), Feature.CLIP_UPLOAD)
+            if refused is not None:
+                raise CameraPrivate(refused)
             uploaded = await self._upload_claimed(
                 tenant_id, device_id, metadata, chunks, received, settings.retention_days
             )

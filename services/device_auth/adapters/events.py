@@ -32,7 +32,7 @@ from prometheus_client import Counter
 from privacam.accesslog.v1 import log_pb2
 from privacam.accesslog.v1.events_pb2 import AccessEvent, AccessRecorded
 from privacam.identity.v1 import events_pb2 as pb
-from privacam.identity.v1 import identity_pb2
+from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam.types.v1 import types_pb2
 from services.common import topics
@@ -158,7 +158,18 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
                         retention_days=body.settings.retention_days,
                         pin_set=body.settings.pin_set,
                         label=body.settings.label,
+                        privacy=privacy_pb2.SignedPrivacyStatement.FromString(body.settings.privacy)
+                        if body.settings.privacy
+                        else None,
                     ),
+                )
+            )
+        case events.PrivacyModeChanged():
+            message.privacy_mode_changed.CopyFrom(
+                pb.PrivacyModeChanged(
+                    device_id=body.device_id,
+                    statement=privacy_pb2.SignedPrivacyStatement.FromString(body.statement),
+                    household_tenant_ids=list(body.household_tenant_ids),
                 )
             )
         case events.GrantCreated():

@@ -40,6 +40,7 @@ replicas, and each is recomputed from the latest record on its next change).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -141,6 +142,7 @@ def _camera_json(camera: Camera) -> JsonObject:
         },
         "pin_hash": camera.pin_hash,
         "key_sha256": camera.key_sha256,
+        "privacy": base64.b64encode(camera.privacy).decode(),
     }
 
 
@@ -159,6 +161,7 @@ def _parse_camera(d: JsonObject) -> Camera:
         ),
         pin_hash=d.get("pin_hash"),
         key_sha256=d.get("key_sha256", ""),
+        privacy=base64.b64decode(d.get("privacy", "")),
     )
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
-from privacam.identity.v1 import identity_pb2
+from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.types.v1 import types_pb2
 from services.common.errors import InvalidArgument
 from services.common.identity import ID_PATTERN, PrincipalKind
@@ -139,6 +139,9 @@ def settings_pb(settings: SettingsView) -> identity_pb2.CameraSettings:
         retention_days=settings.retention_days,
         pin_set=settings.pin_set,
         label=settings.label,
+        privacy=privacy_pb2.SignedPrivacyStatement.FromString(settings.privacy)
+        if settings.privacy
+        else None,
     )
 
 

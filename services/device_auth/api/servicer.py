@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
@@ -37,6 +39,7 @@ from services.device_auth.domain.errors import (
     WrongPin,
 )
 from services.device_auth.domain.exports import TenantExporter
+from services.device_auth.domain.privacy import PrivacyModes
 from services.device_auth.domain.records import Subject
 from services.device_auth.domain.service import CameraView, DeviceAuth
 
@@ -82,12 +85,26 @@ def _service() -> Subject:
     return _subject(principal)
 
 
+def _caller_key(context: Any) -> ec.EllipticCurvePublicKey | None:
+    """The public key of the client certificate this call came with (mTLS verified it)."""
+    pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+    if pem is None:
+        return None
+    key = x509.load_pem_x509_certificate(pem).public_key()
+    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
 class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
     def __init__(
-        self, auth: DeviceAuth, access_log_keys: list[pb.AccessLogKey], exporter: TenantExporter
+        self,
+        auth: DeviceAuth,
+        access_log_keys: list[pb.AccessLogKey],
+        exporter: TenantExporter,
+        privacy: PrivacyModes,
     ) -> None:
         self._auth = auth
         self._exporter = exporter
+        self._privacy = privacy
         self._log_keys = access_log_keys
         # GetCamera's reply per caller and camera, made once per view (owners' views are
         # themselves made once per camera record): building the message was most of the call.
@@ -248,6 +265,15 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
             actor=caller,
         )
         return pb.UpdateCameraSettingsResponse(settings=convert.settings_pb(settings))
+
+    async def SetPrivacyMode(
+        self, request: pb.SetPrivacyModeRequest, context: Any
+    ) -> pb.SetPrivacyModeResponse:
+        tenant_id, caller = _app()
+        settings = await self._privacy.set(
+            tenant_id, caller.name, request.statement, _caller_key(context)
+        )
+        return pb.SetPrivacyModeResponse(settings=convert.settings_pb(settings))
 
     # --- camera PIN -------------------------------------------------------------------
 

@@ -93,6 +93,16 @@ class CameraSettingsChanged:
 
 
 @dataclass(frozen=True)
+class PrivacyModeChanged:
+    """The owner's new privacy statement, already in the household's log."""
+
+    device_id: str
+    statement: bytes
+    """The SignedPrivacyStatement, serialized, as the owner's app signed it."""
+    household_tenant_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GrantCreated:
     grant: Grant
 
@@ -133,6 +143,7 @@ EventBody = (
     | CertificateRenewed
     | CertificateRevoked
     | CameraSettingsChanged
+    | PrivacyModeChanged
     | GrantCreated
     | GrantRevoked
     | PinChanged

@@ -153,3 +153,14 @@ class AccountReads(Protocol):
         """Log that service `reader` read the tenant's account for export `export_id`;
         raises when the log cannot take it (then nothing may be read)."""
         ...
+
+
+class PrivacyLog(Protocol):
+    """The household's access log, as device_auth writes a privacy-mode change to it."""
+
+    async def record_privacy_change(
+        self, tenant_id: str, device_id: str, install_id: str, statement_sha256: bytes
+    ) -> None:
+        """Log that the owner's app install changed the camera's privacy mode with the
+        statement of this digest; raises when the log cannot take it (nothing changes)."""
+        ...

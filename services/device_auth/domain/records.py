@@ -75,6 +75,8 @@ class SettingsView:
     retention_days: int
     pin_set: bool
     label: str
+    privacy: bytes = b""
+    """The owner's latest SignedPrivacyStatement (serialized); empty when never set."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Camera:
     of this camera carries it, renewals included, and apps check it in live view, so a
     second certificate minted for the camera with another key is refused. Empty only for
     a camera paired before keys were pinned (pinned at its next renewal)."""
+    privacy: bytes = b""
+    """The owner's latest SignedPrivacyStatement as logged (serialized), b"" for none."""
 
     @property
     def certificate_not_after(self) -> datetime:
@@ -103,6 +107,7 @@ class Camera:
             retention_days=self.settings.retention_days,
             pin_set=self.pin_hash is not None,
             label=self.settings.label,
+            privacy=self.privacy,
         )
 
 

@@ -60,6 +60,7 @@ from services.device_auth.domain.events import (
     PinChange,
     PinChanged,
     PinLockedOut,
+    PrivacyModeChanged,
     RevocationReason,
 )
 from services.device_auth.domain.password_attempts import (
@@ -581,6 +582,38 @@ class DeviceAuth:
             )
         return after.settings_view()
 
+    # --- privacy mode (the checks and the log: domain/privacy.py) -------------------
+
+    async def privacy_target(
+        self, tenant_id: str, device_id: str
+    ) -> tuple[Camera, tuple[str, ...]]:
+        """The owner's camera (a grantee is refused, anyone else NOT_FOUND) and its
+        household: the owner and every tenant with an active grant on it."""
+        camera = await self._owned(tenant_id, device_id)
+        return camera, await self._household(camera)
+
+    async def set_privacy(
+        self,
+        camera: Camera,
+        statement: bytes,
+        still_newer: Callable[[bytes], None],
+        household: tuple[str, ...],
+        actor: Subject,
+    ) -> SettingsView:
+        """Store the owner's statement (``still_newer`` raises if a newer one won a race)
+        and publish it: settings for the services, PrivacyModeChanged for the camera."""
+
+        def change(current: Camera) -> Camera:
+            still_newer(current.privacy)
+            return replace(current, privacy=statement)
+
+        after = change(await self._modify(self._cameras, camera.device_id, change, self._no_camera))
+        await self._publish_settings(after, actor)
+        await self._publish(
+            camera.tenant_id, PrivacyModeChanged(camera.device_id, statement, household), actor
+        )
+        return after.settings_view()
+
     # --- camera PIN --------------------------------------------------------------
 
     async def set_pin(
@@ -787,19 +820,22 @@ class DeviceAuth:
                 raise WrongPin("this camera has a PIN: enter it to continue")
             await self._require_pin(camera, pin, actor)
             pin_checked = True
-        now = self._clock.now()
-        grantees = [
-            g.grantee_tenant_id
-            for g in await self._grants.list_for_device(device_id)
-            if g.active(now) and g.grantee_tenant_id != camera.tenant_id
-        ]
         return ViewingDecision(
             owner_tenant_id=camera.tenant_id,
             grant_id=grant.grant_id if grant else None,
             settings=camera.settings_view(),
-            household_tenant_ids=(camera.tenant_id, *dict.fromkeys(grantees)),
+            household_tenant_ids=await self._household(camera),
             pin_checked=pin_checked,
         )
+
+    async def _household(self, camera: Camera) -> tuple[str, ...]:
+        now = self._clock.now()
+        grantees = [
+            g.grantee_tenant_id
+            for g in await self._grants.list_for_device(camera.device_id)
+            if g.active(now) and g.grantee_tenant_id != camera.tenant_id
+        ]
+        return (camera.tenant_id, *dict.fromkeys(grantees))
 
     async def export_tenant(self, tenant_id: str) -> TenantExport:
         """For the tenant's data export (retention service)."""

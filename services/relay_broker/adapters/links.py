@@ -8,6 +8,7 @@ from datetime import datetime
 from google.protobuf.duration_pb2 import Duration
 
 from privacam.accesslog.v1 import log_pb2
+from privacam.identity.v1 import privacy_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
@@ -118,6 +119,33 @@ class BusLinks:
         await self._bus.publish(
             notice_channel(tenant_id), pb.StreamNoticesResponse(notice=notice).SerializeToString()
         )
+
+    async def privacy_statement(
+        self, device_id: str, statement: privacy_pb2.SignedPrivacyStatement
+    ) -> None:
+        """Pass the owner's statement to the camera, which verifies it itself."""
+        message = pb.CameraControlResponse(privacy_statement=statement)
+        await self._bus.publish(camera_channel(device_id), message.SerializeToString())
+
+    async def privacy_changed(
+        self,
+        tenant_ids: list[str],
+        device_id: str,
+        statement: privacy_pb2.SignedPrivacyStatement,
+        summary: str,
+        at: datetime,
+    ) -> None:
+        notice = pb.HouseholdNotice(
+            notice_id=str(uuid.uuid4()),
+            occurred_at=to_timestamp(at),
+            device_id=device_id,
+            privacy_mode=pb.PrivacyModeNotice(summary=summary[:256], statement=statement),
+        )
+        for tenant_id in tenant_ids:
+            await self._bus.publish(
+                notice_channel(tenant_id),
+                pb.StreamNoticesResponse(notice=notice).SerializeToString(),
+            )
 
     async def presence_changed(
         self, tenant_id: str, device_id: str, online: bool, at: datetime

@@ -24,6 +24,11 @@ SESSIONS_DECLINED = Counter(
     "Session requests a camera declined: most often its check of the request's access-log "
     "receipt or of the signaling app failed (a forged or replayed request).",
 )
+PRIVACY_REFUSED = Counter(
+    "privacam_relay_privacy_statements_refused_total",
+    "Privacy statements a camera refused after the broker passed them on: not signed by an "
+    "owner key it pinned at pairing, or older than the one it applied (forged or replayed).",
+)
 SESSION_SECONDS = Histogram(
     "privacam_relay_session_duration_seconds",
     "How long live-view sessions lasted.",

@@ -7,6 +7,7 @@ with device_auth's message. A peer that cannot be reached is UNAVAILABLE.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
@@ -15,15 +16,18 @@ import grpc
 from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
 from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
-from privacam.identity.v1 import identity_pb2
+from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.types.v1 import types_pb2
 from services.common.errors import (
     Unavailable,
 )
 from services.common.peers import UNREACHABLE, Peers, call_options, passed_on, unreachable
+from services.common.privacy import Mode, StatementError, mode_of, parse
 from services.common.timestamps import to_timestamp
 from services.relay_broker import NAME
 from services.relay_broker.domain.model import Access, Session, Viewer
+
+log = logging.getLogger("privacam.relay_broker.peers")
 
 
 def _viewer_pb(viewer: Viewer) -> types_pb2.Principal:
@@ -58,7 +62,31 @@ class DeviceAuthPolicy:
             owner_tenant_id=response.owner_tenant_id,
             is_owner=response.is_owner,
             grant_id=response.grant_id,
+            privacy=privacy_mode(response.settings.privacy)
+            if response.settings.HasField("privacy")
+            else None,
         )
+
+    async def privacy_statement(self, device_id: str) -> privacy_pb2.SignedPrivacyStatement | None:
+        """The owner's latest privacy statement for a camera, or None (none, or device_auth
+        out of reach: the camera keeps its own state either way)."""
+        try:
+            response = await self._peers.device_auth().GetCameraSettings(
+                id_pb.GetCameraSettingsRequest(device_id=device_id), **call_options(self._peers)
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("privacy statement not fetched", extra={"code": error.code().name})
+            return None
+        settings = response.settings
+        return settings.privacy if settings.HasField("privacy") else None
+
+
+def privacy_mode(signed: privacy_pb2.SignedPrivacyStatement) -> Mode:
+    """The stored statement's mode; one that does not parse counts as private (fail closed)."""
+    try:
+        return mode_of(parse(signed.statement))
+    except StatementError:
+        return Mode("on")
 
 
 class AccessLogClient:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from services.common.timestamps import to_timestamp
 from services.relay_broker.adapters.bus import Bus
 from services.relay_broker.adapters.links import BusLinks, notice_channel, signal_channel, turn_pb
 from services.relay_broker.adapters.metrics import (
+    PRIVACY_REFUSED,
     SESSIONS_ACTIVE,
     SESSIONS_DECLINED,
     SIGNALING_MESSAGES,
@@ -35,6 +37,7 @@ from services.relay_broker.api.cameras import CameraHub, CameraStream
 from services.relay_broker.domain import validation
 from services.relay_broker.domain.errors import (
     CameraOffline,
+    CameraPrivate,
     InvalidInput,
     SessionConflict,
     SessionNotFound,
@@ -49,9 +52,11 @@ for _error, _status in (
     (CameraOffline, grpc.StatusCode.UNAVAILABLE),
     (TooManySessions, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (SessionConflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (CameraPrivate, grpc.StatusCode.FAILED_PRECONDITION),
 ):
     map_domain_error(_error, _status)
 
+log = logging.getLogger("privacam.relay_broker")
 FIRST_MESSAGE_SECONDS = 10.0
 _APP_REASONS = {
     relay_pb2.SESSION_END_REASON_UNSPECIFIED: EndReason.VIEWER_ENDED,
@@ -117,6 +122,11 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         reader = asyncio.create_task(self._camera_reader(request_iterator, stream, caller))
         try:
             yield self._cameras.welcome()
+            # The owner's latest statement, in case it changed while the camera was away
+            # (the camera ignores one it already applied).
+            statement = await self._policy.privacy_statement(caller.name)
+            if statement is not None:
+                yield pb.CameraControlResponse(privacy_statement=statement)
             while (message := await stream.outbox.get()) is not None:
                 if isinstance(message, BaseException):
                     raise message
@@ -149,6 +159,17 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
                             await self._views.end_by(
                                 sid, False, _tenant(caller), caller.name, EndReason.CAMERA_ENDED
                             )
+                elif which == "privacy_answer":
+                    privacy = request.privacy_answer
+                    validation.decline_reason(privacy.refusal_reason)
+                    if not privacy.applied:
+                        # The camera refused a statement the platform passed on: forged,
+                        # replayed or signed by a key it never paired with. Worth an alert.
+                        PRIVACY_REFUSED.inc()
+                        log.warning(
+                            "a camera refused a privacy statement",
+                            extra={"reason": privacy.refusal_reason},
+                        )
                 else:
                     raise InvalidArgument("hello is only the first message; send heartbeats")
         except Exception as error:  # ends the stream with the error's status

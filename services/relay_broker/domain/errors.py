@@ -23,3 +23,7 @@ class TooManySessions(RelayError):
 
 class SessionConflict(RelayError):
     """The session's state does not allow this (already joined, ended): FAILED_PRECONDITION."""
+
+
+class CameraPrivate(RelayError):
+    """The owner switched the camera to privacy mode: FAILED_PRECONDITION naming the mode."""

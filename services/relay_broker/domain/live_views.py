@@ -2,9 +2,10 @@
 when it starts and ends. Plain Python over the ports below; no gRPC, Redis or Kafka here.
 
 Order at start, so an unlogged or half-made view cannot happen: authorize (device_auth,
-PIN counted there) -> camera online -> reserve within the limits -> access log entry
-(refused if the log is down, and the reservation is dropped) -> TURN credentials and the
-camera asked, with the log's receipt of the entry -> event and household notices.
+PIN counted there) -> not in privacy mode -> camera online -> reserve within the limits ->
+access log entry (refused if the log is down, and the reservation is dropped) -> TURN
+credentials and the camera asked, with the log's receipt of the entry -> event and
+household notices.
 
 The broker's word is not what protects the camera: the camera verifies that receipt
 against the log keys it pinned and streams only to the app the entry names, so a broker
@@ -22,8 +23,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.common.clock import Clock
+from services.common.privacy import Feature, refusal
 from services.relay_broker.domain import turn
-from services.relay_broker.domain.errors import CameraOffline, SessionConflict, SessionNotFound
+from services.relay_broker.domain.errors import (
+    CameraOffline,
+    CameraPrivate,
+    SessionConflict,
+    SessionNotFound,
+)
 from services.relay_broker.domain.model import (
     Access,
     EndReason,
@@ -166,6 +173,11 @@ class LiveViews:
 
     async def start(self, viewer: Viewer, device_id: str, pin: str) -> Started:
         access = await self._policy.authorize(device_id, viewer, pin)
+        # Early and only a courtesy: the camera checks its own privacy state and declines.
+        refused = refusal(device_id, access.privacy, self._clock.now(), Feature.LIVE_VIEW)
+        if refused is not None:
+            self._metrics.refused("privacy_mode")
+            raise CameraPrivate(refused)
         (presence,) = await self._presence.get([device_id])
         if not presence.online:
             self._metrics.refused("camera_offline")

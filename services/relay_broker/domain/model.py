@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.common.privacy import Mode
+
 
 class Side(enum.Enum):
     """The two ends of a session's signaling."""
@@ -86,3 +88,5 @@ class Access:
     owner_tenant_id: str
     is_owner: bool
     grant_id: str
+    privacy: Mode | None = None
+    """The owner's current privacy statement's mode (None: never set)."""

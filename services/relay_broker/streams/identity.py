@@ -1,5 +1,6 @@
 """Consumer of privacam.identity.v1: revoked grants and certificates end live views at once;
-PIN lockouts become household notices.
+PIN lockouts become household notices; an owner's new privacy statement goes to its camera
+(which verifies it against the owner keys it pinned) and becomes a household notice.
 
 One consumer group for all replicas: ending a session is global (Redis and the bus),
 so each event needs handling once. Handling is idempotent (a session ends once).
@@ -14,6 +15,7 @@ from privacam.identity.v1 import events_pb2 as identity_events
 from privacam.types.v1 import types_pb2
 from services.common.clock import Clock
 from services.common.kafka import Delivery
+from services.common.privacy import StatementError, mode_of, parse
 from services.common.timestamps import to_datetime
 from services.relay_broker.adapters.links import BusLinks
 from services.relay_broker.domain.live_views import LiveViews
@@ -48,5 +50,22 @@ class IdentityFollower:
                 await self._links.pin_locked_out(
                     event.metadata.tenant_id, locked.device_id, locked.lockout, at
                 )
+        elif which == "privacy_mode_changed":
+            await self._privacy_changed(event)
         if ended:
             log.info("live views ended by a revocation", extra={"sessions": ended})
+
+    async def _privacy_changed(self, event: identity_events.IdentityEvent) -> None:
+        changed = event.privacy_mode_changed
+        # Always forwarded, however old: the camera keeps the newest it verified.
+        await self._links.privacy_statement(changed.device_id, changed.statement)
+        at = to_datetime(event.metadata.occurred_at)
+        if self._clock.now() - at >= NOTICE_MAX_AGE:
+            return
+        try:
+            summary = f"privacy mode: {mode_of(parse(changed.statement.statement)).describe()}"
+        except StatementError:
+            summary = "privacy mode changed (the statement does not parse)"
+        await self._links.privacy_changed(
+            list(changed.household_tenant_ids), changed.device_id, changed.statement, summary, at
+        )

@@ -36,6 +36,7 @@ from services.device_auth.api.servicer import DeviceAuthServicer
 from services.device_auth.domain import errors
 from services.device_auth.domain.events import CertificateRevoked, PinLockedOut
 from services.device_auth.domain.exports import TenantExporter
+from services.device_auth.domain.privacy import PrivacyModes
 from services.device_auth.domain.records import Subject
 from tests.unit.device_auth.conftest import PASSWORD, START, TRUST_DOMAIN, World, make_csr
 
@@ -174,6 +175,13 @@ class LoggedReads:
             raise Unavailable("the access log service is unavailable; retry later")
         self.reads.append((tenant_id, export_id, reader))
 
+    async def record_privacy_change(
+        self, tenant_id: str, device_id: str, install_id: str, statement_sha256: bytes
+    ) -> None:
+        if self.down:
+            raise Unavailable("the access log service is unavailable; retry later")
+        self.reads.append((tenant_id, device_id, install_id))
+
 
 @pytest.fixture
 def reads() -> LoggedReads:
@@ -183,7 +191,13 @@ def reads() -> LoggedReads:
 @pytest.fixture
 def api(world: World, reads: LoggedReads) -> Api:
     return Api(
-        world, DeviceAuthServicer(world.service, [LOG_KEY], TenantExporter(world.service, reads))
+        world,
+        DeviceAuthServicer(
+            world.service,
+            [LOG_KEY],
+            TenantExporter(world.service, reads),
+            PrivacyModes(world.service, reads, world.clock),
+        ),
     )
 
 

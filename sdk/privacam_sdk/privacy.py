@@ -1,0 +1,354 @@
+"""Privacy mode: the owner's app signs when a camera is private; the camera decides.
+
+While private a camera serves no live view or talk-back and records no clips. A change
+of mode is a :class:`~privacam.identity.v1.privacy_pb2.PrivacyStatement` signed by an
+owner app's certificate key. The camera (:class:`CameraPrivacy`) applies a statement
+only when
+
+1. the signer install is one whose key the camera pinned at pairing (``owner-keys.json``,
+   handed over by the owner's app with the claim token) and the signature verifies over
+   ``"privacam-privacy-v1" 0x00 statement``;
+2. it names this camera and household;
+3. it is later than the statement applied last and at most 5 minutes ahead of the
+   camera's clock (an old "off" replayed by anyone is refused);
+4. its mode is well formed.
+
+Otherwise it raises :class:`PrivacyRefused` and its state stays as it was, so neither a
+service, an operator nor whoever writes the broker's state can switch privacy off. The
+applied statement is kept in the camera's state file, so a restart keeps it. The contract
+for firmware teams is in docs/camera-protocol.md.
+
+The evaluation (:class:`Mode`) matches services/common/privacy.py, which the platform
+uses to refuse early; the SDK imports no service code, so a unit test holds the two to
+the same answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from privacam.identity.v1 import privacy_pb2 as pb
+
+SIGNING_CONTEXT = b"privacam-privacy-v1\x00"
+MAX_FUTURE = timedelta(minutes=5)
+MAX_UNTIL = timedelta(days=366)
+MAX_WINDOWS = 28
+_DAY = 1440
+_WEEK = 7 * _DAY
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_SETS = {"daily": tuple(range(7)), "weekdays": tuple(range(5)), "weekends": (5, 6)}
+_ITEM = re.compile(r"^\s*([a-z]+(?:-[a-z]+)?)\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{1,2}):?(\d{2})$")
+
+
+class Feature(enum.Enum):
+    """What privacy mode stops."""
+
+    LIVE_VIEW = "live view"
+    TALK_BACK = "talk-back"  # issue #27 part 1: the camera calls check(TALK_BACK) first
+    CLIP_RECORDING = "clip recording"
+
+
+class PrivacyRefused(Exception):
+    """The camera will not do this (or will not apply this statement); says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Weekly, local time: from ``day`` (0 Monday) at ``start`` minutes to ``end``
+    (before ``start``: the next day)."""
+
+    day: int
+    start: int
+    end: int
+
+    @property
+    def minutes(self) -> int:
+        return self.end - self.start if self.end > self.start else self.end + _DAY - self.start
+
+    def covers(self, minute_of_week: int) -> bool:
+        return (minute_of_week - self.day * _DAY - self.start) % _WEEK < self.minutes
+
+    def describe(self) -> str:
+        return f"{DAYS[self.day]} {_hhmm(self.start)}-{_hhmm(self.end)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """ "off", "on" (until the next statement), "until" a moment, or a weekly "schedule"."""
+
+    kind: str
+    until: datetime | None = None
+    utc_offset_minutes: int = 0
+    windows: tuple[Window, ...] = ()
+
+    def private_reason(self, now: datetime) -> str | None:
+        """Why the camera is private at ``now``, or None."""
+        if self.kind == "on":
+            return "private until the owner turns it off"
+        if self.kind == "until" and self.until is not None and now < self.until:
+            return f"private until {self.until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        if self.kind == "schedule":
+            local = now.astimezone(UTC) + timedelta(minutes=self.utc_offset_minutes)
+            minute = local.weekday() * _DAY + local.hour * 60 + local.minute
+            for window in self.windows:
+                if window.covers(minute):
+                    return f"private on schedule, {window.describe()} UTC{self._offset()}"
+        return None
+
+    def describe(self) -> str:
+        if self.kind == "until" and self.until is not None:
+            return f"private until {self.until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        if self.kind == "schedule":
+            days = ", ".join(w.describe() for w in self.windows)
+            return f"private on schedule: {days} (UTC{self._offset()})"
+        return "private" if self.kind == "on" else "off"
+
+    def _offset(self) -> str:
+        sign = "-" if self.utc_offset_minutes < 0 else "+"
+        return f"{sign}{_hhmm(abs(self.utc_offset_minutes))}"
+
+    def set_on(self, statement: pb.PrivacyStatement) -> None:
+        """Write this mode into a statement."""
+        if self.kind == "off":
+            statement.off.SetInParent()
+        elif self.kind == "on":
+            statement.on.SetInParent()
+        elif self.kind == "until" and self.until is not None:
+            statement.until.until.FromDatetime(self.until.astimezone(UTC))
+        elif self.kind == "schedule":
+            statement.schedule.utc_offset_minutes = self.utc_offset_minutes
+            for w in self.windows:
+                statement.schedule.windows.add(
+                    day=w.day + 1, start_minute=w.start, end_minute=w.end
+                )
+        else:
+            raise ValueError(f"unknown privacy mode {self.kind!r}")
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def mode_of(statement: pb.PrivacyStatement) -> Mode:
+    """The statement's mode, or ValueError saying what is malformed."""
+    which = statement.WhichOneof("mode")
+    if which is None:
+        raise ValueError("the statement sets no mode")
+    if which == "until":
+        until = statement.until.until.ToDatetime(tzinfo=UTC)
+        issued = statement.issued_at.ToDatetime(tzinfo=UTC)
+        if not issued < until <= issued + MAX_UNTIL:
+            raise ValueError("until must be after issued_at and within 366 days of it")
+        return Mode("until", until=until)
+    if which == "schedule":
+        schedule = statement.schedule
+        if not -720 <= schedule.utc_offset_minutes <= 840:
+            raise ValueError("the schedule's UTC offset must be -12:00 to +14:00")
+        if not 1 <= len(schedule.windows) <= MAX_WINDOWS:
+            raise ValueError(f"a schedule holds 1 to {MAX_WINDOWS} windows")
+        windows = []
+        for w in schedule.windows:
+            if not (1 <= w.day <= 7 and w.start_minute < _DAY and 1 <= w.end_minute <= _DAY):
+                raise ValueError("a schedule window is out of range")
+            if w.start_minute == w.end_minute:
+                raise ValueError("a schedule window is empty")
+            windows.append(Window(w.day - 1, w.start_minute, w.end_minute))
+        return Mode(
+            "schedule", utc_offset_minutes=schedule.utc_offset_minutes, windows=tuple(windows)
+        )
+    return Mode(str(which))
+
+
+# --- the owner's app: say what you want, sign it -------------------------------------------
+
+
+def parse_schedule(spec: str, utc_offset: str = "+00:00") -> Mode:
+    """``"weekdays 22:00-07:00, sat 00:00-24:00"``: comma-separated items ``DAYS
+    HH:MM-HH:MM`` (DAYS: mon..sun, a range like mon-fri, daily, weekdays or weekends; an
+    end before the start runs past midnight) in local time at ``utc_offset``."""
+    offset = _OFFSET.fullmatch(utc_offset.strip())
+    if offset is None:
+        raise ValueError(f"UTC offset {utc_offset!r} must look like +01:00 or -05:30")
+    offset_minutes = (int(offset[2]) * 60 + int(offset[3])) * (-1 if offset[1] == "-" else 1)
+    if not -720 <= offset_minutes <= 840:
+        raise ValueError(f"UTC offset {utc_offset!r} must be -12:00 to +14:00")
+    windows: list[Window] = []
+    for item in spec.split(","):
+        match = _ITEM.fullmatch(item.lower())
+        if match is None:
+            raise ValueError(
+                f"schedule item {item.strip()!r} must look like 'mon-fri 22:00-07:00' "
+                "(days: mon..sun, a range, daily, weekdays or weekends)"
+            )
+        days = _days(match[1], item.strip())
+        start = _minute(int(match[2]), int(match[3]), item.strip(), allow_end=False)
+        end = _minute(int(match[4]), int(match[5]), item.strip(), allow_end=True)
+        if start == end or (start == 0 and end == 0):
+            raise ValueError(f"schedule item {item.strip()!r} is empty: it starts when it ends")
+        windows.extend(Window(day, start, end) for day in days)
+    if len(windows) > MAX_WINDOWS:
+        raise ValueError(f"a schedule holds at most {MAX_WINDOWS} windows, not {len(windows)}")
+    return Mode("schedule", utc_offset_minutes=offset_minutes, windows=tuple(windows))
+
+
+def _days(text: str, item: str) -> tuple[int, ...]:
+    if text in _DAY_SETS:
+        return _DAY_SETS[text]
+    first, _, last = text.partition("-")
+    if first not in DAYS or (last and last not in DAYS):
+        raise ValueError(f"schedule item {item!r}: {text!r} is not a day, range or daily/weekdays")
+    if not last:
+        return (DAYS.index(first),)
+    start, stop = DAYS.index(first), DAYS.index(last)
+    return tuple((start + i) % 7 for i in range((stop - start) % 7 + 1))
+
+
+def _minute(hour: int, minute: int, item: str, *, allow_end: bool) -> int:
+    value = hour * 60 + minute
+    if minute > 59 or value > (_DAY if allow_end else _DAY - 1):
+        raise ValueError(f"schedule item {item!r}: {hour:02d}:{minute:02d} is not a time of day")
+    return value
+
+
+def make_statement(
+    mode: Mode, *, tenant_id: str, device_id: str, install_id: str, issued_at: datetime
+) -> pb.PrivacyStatement:
+    stamp = Timestamp()
+    stamp.FromDatetime(issued_at.astimezone(UTC))
+    statement = pb.PrivacyStatement(
+        tenant_id=tenant_id, device_id=device_id, signer_install_id=install_id, issued_at=stamp
+    )
+    mode.set_on(statement)
+    mode_of(statement)  # refuse to sign what no camera would apply
+    return statement
+
+
+def sign_statement(
+    statement: pb.PrivacyStatement, key: ec.EllipticCurvePrivateKey
+) -> pb.SignedPrivacyStatement:
+    """Sign with the owner app's certificate key (the key the camera pinned)."""
+    data = statement.SerializeToString(deterministic=True)
+    return pb.SignedPrivacyStatement(
+        statement=data, signature=key.sign(SIGNING_CONTEXT + data, ec.ECDSA(hashes.SHA256()))
+    )
+
+
+def statement_digest(signed: pb.SignedPrivacyStatement) -> bytes:
+    """SHA-256 of the statement's bytes: what PrivacyAnswer names."""
+    return hashlib.sha256(bytes(signed.statement)).digest()
+
+
+# --- the camera: verify, apply, keep, obey --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    statement: pb.PrivacyStatement
+    mode: Mode
+    issued_at: datetime
+
+
+class CameraPrivacy:
+    """One camera's privacy state: the last owner statement it verified and applied.
+
+    ``owner_keys`` are the owner app keys pinned at pairing, by install id; ``state_file``
+    keeps the applied statement (signed) across restarts. A camera with no pinned owner key
+    applies nothing and stays as it is (not private unless a statement said so).
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        device_id: str,
+        owner_keys: Mapping[str, ec.EllipticCurvePublicKey],
+        state_file: Path,
+    ) -> None:
+        self._tenant_id = tenant_id
+        self._device_id = device_id
+        self._keys = dict(owner_keys)
+        self._file = state_file
+        self._applied: Applied | None = None
+        if state_file.exists():
+            signed = pb.SignedPrivacyStatement.FromString(
+                base64.b64decode(json.loads(state_file.read_text())["statement"])
+            )
+            # Re-verified: the state file is only as trusted as the keys that signed it.
+            self._applied = self._verified(signed)
+
+    @property
+    def applied(self) -> Applied | None:
+        return self._applied
+
+    def private_reason(self, now: datetime) -> str | None:
+        return None if self._applied is None else self._applied.mode.private_reason(now)
+
+    def check(self, feature: Feature, now: datetime) -> None:
+        """PrivacyRefused when privacy mode forbids ``feature`` now. The hook for every
+        feature the mode stops: live view and clip recording today, talk-back next."""
+        reason = self.private_reason(now)
+        if reason is not None:
+            raise PrivacyRefused(f"the camera is in privacy mode ({reason}): no {feature.value}")
+
+    def apply(self, signed: pb.SignedPrivacyStatement, now: datetime) -> bool:
+        """Verify and apply; True when it changed the state, False when it was the one
+        already applied. PrivacyRefused (state unchanged) otherwise."""
+        applied = self._verified(signed)
+        if self._applied is not None:
+            if applied.statement == self._applied.statement:
+                return False
+            if applied.issued_at <= self._applied.issued_at:
+                raise PrivacyRefused(
+                    "the privacy statement is older than the one applied: a replay"
+                )
+        if applied.issued_at > now + MAX_FUTURE:
+            raise PrivacyRefused("the privacy statement is dated in the future")
+        temporary = self._file.with_suffix(".tmp")
+        document = {"statement": base64.b64encode(signed.SerializeToString()).decode()}
+        temporary.write_text(json.dumps(document) + "\n")
+        temporary.replace(self._file)  # applied only once it is kept
+        self._applied = applied
+        return True
+
+    def _verified(self, signed: pb.SignedPrivacyStatement) -> Applied:
+        try:
+            statement = pb.PrivacyStatement.FromString(signed.statement)
+        except DecodeError:
+            raise PrivacyRefused("the privacy statement does not parse") from None
+        key = self._keys.get(statement.signer_install_id)
+        if key is None:
+            raise PrivacyRefused(
+                "the privacy statement is not signed by an owner app paired with this camera"
+            )
+        try:
+            key.verify(
+                bytes(signed.signature),
+                SIGNING_CONTEXT + bytes(signed.statement),
+                ec.ECDSA(hashes.SHA256()),
+            )
+        except (InvalidSignature, ValueError):
+            raise PrivacyRefused(
+                "the privacy statement's signature does not verify with the owner app's key"
+            ) from None
+        if statement.tenant_id != self._tenant_id or statement.device_id != self._device_id:
+            raise PrivacyRefused("the privacy statement is for another camera")
+        try:
+            mode = mode_of(statement)
+        except ValueError as error:
+            raise PrivacyRefused(f"the privacy statement is malformed: {error}") from None
+        return Applied(statement, mode, statement.issued_at.ToDatetime(tzinfo=UTC))
