@@ -25,6 +25,9 @@ restores into, so a backup can also rebuild an environment under another namespa
 - **Same partitions, same order.** Records are restored into the partition they came from,
   in offset order, because replicas decide races by partition order (first writer wins).
   Restore writes only into empty topics: it rebuilds a lost stack, it never merges.
+- **Signatures kept.** Each record keeps its Kafka headers, which carry its writer's
+  signature (services.common.signed_state): readers apply only signed records, and the
+  restore, which holds no service's key, copies the signatures rather than making new ones.
 """
 
 from __future__ import annotations
@@ -55,8 +58,17 @@ from services.common import clip_format, topics
 from services.common.kafka import EventProducer, Topic, client_options, ensure_topics
 from services.common.settings import KafkaSettings, MinioSettings
 
-FORMAT = "privacam-backup-v1"
-_RECORD = struct.Struct(">iII")  # partition, key length, value length
+FORMAT = "privacam-backup-v2"
+"""v2 keeps each record's headers (v1 did not: its records would restore unsigned, and
+every service would skip them)."""
+_UNSIGNED_FORMAT = "privacam-backup-v1"
+"""Refused by restore; still pruned when it expires (it holds keys that must go)."""
+_RECORD = struct.Struct(">iIIH")  # partition, key length, value length, header count
+_HEADER = struct.Struct(">HI")  # name length, value length
+
+Headers = list[tuple[str, bytes]]
+Record = tuple[int, bytes, bytes, Headers]
+"""partition, key, value, headers"""
 
 
 class BackupError(RuntimeError):
@@ -121,24 +133,37 @@ def _new_directory(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=False)
 
 
-def _encode(records: Iterable[tuple[int, bytes, bytes]]) -> bytes:
+def _encode(records: Iterable[Record]) -> bytes:
     out = io.BytesIO()
-    for partition, key, value in records:
-        out.write(_RECORD.pack(partition, len(key), len(value)))
+    for partition, key, value, headers in records:
+        out.write(_RECORD.pack(partition, len(key), len(value), len(headers)))
         out.write(key)
         out.write(value)
+        for name, content in headers:
+            encoded = name.encode()
+            out.write(_HEADER.pack(len(encoded), len(content)))
+            out.write(encoded)
+            out.write(content)
     return out.getvalue()
 
 
-def _decode(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    records, at = [], 0
+def _decode(data: bytes) -> list[Record]:
+    records: list[Record] = []
+    at = 0
     while at < len(data):
-        partition, key_length, value_length = _RECORD.unpack_from(data, at)
+        partition, key_length, value_length, header_count = _RECORD.unpack_from(data, at)
         at += _RECORD.size
         key = data[at : at + key_length]
         value = data[at + key_length : at + key_length + value_length]
         at += key_length + value_length
-        records.append((partition, key, value))
+        headers: Headers = []
+        for _ in range(header_count):
+            name_length, content_length = _HEADER.unpack_from(data, at)
+            at += _HEADER.size
+            name = data[at : at + name_length].decode()
+            headers.append((name, data[at + name_length : at + name_length + content_length]))
+            at += name_length + content_length
+        records.append((partition, key, value, headers))
     return records
 
 
@@ -158,10 +183,9 @@ async def _partitions(settings: KafkaSettings, name: str) -> list[int]:
     return sorted(p["partition"] for p in description["partitions"])
 
 
-async def _snapshot(
-    settings: KafkaSettings, topic: Topic[Any]
-) -> tuple[int, list[tuple[int, bytes, bytes]]]:
-    """(partition count, latest value per key in offset order) of a compacted topic."""
+async def _snapshot(settings: KafkaSettings, topic: Topic[Any]) -> tuple[int, list[Record]]:
+    """(partition count, latest value per key in offset order, with its headers) of a
+    compacted topic."""
     name = settings.namespace + topic.name
     partitions = await _partitions(settings, name)
     if not partitions:
@@ -178,25 +202,29 @@ async def _snapshot(
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
-        latest: dict[tuple[int, bytes], tuple[int, bytes | None]] = {}
+        latest: dict[tuple[int, bytes], tuple[int, bytes | None, Headers]] = {}
         pending = {tp for tp in assigned if ends[tp] > 0}
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, messages in batches.items():
                 for message in messages:
                     if message.offset < ends[tp] and message.key is not None:
-                        latest[(tp.partition, message.key)] = (message.offset, message.value)
+                        latest[(tp.partition, message.key)] = (
+                            message.offset,
+                            message.value,
+                            list(message.headers or ()),
+                        )
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
         kept = sorted(
             (
-                (partition, offset, key, value)
-                for (partition, key), (offset, value) in latest.items()
+                (partition, offset, key, value, headers)
+                for (partition, key), (offset, value, headers) in latest.items()
                 if value is not None
             ),
         )
-        return len(assigned), [(p, k, v) for p, _, k, v in kept]
+        return len(assigned), [(p, k, v, h) for p, _, k, v, h in kept]
     finally:
         await consumer.stop()
 
@@ -294,6 +322,11 @@ async def restore(
     started = time.monotonic()
     moment = now or datetime.now(UTC)
     manifest = json.loads((directory / "manifest.json").read_text())
+    if manifest.get("format") == _UNSIGNED_FORMAT:
+        raise BackupError(
+            f"{directory} is a {_UNSIGNED_FORMAT} backup, made without the records' "
+            "signatures: every service would skip its records. Take a new backup"
+        )
     if manifest.get("format") != FORMAT:
         raise BackupError(f"{directory} is not a {FORMAT} backup")
     backup_id = manifest["backup_id"]
@@ -336,11 +369,14 @@ async def restore(
             if await producer.partition_count(by_name[name]) != partitions:
                 raise BackupError(f"{name} exists with another partition count than the backup's")
             await _require_empty(kafka, by_name[name])
-            for partition, record_key, value in records:
+            for partition, record_key, value, headers in records:
                 if by_name[name] is topics.KEY_STATE and _past_due(value, policy, moment):
                     dropped += 1
                     continue
-                await producer.send_raw(by_name[name], record_key, value, partition=partition)
+                # The writer's signature as it was: the restore signs nothing itself.
+                await producer.send_raw(
+                    by_name[name], record_key, value, partition=partition, headers=headers
+                )
             counts[name] = len(records)
     finally:
         await producer.stop()
@@ -373,7 +409,7 @@ def prune(parent: Path, now: datetime | None = None) -> list[str]:
     for manifest_file in sorted(parent.glob("*/manifest.json")):
         manifest = json.loads(manifest_file.read_text())
         if (
-            manifest.get("format") == FORMAT
+            manifest.get("format") in (FORMAT, _UNSIGNED_FORMAT)
             and datetime.fromisoformat(manifest["expires_at"]) < moment
         ):
             directory = manifest_file.parent

@@ -152,3 +152,11 @@ STORE_REFUSALS = Counter(
     "store user lacks a right its code uses, a configuration error, never a caller's.",
     ["store"],
 )
+STATE_RECORDS_REJECTED = Counter(
+    "privacam_state_records_rejected_total",
+    "Records of a compacted state topic skipped because their topic's writer did not sign "
+    "them (unsigned, another signer, altered, or moved to another key or topic): written "
+    "by someone past Kafka's ACLs, a broker or the Kafka super user (services.common."
+    "signed_state).",
+    ["topic", "reason"],
+)

@@ -27,7 +27,7 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
-from services.common import diagnostics, metrics, telemetry, topics
+from services.common import diagnostics, metrics, telemetry, topic_grants, topics
 from services.common.auth import Authorizer, MethodPolicies, Policy
 from services.common.clock import Clock, SystemClock
 from services.common.interceptors import (
@@ -40,6 +40,7 @@ from services.common.kafka import EventConsumer, EventProducer, Topic, ensure_to
 from services.common.periodic import Periodic
 from services.common.revocations import RevocationList
 from services.common.settings import ServiceSettings, SettingsError, describe, load_settings
+from services.common.signed_state import StateSigning
 from services.common.tls import public_server_credentials, server_credentials
 
 log = logging.getLogger("privacam.runtime")
@@ -305,7 +306,10 @@ def build_runtime(
     name: str, settings: S, build: Build[S], clock: Clock | None = None
 ) -> ServiceRuntime:
     clock = clock or SystemClock()
-    producer = EventProducer(settings.kafka, client_id=name)
+    # Records this service writes to its compacted topics are signed with its TLS key; those
+    # it replays must carry their topic's writer's signature (services.common.signed_state).
+    signing = StateSigning.from_tls(settings.tls, topic_grants.state_writers())
+    producer = EventProducer(settings.kafka, client_id=name, signing=signing)
     return ServiceRuntime(name, settings, producer, build(settings, producer, clock), clock)
 
 

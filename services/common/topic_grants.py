@@ -82,3 +82,19 @@ def reads(service: str) -> frozenset[str]:
 
 BACKUP_READS = frozenset(topic.name for topic in topics.ALL)
 """The backup principal (services.common.backup) reads every topic and writes none."""
+
+
+def state_writers() -> dict[str, str]:
+    """Compacted topic -> the SPIFFE name of the one service that writes it: whose
+    signature its readers require (services.common.signed_state). Raises if a compacted
+    topic has no writer or several, since then no single signer could be named."""
+    writers: dict[str, str] = {}
+    for topic in topics.ALL:
+        if not topic.compacted:
+            continue
+        owners = [s for s in SERVICES if topic.name in writes(s)]
+        if len(owners) != 1:
+            raise ValueError(f"{topic.name} must have exactly one writer, not {owners}")
+        # Service names use '_' in Python and '-' in identities (ids allow no '_').
+        writers[topic.name] = owners[0].replace("_", "-")
+    return writers

@@ -70,7 +70,9 @@ from tests.harness import (
     kafka_settings,
     new_namespace,
     redis_setup_url,
+    state_signing,
 )
+from tests.pki_helpers import PkiFactory
 
 TRUST_DOMAIN = "privacam.local"
 
@@ -84,7 +86,7 @@ class Kafka:
 
 
 @pytest.fixture(scope="module")
-async def kafka(stack_env: dict[str, str]) -> AsyncIterator[Kafka]:
+async def kafka(stack_env: dict[str, str], pki: PkiFactory) -> AsyncIterator[Kafka]:
     namespace = new_namespace(stack_env, "da-adapters")
     settings = kafka_settings(stack_env, "device_auth", namespace).model_copy(
         update={"topic_partitions": 3}
@@ -92,7 +94,10 @@ async def kafka(stack_env: dict[str, str]) -> AsyncIterator[Kafka]:
     await ensure_topics(
         settings, [topics.IDENTITY_STATE, topics.IDENTITY, topics.REVOCATIONS, topics.ACCESS]
     )
-    producer = EventProducer(settings, "test-device-auth-adapters")
+    # Signs and verifies state records as device_auth does (services.common.signed_state).
+    producer = EventProducer(
+        settings, "test-device-auth-adapters", state_signing(pki, "device_auth")
+    )
     await producer.start()
     try:
         yield Kafka(settings, producer, kafka_options(stack_env))

@@ -36,9 +36,10 @@ from privacam.retention.v1 import retention_service_pb2 as retention_pb
 from privacam.retention.v1 import retention_service_pb2_grpc as retention_grpc
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
+from services.common import topics
 from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri, subject_digest
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
-from tests.harness import SERVICES, Platform, kafka_options, mtls_channel
+from tests.harness import SERVICES, Platform, kafka_options, mtls_channel, state_signing
 from tests.media import make_mp4
 from tests.pki_helpers import Identity
 from tests.rpcs import Rpc, all_rpcs
@@ -202,6 +203,11 @@ def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -
         spiffe_uri(platform.pki.trust_domain, PrincipalKind.APP, install, tenant)
     )
     record = RevocationRecord(subject_digest=digest, all_certificates=True)
+    key, value = f"subject/{digest.hex()}".encode(), record.SerializeToString()
+    # Signed as device_auth, the topic's only writer: readers skip anything else.
+    headers = state_signing(platform.pki, "device_auth").signer.headers(
+        topics.REVOCATIONS.name, key, value
+    )
 
     async def write() -> None:  # what device_auth writes when the owner signs the app out
         producer = AIOKafkaProducer(
@@ -212,9 +218,7 @@ def test_a_revoked_certificate_is_refused_by_every_service(platform: Platform) -
         await producer.start()
         try:
             await producer.send_and_wait(
-                platform.namespace + "privacam.revocations.v1",
-                record.SerializeToString(),
-                key=f"subject/{digest.hex()}".encode(),
+                platform.namespace + topics.REVOCATIONS.name, value, key=key, headers=headers
             )
         finally:
             await producer.stop()

@@ -28,7 +28,9 @@ from tests.harness import (
     kafka_options,
     kafka_settings,
     new_namespace,
+    state_signing,
 )
+from tests.pki_helpers import PkiFactory
 
 
 async def _list_clips(client: PrivacamClient) -> grpc.StatusCode:
@@ -56,6 +58,9 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
             subject_uri="spiffe://privacam.local/tenant/tenant-rv/app/phone-lost",
             all_certificates=True,
         )
+        # Signed as device_auth, its only writer: readers skip anything else.
+        value, key = record.SerializeToString(), record.subject_uri.encode()
+        signer = state_signing(platform.pki, "device_auth").signer
         producer = AIOKafkaProducer(
             **kafka_options(platform.stack_env),
             acks="all",
@@ -64,9 +69,10 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
         await producer.start()
         try:
             await producer.send_and_wait(
-                platform.namespace + "privacam.revocations.v1",
-                record.SerializeToString(),
-                key=record.subject_uri.encode(),
+                platform.namespace + topics.REVOCATIONS.name,
+                value,
+                key=key,
+                headers=signer.headers(topics.REVOCATIONS.name, key, value),
             )
         finally:
             await producer.stop()
@@ -86,13 +92,14 @@ async def test_a_revoked_app_is_refused_by_another_service_within_2_seconds(
 
 @contextlib.asynccontextmanager
 async def revocation_topic(
-    stack_env: dict[str, str], name: str
+    stack_env: dict[str, str], pki: PkiFactory, name: str
 ) -> AsyncIterator[tuple[KafkaSettings, EventProducer]]:
-    """A revocations topic in a namespace of its own, and a producer for it."""
+    """A revocations topic in a namespace of its own, and a producer for it (signing as
+    device_auth, the topic's writer)."""
     namespace = new_namespace(stack_env, name)
     settings = kafka_settings(stack_env, "device_auth", namespace)
     await ensure_topics(settings, [topics.REVOCATIONS])
-    producer = EventProducer(settings, f"test-{name}")
+    producer = EventProducer(settings, f"test-{name}", state_signing(pki, "device_auth"))
     await producer.start()
     try:
         yield settings, producer
@@ -102,7 +109,7 @@ async def revocation_topic(
 
 
 async def test_records_that_outlived_their_certificates_are_pruned(
-    stack_env: dict[str, str],
+    stack_env: dict[str, str], pki: PkiFactory
 ) -> None:
     # The writer tombstones a record an hour after the last certificate it covers
     # expired; a replica started afterwards replays only the live ones.
@@ -112,7 +119,7 @@ async def test_records_that_outlived_their_certificates_are_pruned(
         "just-expired": now - timedelta(minutes=10),  # within the grace: kept
         "alive": now + timedelta(days=2),
     }
-    async with revocation_topic(stack_env, "rv-prune") as (settings, producer):
+    async with revocation_topic(stack_env, pki, "rv-prune") as (settings, producer):
         for name, covers_until in records.items():
             record = RevocationRecord(
                 subject_digest=subject_digest(f"spiffe://privacam.local/tenant/t/app/{name}"),
@@ -138,11 +145,11 @@ async def test_records_that_outlived_their_certificates_are_pruned(
 
 
 async def test_a_record_that_cannot_be_applied_does_not_stop_later_revocations(
-    stack_env: dict[str, str],
+    stack_env: dict[str, str], pki: PkiFactory
 ) -> None:
     # A replica that died on one bad record would stop enforcing every later revocation
     # without a word: it logs and skips the record, and keeps following.
-    async with revocation_topic(stack_env, "rv-poison") as (settings, producer):
+    async with revocation_topic(stack_env, pki, "rv-poison") as (settings, producer):
         replica = RevocationList(settings, producer)
         await replica.start()
         try:
