@@ -368,6 +368,11 @@ def access_log_key(pki: PkiFactory) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
 
 
+FORGET_WITHIN_SECONDS = 30
+"""How soon the test platform's compacted topics forget a deleted record (a day in
+production): short enough for a test to watch the brokers' cleaner do it."""
+
+
 def service_env(
     name: str, pki: PkiFactory, stack: dict[str, str], namespace: str, ports: tuple[int, int, int]
 ) -> dict[str, str]:
@@ -387,6 +392,7 @@ def service_env(
         # the enrollment port in production (20/min) would throttle the suite itself.
         "PRIVACAM_DEVICE_AUTH_ENROLLMENT_CALLS_PER_WINDOW": "600",
         "PRIVACAM_CLIP_INGEST_UPLOAD_IDLE_SECONDS": "5",
+        "PRIVACAM_KAFKA_FORGET_WITHIN_SECONDS": str(FORGET_WITHIN_SECONDS),
         "PRIVACAM_KEY_MANAGER_STATE_SEGMENT_MS": "2000",
         "PRIVACAM_KEY_MANAGER_STATE_MAX_COMPACTION_LAG_MS": "2000",
         # Live view: cameras that drop are offline within ~1.5 s, abandoned sessions end in 5 s.

@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from services.common.compaction import SegmentRoller, Timing, is_marker
 from services.common.kafka import EventProducer, Topic, TopicReplica
 from services.common.settings import KafkaSettings
 
@@ -39,11 +40,14 @@ class ReplicatedMap:
         # from a replica that had not seen the delete cannot bring an entry back.
         self._deleted: set[str] = set()
         self._replica = TopicReplica(settings, topic, producer, self._apply)
+        self._roller = SegmentRoller(producer, topic, Timing.of(settings, topic))
 
     async def start(self) -> None:
         await self._replica.start()
+        self._roller.start()
 
     async def stop(self) -> None:
+        await self._roller.stop()
         await self._replica.stop()
 
     async def catch_up(self) -> None:
@@ -80,6 +84,7 @@ class ReplicatedMap:
         partition, offset = await self._producer.send_raw(
             self._topic, record_key.encode(), value, partition=self._partition(group)
         )
+        self._roller.wrote(partition)  # so a deletion leaves the disks in bounded time
         await self._replica.wait_applied(partition, offset)
 
     async def create(self, key: str, value: bytes, group: str) -> bool:
@@ -117,6 +122,8 @@ class ReplicatedMap:
     # --- replay -----------------------------------------------------------------------
 
     def _apply(self, record_key: bytes, value: bytes | None) -> None:
+        if is_marker(record_key):
+            return
         text = record_key.decode()
         key, _, proposal = text.rpartition(_SEPARATOR)
         owner = self._entries.get(key)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from services.common import topics
+from services.common.compaction import SegmentRoller, Timing, is_marker
 from services.common.identity import Principal, subject_digest
 from services.common.kafka import EventProducer, TopicReplica
 from services.common.settings import KafkaSettings
@@ -41,15 +42,21 @@ class RevocationList:
         self._by_key: dict[bytes, RevocationRecord] = {}
         self._listeners: list[Listener] = []
         self._replica = TopicReplica(settings, topics.REVOCATIONS, producer, self._apply)
+        # Only the writer (device_auth) ever notes writes; elsewhere it stays idle.
+        self._roller = SegmentRoller(
+            producer, topics.REVOCATIONS, Timing.of(settings, topics.REVOCATIONS)
+        )
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     async def start(self) -> None:
         await self._replica.start()
+        self._roller.start()
         log.info("revocations replayed", extra={"records": len(self._by_key)})
 
     async def stop(self) -> None:
+        await self._roller.stop()
         await self._replica.stop()
 
     def is_revoked(self, principal: Principal) -> bool:
@@ -70,10 +77,13 @@ class RevocationList:
             if record.HasField("covers_until") and record.covers_until.ToDatetime(UTC) < cutoff
         ]
         for key in outlived:
-            await self._producer.send_raw(topics.REVOCATIONS, key, None)
+            partition, _ = await self._producer.send_raw(topics.REVOCATIONS, key, None)
+            self._roller.wrote(partition)
         return len(outlived)
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
+        if is_marker(key):
+            return
         if value is None:
             # Tombstoned once everything it covered expired: rebuild from the rest.
             self._by_key.pop(key, None)

@@ -58,6 +58,12 @@ class KafkaSettings(BaseSettings):
     """Client certificate chain (SSL only)."""
     key_file: FilePath | None = None
     """Its private key (SSL only)."""
+    forget_within_seconds: int = Field(default=86_400, ge=6, le=30 * 86_400)
+    """Longest time a deleted record (a cancelled household's account, a removed camera,
+    a revoked grant) and its tombstone stay in the segments of a compacted topic: topics
+    are created with a segment roll, compaction lag and tombstone retention of a sixth of
+    it each, and each topic's writer appends markers after its writes so that even a quiet
+    partition rolls and is compacted. Shorter costs the brokers more compaction work."""
 
     @model_validator(mode="after")
     def _credentials(self) -> KafkaSettings:

@@ -43,7 +43,7 @@ KEY_STATE: Topic[KeyStateRecord] = Topic(
     "privacam.keys.state.v1",
     KeyStateRecord,
     compacted=True,
-    config={"min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "86400000"},
+    config={"min.cleanable.dirty.ratio": "0.01"},
 )
 """Sealed KEKs and destruction markers: the key manager's durable state (compacted)."""
 IDENTITY_STATE: Topic[IdentityStateDocument] = Topic(

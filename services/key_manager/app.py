@@ -42,7 +42,6 @@ def build(settings: KeyManagerSettings, producer: EventProducer, clock: Clock) -
         producer,
         keyring,
         clock,
-        segment_seconds=settings.state_segment_ms / 1000,
         # A used receipt is remembered while it could still pass the age checks.
         claim_lifetime=receipt_max_age + DEFAULT_CLOCK_SKEW,
     )

@@ -8,9 +8,9 @@ root key, so the topic (and its backups) hold nothing readable without it.
 Every record of a tenant goes to one partition (crc32 of the tenant id), so
 partition order settles races between replicas: the first proposal of a
 version wins everywhere. A destroyed version's sealed records are tombstoned;
-compaction removes them within `segment.ms + max.compaction.lag.ms` plus the
-cleaner's back-off, and a periodic tick record makes the active segment roll
-so that bound holds even when nothing else is written.
+compaction removes them, and then their tombstones, within the bound of
+services.common.compaction, whose markers roll the active segment even when nothing
+else is written.
 
 Used receipts live here too: before a key is released against an access-log receipt,
 a claim record `used/<digest of tenant and access id>` is written to the partition its
@@ -24,18 +24,17 @@ start, in case the winner is gone), so compaction removes them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import heapq
 import logging
 import secrets
-import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from privacam.keys.v1 import state_pb2 as pb
 from services.common.clock import Clock
+from services.common.compaction import SegmentRoller, Timing, is_marker
 from services.common.kafka import EventProducer, Topic, TopicReplica
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_datetime, to_timestamp
@@ -77,18 +76,17 @@ class KafkaStateLog:
         producer: EventProducer,
         keyring: Keyring,
         clock: Clock,
-        segment_seconds: float,
         claim_lifetime: timedelta = timedelta(minutes=6),
     ) -> None:
         self._topic = topic
         self._producer = producer
         self._keyring = keyring
         self._clock = clock
-        self._segment_seconds = segment_seconds
         self._claim_lifetime = claim_lifetime
         self._replica = TopicReplica(settings, topic, producer, self._apply)
-        # partition -> monotonic time of its last tombstone not yet followed by a tick
-        self._dirty: dict[int, float] = {}
+        timing = Timing.of(settings, topic)
+        self._roller = SegmentRoller(producer, topic, timing)
+        self._roller_interval = timing.segment / 4
         self._ticker: asyncio.Task[None] | None = None
         # used receipts: claim key -> the first claim applied; expiry order in a heap
         self._claims: dict[bytes, _Claim] = {}
@@ -119,6 +117,8 @@ class KafkaStateLog:
         await self._replica.catch_up()
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
+        if is_marker(key):
+            return
         if value is None:
             # A tombstone: its key's record was already applied and superseded; a used
             # receipt's is written once the receipt would be refused on age anyway.
@@ -190,7 +190,7 @@ class KafkaStateLog:
 
     async def discard(self, kek: SealedKek) -> None:
         await self._send(kek.tenant_id, kek_key(kek.tenant_id, kek.version, kek.proposal_id), None)
-        self._dirty[self._partition(kek.tenant_id)] = time.monotonic()
+        self._roller.wrote(self._partition(kek.tenant_id))
 
     async def destroy(
         self,
@@ -213,7 +213,7 @@ class KafkaStateLog:
         self._keyring.apply_destroyed(tenant_id, version, destroyed_at, period_start)
         for proposal_id in proposal_ids:
             await self._send(tenant_id, kek_key(tenant_id, version, proposal_id), None)
-        self._dirty[self._partition(tenant_id)] = time.monotonic()
+        self._roller.wrote(self._partition(tenant_id))
         await self._replica.wait_applied(self._partition(tenant_id), offset)
 
     async def forget_tenant(
@@ -231,7 +231,7 @@ class KafkaStateLog:
         self._keyring.apply_tenant_gone(digest)
         for version in versions:
             await self._send(tenant_id, destroyed_key(tenant_id, version), None)
-        self._dirty[self._partition(tenant_id)] = time.monotonic()
+        self._roller.wrote(self._partition(tenant_id))
         await self._replica.wait_applied(self._partition(tenant_id), offset)
 
     async def claim_access(self, tenant_id: str, access_id: str, occurred_at: datetime) -> bool:
@@ -274,32 +274,20 @@ class KafkaStateLog:
                 except Exception:
                     heapq.heappush(self._claim_expiry, (forget_at, key))  # next round
                     raise
-                self._dirty[partition] = time.monotonic()
+                self._roller.wrote(partition)
             if self._claims.get(key) is claim:
                 del self._claims[key]
 
     async def _tick(self) -> None:
-        """One append to a partition `segment.ms` after its last tombstone rolls the segment
-        holding the tombstone, so compaction can reach it."""
+        """Tombstones the claims that expired, and sends the segment markers that are due
+        (services.common.compaction), so compaction reaches destroyed keys in time."""
         while True:
-            await asyncio.sleep(self._segment_seconds / 4)
+            await asyncio.sleep(self._roller_interval)
             try:
                 await self.expire_claims()
             except Exception:  # the rest is retried on the next round
                 log.warning("used receipts not all tombstoned; retrying", exc_info=True)
-            due = [
-                (p, at)
-                for p, at in self._dirty.items()
-                if time.monotonic() - at > self._segment_seconds
-            ]
-            for partition, at in due:
-                record = pb.KeyStateRecord(tick=pb.Tick(at=to_timestamp(self._clock.now())))
-                with contextlib.suppress(Exception):  # retried on the next round
-                    await self._producer.send_raw(
-                        self._topic,
-                        f"tick/{partition}".encode(),
-                        record.SerializeToString(),
-                        partition=partition,
-                    )
-                    if self._dirty.get(partition) == at:  # no newer tombstone meanwhile
-                        del self._dirty[partition]
+            try:
+                await self._roller.send_due()
+            except Exception:  # what is due stays due
+                log.warning("segment markers not all sent; retrying", exc_info=True)

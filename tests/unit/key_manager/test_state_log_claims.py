@@ -80,7 +80,6 @@ async def replica(topic: FakeTopic, clock: FakeClock) -> KafkaStateLog:
         FakeProducer(topic),  # type: ignore[arg-type]
         Keyring(),
         clock,
-        segment_seconds=60,
         claim_lifetime=LIFETIME,
     )
     fake = FakeReplica(topic, state._apply)
