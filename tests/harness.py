@@ -37,9 +37,11 @@ from pydantic import SecretStr
 from privacam.clips.v1.events_pb2 import ClipEvent
 from privacam_sdk import Profile
 from privacam_sdk.enrollment import Enrollment
+from services.common import topic_grants
 from services.common.healthcheck import serving
 from services.common.kafka import client_options
 from services.common.settings import KafkaSettings, MinioSettings, read_env_file
+from services.common.signed_state import StateSigner, StateSigning, StateVerifier
 from services.common.stores import ObjectStore
 from services.relay_broker.domain import turn
 from services.relay_broker.domain.model import Side
@@ -121,6 +123,17 @@ def kafka_settings(stack: dict[str, str], principal: str, namespace: str = "") -
 def kafka_options(stack: dict[str, str], principal: str = ADMIN) -> dict[str, Any]:
     """aiokafka client options (producer, consumer, admin) of one principal."""
     return client_options(kafka_settings(stack, principal))
+
+
+def state_signing(pki: PkiFactory, service: str) -> StateSigning:
+    """What a service signs its compacted-topic records with, and verifies them by
+    (services.common.signed_state), from the test PKI: a test that writes state as a
+    service must sign as it, or every reader skips the record."""
+    identity = pki.service(service)
+    return StateSigning(
+        StateSigner.from_files(identity.cert_file, identity.key_file),
+        StateVerifier.from_files(pki.ca_file, pki.trust_domain, topic_grants.state_writers()),
+    )
 
 
 def kafka_user_env(stack: dict[str, str], service: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ from opentelemetry.propagators.textmap import Getter
 from services.common import metrics
 from services.common.errors import report_store_refusal
 from services.common.settings import KafkaSettings
+from services.common.signed_state import StateSigning, StateVerifier
 
 log = logging.getLogger("privacam.kafka")
 tracer = trace.get_tracer("privacam.kafka")
@@ -131,9 +132,18 @@ async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic[Any]]) -
         await admin.close()
 
 
+Headers = list[tuple[str, bytes]]
+
+
 class EventProducer:
-    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+    def __init__(
+        self, settings: KafkaSettings, client_id: str, signing: StateSigning | None = None
+    ) -> None:
+        """`signing`: this service's signer of compacted-topic records and verifier of the
+        ones it replays (services.common.signed_state); every service has one, a tool that
+        only copies signed records (backup restore) does not."""
         self._namespace = settings.namespace
+        self.signing = signing
         self._producer = AIOKafkaProducer(
             **client_options(settings),
             client_id=client_id,
@@ -168,13 +178,24 @@ class EventProducer:
             log.exception("event could not be published", extra={"topic": topic.name})
 
     async def send_raw(
-        self, topic: Topic[Any], key: bytes, value: bytes | None, partition: int | None = None
+        self,
+        topic: Topic[Any],
+        key: bytes,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: Headers | None = None,
     ) -> tuple[int, int]:
         """Send one record (None is a tombstone) and wait for all in-sync replicas;
-        returns (partition, offset)."""
+        returns (partition, offset). A record of a compacted topic is signed by this
+        service (its readers skip unsigned ones), unless `headers` already carry the
+        signature of whoever wrote it first (a restore)."""
+        if topic.compacted and headers is None:
+            if self.signing is None:
+                raise ValueError(f"records of {topic.name} must be signed: no signer given")
+            headers = self.signing.signer.headers(topic.name, key, value)
         try:
             metadata = await self._producer.send_and_wait(
-                self._namespace + topic.name, value, key=key, partition=partition
+                self._namespace + topic.name, value, key=key, partition=partition, headers=headers
             )
         except Exception as error:
             report_store_refusal(error, topic=topic.name)
@@ -410,7 +431,9 @@ class TopicReplica:
 
     `apply(key, value)` is called for each record in partition order (value None is a
     tombstone). `start()` returns once everything written before it is applied, so a
-    service can replay its state before it reports SERVING.
+    service can replay its state before it reports SERVING. On a compacted topic, only
+    records its writer signed are applied (services.common.signed_state, with the
+    producer's verifier); others are skipped, logged and counted.
     """
 
     def __init__(
@@ -425,6 +448,7 @@ class TopicReplica:
         self.name = settings.namespace + topic.name
         self._producer = producer
         self._apply = apply
+        self._verifier: StateVerifier | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.partitions: list[TopicPartition] = []
         self._applied: dict[int, int] = {}  # partition -> next offset to apply
@@ -433,6 +457,11 @@ class TopicReplica:
         self.records_applied = 0
 
     async def start(self) -> None:
+        signing = self._producer.signing
+        if self._topic.compacted and signing is None:
+            # Fail closed: a replica that applied unsigned records would obey a broker.
+            raise ValueError(f"a replica of {self.name} verifies its writer: no verifier given")
+        self._verifier = signing.verifier if signing is not None else None
         consumer = AIOKafkaConsumer(
             **client_options(self._settings),
             enable_auto_commit=False,
@@ -481,8 +510,13 @@ class TopicReplica:
                 self._progress.notify_all()
 
     def _apply_one(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        key = record.key or b""
+        if self._verifier is not None and not self._verifier.accepts(
+            self._topic.name, key, record.value, list(record.headers or ())
+        ):
+            return  # never applied: not its writer's (logged and counted by accepts)
         try:
-            self._apply(record.key or b"", record.value)
+            self._apply(key, record.value)
         except Exception:
             # Skipped, loudly: stopping here would leave every later record unapplied for
             # good, and a replica that silently stops following is how a revocation would
