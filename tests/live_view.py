@@ -17,12 +17,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
+from privacam.clips.v1 import clip_service_pb2 as clips_pb
 from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
+from privacam.identity.v1 import privacy_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam.relay.v1 import relay_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.camera import MAX_RECEIPT_AGE, LoggedViewer, SessionGate, SessionRefused
+from privacam_sdk.clips import upload_clip
 from privacam_sdk.live_view import (
     FingerprintRejected,
     Signer,
@@ -30,6 +33,7 @@ from privacam_sdk.live_view import (
     sign_dtls_fingerprint,
     verify_camera_fingerprint,
 )
+from privacam_sdk.privacy import CameraPrivacy, Feature, PrivacyRefused, statement_digest
 from services.common.identity import principal_from_pem
 from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
 
@@ -66,7 +70,8 @@ def key_and_chain(profile: Profile) -> tuple[ec.EllipticCurvePrivateKey, list[by
 @dataclass
 class CameraAgent:
     """A camera online on the broker that answers with live video every session the
-    household's log names, and only to the app the log names (privacam_sdk.camera)."""
+    household's log names, and only to the app the log names (privacam_sdk.camera), and
+    follows the privacy statements its owner keys signed (privacam_sdk.privacy)."""
 
     profile: Profile
     relay_only: bool = False
@@ -85,6 +90,9 @@ class CameraAgent:
     """Sessions the camera declined, with why (its log or viewer check failed)."""
     answered: set[str] = field(default_factory=set)
     """Sessions the camera answered (and so sent video to)."""
+    privacy: CameraPrivacy = field(init=False)
+    privacy_refusals: list[str] = field(default_factory=list)
+    """Privacy statements the camera refused, with why (forged, replayed, another camera)."""
     _call: ControlCall | None = None
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -100,6 +108,12 @@ class CameraAgent:
             trusted_ca_pem=self.profile.ca_file.read_bytes(),
             trust_domain=self.profile.trust_domain,
             max_age=self.max_receipt_age,
+        )
+        self.privacy = CameraPrivacy(
+            tenant_id=me.tenant_id,
+            device_id=me.name,
+            owner_keys=self.profile.owner_keys(),
+            state_file=self.profile.privacy_state_file,
         )
         self.client = PrivacamClient(self.profile, timeout=10)
         self._call = open_control(relay_stub(self.client))
@@ -128,10 +142,32 @@ class CameraAgent:
                     await self._write(pb.CameraControlRequest(heartbeat=message.heartbeat))
                 elif which == "session_requested":
                     self._spawn(self._serve(message.session_requested))
+                elif which == "privacy_statement":
+                    await self._apply_privacy(message.privacy_statement)
                 elif which == "session_closed":
                     self.closed_sessions[message.session_closed.session_id] = (
                         message.session_closed.reason
                     )
+
+    async def _apply_privacy(self, signed: privacy_pb2.SignedPrivacyStatement) -> None:
+        answer = pb.PrivacyAnswer(statement_sha256=statement_digest(signed), applied=True)
+        try:
+            self.privacy.apply(signed, datetime.now(UTC))
+        except PrivacyRefused as refused:
+            self.privacy_refusals.append(str(refused))
+            answer.applied, answer.refusal_reason = False, str(refused)[:128]
+        await self._write(pb.CameraControlRequest(privacy_answer=answer))
+
+    async def record_clip(self, data: bytes, clip_id: str) -> clips_pb.UploadClipResponse:
+        """Record and upload an alert clip, unless privacy mode forbids recording."""
+        self.privacy.check(Feature.CLIP_RECORDING, datetime.now(UTC))
+        return await upload_clip(self.client, data, clip_id)
+
+    async def talk_back(self) -> None:
+        """Hook for talk-back (issue #27 part 1): refused while private; the audio path
+        itself is not built yet."""
+        self.privacy.check(Feature.TALK_BACK, datetime.now(UTC))
+        raise NotImplementedError("talk-back is not built yet (issue #27 part 1)")
 
     async def _write(self, request: pb.CameraControlRequest) -> None:
         assert self._call is not None
@@ -151,6 +187,11 @@ class CameraAgent:
     async def _serve(self, request: pb.SessionRequested) -> None:
         self.requests[request.session_id] = request
         try:
+            # The camera's own privacy state first: whatever the platform says, no view.
+            try:
+                self.privacy.check(Feature.LIVE_VIEW, datetime.now(UTC))
+            except PrivacyRefused as private:
+                raise SessionRefused(str(private)) from None
             viewer = self.gate.check_request(request, datetime.now(UTC))
         except SessionRefused as refused:
             with contextlib.suppress(grpc.aio.AioRpcError):

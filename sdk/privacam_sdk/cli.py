@@ -3,6 +3,7 @@
 privacam profile import demo --ca ca.crt --cert tls.crt --key tls.key
 privacam --profile demo health
 privacam --profile demo probe --from device_auth
+privacam --profile owner privacy <camera> on|off|until 2h|schedule "weekdays 22:00-07:00"|status
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from privacam_sdk import access_log_cli, clips_cli, identity_cli
+from privacam_sdk import access_log_cli, clips_cli, identity_cli, privacy_cli
 from privacam_sdk.client import PrivacamClient, describe_error
 from privacam_sdk.profile import SERVICES, Profile, home
 
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     identity_cli.add_commands(commands)
     access_log_cli.add_commands(commands)
     clips_cli.add_commands(commands)
+    privacy_cli.add_commands(commands)
 
     args = parser.parse_args(argv)
     base = args.home or home()
@@ -149,6 +151,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "access-log":
         try:
             raise SystemExit(asyncio.run(access_log_cli.run(args, profile)))
+        except grpc.aio.AioRpcError as error:
+            print(f"privacam: {describe_error(error)}", file=sys.stderr)
+            raise SystemExit(1) from None
+    if args.command == "privacy":
+        try:
+            raise SystemExit(asyncio.run(privacy_cli.run(args, profile)))
+        except ValueError as error:  # a malformed schedule or time: nothing was sent
+            print(f"privacam: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         except grpc.aio.AioRpcError as error:
             print(f"privacam: {describe_error(error)}", file=sys.stderr)
             raise SystemExit(1) from None

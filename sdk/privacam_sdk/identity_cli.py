@@ -36,6 +36,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     enroll = commands.add_parser("enroll-camera", help="pair this device as a camera")
     enroll.add_argument("--token", required=True, help="claim token from the owner's app")
     enroll.add_argument("--serial", required=True)
+    enroll.add_argument(
+        "--owner-cert",
+        type=Path,
+        action="append",
+        default=[],
+        help="the owner app's certificate (PEM), handed over with the token: only its key "
+        "signs privacy statements this camera applies",
+    )
     enroll.add_argument("--ca", type=Path, required=True)
     enroll.add_argument("--enroll-endpoint", default=DEFAULT_ENROLLMENT_ENDPOINT)
     enroll.add_argument("--endpoint", action="append", default=[], metavar="SERVICE=HOST:PORT")
@@ -73,7 +81,10 @@ async def run(args: argparse.Namespace, base: Path) -> int:
             )
             print(f"signed in to tenant {tenant}; profile {profile.name}")
         else:
-            profile, device = await enrollment.enroll_camera(args.profile, args.token, args.serial)
+            owners = [path.read_bytes() for path in args.owner_cert]
+            profile, device = await enrollment.enroll_camera(
+                args.profile, args.token, args.serial, owners
+            )
             print(f"camera paired: device {device}; profile {profile.name}")
         return 0
     async with PrivacamClient(Profile.load(args.profile, base)) as client:

@@ -38,10 +38,15 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1 import privacy_pb2 as pb
+from privacam_sdk.client import PrivacamClient
+from privacam_sdk.enrollment import owner_app_key
 
 SIGNING_CONTEXT = b"privacam-privacy-v1\x00"
 MAX_FUTURE = timedelta(minutes=5)
@@ -246,6 +251,36 @@ def sign_statement(
     return pb.SignedPrivacyStatement(
         statement=data, signature=key.sign(SIGNING_CONTEXT + data, ec.ECDSA(hashes.SHA256()))
     )
+
+
+async def set_privacy_mode(
+    client: PrivacamClient, device_id: str, mode: Mode, now: datetime | None = None
+) -> id_pb.SetPrivacyModeResponse:
+    """As the owner's app: sign ``mode`` for the camera with this install's key and send
+    it (device_auth logs it, relay_broker carries it to the camera)."""
+    profile = client.profile
+    tenant_id, install_id, _ = owner_app_key(profile.cert_file.read_bytes())
+    key = load_pem_private_key(profile.key_file.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"profile {profile.name!r} holds no P-256 key")
+    statement = make_statement(
+        mode,
+        tenant_id=tenant_id,
+        device_id=device_id,
+        install_id=install_id,
+        issued_at=now or datetime.now(UTC),
+    )
+    response: id_pb.SetPrivacyModeResponse = await client.device_auth().SetPrivacyMode(
+        id_pb.SetPrivacyModeRequest(statement=sign_statement(statement, key))
+    )
+    return response
+
+
+def current_mode(settings: identity_pb2.CameraSettings) -> Mode | None:
+    """The mode of a camera's settings (None: never set)."""
+    if not settings.HasField("privacy"):
+        return None
+    return mode_of(pb.PrivacyStatement.FromString(settings.privacy.statement))
 
 
 def statement_digest(signed: pb.SignedPrivacyStatement) -> bytes:

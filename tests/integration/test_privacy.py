@@ -1,0 +1,305 @@
+"""Privacy mode against the real stack (issue #27 part 2): the owner's app signs a mode,
+device_auth logs and keeps it, relay_broker carries it to the camera, which applies only
+statements signed by the owner key it pinned at pairing.
+
+Talk-back does not exist yet: ``CameraAgent.talk_back`` is the camera's hook (it refuses
+while private) and ``_talk_back_refused`` below is where the platform's refusal is to be
+checked once the RPC exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from redis.asyncio import Redis
+
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
+from privacam.accesslog.v1 import log_pb2
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.identity.v1 import privacy_pb2
+from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam.types.v1 import types_pb2
+from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.clips import upload_clip
+from privacam_sdk.privacy import (
+    Mode,
+    PrivacyRefused,
+    make_statement,
+    set_privacy_mode,
+    sign_statement,
+)
+from services.relay_broker.adapters.links import camera_channel
+from tests.harness import Platform
+from tests.live_view import CameraAgent, relay_stub, watch
+from tests.media import make_mp4
+
+PASSWORD = "a long enough passphrase"
+
+
+@dataclass
+class Home:
+    owner: Profile
+    tenant: str
+    install: str
+    camera: Profile
+    device: str
+
+
+@pytest.fixture
+async def home(platform: Platform, profiles_home: Path) -> Home:
+    enrollment = platform.enrollment(profiles_home)
+    suffix = secrets.token_hex(4)
+    owner, tenant = await enrollment.register_account(f"priv-{suffix}", f"priv-{suffix}", PASSWORD)
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
+        installs = await app.device_auth().ListAppInstalls(id_pb.ListAppInstallsRequest())
+    # The owner's app hands its certificate to the camera with the token (QR code).
+    camera, device = await enrollment.enroll_camera(
+        f"privcam-{suffix}", token.claim_token, f"SN-{suffix}", [owner.cert_file.read_bytes()]
+    )
+    async with PrivacamClient(owner) as app:
+        await app.device_auth().UpdateCameraSettings(
+            id_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True)
+        )
+    return Home(owner, tenant, installs.installs[0].install_id, camera, device)
+
+
+@pytest.fixture
+async def camera(home: Home) -> AsyncIterator[CameraAgent]:
+    agent = CameraAgent(home.camera)
+    await agent.start()
+    yield agent
+    await agent.stop()
+
+
+@pytest.fixture
+async def broker_redis(platform: Platform) -> AsyncIterator[Redis]:
+    client = Redis.from_url(platform.stack_env["PRIVACAM_RELAY_BROKER_REDIS_URL"])
+    yield client
+    await client.aclose()
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 5) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {within:g} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _refusal(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def _talk_back_refused(platform: Platform, home: Home, agent: CameraAgent) -> None:
+    """TALK-BACK HOOK (issue #27 part 1): the camera refuses already; once the talk-back
+    RPC exists, assert here that the platform refuses it FAILED_PRECONDITION naming the
+    mode, as for live view (services.common.privacy.Feature.TALK_BACK)."""
+    with pytest.raises(PrivacyRefused, match="privacy mode"):
+        await agent.talk_back()
+
+
+def _relay_metric(platform: Platform, name: str) -> float:
+    port = platform.services["relay_broker"].metrics_port
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " ")
+    )
+
+
+async def test_privacy_mode_refuses_view_and_clips(
+    platform: Platform, home: Home, camera: CameraAgent
+) -> None:
+    ca, domain = platform.pki.ca_file.read_bytes(), platform.pki.trust_domain
+    clip = make_mp4(6.0, seed=7)
+    async with PrivacamClient(home.owner) as owner:
+        notices = relay_stub(owner).StreamNotices(pb.StreamNoticesRequest())
+        await asyncio.sleep(0.3)  # the notice stream is subscribed
+        started = time.perf_counter()
+        ends = datetime.now(UTC) + timedelta(seconds=8)
+        await set_privacy_mode(owner, home.device, Mode("until", until=ends))
+
+        async def applied() -> bool:
+            return camera.privacy.private_reason(datetime.now(UTC)) is not None
+
+        await _eventually(applied, "the camera applied the owner's statement")
+        print(f"camera private {time.perf_counter() - started:.3f} s after the owner asked")
+
+        async def next_notice() -> pb.HouseholdNotice:
+            async for response in notices:
+                if response.notice.WhichOneof("notice") == "privacy_mode":
+                    return response.notice
+            raise AssertionError("notice stream ended")
+
+        notice = await asyncio.wait_for(next_notice(), 5)
+        assert notice.device_id == home.device
+        assert "private until" in notice.privacy_mode.summary
+        notices.cancel()
+
+        # Live view: the broker refuses, naming the mode.
+        code, details = await _refusal(
+            relay_stub(owner).StartLiveView(pb.StartLiveViewRequest(device_id=home.device))
+        )
+        assert code is grpc.StatusCode.FAILED_PRECONDITION
+        assert f"camera {home.device} is in privacy mode (private until" in details
+        # Clips: the camera records none, and clip_ingest refuses one sent anyway.
+        with pytest.raises(PrivacyRefused, match="no clip recording"):
+            await camera.record_clip(clip, "private-0")
+        async with PrivacamClient(home.camera) as cam:
+            code, details = await _refusal(upload_clip(cam, clip, "private-1"))
+        assert code is grpc.StatusCode.FAILED_PRECONDITION
+        assert f"camera {home.device} is in privacy mode" in details
+        assert "clip uploads refused" in details
+        await _talk_back_refused(platform, home, camera)
+
+        # The change is in the household's log, named after the owner's app.
+        entries = await log_grpc.AccessLogServiceStub(owner.channel("access_log")).ListEntries(
+            log_pb.ListEntriesRequest(device_id=home.device)
+        )
+        logged = [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
+        changes = [r for r in logged if r.purpose == types_pb2.ACCESS_PURPOSE_PRIVACY_MODE]
+        assert len(changes) == 1
+        assert changes[0].principal.kind == types_pb2.PRINCIPAL_KIND_APP
+        assert changes[0].principal.id == home.install
+
+        # After the end, both work again.
+        await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.2)
+        view = await watch(owner, home.device, ca_pem=ca, trust_domain=domain)
+        assert view.first_frame_after is not None
+        await view.close()
+        stored = await camera.record_clip(clip, "after-0")
+        assert stored.created
+    print(f"privacy window of 8 s observed end to end in {time.perf_counter() - started:.1f} s")
+
+
+async def test_privacy_off_needs_owner_signature(
+    platform: Platform,
+    home: Home,
+    camera: CameraAgent,
+    broker_redis: Redis,
+    profiles_home: Path,
+) -> None:
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    async with PrivacamClient(home.owner) as owner:
+        # A genuine "off", signed now and kept by an attacker for later.
+        owner_key = load_pem_private_key(home.owner.key_file.read_bytes(), password=None)
+        assert isinstance(owner_key, ec.EllipticCurvePrivateKey)
+        old_off = sign_statement(
+            make_statement(
+                Mode("off"),
+                tenant_id=home.tenant,
+                device_id=home.device,
+                install_id=home.install,
+                issued_at=now() - timedelta(seconds=1),
+            ),
+            owner_key,
+        )
+        await set_privacy_mode(owner, home.device, Mode("on"))
+
+    async def private() -> bool:
+        return camera.privacy.private_reason(now()) is not None
+
+    await _eventually(private, "the camera applied the owner's 'on'")
+    refused_before = _relay_metric(platform, "privacam_relay_privacy_statements_refused_total")
+
+    # A service forges "off" in the owner install's name with its own key.
+    service = platform.pki.service("relay_broker")
+    service_key = load_pem_private_key(service.key_file.read_bytes(), password=None)
+    assert isinstance(service_key, ec.EllipticCurvePrivateKey)
+    forged = sign_statement(
+        make_statement(
+            Mode("off"),
+            tenant_id=home.tenant,
+            device_id=home.device,
+            install_id=home.install,
+            issued_at=now(),
+        ),
+        service_key,
+    )
+    service_profile = platform.profile(f"svc-{uuid.uuid4().hex[:8]}", service, profiles_home)
+    async with PrivacamClient(service_profile) as as_service:
+        code, details = await _refusal(
+            as_service.device_auth().SetPrivacyMode(id_pb.SetPrivacyModeRequest(statement=forged))
+        )
+    assert code is grpc.StatusCode.PERMISSION_DENIED, details
+    # The owner's own app cannot pass it on either: the signature is not its key's.
+    async with PrivacamClient(home.owner) as owner:
+        code, details = await _refusal(
+            owner.device_auth().SetPrivacyMode(id_pb.SetPrivacyModeRequest(statement=forged))
+        )
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+    assert "signature does not verify" in details
+    # A malformed schedule: INVALID_ARGUMENT, nothing changed.
+    async with PrivacamClient(home.owner) as owner:
+        bad = privacy_pb2.PrivacyStatement.FromString(forged.statement)
+        bad.schedule.utc_offset_minutes = 0
+        bad.schedule.windows.add(
+            day=privacy_pb2.DAY_OF_WEEK_MONDAY, start_minute=600, end_minute=600
+        )
+        code, details = await _refusal(
+            owner.device_auth().SetPrivacyMode(
+                id_pb.SetPrivacyModeRequest(statement=sign_statement(bad, owner_key))
+            )
+        )
+        assert code is grpc.StatusCode.INVALID_ARGUMENT
+        assert "schedule.windows[0] is empty" in details
+        settings = await owner.device_auth().GetCameraSettings(
+            id_pb.GetCameraSettingsRequest(device_id=home.device)
+        )
+        assert privacy_pb2.PrivacyStatement.FromString(
+            settings.settings.privacy.statement
+        ).HasField("on")
+
+    # Whoever writes the broker's state delivers the forgery, and the replayed old "off",
+    # straight to the camera: it refuses both and stays private.
+    for statement in (forged, old_off):
+        message = pb.CameraControlResponse(privacy_statement=statement)
+        await broker_redis.publish(
+            platform.namespace + camera_channel(home.device), message.SerializeToString()
+        )
+
+    async def both_refused() -> bool:
+        return len(camera.privacy_refusals) >= 2
+
+    await _eventually(both_refused, "the camera refused the forged and the replayed 'off'")
+    print("camera refusals:", camera.privacy_refusals)
+    assert "not verify with the owner app's key" in camera.privacy_refusals[0]
+    assert "older than the one applied" in camera.privacy_refusals[1]
+    assert await private()
+
+    async def counted() -> bool:
+        metric = "privacam_relay_privacy_statements_refused_total"
+        return _relay_metric(platform, metric) >= refused_before + 2
+
+    await _eventually(counted, "the broker counted the camera's refusals")
+    # The camera's own check decides a session too, whatever reaches it.
+    session_id = str(uuid.uuid4())
+    request = pb.CameraControlResponse(session_requested=pb.SessionRequested(session_id=session_id))
+    await broker_redis.publish(
+        platform.namespace + camera_channel(home.device), request.SerializeToString()
+    )
+
+    async def declined() -> bool:
+        return session_id in camera.refusals
+
+    await _eventually(declined, "the camera declined the session")
+    assert camera.refusals[session_id].startswith("the camera is in privacy mode")
+    assert session_id not in camera.answered
