@@ -134,10 +134,13 @@ async def household() -> int:
         print(f"  claim token for a new camera (single use, 10 minutes): {token.claim_token[:6]}…")
 
         say("The camera pairs with the token and a CSR of its own key")
+        # The app hands over its certificate with the token: the camera pins its key as the
+        # only one whose privacy statements it will apply.
         camera, device = await enrollment.enroll_camera(
-            "front-door", token.claim_token, "SN-DEMO-0001"
+            "front-door", token.claim_token, "SN-DEMO-0001", [owner.cert_file.read_bytes()]
         )
         print(f"  camera {device[:8]}… holds {camera.cert_file}")
+        print(f"  it pinned the owner app's key: {', '.join(camera.owner_keys())[:8]}…")
         try:
             await enrollment.enroll_camera("impostor", token.claim_token, "SN-EVIL-0002")
             print("  !! the token worked twice")

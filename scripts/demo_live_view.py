@@ -1,5 +1,6 @@
 """Live view in the demo: the owner watches the front door, once peer to peer and once
-through coturn only, while Sam (the household member it is shared with) is told.
+through coturn only, while Sam (the household member it is shared with) is told; then the
+owner switches the camera to private, and back.
 
 Runs after scripts/demo.py's household (profiles "owner", "front-door", "sam", PIN 4071),
 or on its own: `python scripts/demo_live_view.py`. The camera and the viewer are real WebRTC
@@ -12,12 +13,16 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterable
+from datetime import UTC, datetime
 from pathlib import Path
+
+import grpc
 
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.privacy import Mode, set_privacy_mode
 from tests.live_view import CameraAgent, relay_stub, watch
 from tests.webrtc_peers import candidate_types
 
@@ -87,7 +92,45 @@ async def live_view() -> int:
                 await view.close()
             finally:
                 await agent.stop()
+        code = await _privacy(app, camera, notices)
         notices.cancel()
+    return code
+
+
+async def _privacy(
+    app: PrivacamClient, camera: Profile, notices: AsyncIterable[pb.StreamNoticesResponse]
+) -> int:
+    say("The owner switches the camera to private; the camera itself decides")
+    agent = CameraAgent(camera)
+    await agent.start()
+    try:
+        device = await _device_of(app)
+        await set_privacy_mode(app, device, Mode("on"))
+        print("  the owner's app signed 'private' with its own key; device_auth logged it")
+        for _ in range(100):
+            if agent.privacy.private_reason(datetime.now(UTC)) is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            print("  !! the camera did not apply it")
+            return 1
+        print("  the camera verified it against the owner key it pinned at pairing: private")
+        told = await asyncio.wait_for(_notice(notices, "privacy_mode"), 10)
+        print(f"  Sam's app: camera {told.device_id[:8]}… {told.privacy_mode.summary}")
+        try:
+            await relay_stub(app).StartLiveView(pb.StartLiveViewRequest(device_id=device, pin=PIN))
+            print("  !! a live view started while private")
+            return 1
+        except grpc.aio.AioRpcError as error:
+            print(f"  live view: {error.code().name}: {error.details()}")
+        await set_privacy_mode(app, device, Mode("off"))
+        for _ in range(100):
+            if agent.privacy.private_reason(datetime.now(UTC)) is None:
+                break
+            await asyncio.sleep(0.1)
+        print("  the owner switches it off again (signed, logged); the camera follows")
+    finally:
+        await agent.stop()
     return 0
 
 
