@@ -442,12 +442,16 @@ class TopicReplica:
         topic: Topic[Any],
         producer: EventProducer,
         apply: Callable[[bytes, bytes | None], None],
+        rejected: Callable[[bytes, bytes | None], None] | None = None,
     ) -> None:
+        """`rejected(key, value)` is told of each record skipped for its signature (the
+        topic's writer may want to undo what compaction would make of it)."""
         self._settings = settings
         self._topic = topic
         self.name = settings.namespace + topic.name
         self._producer = producer
         self._apply = apply
+        self._rejected = rejected
         self._verifier: StateVerifier | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.partitions: list[TopicPartition] = []
@@ -514,7 +518,13 @@ class TopicReplica:
         if self._verifier is not None and not self._verifier.accepts(
             self._topic.name, key, record.value, list(record.headers or ())
         ):
-            return  # never applied: not its writer's (logged and counted by accepts)
+            # Never applied: not its writer's (logged and counted by accepts).
+            if self._rejected is not None:
+                try:
+                    self._rejected(key, record.value)
+                except Exception:
+                    log.exception("handling a rejected record failed", extra={"topic": self.name})
+            return
         try:
             self._apply(key, record.value)
         except Exception:

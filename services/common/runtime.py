@@ -167,7 +167,9 @@ class ServiceRuntime:
         # revoked identity cancelled as the record arrives.
         self.calls = OpenCalls()
         self.shedder = LoadShedder(settings.max_calls_in_progress)
-        self.revocations = RevocationList(settings.kafka, producer)
+        # The writer (device_auth, which prunes) also re-asserts revocations over forged
+        # tombstones (services.common.revocations).
+        self.revocations = RevocationList(settings.kafka, producer, writer=parts.prunes_revocations)
         self.revocations.add_listener(self.calls.close)
         self.parts.late_components.insert(0, self.revocations)
         if parts.prunes_revocations:

@@ -19,9 +19,15 @@ import asyncio
 import io
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import errors as kafka_errors
@@ -34,17 +40,32 @@ from minio.error import S3Error
 from redis import Redis
 from redis.exceptions import NoPermissionError
 
+from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_sdk import PrivacamClient, Profile
 from services.common import topic_grants, topics
+from services.common.identity import PrincipalKind, spiffe_uri, subject_digest
 from services.common.kafka import ensure_topics
+from services.common.signed_state import StateSigner
 from services.common.stores import ObjectStore
+from services.device_auth.adapters.state import GRANTS, _document
+from services.device_auth.domain.records import Grant, GrantScope
 from stack import kafka_users
 from tests.harness import (
     ADMIN,
+    Platform,
     delete_namespace_topics,
     kafka_options,
     kafka_settings,
+    make_service,
+    metric,
     new_namespace,
+    partitions_of,
+    peer_env,
+    read_all,
+    running,
     stack_minio_settings,
+    state_signing,
 )
 
 SERVICES = {
@@ -471,3 +492,193 @@ async def test_kafka_users_are_confined(stack_env: dict[str, str]) -> None:
         await delete_namespace_topics(stack_env, namespace)
 
     _report(matrix, "Kafka")
+
+
+# --- Kafka past the ACLs: a broker or the super user forging state records -------------
+
+
+def _on(profile: Profile, service: str, endpoint: str) -> Profile:
+    """The same identity, calling `endpoint` for `service`."""
+    return Profile(
+        profile.name,
+        profile.directory,
+        {**profile.endpoints, service: endpoint},
+        profile.trust_domain,
+    )
+
+
+async def _renew_status(camera: Profile) -> grpc.StatusCode:
+    """What device_auth answers a camera's empty renewal: INVALID_ARGUMENT once past
+    authentication, UNAUTHENTICATED if its certificate is revoked."""
+    async with PrivacamClient(camera, timeout=10) as client:
+        try:
+            await client.device_auth().RenewCertificate(identity_pb.RenewCertificateRequest())
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+async def _cameras_seen(app: Profile) -> set[str]:
+    async with PrivacamClient(app, timeout=10) as client:
+        reply = await client.device_auth().ListCameras(identity_pb.ListCamerasRequest())
+    return {camera.device_id for camera in reply.cameras}
+
+
+def _grant_records(grant: Grant, partitions: int) -> list[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of a grant as device_auth's state holds it: the record and
+    its three index entries, each a first proposal of its key (services.device_auth.
+    adapters.state, services.common.replicated_map)."""
+    partition = zlib.crc32(GRANTS.group(grant).encode()) % partitions
+    entries = [(GRANTS.key(grant.grant_id), _document(GRANTS.encode(grant)))]
+    entries += [(index, _document({"id": grant.grant_id})) for index in GRANTS.indexes(grant)]
+    return [(partition, f"{key}#{secrets.token_hex(8)}".encode(), value) for key, value in entries]
+
+
+async def _write_as_admin(
+    platform: Platform,
+    topic: str,
+    records: Sequence[tuple[int, bytes, bytes | None]],
+    signer: StateSigner | None,
+) -> None:
+    """Write records with Kafka's super user, as a broker in the wrong hands could; signed
+    by `signer` or not at all (None)."""
+    producer = AIOKafkaProducer(**kafka_options(platform.stack_env), acks="all")
+    await producer.start()
+    try:
+        for partition, key, value in records:
+            headers = signer.headers(topic, key, value) if signer is not None else None
+            await producer.send_and_wait(
+                platform.namespace + topic, value, key=key, partition=partition, headers=headers
+            )
+    finally:
+        await producer.stop()
+
+
+def _rejected(port: int, topic: str, reason: str) -> float:
+    return metric(port, "privacam_state_records_rejected_total", topic=topic, reason=reason)
+
+
+async def test_forged_state_records_are_ignored(platform: Platform, tmp_path: Path) -> None:
+    """Kafka's super user (what a broker pod or the admin credential in the wrong hands
+    gives) writes (a) an unsigned tombstone over a real revocation and (b) a grant on
+    another household's camera signed with relay_broker's real certificate. Kafka takes
+    both; the running services, and a device_auth replica started afterwards that replays
+    them, apply neither: the camera stays revoked, the grant grants nothing, and
+    privacam_state_records_rejected_total counts them."""
+    started = time.monotonic()
+    enrollment = platform.enrollment(tmp_path / "home")
+    owner, tenant = await enrollment.register_account(
+        "forged-owner", f"forged-{secrets.token_hex(4)}", "a long enough passphrase"
+    )
+    stranger, stranger_tenant = await enrollment.register_account(
+        "forged-stranger", f"stranger-{secrets.token_hex(4)}", "a long enough passphrase"
+    )
+    devices: list[tuple[Profile, str]] = []
+    for name in ("forged-cam-revoked", "forged-cam-kept"):
+        async with PrivacamClient(owner) as app:
+            token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
+        devices.append(await enrollment.enroll_camera(name, token.claim_token, f"SN-{name}"))
+    (revoked_camera, revoked_device), (_, kept_device) = devices
+    async with PrivacamClient(owner) as app:
+        await app.device_auth().RevokeCamera(
+            identity_pb.RevokeCameraRequest(device_id=revoked_device)
+        )
+    live = platform.services["device_auth"]
+    assert await _renew_status(revoked_camera) is grpc.StatusCode.UNAUTHENTICATED
+
+    revocations, identity_state = topics.REVOCATIONS.name, topics.IDENTITY_STATE.name
+    before = {
+        (topic, reason): _rejected(live.metrics_port, topic, reason)
+        for topic, reason in ((revocations, "unsigned"), (identity_state, "wrong_writer"))
+    }
+    # (a) An unsigned tombstone over each record device_auth wrote revoking the camera.
+    uri = spiffe_uri(platform.pki.trust_domain, PrincipalKind.CAMERA, revoked_device, tenant)
+    written = await read_all(
+        platform, await partitions_of(platform, [platform.namespace + revocations])
+    )
+    real = [
+        (tp.partition, key, None)
+        for tp, key, value in written
+        if value is not None
+        and RevocationRecord.FromString(value).subject_digest == subject_digest(uri)
+    ]
+    assert real, "device_auth wrote no revocation for the removed camera"
+    await _write_as_admin(platform, revocations, real, None)
+    # (b) The stranger granted live view and clips of the kept camera, signed by
+    # relay_broker's own certificate (valid, from the service CA: the wrong writer).
+    grant = Grant(
+        grant_id=str(uuid.uuid4()),
+        device_id=kept_device,
+        owner_tenant_id=tenant,
+        grantee_tenant_id=stranger_tenant,
+        scopes=frozenset({GrantScope.LIVE, GrantScope.CLIPS}),
+        created_at=datetime.now(UTC),
+    )
+    partitions = len(await partitions_of(platform, [platform.namespace + identity_state]))
+    forged = _grant_records(grant, partitions)
+    relay_broker = state_signing(platform.pki, "relay_broker").signer
+    await _write_as_admin(platform, identity_state, forged, relay_broker)
+
+    # The running replicas saw both and skipped them.
+    deadline = time.monotonic() + 10
+    while _rejected(live.metrics_port, revocations, "unsigned") < before[
+        (revocations, "unsigned")
+    ] + len(real) or _rejected(live.metrics_port, identity_state, "wrong_writer") < before[
+        (identity_state, "wrong_writer")
+    ] + len(forged):
+        assert time.monotonic() < deadline, "the running device_auth did not count the forgeries"
+        await asyncio.sleep(0.1)
+    assert await _renew_status(revoked_camera) is grpc.StatusCode.UNAUTHENTICATED
+    assert kept_device not in await _cameras_seen(stranger)
+    # device_auth, the writer, wrote the revocation again after the forged tombstone, so
+    # compaction keeps it rather than letting the tombstone erase it from the log.
+    forged_keys = {key for _, key, _ in real}
+    deadline = time.monotonic() + 10
+    while True:
+        latest = {
+            key: value
+            for _, key, value in await read_all(
+                platform, await partitions_of(platform, [platform.namespace + revocations])
+            )
+            if key in forged_keys
+        }
+        if all(value is not None for value in latest.values()):
+            break
+        assert time.monotonic() < deadline, "the revocation was not re-asserted"
+        await asyncio.sleep(0.2)
+
+    # A replica started now replays the whole topics, forgeries included.
+    fresh = make_service(
+        "device_auth", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    )
+    fresh.env.update(peer_env(live))
+    with running(fresh):
+        replayed = time.monotonic()
+        # The forged tombstone too, unless compaction already removed it (the re-asserted
+        # revocation is newer).
+        replayed_tombstones = _rejected(fresh.metrics_port, revocations, "unsigned")
+        assert replayed_tombstones <= len(real)
+        assert _rejected(fresh.metrics_port, identity_state, "wrong_writer") == len(forged)
+        camera_there = _on(revoked_camera, "device_auth", fresh.endpoint)
+        assert await _renew_status(camera_there) is grpc.StatusCode.UNAUTHENTICATED
+        stranger_there = _on(stranger, "device_auth", fresh.endpoint)
+        assert kept_device not in await _cameras_seen(stranger_there)
+        # Not a malformed forgery: the same records signed by device_auth's key do grant.
+        device_auth = state_signing(platform.pki, "device_auth").signer
+        genuine_grant = replace(grant, grant_id=str(uuid.uuid4()))
+        genuine = _grant_records(genuine_grant, partitions)
+        await _write_as_admin(platform, identity_state, genuine, device_auth)
+        deadline = time.monotonic() + 10
+        while kept_device not in await _cameras_seen(stranger_there):
+            assert time.monotonic() < deadline, "a grant signed by device_auth was not applied"
+            await asyncio.sleep(0.2)
+        async with PrivacamClient(owner) as app:  # and the owner takes it back
+            await app.device_auth().RevokeGrant(
+                identity_pb.RevokeGrantRequest(grant_id=genuine_grant.grant_id)
+            )
+    print(
+        f"\nforged: {len(real)} unsigned revocation tombstone(s) ({replayed_tombstones:.0f} "
+        f"still in the log at replay), {len(forged)} grant records signed by relay_broker; "
+        f"all skipped, live and on replay (fresh replica SERVING {replayed - started:.1f} s "
+        f"into the test); test took {time.monotonic() - started:.1f} s"
+    )

@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from services.common import topic_grants, topics
 from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.kafka import EventProducer, TopicReplica
@@ -22,6 +24,7 @@ from services.common.pki import (
     private_key_pem,
     write_private,
 )
+from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
 from services.common.signed_state import (
     SIGNATURE_HEADER,
@@ -237,3 +240,33 @@ def test_every_compacted_topic_has_one_signing_writer() -> None:
         topics.ACCESS_STATE.name: "access-log",
         topics.RETENTION_STATE.name: "retention",
     }
+
+
+class _Recorder:
+    """A producer that records what it is asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.signing = None
+
+    async def send_raw(
+        self, topic: Any, key: bytes, value: bytes | None, partition: int | None = None
+    ) -> tuple[int, int]:
+        self.sent.append((topic.name, key, value))
+        return 0, len(self.sent) - 1
+
+
+@pytest.mark.parametrize("writer", [True, False])
+async def test_the_writer_reasserts_a_revocation_over_a_forged_tombstone(writer: bool) -> None:
+    # Skipped by every replica, a forged tombstone would still let compaction erase the
+    # revocation; device_auth writes it again, so the newest record is the revocation.
+    settings = KafkaSettings(bootstrap_servers="unused:9092", security_protocol="PLAINTEXT")
+    producer = _Recorder()
+    revocations = RevocationList(settings, producer, writer=writer)  # type: ignore[arg-type]
+    record = RevocationRecord(subject_digest=b"\x01" * 32, all_certificates=True)
+    revocations._apply(KEY, record.SerializeToString())
+    revocations._on_rejected(KEY, None)  # what the replica reports for a forged tombstone
+    revocations._on_rejected(b"never-seen", None)
+    await revocations.stop()
+    expected = [(TOPIC, KEY, record.SerializeToString(deterministic=True))] if writer else []
+    assert producer.sent == expected
