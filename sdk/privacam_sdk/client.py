@@ -40,6 +40,9 @@ _SERVICE_CONFIG = json.dumps(
     }
 )
 
+CHANNEL_OPTIONS = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+"""Options of every channel the SDK opens: the retry policy above."""
+
 
 class PrivacamClient:
     def __init__(self, profile: Profile, timeout: float = 10.0) -> None:
@@ -58,7 +61,7 @@ class PrivacamClient:
             self._channels[service] = grpc.aio.secure_channel(
                 self.profile.endpoint(service),
                 self._credentials,
-                options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+                options=CHANNEL_OPTIONS,
                 interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
             )
         return self._channels[service]
@@ -73,7 +76,7 @@ class PrivacamClient:
             self._channels[key] = grpc.aio.secure_channel(
                 self.profile.endpoint(service),
                 self._credentials,
-                options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+                options=CHANNEL_OPTIONS,
             )
         return self._channels[key]
 

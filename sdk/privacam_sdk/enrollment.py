@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
+from privacam_sdk.client import CHANNEL_OPTIONS
 from privacam_sdk.profile import DEFAULT_ENDPOINTS, Profile
 
 ENROLLMENT_SERVICE = "device_auth_enrollment"
@@ -107,8 +108,12 @@ class Enrollment:
         return profile
 
     async def _call(self) -> tuple[grpc.aio.Channel, pb_grpc.DeviceAuthServiceAsyncStub]:
+        # The same retries as PrivacamClient: a new user's first step survives a store's
+        # restart or a replica shedding load (UNAVAILABLE) like every later one.
         channel = grpc.aio.secure_channel(
-            self._endpoint, grpc.ssl_channel_credentials(root_certificates=self._ca_pem)
+            self._endpoint,
+            grpc.ssl_channel_credentials(root_certificates=self._ca_pem),
+            options=CHANNEL_OPTIONS,
         )
         stub: pb_grpc.DeviceAuthServiceAsyncStub = pb_grpc.DeviceAuthServiceStub(channel)
         return channel, stub

@@ -13,6 +13,9 @@ from typing import Any
 from minio import Minio
 from minio.error import S3Error
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from services.common.settings import MinioSettings, RedisSettings
@@ -24,11 +27,27 @@ class StoreUnavailable(RuntimeError):
     pass
 
 
+REDIS_HEALTH_CHECK_SECONDS = 10
+"""A pooled connection idle this long is PINGed before use, so one that died with a Redis
+restart is replaced instead of failing the caller's command."""
+
+
 def redis_options(settings: RedisSettings) -> dict[str, Any]:
-    """Client options beyond the URL: the CA that verifies a rediss:// server."""
+    """Client options beyond the URL: dead pooled connections found before use and a command
+    that met a broken connection sent again on a fresh one (a connection error means the
+    command never reached Redis; timeouts are not retried, as the command may have run),
+    and the CA that verifies a rediss:// server."""
+    options: dict[str, Any] = {
+        "health_check_interval": REDIS_HEALTH_CHECK_SECONDS,
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=1.0),
+            retries=3,
+            supported_errors=(RedisConnectionError,),
+        ),
+    }
     if settings.ca_file is not None and settings.url.get_secret_value().startswith("rediss://"):
-        return {"ssl_ca_certs": str(settings.ca_file)}
-    return {}
+        options["ssl_ca_certs"] = str(settings.ca_file)
+    return options
 
 
 def redis_start_failure(settings: RedisSettings, error: RedisError) -> StoreUnavailable:

@@ -2,7 +2,8 @@
 
 Tracing is configured by the standard OTEL_* variables: OTEL_TRACES_EXPORTER
 (otlp, console or none; default none, so a laptop needs no collector),
-OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER and friends. Context crosses
+OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc or http/protobuf),
+OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER and friends. Context crosses
 gRPC through the OpenTelemetry interceptors and Kafka through message headers.
 """
 
@@ -20,11 +21,17 @@ from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from prometheus_client import start_http_server
 from pythonjsonlogger.json import JsonFormatter
+
+from services.common.settings import SettingsError
 
 # Keys whose values must never reach a log line, whoever passes them in `extra`.
 _REDACTED_KEYS = frozenset(
@@ -108,11 +115,9 @@ def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) ->
         # non-recording (trace ids are still made and still cross gRPC and Kafka), which
         # saves about a fifth of a small RPC's time. A sampled parent is still honoured.
         sampler = ParentBased(ALWAYS_OFF)
-    provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
+    provider = TracerProvider(resource=resource_for(service), sampler=sampler)
     if exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(otlp_exporter()))
     elif exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     if extra_processor is not None:
@@ -125,6 +130,39 @@ def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) ->
     _provider = provider
     _unrecorded_roots = provider.id_generator if sampler is not None else None
     return provider
+
+
+def resource_for(service: str) -> Resource:
+    """The process's resource: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES as the SDK
+    reads them, with the service's own name only where the operator named none."""
+    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    return Resource.create({} if named else {"service.name": service})
+
+
+def otlp_exporter() -> SpanExporter:
+    """The OTLP exporter the standard variables ask for: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+    or OTEL_EXPORTER_OTLP_PROTOCOL, `grpc` (the default) or `http/protobuf`; each exporter
+    reads its own endpoint, headers, certificate and timeout variables."""
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpSpanExporter,
+        )
+
+        return HttpSpanExporter()
+    raise SettingsError(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use grpc or http/protobuf"
+    )
 
 
 def redact_object_path(url: str) -> str:

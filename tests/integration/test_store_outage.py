@@ -127,11 +127,11 @@ async def outage(
         await asyncio.to_thread(cleanup_namespace, stack_env, namespace)
 
 
-def _unavailable_answers(service: ServiceProcess) -> float:
+def _unavailable_answers(service: ServiceProcess, method: str = "CreateClaimToken") -> float:
     return metric(
         service.metrics_port,
         "grpc_server_handled_total",
-        grpc_method="CreateClaimToken",
+        grpc_method=method,
         grpc_code="Unavailable",
     )
 
@@ -183,3 +183,38 @@ async def test_the_sdk_carries_calls_across_a_short_redis_restart(outage: Outage
         # The token made across the restart was kept: it pairs a camera.
         _, device_id = await outage.enrollment.enroll_camera("cam-2", token, "SN-OUTAGE-2")
     assert device_id != outage.device_id
+
+
+async def test_a_redis_restart_costs_the_service_no_call(outage: Outage) -> None:
+    """Without the SDK's retries: the service itself finds the connections Redis dropped
+    (checked before use, a command that met a dead one sent again on a fresh one)."""
+    request = pb.CreateClaimTokenRequest()
+    async with mtls_channel(outage.service.endpoint, outage.owner) as channel:
+        stub = pb_grpc.DeviceAuthServiceStub(channel)
+        # Several connections in the service's pool, all of which the restart drops.
+        await asyncio.gather(*(stub.CreateClaimToken(request) for _ in range(8)))
+        refused_before = _unavailable_answers(outage.service)
+        await asyncio.to_thread(outage.redis.stop)
+        await asyncio.to_thread(outage.redis.start)
+        answers = await asyncio.gather(*(stub.CreateClaimToken(request) for _ in range(8)))
+    assert all(answer.claim_token for answer in answers)
+    assert _unavailable_answers(outage.service) == refused_before
+
+
+async def test_enrollment_retries_across_a_short_redis_restart(outage: Outage) -> None:
+    """A new user's first step, RegisterAccount (its per-account password limit lives in
+    Redis), is carried across a restart by the SDK's retries like any later call."""
+    await asyncio.to_thread(outage.redis.stop)
+    refused_before = _unavailable_answers(outage.service, "RegisterAccount")
+    call = asyncio.create_task(
+        outage.enrollment.register_account("late", "outage-late", "a long passphrase")
+    )
+    deadline = time.monotonic() + 5
+    while _unavailable_answers(outage.service, "RegisterAccount") == refused_before:
+        assert time.monotonic() < deadline, "the first attempt never reached Redis"
+        assert not call.done()
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(outage.redis.start)
+    profile, tenant = await asyncio.wait_for(call, 30)
+    assert tenant
+    assert profile.cert_file.exists()
