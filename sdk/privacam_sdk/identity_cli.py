@@ -13,7 +13,11 @@ from privacam_sdk.client import PrivacamClient
 from privacam_sdk.enrollment import DEFAULT_ENROLLMENT_ENDPOINT, Enrollment
 from privacam_sdk.profile import Profile
 
-SCOPES = {"live": identity_pb2.GRANT_SCOPE_LIVE, "clips": identity_pb2.GRANT_SCOPE_CLIPS}
+SCOPES = {
+    "live": identity_pb2.GRANT_SCOPE_LIVE,
+    "clips": identity_pb2.GRANT_SCOPE_CLIPS,
+    "talk": identity_pb2.GRANT_SCOPE_TALK,  # talk-back: never given unless asked for
+}
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,7 +62,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     share = commands.add_parser("share", help="let another account view a camera")
     share.add_argument("device")
     share.add_argument("--with", dest="grantee", required=True, help="the other account's login")
-    share.add_argument("--scope", action="append", choices=sorted(SCOPES), default=[])
+    share.add_argument(
+        "--scope",
+        action="append",
+        choices=sorted(SCOPES),
+        default=[],
+        help="repeat for several (default: live and clips; talk only when named)",
+    )
 
 
 def _password() -> str:

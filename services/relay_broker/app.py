@@ -20,12 +20,13 @@ from services.relay_broker.adapters.links import BusLinks
 from services.relay_broker.adapters.metrics import PrometheusRelayMetrics
 from services.relay_broker.adapters.peers import AccessLogClient, DeviceAuthPolicy
 from services.relay_broker.adapters.redis_client import BrokerRedis
-from services.relay_broker.adapters.redis_state import RedisPresence, RedisSessions
+from services.relay_broker.adapters.redis_state import RedisPresence, RedisSessions, RedisTalks
 from services.relay_broker.adapters.turn_stats import TurnStats
 from services.relay_broker.api.cameras import CameraHub
 from services.relay_broker.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.relay_broker.api.servicer import RelayBrokerServicer
 from services.relay_broker.domain.live_views import Limits, LiveViews
+from services.relay_broker.domain.talk_back import TalkBacks
 from services.relay_broker.settings import RelayBrokerSettings
 from services.relay_broker.streams.identity import IdentityFollower
 
@@ -33,13 +34,15 @@ from services.relay_broker.streams.identity import IdentityFollower
 class _Stoppable:
     """Adapts a LiveViews (timers) to the runtime's component lifecycle."""
 
-    def __init__(self, views: LiveViews) -> None:
+    def __init__(self, views: LiveViews, talks: TalkBacks) -> None:
         self._views = views
+        self._talks = talks
 
     async def start(self) -> None:
         """Nothing to start: timers begin with sessions."""
 
     async def stop(self) -> None:
+        await self._talks.stop()
         await self._views.stop()
 
 
@@ -63,14 +66,16 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
     links = BusLinks(bus)
     events = KafkaRelayEvents(producer, clock)
     policy = DeviceAuthPolicy(peers)
+    access_log = AccessLogClient(peers)
+    metrics = PrometheusRelayMetrics()
     views = LiveViews(
         policy=policy,
-        access_log=AccessLogClient(peers),
+        access_log=access_log,
         sessions=sessions,
         presence=presence,
         links=links,
         events=events,
-        metrics=PrometheusRelayMetrics(),
+        metrics=metrics,
         clock=clock,
         limits=Limits(
             idle_timeout=timedelta(seconds=settings.idle_timeout_seconds),
@@ -81,6 +86,16 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
         ),
         turn_secret=settings.turn.shared_secret.get_secret_value().encode(),
         turn_uris=tuple(u.strip() for u in settings.turn.uris.split(",") if u.strip()),
+    )
+    talks = TalkBacks(
+        views=views,
+        policy=policy,
+        access_log=access_log,
+        store=RedisTalks(store.client, namespace),
+        links=links,
+        metrics=metrics,
+        clock=clock,
+        max_talk=timedelta(seconds=settings.max_talk_seconds),
     )
     turn_stats = TurnStats(store.client, bus, sessions, uuid.uuid4().hex, namespace)
     cameras = CameraHub(
@@ -93,7 +108,7 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
         heartbeat,
         on_tick=lambda: turn_stats.renew(3 * heartbeat.total_seconds()),
     )
-    servicer = RelayBrokerServicer(views, cameras, bus, links, presence, policy)
+    servicer = RelayBrokerServicer(views, cameras, bus, links, presence, policy, talks)
     return ServiceParts(
         apis=[
             GrpcApi.of(
@@ -110,5 +125,5 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
                 IdentityFollower(views, links, clock).on_event,
             )
         ],
-        components=[store, bus, peers, turn_stats, cameras, _Stoppable(views)],
+        components=[store, bus, peers, turn_stats, cameras, _Stoppable(views, talks)],
     )

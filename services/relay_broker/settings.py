@@ -30,3 +30,6 @@ class RelayBrokerSettings(ServiceSettings):
     """Concurrent sessions on one camera (also capped by what the camera announces)."""
     max_sessions_per_app: int = Field(default=4, ge=1, le=32)
     """Concurrent sessions one app install may hold."""
+    max_talk_seconds: int = Field(default=300, ge=5, le=3600)
+    """Longest talk-back; it ends MAX_DURATION then (and with its live-view session in
+    any case). The app starts another to go on talking."""

@@ -30,7 +30,10 @@ _RESOURCE_FIELDS: dict[int, tuple[str, ...]] = {
     _RK.RESOURCE_KIND_EXPORT: ("export_id",),
     _RK.RESOURCE_KIND_ACCOUNT: (),
     _RK.RESOURCE_KIND_GRANT: ("device_id", "grant_id"),
+    _RK.RESOURCE_KIND_TALK_BACK: ("device_id", "session_id"),
 }
+# Kinds whose end entry carries a duration.
+_SPANS = (_RK.RESOURCE_KIND_TALK_BACK,)
 _RESOURCE_CHECKS = {
     "device_id": ID_PATTERN,
     "clip_id": CLIP_ID,
@@ -97,6 +100,14 @@ def validate_record(record: log_pb2.AccessRecord) -> None:
         raise InvalidArgument("record.occurred_at is required")
     if record.operator_access_id:
         _uuid(record.operator_access_id, "record.operator_access_id")
+    if record.HasField("duration"):
+        if record.resource.kind not in _SPANS:
+            raise InvalidArgument(
+                "record.duration is only for the end entry of a RESOURCE_KIND_TALK_BACK"
+            )
+        seconds = record.duration.seconds + record.duration.nanos / 1e9
+        if not 0 <= seconds <= MAX_DURATION.total_seconds():
+            raise InvalidArgument("record.duration must be 0 to 24 hours")
 
 
 def _range(message: types_pb2.TimeRange | None) -> tuple[datetime | None, datetime | None]:

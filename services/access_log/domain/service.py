@@ -52,6 +52,8 @@ _SCOPE_FOR_PURPOSE = {
     Purposes.ACCESS_PURPOSE_CLIP_LISTING: Scopes.OPERATOR_SCOPE_CLIPS,
     Purposes.ACCESS_PURPOSE_CLIP_PLAYBACK: Scopes.OPERATOR_SCOPE_CLIPS,
     Purposes.ACCESS_PURPOSE_LIVE_VIEW: Scopes.OPERATOR_SCOPE_LIVE_VIEW,
+    # Speaking into a home is at least as intrusive as watching it.
+    Purposes.ACCESS_PURPOSE_TALK_BACK: Scopes.OPERATOR_SCOPE_LIVE_VIEW,
 }
 _KIND_PB = {
     PrincipalKind.CAMERA: types_pb2.PRINCIPAL_KIND_CAMERA,

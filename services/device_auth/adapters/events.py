@@ -71,6 +71,7 @@ _PIN_CHANGES = {
 _SCOPES = {
     GrantScope.LIVE: identity_pb2.GRANT_SCOPE_LIVE,
     GrantScope.CLIPS: identity_pb2.GRANT_SCOPE_CLIPS,
+    GrantScope.TALK: identity_pb2.GRANT_SCOPE_TALK,
 }
 
 

@@ -32,10 +32,12 @@ from services.device_auth.domain.service import (
 _SCOPES: dict[int, GrantScope] = {
     identity_pb2.GRANT_SCOPE_LIVE: GrantScope.LIVE,
     identity_pb2.GRANT_SCOPE_CLIPS: GrantScope.CLIPS,
+    identity_pb2.GRANT_SCOPE_TALK: GrantScope.TALK,
 }
 _SCOPES_PB = {
     GrantScope.LIVE: identity_pb2.GRANT_SCOPE_LIVE,
     GrantScope.CLIPS: identity_pb2.GRANT_SCOPE_CLIPS,
+    GrantScope.TALK: identity_pb2.GRANT_SCOPE_TALK,
 }
 _ROLES_PB = {
     CameraRole.OWNER: identity_pb2.CAMERA_ROLE_OWNER,
@@ -86,7 +88,9 @@ def scopes(values: Iterable[int], field: str = "scopes") -> list[GrantScope]:
     for index, value in enumerate(values):
         scope = _SCOPES.get(value)
         if scope is None:
-            raise InvalidArgument(f"{field}[{index}] must be GRANT_SCOPE_LIVE or GRANT_SCOPE_CLIPS")
+            raise InvalidArgument(
+                f"{field}[{index}] must be GRANT_SCOPE_LIVE, GRANT_SCOPE_CLIPS or GRANT_SCOPE_TALK"
+            )
         chosen.append(scope)
     return chosen
 

@@ -114,6 +114,7 @@ class Camera:
 class GrantScope(enum.Enum):
     LIVE = "live"
     CLIPS = "clips"
+    TALK = "talk"
 
 
 @dataclass(frozen=True)

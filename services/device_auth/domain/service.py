@@ -102,6 +102,11 @@ _CAS_TRIES = 8
 # Deterministic ids for the AccountDeleted of one cancellation: a retried purge
 # republishes the same event, which consumers recognise by its id.
 _EVENT_NAMESPACE = uuid.UUID("5f1d7c52-4c0e-4a39-9d6b-6b4a3e0c2a11")
+_SCOPE_WORDS = {
+    GrantScope.LIVE: "live view",
+    GrantScope.CLIPS: "its clips",
+    GrantScope.TALK: "talk-back (the talk scope)",
+}
 
 _WRONG_LOGIN = "login or password is wrong"
 _UNUSABLE_CLAIM = "claim token is unknown, used or expired; create a new one in the owner's app"
@@ -705,7 +710,7 @@ class DeviceAuth:
         validation.login(grantee_login)
         chosen = list(scopes)
         if not chosen or len(set(chosen)) != len(chosen):
-            raise InvalidInput("scopes must name live, clips or both, each at most once")
+            raise InvalidInput("scopes must name live, clips and/or talk, each at most once")
         now = self._clock.now()
         if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
             raise InvalidInput("expires_at must be a moment in the future (with a time zone)")
@@ -812,7 +817,7 @@ class DeviceAuth:
         that has a PIN needs it to match; a wrong one counts toward the lockout."""
         camera, grant = await self._access(viewer_tenant_id, device_id)
         if grant is not None and scope not in grant.scopes:
-            what = "live view" if scope is GrantScope.LIVE else "its clips"
+            what = _SCOPE_WORDS[scope]
             raise Forbidden(f"your grant on this camera does not include {what}")
         pin_checked = False
         if pin is not None and camera.pin_hash is not None:

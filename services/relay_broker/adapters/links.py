@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -14,7 +14,16 @@ from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
 from services.common.timestamps import to_timestamp
 from services.relay_broker.adapters.bus import Bus
-from services.relay_broker.domain.model import EndReason, Role, Session, Side, TurnGrant
+from services.relay_broker.domain.model import (
+    EndReason,
+    Role,
+    Session,
+    Side,
+    Talk,
+    TalkEndReason,
+    TurnGrant,
+)
+from services.relay_broker.domain.talk_back import speaker_words
 
 END_REASONS: dict[EndReason, relay_pb2.SessionEndReason.ValueType] = {
     EndReason.VIEWER_ENDED: relay_pb2.SESSION_END_REASON_VIEWER_ENDED,
@@ -25,6 +34,12 @@ END_REASONS: dict[EndReason, relay_pb2.SessionEndReason.ValueType] = {
     EndReason.CAMERA_OFFLINE: relay_pb2.SESSION_END_REASON_CAMERA_OFFLINE,
     EndReason.FINGERPRINT_REJECTED: relay_pb2.SESSION_END_REASON_FINGERPRINT_REJECTED,
     EndReason.FAILED: relay_pb2.SESSION_END_REASON_FAILED,
+}
+TALK_END_REASONS: dict[TalkEndReason, pb.TalkEndReason.ValueType] = {
+    TalkEndReason.ENDED: pb.TALK_END_REASON_ENDED,
+    TalkEndReason.SESSION_ENDED: pb.TALK_END_REASON_SESSION_ENDED,
+    TalkEndReason.MAX_DURATION: pb.TALK_END_REASON_MAX_DURATION,
+    TalkEndReason.CAMERA_DECLINED: pb.TALK_END_REASON_CAMERA_DECLINED,
 }
 ROLES = {Role.OWNER: relay_pb2.VIEWER_ROLE_OWNER, Role.GRANTEE: relay_pb2.VIEWER_ROLE_GRANTEE}
 
@@ -107,6 +122,34 @@ class BusLinks:
                 pb.StreamNoticesResponse(notice=notice).SerializeToString(),
             )
 
+    async def talk_requested(self, talk: Talk, receipt: bytes) -> None:
+        message = pb.CameraControlResponse(
+            talk_requested=pb.TalkRequested(
+                session_id=talk.session.session_id,
+                receipt=log_pb2.Receipt.FromString(receipt),
+                expires_at=to_timestamp(talk.expires_at),
+            )
+        )
+        await self._bus.publish(camera_channel(talk.session.device_id), message.SerializeToString())
+
+    async def talk_ended(self, talk: Talk, reason: TalkEndReason) -> None:
+        message = pb.CameraControlResponse(
+            talk_ended=pb.TalkEnded(
+                session_id=talk.session.session_id, reason=TALK_END_REASONS[reason]
+            )
+        )
+        await self._bus.publish(camera_channel(talk.session.device_id), message.SerializeToString())
+
+    async def talking(
+        self, talk: Talk, at: datetime, reason: TalkEndReason | None, duration: timedelta
+    ) -> None:
+        for tenant_id in talk.session.told:
+            notice = talking_notice(talk, at, reason, duration, tenant_id)
+            await self._bus.publish(
+                notice_channel(tenant_id),
+                pb.StreamNoticesResponse(notice=notice).SerializeToString(),
+            )
+
     async def pin_locked_out(
         self, tenant_id: str, device_id: str, lockout: Duration, at: datetime
     ) -> None:
@@ -183,5 +226,44 @@ def relay_pb2_notice(
     else:
         notice.watching_ended.CopyFrom(
             pb.WatchingEnded(session_id=session.session_id, reason=END_REASONS[reason])
+        )
+    return notice
+
+
+def talking_notice(
+    talk: Talk,
+    at: datetime,
+    reason: TalkEndReason | None,
+    duration: timedelta,
+    recipient_tenant_id: str,
+) -> pb.HouseholdNotice:
+    """ "<who> is speaking through <camera>" (or that they stopped) as the recipient's
+    household sees it: the speaker's app is named only to its own household."""
+    session = talk.session
+    who = speaker_words(talk, recipient_tenant_id)
+    notice = pb.HouseholdNotice(
+        notice_id=str(uuid.uuid4()), occurred_at=to_timestamp(at), device_id=session.device_id
+    )
+    if reason is None:
+        started = pb.TalkingStarted(
+            session_id=session.session_id,
+            speaker_role=ROLES[session.role],
+            grant_id=session.grant_id,
+            summary=f"{who} is speaking through {talk.camera_name}"[:256],
+        )
+        if session.viewer.tenant_id == recipient_tenant_id:
+            started.speaker.CopyFrom(viewer_pb(session))
+        notice.talking_started.CopyFrom(started)
+    else:
+        length = Duration()
+        length.FromTimedelta(duration)
+        seconds = round(duration.total_seconds())
+        notice.talking_ended.CopyFrom(
+            pb.TalkingEnded(
+                session_id=session.session_id,
+                reason=TALK_END_REASONS[reason],
+                duration=length,
+                summary=f"{who} stopped speaking through {talk.camera_name} ({seconds} s)"[:256],
+            )
         )
     return notice

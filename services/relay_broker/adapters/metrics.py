@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.relay_broker.domain.model import EndReason, Role
+from services.relay_broker.domain.model import EndReason, Role, TalkEndReason
 
 SESSIONS_STARTED = Counter(
     "privacam_relay_sessions_started_total", "Live-view sessions started.", ["role"]
@@ -55,6 +55,24 @@ RELAY_BYTES = Counter(
     "Bytes coturn relayed for live-view sessions (client side of each allocation, both "
     "directions), from coturn's traffic reports.",
 )
+TALKS_STARTED = Counter(
+    "privacam_relay_talk_backs_started_total", "Talk-backs started, by role.", ["role"]
+)
+TALKS_ENDED = Counter(
+    "privacam_relay_talk_backs_ended_total", "Talk-backs ended, by reason.", ["reason"]
+)
+TALKS_REFUSED = Counter(
+    "privacam_relay_talk_backs_refused_total",
+    "StartTalkBack calls the broker refused itself (privacy_mode, busy, not_connected), and "
+    "talk-backs a camera declined (camera_declined: a forged or replayed request, or a "
+    "camera that is private).",
+    ["reason"],
+)
+TALK_SECONDS = Histogram(
+    "privacam_relay_talk_back_duration_seconds",
+    "How long talk-backs lasted.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600),
+)
 
 
 class PrometheusRelayMetrics:
@@ -70,3 +88,13 @@ class PrometheusRelayMetrics:
 
     def credentials_issued(self, count: int) -> None:
         TURN_CREDENTIALS.inc(count)
+
+    def talk_started(self, role: Role) -> None:
+        TALKS_STARTED.labels(role.value).inc()
+
+    def talk_ended(self, reason: TalkEndReason, seconds: float) -> None:
+        TALKS_ENDED.labels(reason.value).inc()
+        TALK_SECONDS.observe(seconds)
+
+    def talk_refused(self, reason: str) -> None:
+        TALKS_REFUSED.labels(reason).inc()

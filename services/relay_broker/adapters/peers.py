@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import grpc
 
@@ -25,7 +25,7 @@ from services.common.peers import UNREACHABLE, Peers, call_options, passed_on, u
 from services.common.privacy import Mode, StatementError, mode_of, parse
 from services.common.timestamps import to_timestamp
 from services.relay_broker import NAME
-from services.relay_broker.domain.model import Access, Session, Viewer
+from services.relay_broker.domain.model import Access, Session, Talk, Viewer
 
 log = logging.getLogger("privacam.relay_broker.peers")
 
@@ -45,10 +45,27 @@ class DeviceAuthPolicy:
     async def authorize(
         self, device_id: str, viewer: Viewer, pin: str, check_pin: bool = True
     ) -> Access:
+        return await self._authorize(
+            device_id, viewer, pin, check_pin, identity_pb2.GRANT_SCOPE_LIVE
+        )
+
+    async def authorize_talk(self, device_id: str, viewer: Viewer, pin: str) -> Access:
+        """The TalkPolicy port: the TALK scope (the owner always has it), PIN as for live
+        view (a talk-back is a new act, so the PIN is asked again)."""
+        return await self._authorize(device_id, viewer, pin, True, identity_pb2.GRANT_SCOPE_TALK)
+
+    async def _authorize(
+        self,
+        device_id: str,
+        viewer: Viewer,
+        pin: str,
+        check_pin: bool,
+        scope: identity_pb2.GrantScope.ValueType,
+    ) -> Access:
         request = id_pb.AuthorizeCameraAccessRequest(
             device_id=device_id,
             viewer=_viewer_pb(viewer),
-            scope=identity_pb2.GRANT_SCOPE_LIVE,
+            scope=scope,
             check_pin=check_pin,
             pin=pin if check_pin else "",
         )
@@ -65,6 +82,7 @@ class DeviceAuthPolicy:
             privacy=privacy_mode(response.settings.privacy)
             if response.settings.HasField("privacy")
             else None,
+            label=response.settings.label,
         )
 
     async def privacy_statement(self, device_id: str) -> privacy_pb2.SignedPrivacyStatement | None:
@@ -97,28 +115,36 @@ class AccessLogClient:
     def __init__(self, peers: Peers) -> None:
         self._peers = peers
 
-    async def _append(self, session: Session, at: datetime) -> log_pb2.Receipt:
+    async def _append(
+        self,
+        session: Session,
+        at: datetime,
+        kind: log_pb2.ResourceKind.ValueType = log_pb2.RESOURCE_KIND_LIVE_SESSION,
+        purpose: types_pb2.AccessPurpose.ValueType = types_pb2.ACCESS_PURPOSE_LIVE_VIEW,
+        duration: timedelta | None = None,
+    ) -> log_pb2.Receipt:
         record = log_pb2.AccessRecord(
             access_id=str(uuid.uuid4()),
             tenant_id=session.owner_tenant_id,
             principal=_viewer_pb(session.viewer),
             resource=log_pb2.Resource(
-                kind=log_pb2.RESOURCE_KIND_LIVE_SESSION,
-                device_id=session.device_id,
-                session_id=session.session_id,
+                kind=kind, device_id=session.device_id, session_id=session.session_id
             ),
-            purpose=types_pb2.ACCESS_PURPOSE_LIVE_VIEW,
+            purpose=purpose,
             service=NAME,
             occurred_at=to_timestamp(at),
         )
+        if duration is not None:
+            record.duration.FromTimedelta(duration)
         try:
             response = await self._peers.access_log().Append(
                 log_pb.AppendRequest(record=record), **call_options(self._peers)
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in (*UNREACHABLE, grpc.StatusCode.UNIMPLEMENTED):
+                what = "talk-back" if kind == log_pb2.RESOURCE_KIND_TALK_BACK else "live view"
                 raise Unavailable(
-                    "the access log is unavailable, and a live view is never unlogged; retry later"
+                    f"the access log is unavailable, and a {what} is never unlogged; retry later"
                 ) from None
             raise
         return response.receipt
@@ -129,3 +155,22 @@ class AccessLogClient:
 
     async def session_ended(self, session: Session, at: datetime) -> None:
         await self._append(session, at)
+
+    async def talk_started(self, talk: Talk) -> bytes:
+        """The TalkLog port: the start entry names the speaker (the session's viewer)."""
+        receipt = await self._append(
+            talk.session,
+            talk.started_at,
+            log_pb2.RESOURCE_KIND_TALK_BACK,
+            types_pb2.ACCESS_PURPOSE_TALK_BACK,
+        )
+        return receipt.SerializeToString()
+
+    async def talk_ended(self, talk: Talk, at: datetime) -> None:
+        await self._append(
+            talk.session,
+            at,
+            log_pb2.RESOURCE_KIND_TALK_BACK,
+            types_pb2.ACCESS_PURPOSE_TALK_BACK,
+            duration=max(at - talk.started_at, timedelta(0)),
+        )

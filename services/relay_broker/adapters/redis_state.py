@@ -9,6 +9,8 @@ for long). Keys (`relay:` prefix):
   grant-sessions:<grant>  set of open session ids under a grant (revocation)
   presence:<dev>          hash: replica stream id, since, max sessions; TTL 3 heartbeats
   offline-since:<dev>     when the camera last went offline (kept a week)
+  talk:<dev>              hash: the camera's running talk-back (its session and times);
+                          expires a minute after the talk-back's latest end
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.relay_broker.domain.errors import TooManySessions
-from services.relay_broker.domain.model import EndReason, Presence, Role, Session, Side, Viewer
+from services.relay_broker.domain.model import (
+    EndReason,
+    Presence,
+    Role,
+    Session,
+    Side,
+    Talk,
+    Viewer,
+)
 
 PREFIX = "relay:"
 """Key prefix, after the Kafka namespace (environments sharing a Redis never meet)."""
@@ -74,6 +84,24 @@ if redis.call('HGET', KEYS[1], 'stream') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+
+
+# One talk-back per camera: store it unless one runs; else the running one's session.
+_TALK_RESERVE = """
+local running = redis.call('HGET', KEYS[1], 'session_id')
+if running then return running end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return nil
+"""
+
+# First caller ends it, and only if it is that session's.
+_TALK_END = """
+if redis.call('HGET', KEYS[1], 'session_id') ~= ARGV[1] then return nil end
+local talk = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return talk
 """
 
 
@@ -288,3 +316,41 @@ class RedisPresence:
                 since = datetime.fromisoformat(left.decode()).astimezone(UTC) if left else None
                 result.append(Presence(device_id, False, since))
         return result
+
+
+class RedisTalks:
+    """The TalkStore port: a camera's running talk-back, shared by every replica."""
+
+    def __init__(self, redis: Redis, namespace: str = "") -> None:
+        self._p = namespace + PREFIX
+        self._reserve = redis.register_script(_TALK_RESERVE)
+        self._end = redis.register_script(_TALK_END)
+
+    def _key(self, device_id: str) -> str:
+        return f"{self._p}talk:{device_id}"
+
+    async def reserve(self, talk: Talk, ttl: timedelta) -> str | None:
+        fields = {
+            **_fields(talk.session),
+            "session_id": talk.session.session_id,
+            "talk_started": talk.started_at.isoformat(),
+            "talk_expires": talk.expires_at.isoformat(),
+            "camera_name": talk.camera_name,
+        }
+        flat = [item for pair in fields.items() for item in pair]
+        running = await self._reserve(
+            keys=[self._key(talk.session.device_id)], args=[json.dumps(flat), _ms(ttl)]
+        )
+        return None if running is None else _str(running)
+
+    async def end(self, device_id: str, session_id: str) -> Talk | None:
+        raw = await self._end(keys=[self._key(device_id)], args=[session_id])
+        if not raw:
+            return None
+        fields = _text(raw)
+        return Talk(
+            session=_session(session_id, fields),
+            started_at=datetime.fromisoformat(fields["talk_started"]),
+            expires_at=datetime.fromisoformat(fields["talk_expires"]),
+            camera_name=fields["camera_name"],
+        )

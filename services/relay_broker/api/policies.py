@@ -22,5 +22,7 @@ POLICIES = method_policies(
         "RenewTurnCredentials": CAMERA | APP,
         "GetCameraPresence": APP,
         "StreamNotices": APP,
+        "StartTalkBack": APP,
+        "EndTalkBack": APP,
     },
 )

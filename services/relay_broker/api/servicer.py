@@ -41,10 +41,12 @@ from services.relay_broker.domain.errors import (
     InvalidInput,
     SessionConflict,
     SessionNotFound,
+    TalkConflict,
     TooManySessions,
 )
 from services.relay_broker.domain.live_views import LiveViews
 from services.relay_broker.domain.model import EndReason, Side, Viewer
+from services.relay_broker.domain.talk_back import TalkBacks
 
 for _error, _status in (
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
@@ -53,6 +55,7 @@ for _error, _status in (
     (TooManySessions, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (SessionConflict, grpc.StatusCode.FAILED_PRECONDITION),
     (CameraPrivate, grpc.StatusCode.FAILED_PRECONDITION),
+    (TalkConflict, grpc.StatusCode.FAILED_PRECONDITION),
 ):
     map_domain_error(_error, _status)
 
@@ -99,8 +102,10 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         links: BusLinks,
         presence: RedisPresence,
         policy: DeviceAuthPolicy,
+        talks: TalkBacks,
     ) -> None:
         self._views = views
+        self._talks = talks
         self._cameras = cameras
         self._bus = bus
         self._links = links
@@ -170,6 +175,13 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
                             "a camera refused a privacy statement",
                             extra={"reason": privacy.refusal_reason},
                         )
+                elif which == "talk_answer":
+                    talk = request.talk_answer
+                    sid = validation.session_id(talk.session_id, "talk_answer.session_id")
+                    validation.decline_reason(talk.decline_reason)
+                    if not talk.accepted:
+                        # Ends only this camera's own talk-back (the store is per camera).
+                        await self._talks.declined(caller.name, sid, talk.decline_reason)
                 else:
                     raise InvalidArgument("hello is only the first message; send heartbeats")
         except Exception as error:  # ends the stream with the error's status
@@ -201,6 +213,27 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
             idle_timeout=idle,
             expires_at=to_timestamp(started.session.expires_at),
         )
+
+    async def StartTalkBack(
+        self, request: pb.StartTalkBackRequest, context: Any
+    ) -> pb.StartTalkBackResponse:
+        caller = current_principal()
+        sid = validation.session_id(request.session_id)
+        pin = validation.pin(request.pin)
+        talk = await self._talks.start(Viewer(_tenant(caller), caller.name), sid, pin)
+        return pb.StartTalkBackResponse(
+            started_at=to_timestamp(talk.started_at), expires_at=to_timestamp(talk.expires_at)
+        )
+
+    async def EndTalkBack(
+        self, request: pb.EndTalkBackRequest, context: Any
+    ) -> pb.EndTalkBackResponse:
+        caller = current_principal()
+        sid = validation.session_id(request.session_id)
+        ended_at, lasted = await self._talks.end_by(Viewer(_tenant(caller), caller.name), sid)
+        duration = Duration()
+        duration.FromTimedelta(lasted)
+        return pb.EndTalkBackResponse(ended_at=to_timestamp(ended_at), duration=duration)
 
     async def Signal(
         self, request_iterator: AsyncIterator[pb.SignalRequest], context: Any

@@ -25,5 +25,10 @@ class SessionConflict(RelayError):
     """The session's state does not allow this (already joined, ended): FAILED_PRECONDITION."""
 
 
+class TalkConflict(RelayError):
+    """A talk-back already runs on the camera, or the session is not connected yet:
+    FAILED_PRECONDITION."""
+
+
 class CameraPrivate(RelayError):
     """The owner switched the camera to privacy mode: FAILED_PRECONDITION naming the mode."""

@@ -168,6 +168,11 @@ class LiveViews:
         # no read of the shared store, since its stream ends when its session does.
         self._signaling: dict[tuple[str, Side], Session] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._end_hooks: list[Callable[[Session], Awaitable[None]]] = []
+
+    def on_end(self, hook: Callable[[Session], Awaitable[None]]) -> None:
+        """Run ``hook`` once for every session this replica ends (talk-back ends with it)."""
+        self._end_hooks.append(hook)
 
     # --- start -----------------------------------------------------------------
 
@@ -252,6 +257,15 @@ class LiveViews:
             raise SessionNotFound("the live-view session has ended")
         return found[0]
 
+    async def find(self, session_id: str) -> Session | None:
+        """A running session, whoever asks (callers check who may see it)."""
+        found = await self._sessions.get(session_id)
+        return None if found is None or found[1] else found[0]
+
+    async def connected(self, session_id: str) -> bool:
+        """Whether both sides have joined its signaling."""
+        return await self._sessions.joined(session_id) >= 2
+
     async def renew_turn(self, session_id: str, side: Side, tenant_id: str, name: str) -> TurnGrant:
         """Fresh TURN credentials for one side of a running session, never valid past its
         end. Nothing new to log: the session's start is in the access log, its end will be.
@@ -318,6 +332,11 @@ class LiveViews:
         if ended is None:
             return False
         session, relayed = ended
+        for hook in self._end_hooks:
+            try:
+                await hook(session)
+            except Exception as error:  # the session ends whatever a hook hit
+                log.warning("session end hook failed", extra={"error": type(error).__name__})
         now = self._clock.now()
         await self._links.session_closed(session, reason)
         self._events.session_ended(session, reason, now, relayed)

@@ -90,3 +90,23 @@ class Access:
     grant_id: str
     privacy: Mode | None = None
     """The owner's current privacy statement's mode (None: never set)."""
+    label: str = ""
+    """The camera's name in the household's apps (empty: none set)."""
+
+
+class TalkEndReason(enum.Enum):
+    ENDED = "ended"
+    SESSION_ENDED = "session_ended"
+    MAX_DURATION = "max_duration"
+    CAMERA_DECLINED = "camera_declined"
+
+
+@dataclass(frozen=True)
+class Talk:
+    """A talk-back: the session's viewer speaking through its camera."""
+
+    session: Session
+    started_at: datetime
+    expires_at: datetime
+    camera_name: str
+    """For people: the camera's label, or "camera <id>"."""
