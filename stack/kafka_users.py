@@ -79,6 +79,8 @@ def acls(namespace: str = "") -> list[Acl]:
         user = username(service)
         for topic in writes(service):
             found.add(Acl(user, "topic", namespace + topic, False, "write"))
+            # Its writers set a topic's settings again at start (services.common.kafka).
+            found.add(Acl(user, "topic", namespace + topic, False, "alter_configs"))
         for topic in reads(service):
             found.add(Acl(user, "topic", namespace + topic, False, "read"))
         for topic in writes(service) | reads(service):

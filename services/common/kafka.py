@@ -13,12 +13,13 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from faust.serializers import codecs
 from google.protobuf.message import DecodeError, Message
@@ -28,7 +29,7 @@ from opentelemetry.propagators.textmap import Getter
 
 from services.common import metrics
 from services.common.errors import report_store_refusal
-from services.common.settings import KafkaSettings
+from services.common.settings import KafkaSettings, SettingsError
 from services.common.signed_state import StateSigning, StateVerifier
 
 log = logging.getLogger("privacam.kafka")
@@ -90,46 +91,92 @@ def topic_configs(settings: KafkaSettings, topic: Topic[Any]) -> dict[str, str]:
     them and drops tombstones each within a sixth of `forget_within_seconds` (unless the
     topic sets its own), so a deleted household's records leave the brokers' disks within
     that bound, with the markers of services.common.compaction that roll quiet partitions."""
+    # acks=all then means two copies before a write is acknowledged, so one broker can
+    # fail without losing an acknowledged event (with fewer replicas it cannot be had).
+    durable = {"min.insync.replicas": "2"} if settings.replication_factor >= 3 else {}
     if not topic.compacted:
-        return dict(topic.config)
+        return {**durable, **topic.config}
     sixth = str(settings.forget_within_seconds * 1000 // 6)
     return {
         "cleanup.policy": "compact",
         "segment.ms": sixth,
         "max.compaction.lag.ms": sixth,
         "delete.retention.ms": sixth,
+        **durable,
         **topic.config,
     }
 
 
-async def ensure_topics(settings: KafkaSettings, topics: Iterable[Topic[Any]]) -> None:
-    """Create missing topics (idempotent); compacted ones keep only the latest value per key."""
+async def ensure_topics(
+    settings: KafkaSettings, topics: Iterable[Topic[Any]], owned: Collection[str] = ()
+) -> None:
+    """Create missing topics (idempotent); compacted ones keep only the latest value per key.
+
+    Every topic must have PRIVACAM_KAFKA_TOPIC_PARTITIONS partitions: a household's events
+    are ordered by the partition its id picks, so a topic with another count (partitions
+    added by hand, or the setting changed) stops start-up instead of reordering them. The
+    topics named in `owned` (those this service writes) have their settings set again, so a
+    change of the platform's topic settings reaches topics made by an earlier version."""
     admin = AIOKafkaAdminClient(
         **client_options(settings), request_timeout_ms=settings.request_timeout_ms
     )
     await admin.start()
     try:
+        by_name = {settings.namespace + t.name: t for t in topics}
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
-                name=settings.namespace + topic.name,
+                name=name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=settings.replication_factor,
                 topic_configs=topic_configs(settings, topic),
             )
-            for topic in {t.name: t for t in topics}.values()
-            if settings.namespace + topic.name not in existing
+            for name, topic in by_name.items()
+            if name not in existing
         ]
         if wanted:
             response = await admin.create_topics(wanted)
             for _, code, *_ in response.topic_errors:
                 # Another service may have been first: that is success.
                 if code not in (0, TopicAlreadyExistsError.errno):
-                    error = for_code(code)()
-                    report_store_refusal(error, task="topic creation")
-                    raise error
+                    _raise_for(code, "topic creation")
+        await _check_partitions(admin, settings, sorted(by_name))
+        reconcile = [
+            ConfigResource(ConfigResourceType.TOPIC, name, topic_configs(settings, topic))
+            for name, topic in by_name.items()
+            if topic.name in owned and name in existing
+        ]
+        if reconcile:
+            for response in await admin.alter_configs(reconcile):
+                for code, *_ in response.resources:
+                    _raise_for(code, "topic settings")
     finally:
         await admin.close()
+
+
+def _raise_for(code: int, task: str) -> None:
+    if code:
+        error = for_code(code)()
+        report_store_refusal(error, task=task)
+        raise error
+
+
+async def _check_partitions(
+    admin: AIOKafkaAdminClient, settings: KafkaSettings, names: list[str]
+) -> None:
+    found = {
+        described["topic"]: len(described["partitions"])
+        for described in await admin.describe_topics(names)
+        if not described["error_code"]
+    }
+    wrong = {name: count for name, count in found.items() if count != settings.topic_partitions}
+    if wrong:
+        listing = ", ".join(f"{name} has {count}" for name, count in sorted(wrong.items()))
+        raise SettingsError(
+            f"PRIVACAM_KAFKA_TOPIC_PARTITIONS is {settings.topic_partitions}, but {listing}: "
+            "records are ordered per household by partition, so the counts must agree "
+            "(set the variable to the topics' count; partitions are never added silently)"
+        )
 
 
 Headers = list[tuple[str, bytes]]

@@ -204,7 +204,9 @@ class ServiceRuntime:
         metrics.SERVICE_INFO.labels(self.name, VERSION).set(1)
         for component in self.parts.components:
             await component.start()
-        await ensure_topics(settings.kafka, self.parts.topics)
+        # Settings of the topics it writes are set again at start (ACL: alter_configs).
+        owned = topic_grants.writes(self.name) if self.name in topic_grants.GRANTS else set()
+        await ensure_topics(settings.kafka, self.parts.topics, owned)
         await self.producer.start()
         for component in self.parts.late_components:
             await component.start()

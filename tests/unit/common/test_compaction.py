@@ -105,3 +105,10 @@ async def test_a_marker_that_failed_stays_due() -> None:
     producer.fail = False
     assert await roller.send_due() == 1
     assert roller.pending() == 1  # the second marker
+
+
+def test_three_replicas_mean_two_in_sync() -> None:
+    three = settings().model_copy(update={"replication_factor": 3})
+    assert topic_configs(three, topics.ACCESS)["min.insync.replicas"] == "2"
+    assert topic_configs(three, topics.IDENTITY_STATE)["min.insync.replicas"] == "2"
+    assert "min.insync.replicas" not in topic_configs(settings(), topics.ACCESS)
