@@ -34,6 +34,7 @@ from benchmarks import Result
 from privacam.clips.v1 import events_pb2 as clip_events
 from privacam.types.v1 import types_pb2
 from services.common.timestamps import to_timestamp
+from stack.minio_users import CLIP_BUCKET
 from tests.harness import (
     cleanup_namespace,
     kafka_options,
@@ -51,7 +52,11 @@ ROUNDS = 2
 CONCURRENCY = 4
 THROUGHPUT_TARGET = 0.7
 LAG_OBJECTIVE_SECONDS = 60.0
-BUCKET = "privacam-bench-retention"
+BUCKET = CLIP_BUCKET
+"""The clip bucket itself: retention's MinIO user may delete there and nowhere else. The
+benchmark's objects live under prefixes no clip uses, removed at the end."""
+RAW_PREFIX = "bench-raw/"
+OUR_PREFIX = "t/bench-"
 PAYLOAD = secrets.token_bytes(1024)
 
 
@@ -64,7 +69,7 @@ def _put_all(minio: Minio, names: list[str]) -> None:
 
 
 def _raw_delete_rate(minio: Minio) -> float:
-    names = [f"raw/{uuid.uuid4()}" for _ in range(CLIPS)]
+    names = [f"{RAW_PREFIX}{uuid.uuid4()}" for _ in range(CLIPS)]
     _put_all(minio, names)
 
     def delete(start: int) -> None:
@@ -87,7 +92,7 @@ async def _ours(
     minio: Minio, stack: dict[str, str], namespace: str, clock_file: Path
 ) -> tuple[float, float]:
     """(deletions per second, p99 lag in seconds) of one round through the sweeper."""
-    tenant, device = f"bench-{uuid.uuid4()}", f"cam-{secrets.token_hex(4)}"
+    tenant, device = f"{OUR_PREFIX.removeprefix('t/')}{uuid.uuid4()}", f"cam-{secrets.token_hex(4)}"
     names = [f"t/{tenant}/{device}/c{i:05d}" for i in range(CLIPS)]
     await asyncio.to_thread(_put_all, minio, names)
     now = datetime.now(UTC) + timedelta(seconds=_offset(clock_file))
@@ -182,17 +187,13 @@ def run() -> list[Result]:
         pki = PkiFactory(Path(scratch) / "pki")
         namespace = new_namespace(stack, "bench")
         services = make_services(("key_manager", "retention"), pki, stack, namespace, Path(scratch))
-        services["retention"].env.update(
-            {
-                "PRIVACAM_RETENTION_CLIP_BUCKET": BUCKET,
-                "PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS": "0.1",
-            }
-        )
+        services["retention"].env.update({"PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS": "0.1"})
         minio = stack_minio(stack, BUCKET)
         try:
             with running(*services.values()):
                 return asyncio.run(_measure(minio, stack, namespace, retention_clock_file(pki)))
         finally:
             cleanup_namespace(stack, namespace)
-            for item in minio.list_objects(BUCKET, recursive=True):
-                minio.remove_object(BUCKET, item.object_name or "")
+            for prefix in (RAW_PREFIX, OUR_PREFIX):
+                for item in minio.list_objects(BUCKET, prefix=prefix, recursive=True):
+                    minio.remove_object(BUCKET, item.object_name or "")
