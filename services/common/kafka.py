@@ -472,6 +472,33 @@ def register_faust_codecs(topics: Iterable[Topic[Any]]) -> None:
         codecs.register(topic.name, FaustProtobufCodec(topic.message_type))
 
 
+@dataclass(frozen=True)
+class Reassertion:
+    """What the topic's writer gives its replicas so they undo forged records.
+
+    A record its writer did not sign is skipped by every replica, but Kafka's compaction
+    still keeps only the newest record of a key: a forged tombstone (or value) would
+    erase the genuine value it shadows from the log, and a replica started after that
+    would no longer know it. The writer, seeing the forgery, writes its own value again,
+    signed, on the same partition, so the newest record of the key is genuine again."""
+
+    current: Callable[[bytes], bytes | None]
+    """The value this replica holds for a record key (None: nothing to re-assert)."""
+    wrote: Callable[[int], None] = lambda partition: None
+    """Told of each partition written to (the writer's SegmentRoller, so the forgery and
+    the value it shadowed leave the disks in bounded time)."""
+
+
+@dataclass
+class _Watch:
+    """A key being re-asserted on one partition: what was accepted for it meanwhile."""
+
+    seen: list[tuple[int, bytes | None]] = field(default_factory=list)
+    """(offset, value) of genuine records of the key since the first forged one."""
+    forged: int = -1
+    """Offset of the newest forged record of the key."""
+
+
 class TopicReplica:
     """Every partition of a topic, read from the beginning and then followed: how each
     replica materializes a compacted topic (no consumer group: every replica reads all).
@@ -480,7 +507,8 @@ class TopicReplica:
     tombstone). `start()` returns once everything written before it is applied, so a
     service can replay its state before it reports SERVING. On a compacted topic, only
     records its writer signed are applied (services.common.signed_state, with the
-    producer's verifier); others are skipped, logged and counted.
+    producer's verifier); others are skipped, logged and counted, and the writer's
+    replicas (given a Reassertion) write their own value of the key again.
     """
 
     def __init__(
@@ -489,16 +517,21 @@ class TopicReplica:
         topic: Topic[Any],
         producer: EventProducer,
         apply: Callable[[bytes, bytes | None], None],
-        rejected: Callable[[bytes, bytes | None], None] | None = None,
+        reassert: Reassertion | None = None,
     ) -> None:
-        """`rejected(key, value)` is told of each record skipped for its signature (the
-        topic's writer may want to undo what compaction would make of it)."""
+        """`reassert`: given by the topic's writer only (its replicas sign what they send)."""
         self._settings = settings
         self._topic = topic
         self.name = settings.namespace + topic.name
         self._producer = producer
         self._apply = apply
-        self._rejected = rejected
+        self._reassert = reassert
+        # Writers only: the partition of each key's newest genuine value. A forgery on
+        # another partition shadows nothing, and a copy written there would outlive the
+        # writer's own tombstone of the key.
+        self._homes: dict[bytes, int] = {}
+        self._watches: dict[tuple[int, bytes], _Watch] = {}
+        self._reasserting: set[asyncio.Task[None]] = set()
         self._verifier: StateVerifier | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.partitions: list[TopicPartition] = []
@@ -531,6 +564,10 @@ class TopicReplica:
         await self.catch_up()
 
     async def stop(self) -> None:
+        # Re-assertions first: each waits for its write to be applied by _follow.
+        await self.wait_reasserted(seconds=10)
+        for task in list(self._reasserting):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -566,12 +603,16 @@ class TopicReplica:
             self._topic.name, key, record.value, list(record.headers or ())
         ):
             # Never applied: not its writer's (logged and counted by accepts).
-            if self._rejected is not None:
-                try:
-                    self._rejected(key, record.value)
-                except Exception:
-                    log.exception("handling a rejected record failed", extra={"topic": self.name})
+            self._forged(record.partition, record.offset, key)
             return
+        if self._reassert is not None:
+            if record.value is None:
+                self._homes.pop(key, None)
+            else:
+                self._homes[key] = record.partition
+            watch = self._watches.get((record.partition, key))
+            if watch is not None:
+                watch.seen.append((record.offset, record.value))
         try:
             self._apply(key, record.value)
         except Exception:
@@ -586,6 +627,68 @@ class TopicReplica:
             metrics.KAFKA_CONSUMED.labels(self._topic.name, "replica", "error").inc()
             return
         self.records_applied += 1
+
+    # --- the writer re-asserts what a forged record would let compaction erase ----------
+
+    def _forged(self, partition: int, offset: int, key: bytes) -> None:
+        if self._reassert is None or self._homes.get(key) != partition:
+            return
+        watch = self._watches.get((partition, key))
+        if watch is not None:  # a re-assertion is under way: it writes again after this
+            watch.forged = offset
+            return
+        try:
+            value = self._reassert.current(key)
+        except Exception:
+            log.exception("no value to re-assert over a forged record", extra={"topic": self.name})
+            return
+        if value is None:
+            return
+        watch = self._watches[(partition, key)] = _Watch(forged=offset)
+        task = asyncio.create_task(self._write_again(partition, key, value, watch))
+        self._reasserting.add(task)
+        task.add_done_callback(self._reasserting.discard)
+
+    async def _write_again(
+        self, partition: int, key: bytes, value: bytes | None, watch: _Watch
+    ) -> None:
+        """Write `value` (what this replica held when the forgery arrived) after the
+        forgery, until the newest record of the key is genuine and current. The writer's
+        other replicas may write the key meanwhile (an update, a delete, their own
+        re-assertion): the newest of their records is then the value written, so a
+        re-assertion never brings back a deleted or older value. Nothing is written when a
+        genuine current record already follows the forgery (a replay after a restart)."""
+        assert self._reassert is not None
+        mine: set[int] = set()  # offsets of this task's own writes
+        try:
+            while True:
+                others = [v for o, v in watch.seen if o not in mine]
+                current = others[-1] if others else value
+                newest = watch.seen[-1] if watch.seen else None
+                if newest is not None and newest[0] > watch.forged and newest[1] == current:
+                    break
+                _, offset = await self._producer.send_raw(
+                    self._topic, key, current, partition=partition
+                )
+                mine.add(offset)
+                self._reassert.wrote(partition)
+                await self.wait_applied(partition, offset)
+        except Exception:
+            metrics.STATE_RECORDS_REASSERTED.labels(self._topic.name, "error").inc()
+            log.exception(
+                "state record not re-asserted over a forged one", extra={"topic": self.name}
+            )
+            return
+        finally:
+            del self._watches[(partition, key)]
+        if mine:
+            metrics.STATE_RECORDS_REASSERTED.labels(self._topic.name, "ok").inc()
+            log.warning("state record re-asserted over a forged one", extra={"topic": self.name})
+
+    async def wait_reasserted(self, seconds: float = 60) -> None:
+        """Wait until the re-assertions under way are written and applied."""
+        if self._reasserting:
+            await asyncio.wait(set(self._reasserting), timeout=seconds)
 
     async def wait_applied(self, partition: int, offset: int) -> None:
         """Wait until the record at `offset` of `partition` has been applied."""

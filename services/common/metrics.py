@@ -160,3 +160,10 @@ STATE_RECORDS_REJECTED = Counter(
     "signed_state).",
     ["topic", "reason"],
 )
+STATE_RECORDS_REASSERTED = Counter(
+    "privacam_state_records_reasserted_total",
+    "Keys of a compacted state topic that their writer wrote again, signed, after a forged "
+    "record of the key, so compaction does not let the forgery erase the genuine value "
+    "(services.common.kafka.Reassertion); result ok or error.",
+    ["topic", "result"],
+)

@@ -12,6 +12,10 @@ or the key itself for global names such as logins), and the first proposal in
 partition order owns the key everywhere. A losing proposal is tombstoned at once.
 Updates and deletes address the owning proposal's record key, so compaction keeps
 exactly one live record per entry.
+
+Only the topic's writer uses it, so every replica re-asserts its entries over forged
+records (services.common.kafka.Reassertion): a tombstone nobody signed does not get to
+erase an entry from the log by compaction.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from services.common.compaction import SegmentRoller, Timing, is_marker
-from services.common.kafka import EventProducer, Topic, TopicReplica
+from services.common.kafka import EventProducer, Reassertion, Topic, TopicReplica
 from services.common.settings import KafkaSettings
 
 _SEPARATOR = "#"
@@ -39,8 +43,14 @@ class ReplicatedMap:
         # Record keys of deleted entries (proposals are never reused), so a late update
         # from a replica that had not seen the delete cannot bring an entry back.
         self._deleted: set[str] = set()
-        self._replica = TopicReplica(settings, topic, producer, self._apply)
         self._roller = SegmentRoller(producer, topic, Timing.of(settings, topic))
+        self._replica = TopicReplica(
+            settings,
+            topic,
+            producer,
+            self._apply,
+            reassert=Reassertion(self._current, self._roller.wrote),
+        )
 
     async def start(self) -> None:
         await self._replica.start()
@@ -120,6 +130,12 @@ class ReplicatedMap:
             await self._send(f"{key}{_SEPARATOR}{entry[0]}", None, group)
 
     # --- replay -----------------------------------------------------------------------
+
+    def _current(self, record_key: bytes) -> bytes | None:
+        """The value held under a record key: only the owning proposal's record has one."""
+        key, _, proposal = record_key.decode().rpartition(_SEPARATOR)
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] == proposal else None
 
     def _apply(self, record_key: bytes, value: bytes | None) -> None:
         if is_marker(record_key):

@@ -9,7 +9,6 @@ within the time Kafka takes to deliver one record.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from services.common import topics
 from services.common.compaction import SegmentRoller, Timing, is_marker
 from services.common.identity import Principal, subject_digest
-from services.common.kafka import EventProducer, TopicReplica
+from services.common.kafka import EventProducer, Reassertion, TopicReplica
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger("privacam.revocations")
@@ -40,20 +39,19 @@ class RevocationList:
         self, settings: KafkaSettings, producer: EventProducer, *, writer: bool = False
     ) -> None:
         """`writer`: this replica belongs to the topic's writer (device_auth), which
-        re-asserts a revocation that a forged tombstone tried to remove."""
+        re-asserts a revocation that a forged record tried to remove (Reassertion)."""
         self._producer = producer
-        self._writer = writer
-        self._reasserting: set[asyncio.Task[None]] = set()
         self._subjects: set[bytes] = set()
         self._serials: set[int] = set()
         self._by_key: dict[bytes, RevocationRecord] = {}
         self._listeners: list[Listener] = []
-        self._replica = TopicReplica(
-            settings, topics.REVOCATIONS, producer, self._apply, rejected=self._on_rejected
-        )
         # Only the writer (device_auth) ever notes writes; elsewhere it stays idle.
         self._roller = SegmentRoller(
             producer, topics.REVOCATIONS, Timing.of(settings, topics.REVOCATIONS)
+        )
+        reassert = Reassertion(self._current, self._roller.wrote) if writer else None
+        self._replica = TopicReplica(
+            settings, topics.REVOCATIONS, producer, self._apply, reassert=reassert
         )
 
     def add_listener(self, listener: Listener) -> None:
@@ -65,8 +63,6 @@ class RevocationList:
         log.info("revocations replayed", extra={"records": len(self._by_key)})
 
     async def stop(self) -> None:
-        if self._reasserting:
-            await asyncio.gather(*self._reasserting, return_exceptions=True)
         await self._roller.stop()
         await self._replica.stop()
 
@@ -92,26 +88,9 @@ class RevocationList:
             self._roller.wrote(partition)
         return len(outlived)
 
-    def _on_rejected(self, key: bytes, value: bytes | None) -> None:
-        """A tombstone its writer did not sign is skipped by every replica, but compaction
-        would still let it erase the revocation from the log, and replicas started after
-        that would no longer know it. The writer writes the record again, newer than the
-        forged tombstone, so compaction keeps the revocation."""
+    def _current(self, key: bytes) -> bytes | None:
         record = self._by_key.get(key)
-        if value is None and self._writer and record is not None:
-            task = asyncio.create_task(self._reassert(key, record))
-            self._reasserting.add(task)
-            task.add_done_callback(self._reasserting.discard)
-
-    async def _reassert(self, key: bytes, record: RevocationRecord) -> None:
-        try:
-            await self._producer.send_raw(
-                topics.REVOCATIONS, key, record.SerializeToString(deterministic=True)
-            )
-        except Exception:
-            log.exception("a revocation could not be re-asserted over a forged tombstone")
-            return
-        log.warning("revocation re-asserted over a forged tombstone")
+        return None if record is None else record.SerializeToString(deterministic=True)
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
         if is_marker(key):

@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
@@ -40,16 +40,25 @@ from minio.error import S3Error
 from redis import Redis
 from redis.exceptions import NoPermissionError
 
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
+from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam.keys.v1 import key_manager_service_pb2 as km_pb
+from privacam.keys.v1 import key_manager_service_pb2_grpc as km_grpc
+from privacam.keys.v1 import keys_pb2
+from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from services.common import topic_grants, topics
 from services.common.identity import PrincipalKind, spiffe_uri, subject_digest
 from services.common.kafka import ensure_topics
 from services.common.signed_state import StateSigner
 from services.common.stores import ObjectStore
+from services.common.timestamps import to_timestamp
 from services.device_auth.adapters.state import GRANTS, _document
 from services.device_auth.domain.records import Grant, GrantScope
+from services.key_manager.adapters.state_log import claim_key
 from stack import kafka_users
 from tests.harness import (
     ADMIN,
@@ -59,6 +68,7 @@ from tests.harness import (
     kafka_settings,
     make_service,
     metric,
+    mtls_channel,
     new_namespace,
     partitions_of,
     peer_env,
@@ -554,6 +564,10 @@ async def _write_as_admin(
         await producer.stop()
 
 
+def _reasserted(port: int, topic: str) -> float:
+    return metric(port, "privacam_state_records_reasserted_total", topic=topic, result="ok")
+
+
 def _rejected(port: int, topic: str, reason: str) -> float:
     return metric(port, "privacam_state_records_rejected_total", topic=topic, reason=reason)
 
@@ -681,4 +695,141 @@ async def test_forged_state_records_are_ignored(platform: Platform, tmp_path: Pa
         f"still in the log at replay), {len(forged)} grant records signed by relay_broker; "
         f"all skipped, live and on replay (fresh replica SERVING {replayed - started:.1f} s "
         f"into the test); test took {time.monotonic() - started:.1f} s"
+    )
+
+
+def _newest(
+    records: Sequence[tuple[TopicPartition, bytes, bytes | None]], key: bytes
+) -> tuple[int, bytes | None, int]:
+    """(partition, newest value, how many values) of `key` in records read in order."""
+    mine = [(tp.partition, value) for tp, k, value in records if k == key]
+    assert mine, f"no record of {key!r}"
+    return mine[-1][0], mine[-1][1], sum(value is not None for _, value in mine)
+
+
+async def test_forged_tombstones_are_reasserted(platform: Platform, tmp_path: Path) -> None:
+    """Kafka's super user tombstones (unsigned) a real used-receipt claim on the key state
+    topic and a real camera record on device_auth's identity state. Every replica skips
+    the tombstones, but compaction would let them erase the records; key_manager and
+    device_auth write their values again, signed, so once compaction has run only those
+    are left, and replicas started afterwards still refuse the receipt's reuse and still
+    know the camera."""
+    started = time.monotonic()
+    key_state, identity_state = topics.KEY_STATE.name, topics.IDENTITY_STATE.name
+    live_keys, live_identity = platform.services["key_manager"], platform.services["device_auth"]
+    # A used receipt: clip_ingest logs an access and releases a clip key with its receipt.
+    ingest = platform.pki.service("clip_ingest")
+    tenant = str(uuid.uuid4())
+    context = keys_pb2.KeyContext(tenant_id=tenant, device_id="cam-1", clip_id="clip-1")
+    record = log_pb2.AccessRecord(
+        access_id=str(uuid.uuid4()),
+        tenant_id=tenant,
+        principal=types_pb2.Principal(
+            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=tenant, id="phone-1"
+        ),
+        resource=log_pb2.Resource(
+            kind=log_pb2.RESOURCE_KIND_CLIP, device_id="cam-1", clip_id="clip-1"
+        ),
+        purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+        service="clip_ingest",
+        occurred_at=to_timestamp(datetime.now(UTC)),
+    )
+    async with (
+        mtls_channel(platform.services["access_log"].endpoint, ingest) as log_channel,
+        mtls_channel(live_keys.endpoint, ingest) as keys_channel,
+    ):
+        keys = km_grpc.KeyManagerServiceStub(keys_channel)
+        generated = await keys.GenerateDataKey(
+            km_pb.GenerateDataKeyRequest(context=context), timeout=15
+        )
+        log = log_grpc.AccessLogServiceStub(log_channel)
+        receipt = (await log.Append(log_pb.AppendRequest(record=record), timeout=15)).receipt
+        unwrap = km_pb.UnwrapRequest(
+            wrapped_key=generated.wrapped_key,
+            context=context,
+            purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
+            receipt=receipt,
+        )
+        assert (await keys.Unwrap(unwrap, timeout=15)).plaintext_key == generated.plaintext_key
+    claim = claim_key(tenant, record.access_id)
+    # A real identity record: the camera an owner paired.
+    enrollment = platform.enrollment(tmp_path / "home")
+    owner, _ = await enrollment.register_account(
+        "reassert-owner", f"reassert-{secrets.token_hex(4)}", "a long enough passphrase"
+    )
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
+    _, device_id = await enrollment.enroll_camera(
+        "reassert-cam", token.claim_token, "SN-reassert-cam"
+    )
+    names = [platform.namespace + key_state, platform.namespace + identity_state]
+    written = await read_all(platform, await partitions_of(platform, names))
+    (camera,) = {k for _, k, _ in written if k.startswith(f"camera/{device_id}#".encode())}
+    targets = {key_state: claim, identity_state: camera}
+    found = {topic: _newest(written, key) for topic, key in targets.items()}
+    assert all(value is not None for _, value, _ in found.values())
+
+    before = {
+        topic: metric(
+            service.metrics_port,
+            "privacam_state_records_reasserted_total",
+            topic=topic,
+            result="ok",
+        )
+        for topic, service in ((key_state, live_keys), (identity_state, live_identity))
+    }
+    for topic, key in targets.items():
+        await _write_as_admin(platform, topic, [(found[topic][0], key, None)], None)
+
+    # The writers write their values again, signed, after the forged tombstones ...
+    deadline = time.monotonic() + 10
+    while True:
+        records = await read_all(platform, await partitions_of(platform, names))
+        newest = {topic: _newest(records, key) for topic, key in targets.items()}
+        if all(newest[t][1] == found[t][1] for t in targets):
+            break
+        assert time.monotonic() < deadline, f"not re-asserted: {newest}"
+        await asyncio.sleep(0.2)
+    reasserted = time.monotonic()
+    for topic, service in ((key_state, live_keys), (identity_state, live_identity)):
+        counted = metric(
+            service.metrics_port,
+            "privacam_state_records_reasserted_total",
+            topic=topic,
+            result="ok",
+        )
+        assert counted == before[topic] + 1
+    # ... and compaction keeps those: wait until it has erased the first values.
+    deadline = time.monotonic() + 120
+    while any(_newest(records, key)[2] > 1 for key in targets.values()):
+        assert time.monotonic() < deadline, "compaction did not run in 120 s"
+        await asyncio.sleep(2)
+        records = await read_all(platform, await partitions_of(platform, names))
+    compacted = time.monotonic()
+    for topic, key in targets.items():  # all that is left is each writer's signed value
+        partition, value, values = _newest(records, key)
+        assert (partition, value, values) == (found[topic][0], found[topic][1], 1)
+
+    # Replicas started now replay what compaction left.
+    fresh_keys = make_service(
+        "key_manager", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    )
+    fresh_keys.env.update(peer_env(live_keys))
+    fresh_identity = make_service(
+        "device_auth", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    )
+    fresh_identity.env.update(peer_env(live_identity))
+    with running(fresh_keys, fresh_identity):
+        async with mtls_channel(fresh_keys.endpoint, ingest) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await km_grpc.KeyManagerServiceStub(channel).Unwrap(unwrap, timeout=15)
+        assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert "already used" in (raised.value.details() or "")
+        owner_there = _on(owner, "device_auth", fresh_identity.endpoint)
+        assert device_id in await _cameras_seen(owner_there)
+    print(
+        f"\nforged tombstones over a used receipt's claim and a camera record: re-asserted "
+        f"{reasserted - started:.1f} s into the test, first values compacted away "
+        f"{compacted - reasserted:.1f} s later; fresh replicas refuse the receipt and know "
+        f"the camera; test took {time.monotonic() - started:.1f} s"
     )

@@ -19,6 +19,11 @@ replica, and survives restarts by replay. Claims are kept in memory only while a
 for that access could still be accepted (its occurred_at + max age + clock skew); then
 they are forgotten and tombstoned by the replica that won them (or replayed them at
 start, in case the winner is gone), so compaction removes them.
+
+A record key_manager did not sign is skipped on replay, but compaction would still let it
+erase the record it shadows: a forged tombstone of a used receipt's claim would let the
+receipt be used again after a restart. Every replica writes what it holds for that key
+again, signed (services.common.kafka.Reassertion, with `_current`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from datetime import datetime, timedelta
 from privacam.keys.v1 import state_pb2 as pb
 from services.common.clock import Clock
 from services.common.compaction import SegmentRoller, Timing, is_marker
-from services.common.kafka import EventProducer, Topic, TopicReplica
+from services.common.kafka import EventProducer, Reassertion, Topic, TopicReplica
 from services.common.settings import KafkaSettings
 from services.common.timestamps import to_datetime, to_timestamp
 from services.key_manager.domain.keyring import Keyring, SealedKek, tenant_digest
@@ -58,12 +63,28 @@ def claim_key(tenant_id: str, access_id: str) -> bytes:
     return f"used/{digest}".encode()
 
 
+def _kek_record(kek: SealedKek) -> pb.KeyStateRecord:
+    return pb.KeyStateRecord(
+        kek=pb.SealedKek(
+            tenant_id=kek.tenant_id,
+            version=kek.version,
+            period_start=to_timestamp(kek.period_start),
+            created_at=to_timestamp(kek.created_at),
+            proposal_id=kek.proposal_id,
+            root_key_id=kek.root_key_id,
+            sealed_key=kek.sealed_key,
+        )
+    )
+
+
 @dataclass
 class _Claim:
     claim_id: str
     forget_at: datetime
     mine: bool
     """This replica tombstones it when it expires: it won it, or replayed it at start."""
+    record: bytes
+    """The claim as written, to write again over a forged record of its key."""
 
 
 class KafkaStateLog:
@@ -83,15 +104,23 @@ class KafkaStateLog:
         self._keyring = keyring
         self._clock = clock
         self._claim_lifetime = claim_lifetime
-        self._replica = TopicReplica(settings, topic, producer, self._apply)
         timing = Timing.of(settings, topic)
         self._roller = SegmentRoller(producer, topic, timing)
+        self._replica = TopicReplica(
+            settings,
+            topic,
+            producer,
+            self._apply,
+            reassert=Reassertion(self._current, self._roller.wrote),
+        )
         self._roller_interval = timing.segment / 4
         self._ticker: asyncio.Task[None] | None = None
         # used receipts: claim key -> the first claim applied; expiry order in a heap
         self._claims: dict[bytes, _Claim] = {}
         self._claim_expiry: list[tuple[datetime, bytes]] = []
         self._replaying = True
+        # "tenant gone" markers as written (the keyring keeps only their digests)
+        self._gone_records: dict[bytes, bytes] = {}
 
     async def start(self) -> None:
         """Replay the whole topic before the service takes calls."""
@@ -123,6 +152,7 @@ class KafkaStateLog:
             # A tombstone: its key's record was already applied and superseded; a used
             # receipt's is written once the receipt would be refused on age anyway.
             self._claims.pop(key, None)
+            self._gone_records.pop(key, None)
             return
         record = pb.KeyStateRecord.FromString(value)
         kind = record.WhichOneof("record")
@@ -149,12 +179,42 @@ class KafkaStateLog:
             )
         elif kind == "tenant_gone":
             self._keyring.apply_tenant_gone(record.tenant_gone.tenant_digest)
+            self._gone_records[key] = value
         elif kind == "access_claim" and key not in self._claims:
             # The first claim of an access in partition order is the one; later ones lost.
             claim = record.access_claim
             forget_at = to_datetime(claim.occurred_at) + self._claim_lifetime
-            self._claims[key] = _Claim(claim.claim_id, forget_at, mine=self._replaying)
+            self._claims[key] = _Claim(claim.claim_id, forget_at, self._replaying, value)
             heapq.heappush(self._claim_expiry, (forget_at, key))
+
+    def _current(self, key: bytes) -> bytes | None:
+        """What this replica holds for a record key, as a record (None: nothing, or a
+        proposal that lost): the claim, the kek, the destroyed or "tenant gone" marker."""
+        kind, _, rest = key.decode().partition("/")
+        record: pb.KeyStateRecord | None = None
+        if kind == "used":
+            claim = self._claims.get(key)
+            return claim.record if claim is not None else None
+        if kind == "gone":
+            return self._gone_records.get(key)
+        if kind == "kek":
+            tenant_id, version, proposal_id = rest.rsplit("/", 2)
+            kek = self._keyring.tenant(tenant_id).versions.get(int(version))
+            if kek is not None and kek.proposal_id == proposal_id:
+                record = _kek_record(kek)
+        elif kind == "destroyed":
+            tenant_id, version = rest.rsplit("/", 1)
+            destroyed = self._keyring.tenant(tenant_id).destroyed.get(int(version))
+            if destroyed is not None:
+                marker = pb.DestroyedVersion(
+                    tenant_id=tenant_id,
+                    version=int(version),
+                    destroyed_at=to_timestamp(destroyed[0]),
+                )
+                if destroyed[1] is not None:
+                    marker.period_start.CopyFrom(to_timestamp(destroyed[1]))
+                record = pb.KeyStateRecord(destroyed=marker)
+        return None if record is None else record.SerializeToString(deterministic=True)
 
     # --- writing --------------------------------------------------------------------
 
@@ -172,19 +232,8 @@ class KafkaStateLog:
         return offset
 
     async def propose(self, kek: SealedKek) -> None:
-        record = pb.KeyStateRecord(
-            kek=pb.SealedKek(
-                tenant_id=kek.tenant_id,
-                version=kek.version,
-                period_start=to_timestamp(kek.period_start),
-                created_at=to_timestamp(kek.created_at),
-                proposal_id=kek.proposal_id,
-                root_key_id=kek.root_key_id,
-                sealed_key=kek.sealed_key,
-            )
-        )
         offset = await self._send(
-            kek.tenant_id, kek_key(kek.tenant_id, kek.version, kek.proposal_id), record
+            kek.tenant_id, kek_key(kek.tenant_id, kek.version, kek.proposal_id), _kek_record(kek)
         )
         await self._replica.wait_applied(self._partition(kek.tenant_id), offset)
 

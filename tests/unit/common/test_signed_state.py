@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,6 +34,7 @@ from services.common.signed_state import (
     signed_payload,
 )
 from tests.pki_helpers import PkiFactory
+from tests.unit.kafka_fakes import FakeProducer, FakeTopic, follow
 
 TOPIC = topics.REVOCATIONS.name
 KEY = b"subject/0f0f"
@@ -242,31 +242,21 @@ def test_every_compacted_topic_has_one_signing_writer() -> None:
     }
 
 
-class _Recorder:
-    """A producer that records what it is asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes | None]] = []
-        self.signing = None
-
-    async def send_raw(
-        self, topic: Any, key: bytes, value: bytes | None, partition: int | None = None
-    ) -> tuple[int, int]:
-        self.sent.append((topic.name, key, value))
-        return 0, len(self.sent) - 1
-
-
 @pytest.mark.parametrize("writer", [True, False])
 async def test_the_writer_reasserts_a_revocation_over_a_forged_tombstone(writer: bool) -> None:
     # Skipped by every replica, a forged tombstone would still let compaction erase the
     # revocation; device_auth writes it again, so the newest record is the revocation.
     settings = KafkaSettings(bootstrap_servers="unused:9092", security_protocol="PLAINTEXT")
-    producer = _Recorder()
-    revocations = RevocationList(settings, producer, writer=writer)  # type: ignore[arg-type]
+    topic = FakeTopic()
     record = RevocationRecord(subject_digest=b"\x01" * 32, all_certificates=True)
-    revocations._apply(KEY, record.SerializeToString())
-    revocations._on_rejected(KEY, None)  # what the replica reports for a forged tombstone
-    revocations._on_rejected(b"never-seen", None)
+    value = record.SerializeToString(deterministic=True)
+    topic.append(1, KEY, value)
+    revocations = RevocationList(settings, FakeProducer(topic), writer=writer)  # type: ignore[arg-type]
+    verifier = await follow(revocations._replica, topic)
+    topic.forge(1, KEY, None)
+    topic.forge(1, b"never-seen", None)
+    await revocations._replica.catch_up()
     await revocations.stop()
-    expected = [(TOPIC, KEY, record.SerializeToString(deterministic=True))] if writer else []
-    assert producer.sent == expected
+    assert verifier.rejected == 2
+    expected = [(KEY, value), (KEY, None), (b"never-seen", None)]
+    assert topic.partitions[1] == expected + ([(KEY, value)] if writer else [])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -22,30 +21,10 @@ from services.common.clock import FakeClock
 from services.common.settings import KafkaSettings
 from services.key_manager.adapters.state_log import KafkaStateLog, claim_key
 from services.key_manager.domain.keyring import Keyring
+from tests.unit.kafka_fakes import PARTITIONS, FakeProducer, FakeTopic
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LIFETIME = timedelta(minutes=6)  # receipt max age + clock skew
-PARTITIONS = 3
-
-
-class FakeTopic:
-    def __init__(self) -> None:
-        self.partitions: list[list[tuple[bytes, bytes | None]]] = [[] for _ in range(PARTITIONS)]
-
-
-class FakeProducer:
-    def __init__(self, topic: FakeTopic) -> None:
-        self.topic = topic
-
-    async def send_raw(
-        self, topic: Any, key: bytes, value: bytes | None, partition: int | None = None
-    ) -> tuple[int, int]:
-        assert partition is not None
-        records = self.topic.partitions[partition]
-        records.append((key, value))
-        offset = len(records) - 1
-        await asyncio.sleep(0)  # the broker's round trip: another replica may write meanwhile
-        return partition, offset
 
 
 class FakeReplica:
