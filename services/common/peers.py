@@ -33,7 +33,10 @@ from services.common.errors import (
 )
 from services.common.settings import TlsSettings
 
-_ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
+_HOST_PORT = r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}"
+# host:port (the default resolver, dns), dns:///host:port (dns named: every address the name
+# has is a backend), or ipv4:a:port,b:port (fixed addresses; tests' replicas on 127.0.0.x).
+_ENDPOINT = rf"^(?:(?:dns:///)?{_HOST_PORT}|ipv4:{_HOST_PORT}(?:,{_HOST_PORT})*)$"
 
 # Only UNAVAILABLE is retried: the call never reached a handler (down, or shed under load),
 # or its handler could not reach a store, and the platform's writes are keyed by id
@@ -41,8 +44,15 @@ _ENDPOINT = r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$"
 # draws each wait at random up to the current backoff (jitter), so a crowd of retries
 # spreads out instead of returning in step. Anything else is the callee's answer and is
 # passed on.
+#
+# round_robin: a channel holds a connection to every address its target resolves to (with
+# dns:/// and a headless Service, every ready replica) and spreads calls over them, instead
+# of pick_first's one connection that keeps a replica added later idle; a connection that
+# fails is left out until it reconnects. Resolution is repeated when a connection closes
+# (e.g. a server's max connection age), so new replicas join within that age.
 RETRY_SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
@@ -54,9 +64,17 @@ RETRY_SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
+
+
+# Client keepalive: a ping after 30 s without reads, dropped after 10 s unanswered, so a
+# replica that vanished (node lost, no RST) is left out in ~40 s rather than at the next
+# call's deadline. Only while calls are open: an idle channel sends nothing. Servers permit
+# pings every 20 s (runtime.server_options), below this, so they never answer too_many_pings.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
 
 
 class PeerSettings(BaseSettings):
@@ -65,19 +83,44 @@ class PeerSettings(BaseSettings):
     )
 
     device_auth: str = Field(default="127.0.0.1:7001", pattern=_ENDPOINT)
-    """host:port of device_auth's mTLS API."""
+    """device_auth's mTLS API: host:port or dns:///host:port (calls spread round robin over
+    every address of the name: a headless Service's ready pods), or ipv4:a:port,b:port."""
     key_manager: str = Field(default="127.0.0.1:7002", pattern=_ENDPOINT)
-    """host:port of key_manager's mTLS API."""
+    """key_manager's mTLS API: host:port or dns:///host:port (calls spread round robin over
+    every address of the name: a headless Service's ready pods), or ipv4:a:port,b:port."""
     clip_ingest: str = Field(default="127.0.0.1:7003", pattern=_ENDPOINT)
-    """host:port of clip_ingest's mTLS API."""
+    """clip_ingest's mTLS API: host:port or dns:///host:port (calls spread round robin over
+    every address of the name: a headless Service's ready pods), or ipv4:a:port,b:port."""
     relay_broker: str = Field(default="127.0.0.1:7004", pattern=_ENDPOINT)
-    """host:port of relay_broker's mTLS API."""
+    """relay_broker's mTLS API: host:port or dns:///host:port (calls spread round robin over
+    every address of the name: a headless Service's ready pods), or ipv4:a:port,b:port."""
     retention: str = Field(default="127.0.0.1:7005", pattern=_ENDPOINT)
-    """host:port of retention's mTLS API."""
+    """retention's mTLS API: host:port or dns:///host:port (calls spread round robin over
+    every address of the name: a headless Service's ready pods), or ipv4:a:port,b:port."""
     access_log: str = Field(default="127.0.0.1:7006", pattern=_ENDPOINT)
-    """host:port of access_log's mTLS API."""
+    """access_log's mTLS API: host:port or dns:///host:port (calls spread round robin over
+    every address of the name: a headless Service's ready pods), or ipv4:a:port,b:port."""
+    ipv4_authority: str = Field(default="localhost", pattern=r"^[A-Za-z0-9.\-]+$")
+    """Name the servers' certificates are checked against (and the calls' :authority) for
+    ipv4: targets, which name no host (gRPC would check the address list itself)."""
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     """Default deadline of a call to another service."""
+
+
+def channel_options(target: str, settings: PeerSettings) -> list[tuple[str, str | int]]:
+    """Options of a channel to a peer: retries, round robin, keepalive."""
+    named: list[tuple[str, str | int]] = []
+    if target.startswith("ipv4:"):
+        named = [("grpc.default_authority", settings.ipv4_authority)]
+    return [
+        *named,
+        ("grpc.service_config", RETRY_SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
 
 
 class Peers:
@@ -97,14 +140,11 @@ class Peers:
         """The channel to a peer by its settings name, e.g. "key_manager"."""
         channel = self._channels.get(peer)
         if channel is None:
+            target: str = getattr(self.settings, peer)
             channel = grpc.aio.secure_channel(
-                getattr(self.settings, peer),
+                target,
                 self._credentials,
-                options=[
-                    ("grpc.service_config", RETRY_SERVICE_CONFIG),
-                    ("grpc.enable_retries", 1),
-                    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-                ],
+                options=channel_options(target, self.settings),
                 interceptors=aio_client_interceptors(),  # type: ignore[no-untyped-call]
             )
             self._channels[peer] = channel

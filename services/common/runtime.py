@@ -116,11 +116,31 @@ class ServiceParts:
 REVOCATION_PRUNING_INTERVAL = timedelta(hours=1)
 
 
+SERVER_KEEPALIVE_TIME_MS = 60_000
+MIN_CLIENT_PING_INTERVAL_MS = 20_000
+
+
 def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
     """Options of every gRPC server a service runs: the one place its limits are set.
     A request larger than MAX_MESSAGE_BYTES is refused by gRPC itself with
-    RESOURCE_EXHAUSTED before it is parsed or reaches any interceptor or handler."""
-    return [("grpc.max_receive_message_length", settings.max_message_bytes)]
+    RESOURCE_EXHAUSTED before it is parsed or reaches any interceptor or handler.
+
+    Connections: a ping every 60 s to an idle-looking client (dropped unanswered after
+    20 s) finds dead peers; clients may ping every 20 s, below peers.KEEPALIVE_TIME_MS
+    (30 s), so no peer channel is sent GOAWAY too_many_pings. A connection is aged out after
+    max_connection_age_seconds (jittered by gRPC) so clients re-resolve and rebalance."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+        (
+            "grpc.max_connection_age_grace_ms",
+            int(settings.max_connection_age_grace_seconds * 1000),
+        ),
+    ]
 
 
 def undeclared_methods(apis: Sequence[GrpcApi], policies: MethodPolicies) -> list[str]:

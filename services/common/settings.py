@@ -195,6 +195,13 @@ class ServiceSettings(BaseSettings):
     enrollment port); a larger one is refused with RESOURCE_EXHAUSTED before any handler
     runs. The default, 4 MiB, fits the largest legitimate messages with room to spare: a
     clip upload chunk (at most 256 KiB) and an Unwrap with its receipt's proof (a few KiB)."""
+    max_connection_age_seconds: float = Field(default=1800.0, ge=60, le=86_400)
+    """A client connection to the gRPC ports (API and enrollment) is asked to reconnect
+    (GOAWAY) after this long, so long-lived connections spread onto replicas added since."""
+    max_connection_age_grace_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    """How long calls open on an aged connection (streams) may still run after its GOAWAY
+    before it is closed; a stream still open then ends UNAVAILABLE and its client (a
+    camera's control stream) must reconnect."""
 
     @model_validator(mode="before")
     @classmethod
