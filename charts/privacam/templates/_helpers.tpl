@@ -320,10 +320,11 @@ PRIVACAM_TURN_URIS: {{ $v.turn.uris | quote }}
 {{ $p }}ISSUING_CA_PKCS11_TOKEN: {{ $v.issuingCa.pkcs11.token | quote }}
 {{ $p }}ISSUING_CA_PKCS11_LABEL: {{ $v.issuingCa.pkcs11.label | quote }}
 {{- end }}
-{{- /* The services it calls, by their Service names (in their certificates' DNS names). */}}
+{{- /* The services it calls, by their headless Services' names (in their certificates'
+DNS names): dns:/// resolves every ready pod, and the channel calls them round robin. */}}
 {{- range .s.calls }}
 {{- $peer := include "privacam.service" (dict "root" $.root "name" .) | fromYaml }}
-PRIVACAM_PEER_{{ upper . }}: {{ printf "%s.%s.svc:%v" $peer.fullname $.root.Release.Namespace $v.ports.grpc | quote }}
+PRIVACAM_PEER_{{ upper . }}: {{ printf "dns:///%s-peers.%s.svc:%v" $peer.fullname $.root.Release.Namespace $v.ports.grpc | quote }}
 {{- end }}
 {{- range $need, $m := include "privacam.mountedSecrets" .root | fromYaml }}
 {{- if has $need $.s.needs }}
