@@ -1,0 +1,275 @@
+"""Load across replicas: one peer name for three replicas, calls spread round robin, and a
+replica killed under load costs no call (services.common.peers)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk.clips import list_clips, upload_clip
+from services.common.healthcheck import serving
+from tests.harness import (
+    Platform,
+    ServiceProcess,
+    cleanup_namespace,
+    make_service,
+    make_services,
+    new_namespace,
+    running,
+)
+from tests.media import make_mp4
+from tests.pki_helpers import PkiFactory
+
+HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+CALLS = 60
+CAMERAS = 3
+
+
+@dataclass
+class Replica(ServiceProcess):
+    """A service process listening on its own loopback address (as pods have their own)."""
+
+    host: str = "127.0.0.1"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def wait_serving(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not serving(f"{self.host}:{self.health_port}"):
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_file.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not serving:\n{self.log_file.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def handled(self, method: str) -> float:
+        """Calls of `method` this replica has answered (grpc_server_handled_total)."""
+        url = f"http://{self.host}:{self.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("grpc_server_handled_total{") and f'grpc_method="{method}"' in line
+        )
+
+
+@dataclass
+class Replicated:
+    platform: Platform
+    key_managers: list[Replica]
+    device_auths: list[Replica]
+
+
+def replicas(
+    name: str,
+    pki: PkiFactory,
+    stack: dict[str, str],
+    namespace: str,
+    log_dir: Path,
+    hosts: tuple[str, ...] = HOSTS,
+) -> list[Replica]:
+    made = []
+    for n, host in enumerate(hosts):
+        one = make_service(name, pki, stack, namespace, log_dir)
+        one.env[f"PRIVACAM_{name.upper()}_BIND_HOST"] = host
+        made.append(
+            Replica(
+                one.name,
+                one.grpc_port,
+                one.health_port,
+                one.metrics_port,
+                log_dir / f"{name}-{n}.log",
+                env=one.env,
+                public_port=one.public_port,
+                host=host,
+            )
+        )
+    return made
+
+
+def one_name(replicas: list[Replica]) -> str:
+    """The peer target naming every replica; the peer channel checks their certificates
+    against PRIVACAM_PEER_IPV4_AUTHORITY, "localhost", which the test PKI's carry."""
+    return "ipv4:" + ",".join(r.endpoint for r in replicas)
+
+
+@pytest.fixture(scope="module")
+def replicated(
+    stack_env: dict[str, str], pki: PkiFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replicated]:
+    namespace = new_namespace(stack_env, "replicas")
+    log_dir = tmp_path_factory.mktemp("replica-logs")
+    services = make_services(("clip_ingest", "access_log"), pki, stack_env, namespace, log_dir)
+    key_managers = replicas("key_manager", pki, stack_env, namespace, log_dir)
+    # The first on 127.0.0.1: the harness's enrollment endpoint is there.
+    device_auths = replicas(
+        "device_auth", pki, stack_env, namespace, log_dir, ("127.0.0.1", *HOSTS[1:])
+    )
+    peers = {
+        "PRIVACAM_PEER_KEY_MANAGER": one_name(key_managers),
+        "PRIVACAM_PEER_DEVICE_AUTH": one_name(device_auths),
+        **{f"PRIVACAM_PEER_{n.upper()}": s.endpoint for n, s in services.items()},
+    }
+    for service in [*services.values(), *key_managers, *device_auths]:
+        service.env.update(peers)
+    # Apps and cameras enroll and sign in at the first device_auth replica.
+    everything = {**services, "key_manager": key_managers[0], "device_auth": device_auths[0]}
+    try:
+        with running(*key_managers, *device_auths, *services.values()):
+            yield Replicated(
+                Platform(everything, pki, namespace, stack_env), key_managers, device_auths
+            )
+    finally:
+        cleanup_namespace(stack_env, namespace)
+
+
+@cache
+def clip(seed: int) -> bytes:
+    return make_mp4(2.0, seed=seed)
+
+
+async def home(platform: Platform, directory: Path) -> tuple[Profile, Profile, str]:
+    """A household with one camera whose alerts are on: (owner, camera, device id)."""
+    enrollment = platform.enrollment(directory)
+    suffix = secrets.token_hex(4)
+    owner, _ = await enrollment.register_account(
+        f"replicas-{suffix}", f"replicas-{suffix}", "a long enough passphrase"
+    )
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
+        profile, device = await enrollment.enroll_camera(
+            f"cam-{suffix}", token.claim_token, f"SN-{suffix}"
+        )
+        await app.device_auth().UpdateCameraSettings(
+            id_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True)
+        )
+    return owner, profile, device
+
+
+async def list_many(
+    owner: Profile, device: str, count: int, until: asyncio.Event | None = None
+) -> tuple[int, list[BaseException]]:
+    """`count` listings of the camera's clips (or as many as fit until `until` is set)."""
+    failures: list[BaseException] = []
+    n = 0
+    async with PrivacamClient(owner, timeout=20) as client:
+        while n < count if until is None else not until.is_set():
+            try:
+                [clip async for clip in list_clips(client, device)]
+            except Exception as error:
+                failures.append(error)
+            n += 1
+    return n, failures
+
+
+async def upload_many(
+    profile: Profile, prefix: str, count: int, until: asyncio.Event | None = None
+) -> tuple[int, list[BaseException]]:
+    """`count` uploads one after another (or as many as fit until `until` is set): how
+    many were made, and the failures."""
+    failures: list[BaseException] = []
+    n = 0
+    async with PrivacamClient(profile, timeout=20) as client:
+        while n < count if until is None else not until.is_set():
+            try:
+                assert (await upload_clip(client, clip(n % 4), f"{prefix}-{n}")).created
+            except Exception as error:
+                failures.append(error)
+            n += 1
+    return n, failures
+
+
+Load = Callable[
+    [str, int, "asyncio.Event | None"], Coroutine[Any, Any, tuple[int, list[BaseException]]]
+]
+
+
+async def spreads_and_survives_a_kill(replicas: list[Replica], method: str, load: Load) -> None:
+    """`load` (prefix, count, until) makes calls that each cost one `method` call on some
+    replica: each replica answers 20-47 % of them, and one SIGKILLed under load fails
+    none of them."""
+    before = [r.handled(method) for r in replicas]
+    started = time.monotonic()
+    made, failures = await load("spread", CALLS, None)
+    assert failures == [], failures
+    calls = [r.handled(method) - b for r, b in zip(replicas, before, strict=True)]
+    shares = [c / sum(calls) for c in calls]
+    print(
+        f"\n{made} calls in {time.monotonic() - started:.1f} s; {method} per replica "
+        f"{calls}, shares {[f'{s:.0%}' for s in shares]}"
+    )
+    assert sum(calls) >= made
+    assert all(0.20 <= s <= 0.47 for s in shares), shares
+
+    # One replica SIGKILLed under load: its calls go to the others, none fails.
+    stop = asyncio.Event()
+    running_load = asyncio.create_task(load("kill", 0, stop))
+    await asyncio.sleep(2)
+    victim, survivors = replicas[1], (replicas[0], replicas[2])
+    assert victim.process is not None
+    victim_calls = victim.handled(method) - before[1] - calls[1]
+    victim.process.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(victim.process.wait)
+    after_kill = [r.handled(method) for r in survivors]
+    await asyncio.sleep(5)
+    stop.set()
+    made, failures = await running_load
+    served = [r.handled(method) - b for r, b in zip(survivors, after_kill, strict=True)]
+    print(
+        f"{made} calls; the replica on {victim.host} was killed after {victim_calls:.0f} of "
+        f"them, the two left answered {served} in the 5 s after; {len(failures)} failed"
+    )
+    assert failures == [], failures
+    assert all(s > 0 for s in served)
+
+
+async def test_load_spreads_across_replicas(replicated: Replicated, profiles_home: Path) -> None:
+    """Each clip upload asks key_manager for a data key (GenerateDataKey)."""
+    platform = replicated.platform
+    cameras = [(await home(platform, profiles_home))[1] for _ in range(CAMERAS)]
+
+    async def uploads(
+        prefix: str, count: int, until: asyncio.Event | None
+    ) -> tuple[int, list[BaseException]]:
+        results = await asyncio.gather(
+            *(
+                upload_many(c, f"{prefix}-{n}", count // CAMERAS, until)
+                for n, c in enumerate(cameras)
+            )
+        )
+        return sum(n for n, _ in results), [f for _, failed in results for f in failed]
+
+    await spreads_and_survives_a_kill(replicated.key_managers, "GenerateDataKey", uploads)
+
+
+async def test_device_auth_load_spreads_across_replicas(
+    replicated: Replicated, profiles_home: Path
+) -> None:
+    """Each clip listing asks device_auth whether the app may see the camera
+    (AuthorizeCameraAccess)."""
+    platform = replicated.platform
+    homes = [await home(platform, profiles_home) for _ in range(CAMERAS)]
+
+    async def listings(
+        prefix: str, count: int, until: asyncio.Event | None
+    ) -> tuple[int, list[BaseException]]:
+        results = await asyncio.gather(
+            *(list_many(owner, device, count // CAMERAS, until) for owner, _, device in homes)
+        )
+        return sum(n for n, _ in results), [f for _, failed in results for f in failed]
+
+    await spreads_and_survives_a_kill(replicated.device_auths, "AuthorizeCameraAccess", listings)
