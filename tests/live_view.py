@@ -1,6 +1,7 @@
 """A camera and a viewer app driving the real broker: control stream, StartLiveView, Signal,
-and real WebRTC media between them (tests/webrtc_peers.py). Used by the integration tests,
-the relay benchmark and the demo."""
+and real WebRTC media between them (tests/webrtc_peers.py), talk-back included (the
+camera plays what it hears into a MemorySink per session). Used by the integration
+tests, the relay benchmark and the demo."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+from aiortc import MediaStreamTrack
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
@@ -34,6 +36,7 @@ from privacam_sdk.live_view import (
     verify_camera_fingerprint,
 )
 from privacam_sdk.privacy import CameraPrivacy, Feature, PrivacyRefused, statement_digest
+from privacam_sdk.talk_back import MemorySink, TalkBackPlayer
 from services.common.identity import principal_from_pem
 from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
 
@@ -93,6 +96,14 @@ class CameraAgent:
     privacy: CameraPrivacy = field(init=False)
     privacy_refusals: list[str] = field(default_factory=list)
     """Privacy statements the camera refused, with why (forged, replayed, another camera)."""
+    speakers: dict[str, MemorySink] = field(default_factory=dict)
+    """What the camera played through its speaker, per session (talk-back)."""
+    players: dict[str, TalkBackPlayer] = field(default_factory=dict)
+    """Each served session's gate between received audio and the speaker."""
+    talk_requests: dict[str, list[pb.TalkRequested]] = field(default_factory=dict)
+    talk_refusals: dict[str, str] = field(default_factory=dict)
+    """Talk-backs the camera declined, with why (private, receipt refused)."""
+    _viewers: dict[str, LoggedViewer] = field(default_factory=dict)
     _call: ControlCall | None = None
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -144,10 +155,17 @@ class CameraAgent:
                     self._spawn(self._serve(message.session_requested))
                 elif which == "privacy_statement":
                     await self._apply_privacy(message.privacy_statement)
+                elif which == "talk_requested":
+                    await self._talk(message.talk_requested)
+                elif which == "talk_ended":
+                    player = self.players.get(message.talk_ended.session_id)
+                    if player is not None:
+                        player.stop()
                 elif which == "session_closed":
-                    self.closed_sessions[message.session_closed.session_id] = (
-                        message.session_closed.reason
-                    )
+                    sid = message.session_closed.session_id
+                    self.closed_sessions[sid] = message.session_closed.reason
+                    if sid in self.players:
+                        self.players[sid].stop()
 
     async def _apply_privacy(self, signed: privacy_pb2.SignedPrivacyStatement) -> None:
         answer = pb.PrivacyAnswer(statement_sha256=statement_digest(signed), applied=True)
@@ -163,11 +181,21 @@ class CameraAgent:
         self.privacy.check(Feature.CLIP_RECORDING, datetime.now(UTC))
         return await upload_clip(self.client, data, clip_id)
 
-    async def talk_back(self) -> None:
-        """Hook for talk-back (issue #27 part 1): refused while private; the audio path
-        itself is not built yet."""
-        self.privacy.check(Feature.TALK_BACK, datetime.now(UTC))
-        raise NotImplementedError("talk-back is not built yet (issue #27 part 1)")
+    async def _talk(self, request: pb.TalkRequested) -> None:
+        """Play the session's audio once the log's entry verifies; otherwise decline."""
+        sid = request.session_id
+        self.talk_requests.setdefault(sid, []).append(request)
+        answer = pb.TalkAnswer(session_id=sid, accepted=True)
+        try:
+            self.privacy.check(Feature.TALK_BACK, datetime.now(UTC))
+            viewer, player = self._viewers.get(sid), self.players.get(sid)
+            if viewer is None or player is None:
+                raise SessionRefused("this camera serves no such session")
+            player.start(self.gate.check_talk(request, viewer, datetime.now(UTC)))
+        except (PrivacyRefused, SessionRefused) as refused:
+            self.talk_refusals[sid] = str(refused)
+            answer.accepted, answer.decline_reason = False, str(refused)[:128]
+        await self._write(pb.CameraControlRequest(talk_answer=answer))
 
     async def _write(self, request: pb.CameraControlRequest) -> None:
         assert self._call is not None
@@ -218,7 +246,12 @@ class CameraAgent:
         key, chain = key_and_chain(self.profile)
         call = open_signal(relay_stub(self.client))
         await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=request.session_id)))
-        peer = CameraPeer(key, chain, ice_servers(request.turn), self.relay_only)
+        self._viewers[request.session_id] = viewer
+        sink = self.speakers[request.session_id] = MemorySink()
+        player = self.players[request.session_id] = TalkBackPlayer(sink)
+        peer = CameraPeer(
+            key, chain, ice_servers(request.turn), self.relay_only, on_audio=player.attach
+        )
         self._peers.append(peer)
         offer: str | None = None
         proof: pb.SignedDtlsFingerprint | None = None
@@ -249,6 +282,7 @@ class CameraAgent:
                     )
                     await call.write(pb.SignalRequest(signal=pb.SignalMessage(fingerprint=signed)))
         finally:
+            await player.close()
             await peer.close()
 
     async def stop(self) -> None:
@@ -310,6 +344,7 @@ async def watch(
     pin: str = "",
     tamper: Tamper | None = None,
     frame_timeout: float = 20,
+    audio: MediaStreamTrack | None = None,
 ) -> LiveView:
     """Ask to watch, negotiate, verify the camera's signed fingerprint, wait for a frame.
     Raises FingerprintRejected (after telling the broker) when the answer was tampered with."""
@@ -326,7 +361,7 @@ async def watch(
         raise
     call = open_signal(stub)
     await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=started.session_id)))
-    viewer = ViewerPeer(ice_servers(started.turn), relay_only)
+    viewer = ViewerPeer(ice_servers(started.turn), relay_only, audio)
     view = LiveView(started.session_id, started.turn, call, viewer, asked)
     first = await asyncio.wait_for(read_signal(call), frame_timeout)
     assert first.HasField("peer_joined"), first

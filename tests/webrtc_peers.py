@@ -2,7 +2,10 @@
 
 They know nothing of gRPC: the tests and benchmarks carry their SDP and signed
 fingerprints over the broker's Signal streams. The camera sends synthetic VP8
-video; the viewer decodes it and records when the first frame arrived. With
+video; the viewer decodes it and records when the first frame arrived. For
+talk-back the viewer may send an audio track too (a tone, or a WAV file through
+aiortc's MediaPlayer) in the same offer; the camera hands the track it receives
+to whoever plays it (privacam_sdk.talk_back.TalkBackPlayer). With
 `relay_only`, both ICE agents gather only TURN relay candidates and the SDP keeps
 only `typ relay` lines, so every packet must pass through coturn.
 """
@@ -12,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aioice import Connection, stun
 from aioice.ice import CandidatePair, StunProtocol
 from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -28,7 +34,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
@@ -73,6 +79,42 @@ class SyntheticCamera(VideoStreamTrack):
         self._frame.pts = pts
         self._frame.time_base = fractions.Fraction(time_base)
         return self._frame
+
+
+class ToneTrack(AudioStreamTrack):
+    """A sine tone (48 kHz mono, 20 ms frames) in real time: what a test app says."""
+
+    RATE = 48_000
+    SAMPLES = 960
+
+    def __init__(self, frequency: float = 440.0, amplitude: int = 12_000) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self._amplitude = amplitude
+        self._sent = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._sent:
+            wait = self._start + self._sent / self.RATE - time.time()
+            await asyncio.sleep(wait)
+        else:
+            self._start = time.time()
+        step = 2 * math.pi * self.frequency / self.RATE
+        pcm = b"".join(
+            int(self._amplitude * math.sin(step * (self._sent + i))).to_bytes(
+                2, "little", signed=True
+            )
+            for i in range(self.SAMPLES)
+        )
+        frame = AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.pts = self._sent
+        frame.sample_rate = self.RATE
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        self._sent += self.SAMPLES
+        return frame
 
 
 def retrigger_in_progress_checks(pc: RTCPeerConnection) -> None:
@@ -135,10 +177,17 @@ class CameraPeer:
     chain_der: list[bytes]
     servers: Sequence[RTCIceServer] = ()
     relay_only: bool = False
+    on_audio: Callable[[MediaStreamTrack], None] | None = None
+    """Given the app's audio track (talk-back), if its offer carries one."""
     pc: RTCPeerConnection = field(init=False)
 
     def __post_init__(self) -> None:
         self.pc = RTCPeerConnection(_configuration(self.servers, self.relay_only))
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.on_audio is not None:
+            self.on_audio(track)
 
     async def answer(self, session_id: str, offer_sdp: str) -> tuple[str, pb.SignedDtlsFingerprint]:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -165,6 +214,9 @@ class ViewerPeer:
 
     servers: Sequence[RTCIceServer] = ()
     relay_only: bool = False
+    audio: MediaStreamTrack | None = None
+    """Talk-back: sent from the start, in the same offer; the camera plays it only while
+    a talk-back it verified runs."""
     pc: RTCPeerConnection = field(init=False)
     first_frame_at: asyncio.Future[float] = field(init=False)
     frames: int = 0
@@ -174,6 +226,8 @@ class ViewerPeer:
         self.pc = RTCPeerConnection(_configuration(self.servers, self.relay_only))
         self.first_frame_at = asyncio.get_running_loop().create_future()
         self.pc.addTransceiver("video", direction="recvonly")
+        if self.audio is not None:
+            self.pc.addTransceiver(self.audio, direction="sendonly")
         retrigger_in_progress_checks(self.pc)
         self.pc.on("track", self._on_track)
 

@@ -18,6 +18,11 @@ Redis, so the camera believes none of it until two checks pass:
    fingerprint must be the offer's. DTLS then proves the peer holds that certificate, so
    neither a forger nor the broker can take the viewer's place.
 
+Talk-back works the same way (``check_talk``): a TalkRequested carries the log's receipt of
+a TALK_BACK start entry, which must name this camera, this session and the session's
+logged viewer, be fresh, and be used once; only then does the camera play the audio the
+session's peer connection brings (privacam_sdk.talk_back).
+
 Either check failing raises :class:`SessionRefused` with a reason for people; the camera
 declines the session with it (``SessionAnswer.decline_reason``) and streams nothing. The
 byte layouts and the contract for firmware teams are in docs/camera-protocol.md.
@@ -28,7 +33,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
@@ -43,6 +48,9 @@ MAX_RECEIPT_AGE = timedelta(minutes=2)
 """How old a session request's receipt may be: the broker logs the session and asks the
 camera within one call, so anything older is a replay or a stalled broker."""
 REMEMBERED_SESSIONS = 1024
+MAX_TALK = timedelta(hours=1)
+"""The longest a camera plays one talk-back, whatever the request's expires_at says (the
+platform's own limit is at most this)."""
 
 
 class SessionRefused(Exception):
@@ -58,6 +66,15 @@ class LoggedViewer:
     app_id: str
     access_id: str
     leaf_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedTalk:
+    """A talk-back the log holds: whose session, which entry, until when to play."""
+
+    session_id: str
+    access_id: str
+    expires_at: datetime
 
 
 class SessionGate:
@@ -88,6 +105,8 @@ class SessionGate:
         self._skew = clock_skew
         # Session ids already accepted, oldest first: a request is only ever served once.
         self._served: OrderedDict[str, datetime] = OrderedDict()
+        # Talk-back entries already honoured (their access ids), oldest first.
+        self._talks: OrderedDict[str, datetime] = OrderedDict()
 
     def check_request(self, request: pb.SessionRequested, now: datetime) -> LoggedViewer:
         """The logged viewer of this request, or SessionRefused."""
@@ -134,6 +153,64 @@ class SessionGate:
             access_id=access.access_id,
             leaf_index=access.leaf_index,
         )
+
+    def check_talk(
+        self, request: pb.TalkRequested, viewer: LoggedViewer, now: datetime
+    ) -> LoggedTalk:
+        """The logged talk-back of ``viewer``'s session, or SessionRefused: the receipt must
+        verify like a session's and its record be a talk-back start by that same app."""
+        if request.session_id != viewer.session_id:
+            raise SessionRefused("the talk-back request is for another session")
+        if not request.HasField("receipt"):
+            raise SessionRefused("the talk-back request carries no access-log receipt")
+        if not self._log_keys:
+            raise SessionRefused("no access-log keys are pinned: nothing can be verified")
+        try:
+            access = verify_receipt(
+                request.receipt,
+                self._log_keys,
+                tenant_id=self._tenant_id,
+                now=now,
+                max_age=self._max_age,
+                clock_skew=self._skew,
+            )
+            record = log_pb2.AccessRecord.FromString(request.receipt.record)
+        except ReceiptError as error:
+            raise SessionRefused(f"the talk-back's receipt is refused: {error}") from None
+        except DecodeError:
+            raise SessionRefused("the logged record does not parse") from None
+        if (
+            access.resource_kind != log_pb2.RESOURCE_KIND_TALK_BACK
+            or access.purpose != types_pb2.ACCESS_PURPOSE_TALK_BACK
+        ):
+            raise SessionRefused("the logged access is not a talk-back")
+        if record.HasField("duration"):
+            raise SessionRefused("the logged talk-back is an end entry, not a start")
+        if access.device_id != self._device_id:
+            raise SessionRefused("the logged talk-back is through another camera")
+        if record.resource.session_id != viewer.session_id:
+            raise SessionRefused("the logged talk-back is in another session")
+        speaker = access.principal
+        if (speaker.kind, speaker.tenant_id, speaker.id) != (
+            types_pb2.PRINCIPAL_KIND_APP,
+            viewer.tenant_id,
+            viewer.app_id,
+        ):
+            raise SessionRefused("the logged speaker is not this session's logged viewer")
+        cutoff = now - self._max_age - self._skew
+        while self._talks and next(iter(self._talks.values())) < cutoff:
+            self._talks.popitem(last=False)
+        if access.access_id in self._talks:
+            raise SessionRefused("this talk-back was already honoured: the request is a replay")
+        self._talks[access.access_id] = now
+        while len(self._talks) > REMEMBERED_SESSIONS:
+            self._talks.popitem(last=False)
+        expires = (
+            request.expires_at.ToDatetime(tzinfo=UTC)
+            if request.HasField("expires_at")
+            else now + self._max_age
+        )
+        return LoggedTalk(viewer.session_id, access.access_id, min(expires, now + MAX_TALK))
 
     def check_viewer(
         self,

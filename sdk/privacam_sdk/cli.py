@@ -4,6 +4,7 @@ privacam profile import demo --ca ca.crt --cert tls.crt --key tls.key
 privacam --profile demo health
 privacam --profile demo probe --from device_auth
 privacam --profile owner privacy <camera> on|off|until 2h|schedule "weekdays 22:00-07:00"|status
+privacam --profile owner talk <camera> --wav hello.wav [--pin 1234]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from privacam_sdk import access_log_cli, clips_cli, identity_cli, privacy_cli
+from privacam_sdk import access_log_cli, clips_cli, identity_cli, privacy_cli, talk_cli
 from privacam_sdk.client import PrivacamClient, describe_error
 from privacam_sdk.profile import SERVICES, Profile, home
 
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     access_log_cli.add_commands(commands)
     clips_cli.add_commands(commands)
     privacy_cli.add_commands(commands)
+    talk_cli.add_commands(commands)
 
     args = parser.parse_args(argv)
     base = args.home or home()
@@ -160,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ValueError as error:  # a malformed schedule or time: nothing was sent
             print(f"privacam: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except grpc.aio.AioRpcError as error:
+            print(f"privacam: {describe_error(error)}", file=sys.stderr)
+            raise SystemExit(1) from None
+    if args.command == "talk":
+        try:
+            raise SystemExit(asyncio.run(talk_cli.run(args, profile)))
         except grpc.aio.AioRpcError as error:
             print(f"privacam: {describe_error(error)}", file=sys.stderr)
             raise SystemExit(1) from None
