@@ -1,6 +1,6 @@
 """Live view in the demo: the owner watches the front door, once peer to peer and once
-through coturn only, while Sam (the household member it is shared with) is told; then the
-owner switches the camera to private, and back.
+through coturn only (and talks through it then), while Sam (the household member it is
+shared with) is told; then the owner switches the camera to private, and back.
 
 Runs after scripts/demo.py's household (profiles "owner", "front-door", "sam", PIN 4071),
 or on its own: `python scripts/demo_live_view.py`. The camera and the viewer are real WebRTC
@@ -23,8 +23,9 @@ from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.privacy import Mode, set_privacy_mode
-from tests.live_view import CameraAgent, relay_stub, watch
-from tests.webrtc_peers import candidate_types
+from privacam_sdk.talk_back import end_talk_back, start_talk_back
+from tests.live_view import CameraAgent, LiveView, relay_stub, watch
+from tests.webrtc_peers import ToneTrack, candidate_types
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))
@@ -63,7 +64,7 @@ async def live_view() -> int:
                 device = await _device_of(app)
                 view = await watch(
                     app, device, ca_pem=ca, trust_domain="privacam.local", relay_only=relay_only,
-                    pin=PIN,
+                    pin=PIN, audio=ToneTrack() if relay_only else None,
                 )  # fmt: skip
                 assert view.first_frame_after is not None
                 path = view.viewer.selected_candidate_types()
@@ -84,6 +85,8 @@ async def live_view() -> int:
                     f"({role.removeprefix('VIEWER_ROLE_').lower()})"
                 )
                 await asyncio.sleep(1)
+                if relay_only:
+                    await _talk(app, agent, view)
                 print(f"  {view.viewer.frames} frames so far; the owner ends the view")
                 await relay_stub(app).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
                 ended = await asyncio.wait_for(_notice(notices, "watching_ended"), 10)
@@ -95,6 +98,29 @@ async def live_view() -> int:
         code = await _privacy(app, camera, notices)
         notices.cancel()
     return code
+
+
+async def _talk(app: PrivacamClient, agent: CameraAgent, view: LiveView) -> None:
+    """The owner talks through the camera: logged first, played only once verified."""
+    say("The owner talks through the camera (talk-back, inside the same DTLS-SRTP)")
+    stub = relay_stub(app)
+    told = stub.StreamNotices(pb.StreamNoticesRequest())
+    await asyncio.sleep(0.3)
+    player, speaker = agent.players[view.session_id], agent.speakers[view.session_id]
+    print(f"  the app's tone reached the camera: {player.discarded} frames, none played unasked")
+    await start_talk_back(stub, view.session_id, PIN)
+    notice = await asyncio.wait_for(_notice(told, "talking_started"), 10)
+    print(f"  the household's apps: {notice.talking_started.summary}")
+    await asyncio.sleep(1.5)
+    print(f"  the camera's speaker played {len(speaker.frames)} frames (20 ms each)")
+    ended = await end_talk_back(stub, view.session_id)
+    notice = await asyncio.wait_for(_notice(told, "talking_ended"), 10)
+    print(f"  the household's apps: {notice.talking_ended.summary}")
+    told.cancel()
+    print(
+        f"  the log holds its start and its end ({ended.duration.ToTimedelta().total_seconds():.1f}"
+        " s), both naming the owner's app"
+    )
 
 
 async def _privacy(

@@ -282,8 +282,9 @@ class CameraAgent:
                     )
                     await call.write(pb.SignalRequest(signal=pb.SignalMessage(fingerprint=signed)))
         finally:
-            await player.close()
-            await peer.close()
+            # Shielded: a close cut short by stop()'s cancel leaves aiortc's close future
+            # pending, and stop()'s own close of this peer would wait for it for ever.
+            await asyncio.shield(_close_media(player, peer))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -294,6 +295,11 @@ class CameraAgent:
         for peer in self._peers:
             await peer.close()
         await self.client.close()
+
+
+async def _close_media(player: TalkBackPlayer, peer: CameraPeer) -> None:
+    await player.close()
+    await peer.close()
 
 
 def sign_offer(client: PrivacamClient, offer_sdp: str, session_id: str) -> pb.SignedDtlsFingerprint:

@@ -2,9 +2,8 @@
 device_auth logs and keeps it, relay_broker carries it to the camera, which applies only
 statements signed by the owner key it pinned at pairing.
 
-Talk-back does not exist yet: ``CameraAgent.talk_back`` is the camera's hook (it refuses
-while private) and ``_talk_back_refused`` below is where the platform's refusal is to be
-checked once the RPC exists.
+Talk-back is refused too: a live view opened before the owner asked keeps running, but
+StartTalkBack in it is refused naming the mode, and the camera plays nothing.
 """
 
 from __future__ import annotations
@@ -35,16 +34,19 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import upload_clip
 from privacam_sdk.privacy import (
+    Feature,
     Mode,
     PrivacyRefused,
     make_statement,
     set_privacy_mode,
     sign_statement,
 )
+from privacam_sdk.talk_back import start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform
-from tests.live_view import CameraAgent, relay_stub, watch
+from tests.live_view import CameraAgent, LiveView, relay_stub, watch
 from tests.media import make_mp4
+from tests.webrtc_peers import ToneTrack
 
 PASSWORD = "a long enough passphrase"
 
@@ -107,12 +109,20 @@ async def _refusal(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.OK, ""
 
 
-async def _talk_back_refused(platform: Platform, home: Home, agent: CameraAgent) -> None:
-    """TALK-BACK HOOK (issue #27 part 1): the camera refuses already; once the talk-back
-    RPC exists, assert here that the platform refuses it FAILED_PRECONDITION naming the
-    mode, as for live view (services.common.privacy.Feature.TALK_BACK)."""
+async def _talk_back_refused(
+    owner: PrivacamClient, home: Home, agent: CameraAgent, view: LiveView
+) -> None:
+    """In a view opened before privacy mode, StartTalkBack is FAILED_PRECONDITION naming
+    the mode, and the camera (which refuses by itself too) played none of the app's audio."""
+    code, details = await _refusal(start_talk_back(relay_stub(owner), view.session_id))
+    assert code is grpc.StatusCode.FAILED_PRECONDITION, details
+    assert f"camera {home.device} is in privacy mode (private until" in details
+    assert "talk-back refused" in details
     with pytest.raises(PrivacyRefused, match="privacy mode"):
-        await agent.talk_back()
+        agent.privacy.check(Feature.TALK_BACK, datetime.now(UTC))
+    assert agent.players[view.session_id].discarded > 0  # the app's tone did arrive
+    assert agent.speakers[view.session_id].frames == []
+    assert agent.talk_requests == {}
 
 
 def _relay_metric(platform: Platform, name: str) -> float:
@@ -131,6 +141,10 @@ async def test_privacy_mode_refuses_view_and_clips(
     async with PrivacamClient(home.owner) as owner:
         notices = relay_stub(owner).StreamNotices(pb.StreamNoticesRequest())
         await asyncio.sleep(0.3)  # the notice stream is subscribed
+        # Opened before the owner asks: privacy mode must still stop talk-back in it.
+        talking_view = await watch(
+            owner, home.device, ca_pem=ca, trust_domain=domain, audio=ToneTrack()
+        )
         started = time.perf_counter()
         ends = datetime.now(UTC) + timedelta(seconds=8)
         await set_privacy_mode(owner, home.device, Mode("until", until=ends))
@@ -166,7 +180,8 @@ async def test_privacy_mode_refuses_view_and_clips(
         assert code is grpc.StatusCode.FAILED_PRECONDITION
         assert f"camera {home.device} is in privacy mode" in details
         assert "clip uploads refused" in details
-        await _talk_back_refused(platform, home, camera)
+        await _talk_back_refused(owner, home, camera, talking_view)
+        await talking_view.close()
 
         # The change is in the household's log, named after the owner's app.
         entries = await log_grpc.AccessLogServiceStub(owner.channel("access_log")).ListEntries(
