@@ -174,14 +174,17 @@ class TalkBacks:
         found = await self._views.find(session_id)
         if found is None or (caller != found.viewer and caller.tenant_id != found.owner_tenant_id):
             raise SessionNotFound("no such live-view session")
-        talk = await self.end(found.device_id, session_id, TalkEndReason.ENDED)
-        if talk is None:
+        ended = await self.end(found.device_id, session_id, TalkEndReason.ENDED)
+        if ended is None:
             raise SessionNotFound("nobody is speaking in this live-view session")
-        now = self._clock.now()
-        return now, now - talk.started_at
+        talk, at = ended
+        return at, at - talk.started_at
 
-    async def end(self, device_id: str, session_id: str, reason: TalkEndReason) -> Talk | None:
-        """End the session's talk-back once, wherever it runs; None when none ran."""
+    async def end(
+        self, device_id: str, session_id: str, reason: TalkEndReason
+    ) -> tuple[Talk, datetime] | None:
+        """End the session's talk-back once, wherever it runs: it and the time of its end
+        entry; None when none ran."""
         handle = self._timers.pop(session_id, None)
         if handle is not None:
             handle.cancel()
@@ -197,7 +200,7 @@ class TalkBacks:
             await self._log.talk_ended(talk, now)
         except Exception as error:  # the start is logged; a lost end record is reported
             log.warning("end of talk-back not logged", extra={"error": type(error).__name__})
-        return talk
+        return talk, now
 
     async def declined(self, device_id: str, session_id: str, reason: str) -> None:
         """The camera would not play it (its receipt check failed, or it is private)."""
