@@ -1,6 +1,6 @@
 """Live view in the demo: the owner watches the front door, once peer to peer and once
-through coturn only (and talks through it then), while Sam (the household member it is
-shared with) is told; then the owner switches the camera to private, and back.
+through coturn only (and talks through it then), while the household's apps are told;
+then the owner switches the camera to private, and back.
 
 Runs after scripts/demo.py's household (profiles "owner", "front-door", "sam", PIN 4071),
 or on its own: `python scripts/demo_live_view.py`. The camera and the viewer are real WebRTC
@@ -47,10 +47,11 @@ async def _notice(stream: AsyncIterable[pb.StreamNoticesResponse], kind: str) ->
 async def live_view() -> int:
     owner = Profile.load("owner", HOME)
     camera = Profile.load("front-door", HOME)
-    sam = Profile.load("sam", HOME)
     ca = (RUN_DIR / "pki" / "ca.crt").read_bytes()
-    async with PrivacamClient(owner, timeout=20) as app, PrivacamClient(sam) as member:
-        notices = relay_stub(member).StreamNotices(pb.StreamNoticesRequest())
+    async with PrivacamClient(owner, timeout=20) as app:
+        # Notices go to the camera owner's household and the viewer's only (never to a
+        # member the camera is shared with): the household's apps hear of every view.
+        notices = relay_stub(app).StreamNotices(pb.StreamNoticesRequest())
         await asyncio.sleep(0.3)
         for relay_only in (False, True):
             say(
@@ -81,7 +82,7 @@ async def live_view() -> int:
                 started = await asyncio.wait_for(_notice(notices, "watching_started"), 10)
                 role = relay_pb2.ViewerRole.Name(started.watching_started.viewer_role)
                 print(
-                    f"  Sam's app: someone is watching camera {started.device_id[:8]}… "
+                    f"  the household's apps: someone is watching camera {started.device_id[:8]}… "
                     f"({role.removeprefix('VIEWER_ROLE_').lower()})"
                 )
                 await asyncio.sleep(1)
@@ -91,7 +92,7 @@ async def live_view() -> int:
                 await relay_stub(app).EndLiveView(pb.EndLiveViewRequest(session_id=view.session_id))
                 ended = await asyncio.wait_for(_notice(notices, "watching_ended"), 10)
                 reason = relay_pb2.SessionEndReason.Name(ended.watching_ended.reason)
-                print(f"  Sam's app: watching ended ({reason})")
+                print(f"  the household's apps: watching ended ({reason})")
                 await view.close()
             finally:
                 await agent.stop()
@@ -142,7 +143,7 @@ async def _privacy(
             return 1
         print("  the camera verified it against the owner key it pinned at pairing: private")
         told = await asyncio.wait_for(_notice(notices, "privacy_mode"), 10)
-        print(f"  Sam's app: camera {told.device_id[:8]}… {told.privacy_mode.summary}")
+        print(f"  the household's apps: camera {told.device_id[:8]}… {told.privacy_mode.summary}")
         try:
             await relay_stub(app).StartLiveView(pb.StartLiveViewRequest(device_id=device, pin=PIN))
             print("  !! a live view started while private")
