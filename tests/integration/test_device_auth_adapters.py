@@ -677,7 +677,11 @@ async def test_every_domain_event_becomes_its_protobuf_event(kafka: Kafka) -> No
 
     created = received[sent[5].event_id].grant_created.grant
     assert created.grantee_login == ""
-    assert list(created.scopes) == [identity_pb2.GRANT_SCOPE_LIVE, identity_pb2.GRANT_SCOPE_CLIPS]
+    assert list(created.scopes) == [
+        identity_pb2.GRANT_SCOPE_LIVE,
+        identity_pb2.GRANT_SCOPE_CLIPS,
+        identity_pb2.GRANT_SCOPE_TALK,
+    ]
     assert created.expires_at.ToDatetime(tzinfo=UTC) == later
     locked = received[sent[8].event_id].pin_locked_out
     assert locked.lockout.ToTimedelta() == timedelta(hours=1)
