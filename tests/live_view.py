@@ -28,6 +28,7 @@ from privacam.relay.v1 import relay_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.camera import MAX_RECEIPT_AGE, LoggedViewer, SessionGate, SessionRefused
 from privacam_sdk.clips import upload_clip
+from privacam_sdk.enrollment import Enrollment
 from privacam_sdk.live_view import (
     FingerprintRejected,
     Signer,
@@ -68,6 +69,31 @@ def key_and_chain(profile: Profile) -> tuple[ec.EllipticCurvePrivateKey, list[by
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     chain = x509.load_pem_x509_certificates(profile.cert_file.read_bytes())
     return key, [c.public_bytes(Encoding.DER) for c in chain]
+
+
+@dataclass
+class OwnedCamera:
+    """A new household's owner app and a camera paired with the owner's key pinned."""
+
+    owner: Profile
+    tenant: str
+    install: str
+    camera: Profile
+    device: str
+
+
+async def pair_owned_camera(enrollment: Enrollment, name: str, password: str) -> OwnedCamera:
+    """Register `name`, then pair a camera the way the app does: the owner's app hands its
+    certificate to the camera with the claim token (QR code), and the camera pins its key
+    to verify the owner's privacy statements."""
+    owner, tenant = await enrollment.register_account(name, name, password)
+    async with PrivacamClient(owner) as app:
+        token = await app.device_auth().CreateClaimToken(identity_pb.CreateClaimTokenRequest())
+        installs = await app.device_auth().ListAppInstalls(identity_pb.ListAppInstallsRequest())
+    camera, device = await enrollment.enroll_camera(
+        f"{name}-cam", token.claim_token, f"SN-{name}", [owner.cert_file.read_bytes()]
+    )
+    return OwnedCamera(owner, tenant, installs.installs[0].install_id, camera, device)
 
 
 @dataclass

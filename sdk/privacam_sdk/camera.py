@@ -42,7 +42,12 @@ from privacam.accesslog.v1 import log_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.types.v1 import types_pb2
 from privacam_sdk.live_view import FingerprintRejected, Signer, verify_dtls_fingerprint
-from services.common.receipts import DEFAULT_CLOCK_SKEW, ReceiptError, verify_receipt
+from services.common.receipts import (
+    DEFAULT_CLOCK_SKEW,
+    ReceiptError,
+    VerifiedAccess,
+    verify_receipt,
+)
 
 MAX_RECEIPT_AGE = timedelta(minutes=2)
 """How old a session request's receipt may be: the broker logs the session and asks the
@@ -112,23 +117,7 @@ class SessionGate:
         """The logged viewer of this request, or SessionRefused."""
         if not request.HasField("receipt"):
             raise SessionRefused("the request carries no access-log receipt: it was not logged")
-        if not self._log_keys:
-            raise SessionRefused("no access-log keys are pinned: nothing can be verified")
-        try:
-            access = verify_receipt(
-                request.receipt,
-                self._log_keys,
-                tenant_id=self._tenant_id,
-                now=now,
-                max_age=self._max_age,
-                clock_skew=self._skew,
-            )
-        except ReceiptError as error:
-            raise SessionRefused(f"the access-log receipt is refused: {error}") from None
-        try:
-            record = log_pb2.AccessRecord.FromString(request.receipt.record)
-        except DecodeError:  # verify_receipt parsed it already; kept for the type checker
-            raise SessionRefused("the logged record does not parse") from None
+        access, record = self._verified(request.receipt, now, "access-log receipt")
         if (
             access.resource_kind != log_pb2.RESOURCE_KIND_LIVE_SESSION
             or access.purpose != types_pb2.ACCESS_PURPOSE_LIVE_VIEW
@@ -140,12 +129,7 @@ class SessionGate:
             raise SessionRefused("the logged live view is another session")
         if access.principal.kind != types_pb2.PRINCIPAL_KIND_APP:
             raise SessionRefused("the logged viewer is not an app")
-        self._forget_before(now - self._max_age - self._skew)
-        if request.session_id in self._served:
-            raise SessionRefused("this session was already served: the request is a replay")
-        self._served[request.session_id] = now
-        while len(self._served) > REMEMBERED_SESSIONS:
-            self._served.popitem(last=False)
+        self._once(self._served, request.session_id, now, "this session was already served")
         return LoggedViewer(
             session_id=request.session_id,
             tenant_id=access.principal.tenant_id,
@@ -163,22 +147,7 @@ class SessionGate:
             raise SessionRefused("the talk-back request is for another session")
         if not request.HasField("receipt"):
             raise SessionRefused("the talk-back request carries no access-log receipt")
-        if not self._log_keys:
-            raise SessionRefused("no access-log keys are pinned: nothing can be verified")
-        try:
-            access = verify_receipt(
-                request.receipt,
-                self._log_keys,
-                tenant_id=self._tenant_id,
-                now=now,
-                max_age=self._max_age,
-                clock_skew=self._skew,
-            )
-            record = log_pb2.AccessRecord.FromString(request.receipt.record)
-        except ReceiptError as error:
-            raise SessionRefused(f"the talk-back's receipt is refused: {error}") from None
-        except DecodeError:
-            raise SessionRefused("the logged record does not parse") from None
+        access, record = self._verified(request.receipt, now, "talk-back's receipt")
         if (
             access.resource_kind != log_pb2.RESOURCE_KIND_TALK_BACK
             or access.purpose != types_pb2.ACCESS_PURPOSE_TALK_BACK
@@ -197,14 +166,7 @@ class SessionGate:
             viewer.app_id,
         ):
             raise SessionRefused("the logged speaker is not this session's logged viewer")
-        cutoff = now - self._max_age - self._skew
-        while self._talks and next(iter(self._talks.values())) < cutoff:
-            self._talks.popitem(last=False)
-        if access.access_id in self._talks:
-            raise SessionRefused("this talk-back was already honoured: the request is a replay")
-        self._talks[access.access_id] = now
-        while len(self._talks) > REMEMBERED_SESSIONS:
-            self._talks.popitem(last=False)
+        self._once(self._talks, access.access_id, now, "this talk-back was already honoured")
         expires = (
             request.expires_at.ToDatetime(tzinfo=UTC)
             if request.HasField("expires_at")
@@ -234,6 +196,36 @@ class SessionGate:
         except FingerprintRejected as error:
             raise SessionRefused(f"the app signaling is not the logged viewer: {error}") from None
 
-    def _forget_before(self, cutoff: datetime) -> None:
-        while self._served and next(iter(self._served.values())) < cutoff:
-            self._served.popitem(last=False)
+    def _verified(
+        self, receipt: log_pb2.Receipt, now: datetime, what: str
+    ) -> tuple[VerifiedAccess, log_pb2.AccessRecord]:
+        """The receipt's access, checked against the pinned log keys, and its record."""
+        if not self._log_keys:
+            raise SessionRefused("no access-log keys are pinned: nothing can be verified")
+        try:
+            access = verify_receipt(
+                receipt,
+                self._log_keys,
+                tenant_id=self._tenant_id,
+                now=now,
+                max_age=self._max_age,
+                clock_skew=self._skew,
+            )
+            record = log_pb2.AccessRecord.FromString(receipt.record)
+        except ReceiptError as error:
+            raise SessionRefused(f"the {what} is refused: {error}") from None
+        except DecodeError:  # verify_receipt parsed it already; kept for the type checker
+            raise SessionRefused("the logged record does not parse") from None
+        return access, record
+
+    def _once(self, seen: OrderedDict[str, datetime], key: str, now: datetime, why: str) -> None:
+        """Refuse a key honoured before (while a receipt for it could still pass), and
+        remember this one; memory is bounded by age and by REMEMBERED_SESSIONS."""
+        cutoff = now - self._max_age - self._skew
+        while seen and next(iter(seen.values())) < cutoff:
+            seen.popitem(last=False)
+        if key in seen:
+            raise SessionRefused(f"{why}: the request is a replay")
+        seen[key] = now
+        while len(seen) > REMEMBERED_SESSIONS:
+            seen.popitem(last=False)

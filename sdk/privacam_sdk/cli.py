@@ -150,33 +150,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_health(profile, args.services or SERVICES)))
     if args.command == "probe":
         raise SystemExit(asyncio.run(_probe(profile, args.origin, args.wait)))
-    if args.command == "access-log":
-        try:
-            raise SystemExit(asyncio.run(access_log_cli.run(args, profile)))
-        except grpc.aio.AioRpcError as error:
-            print(f"privacam: {describe_error(error)}", file=sys.stderr)
-            raise SystemExit(1) from None
-    if args.command == "privacy":
-        try:
-            raise SystemExit(asyncio.run(privacy_cli.run(args, profile)))
-        except ValueError as error:  # a malformed schedule or time: nothing was sent
-            print(f"privacam: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-        except grpc.aio.AioRpcError as error:
-            print(f"privacam: {describe_error(error)}", file=sys.stderr)
-            raise SystemExit(1) from None
-    if args.command == "talk":
-        try:
-            raise SystemExit(asyncio.run(talk_cli.run(args, profile)))
-        except grpc.aio.AioRpcError as error:
-            print(f"privacam: {describe_error(error)}", file=sys.stderr)
-            raise SystemExit(1) from None
-    if args.command == "clips":
-        try:
-            raise SystemExit(asyncio.run(clips_cli.run(args, profile)))
-        except grpc.aio.AioRpcError as error:
-            print(f"privacam: {describe_error(error)}", file=sys.stderr)
-            raise SystemExit(1) from None
+    runners = {
+        "access-log": access_log_cli.run,
+        "privacy": privacy_cli.run,
+        "talk": talk_cli.run,
+        "clips": clips_cli.run,
+    }
+    try:
+        raise SystemExit(asyncio.run(runners[args.command](args, profile)))
+    except ValueError as error:  # a malformed argument (a schedule, a time): nothing was sent
+        print(f"privacam: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except grpc.aio.AioRpcError as error:
+        print(f"privacam: {describe_error(error)}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -87,7 +87,6 @@ class SegmentRoller:
         self._now = now
         self._due: dict[tuple[int, int], float] = {}  # (partition, which marker) -> when
         self._task: asyncio.Task[None] | None = None
-        self.markers_sent = 0
 
     def wrote(self, partition: int) -> None:
         """Note a write (value or tombstone) to `partition`; markers follow in time. A
@@ -114,7 +113,6 @@ class SegmentRoller:
             if self._due.get(slot) == at:  # not moved by a newer write meanwhile
                 del self._due[slot]
             sent += 1
-        self.markers_sent += sent
         return sent
 
     async def _run(self) -> None:

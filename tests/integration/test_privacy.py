@@ -14,7 +14,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import privacy_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.types.v1 import types_pb2
-from privacam_sdk import PrivacamClient, Profile
+from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import upload_clip
 from privacam_sdk.privacy import (
     Feature,
@@ -44,39 +43,25 @@ from privacam_sdk.privacy import (
 from privacam_sdk.talk_back import start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform
-from tests.live_view import CameraAgent, LiveView, relay_stub, watch
+from tests.live_view import CameraAgent, LiveView, OwnedCamera, pair_owned_camera, relay_stub, watch
 from tests.media import make_mp4
 from tests.webrtc_peers import ToneTrack
 
 PASSWORD = "a long enough passphrase"
 
 
-@dataclass
-class Home:
-    owner: Profile
-    tenant: str
-    install: str
-    camera: Profile
-    device: str
+Home = OwnedCamera  # one household: its owner app and a camera that pinned its key
 
 
 @pytest.fixture
 async def home(platform: Platform, profiles_home: Path) -> Home:
     enrollment = platform.enrollment(profiles_home)
-    suffix = secrets.token_hex(4)
-    owner, tenant = await enrollment.register_account(f"priv-{suffix}", f"priv-{suffix}", PASSWORD)
-    async with PrivacamClient(owner) as app:
-        token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
-        installs = await app.device_auth().ListAppInstalls(id_pb.ListAppInstallsRequest())
-    # The owner's app hands its certificate to the camera with the token (QR code).
-    camera, device = await enrollment.enroll_camera(
-        f"privcam-{suffix}", token.claim_token, f"SN-{suffix}", [owner.cert_file.read_bytes()]
-    )
-    async with PrivacamClient(owner) as app:
+    home = await pair_owned_camera(enrollment, f"priv-{secrets.token_hex(4)}", PASSWORD)
+    async with PrivacamClient(home.owner) as app:
         await app.device_auth().UpdateCameraSettings(
-            id_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True)
+            id_pb.UpdateCameraSettingsRequest(device_id=home.device, activity_alerts_enabled=True)
         )
-    return Home(owner, tenant, installs.installs[0].install_id, camera, device)
+    return home
 
 
 @pytest.fixture

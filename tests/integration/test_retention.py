@@ -49,7 +49,7 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.access_log import AccessLogReader
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from services.clip_ingest.domain.model import object_name
-from services.common import clip_format
+from services.common import clip_format, topics
 from services.common.clip_events import ClipDeletion, clip_deletions
 from services.common.merkle import MerkleTree
 from services.common.receipts import sign_tree_head
@@ -659,8 +659,11 @@ async def raw_records(platform: Platform) -> list[tuple[str, bytes, bytes | None
     ]
 
 
+COMPACTED = frozenset(topic.name for topic in topics.ALL if topic.compacted)
+
+
 def is_compacted(topic: str) -> bool:
-    return ".state." in topic or topic.endswith("revocations.v1")
+    return topic in COMPACTED
 
 
 async def test_cancelling_an_account_leaves_nothing_behind(

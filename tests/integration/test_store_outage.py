@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -136,6 +137,18 @@ def _unavailable_answers(service: ServiceProcess, method: str = "CreateClaimToke
     )
 
 
+async def _first_attempt_refused(
+    service: ServiceProcess, method: str, refused_before: float, call: asyncio.Task[Any]
+) -> None:
+    """Until the call's first attempt has been answered UNAVAILABLE (Redis is down), while
+    the call itself is still waiting to retry."""
+    deadline = time.monotonic() + 5
+    while _unavailable_answers(service, method) == refused_before:
+        assert time.monotonic() < deadline, "the call's first attempt never reached Redis"
+        assert not call.done()
+        await asyncio.sleep(0.01)
+
+
 async def test_a_call_fails_unavailable_while_redis_is_down(outage: Outage) -> None:
     request = pb.CreateClaimTokenRequest()  # stores the token's hash in Redis
     async with mtls_channel(outage.service.endpoint, outage.owner) as channel:
@@ -171,11 +184,7 @@ async def test_the_sdk_carries_calls_across_a_short_redis_restart(outage: Outage
             return await identity.CreateClaimToken(request)
 
         call = asyncio.create_task(create_token())
-        deadline = time.monotonic() + 5
-        while _unavailable_answers(outage.service) == refused_before:  # its first attempt
-            assert time.monotonic() < deadline, "the call's first attempt never reached Redis"
-            assert not call.done()
-            await asyncio.sleep(0.01)
+        await _first_attempt_refused(outage.service, "CreateClaimToken", refused_before, call)
         await asyncio.to_thread(outage.redis.start)
         token = (await call).claim_token
         answers = await asyncio.gather(*(identity.CreateClaimToken(request) for _ in range(8)))
@@ -209,11 +218,7 @@ async def test_enrollment_retries_across_a_short_redis_restart(outage: Outage) -
     call = asyncio.create_task(
         outage.enrollment.register_account("late", "outage-late", "a long passphrase")
     )
-    deadline = time.monotonic() + 5
-    while _unavailable_answers(outage.service, "RegisterAccount") == refused_before:
-        assert time.monotonic() < deadline, "the first attempt never reached Redis"
-        assert not call.done()
-        await asyncio.sleep(0.01)
+    await _first_attempt_refused(outage.service, "RegisterAccount", refused_before, call)
     await asyncio.to_thread(outage.redis.start)
     profile, tenant = await asyncio.wait_for(call, 30)
     assert tenant

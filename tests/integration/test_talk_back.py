@@ -33,7 +33,7 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.talk_back import MemorySink, end_talk_back, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform
-from tests.live_view import CameraAgent, relay_stub, watch
+from tests.live_view import CameraAgent, OwnedCamera, pair_owned_camera, relay_stub, watch
 from tests.webrtc_peers import ToneTrack
 
 PASSWORD = "a long enough passphrase"
@@ -42,12 +42,7 @@ TONE_HZ = 523.25  # C5: no mains hum or codec artefact lands there by chance
 
 
 @dataclass
-class House:
-    owner: Profile
-    tenant: str
-    install: str
-    camera: Profile
-    device: str
+class House(OwnedCamera):
     member: Profile
     """Another household the camera is shared with: LIVE only, no TALK."""
 
@@ -56,26 +51,20 @@ class House:
 async def house(platform: Platform, profiles_home: Path) -> House:
     enrollment = platform.enrollment(profiles_home)
     suffix = secrets.token_hex(4)
-    owner, tenant = await enrollment.register_account(f"tb-o-{suffix}", f"tb-o-{suffix}", PASSWORD)
+    home = await pair_owned_camera(enrollment, f"tb-o-{suffix}", PASSWORD)
     member, _ = await enrollment.register_account(f"tb-m-{suffix}", f"tb-m-{suffix}", PASSWORD)
-    async with PrivacamClient(owner) as app:
-        token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
-        installs = await app.device_auth().ListAppInstalls(id_pb.ListAppInstallsRequest())
-    camera, device = await enrollment.enroll_camera(
-        f"tbcam-{suffix}", token.claim_token, f"SN-{suffix}", [owner.cert_file.read_bytes()]
-    )
-    async with PrivacamClient(owner) as app:
+    async with PrivacamClient(home.owner) as app:
         await app.device_auth().UpdateCameraSettings(
-            id_pb.UpdateCameraSettingsRequest(device_id=device, label="Front door")
+            id_pb.UpdateCameraSettingsRequest(device_id=home.device, label="Front door")
         )
         await app.device_auth().CreateGrant(
             id_pb.CreateGrantRequest(
-                device_id=device,
+                device_id=home.device,
                 grantee_login=f"tb-m-{suffix}",
                 scopes=[identity_pb2.GRANT_SCOPE_LIVE],
             )
         )
-    return House(owner, tenant, installs.installs[0].install_id, camera, device, member)
+    return House(**vars(home), member=member)
 
 
 @pytest.fixture
