@@ -325,7 +325,7 @@ async def test_bad_requests_get_clear_statuses(
         await stub.EndLiveView(pb.EndLiveViewRequest(session_id=started.session_id))
 
 
-async def test_offline_camera_is_unavailable_at_once_and_drops_are_seen_within_seconds(
+async def test_offline_camera_is_refused_at_once_and_drops_are_seen_within_seconds(
     platform: Platform, household: Household
 ) -> None:
     async with PrivacamClient(household.owner) as owner:
@@ -333,7 +333,9 @@ async def test_offline_camera_is_unavailable_at_once_and_drops_are_seen_within_s
         began = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.StartLiveView(pb.StartLiveViewRequest(device_id=household.device))
-        assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+        # Not UNAVAILABLE: no client retries it, and no server-error alert counts it.
+        assert error.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert "offline" in (error.value.details() or "")
         assert time.monotonic() - began < 2
 
         # A camera that stops answering heartbeats is offline within three of them.

@@ -51,7 +51,7 @@ from services.relay_broker.domain.talk_back import TalkBacks
 for _error, _status in (
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
     (SessionNotFound, grpc.StatusCode.NOT_FOUND),
-    (CameraOffline, grpc.StatusCode.UNAVAILABLE),
+    (CameraOffline, grpc.StatusCode.FAILED_PRECONDITION),
     (TooManySessions, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (SessionConflict, grpc.StatusCode.FAILED_PRECONDITION),
     (CameraPrivate, grpc.StatusCode.FAILED_PRECONDITION),
@@ -73,7 +73,6 @@ _CAMERA_REASONS = {
     relay_pb2.SESSION_END_REASON_FAILED: EndReason.FAILED,
 }
 _PRESENCE_LOOKUPS = 8
-_NO_RETRY = "grpc-retry-pushback-ms"
 
 
 async def _first(requests: AsyncIterator[Any], what: str) -> Any:
@@ -197,14 +196,7 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         caller = current_principal()
         device_id = validation.device_id(request.device_id)
         pin = validation.pin(request.pin)
-        try:
-            started = await self._views.start(Viewer(_tenant(caller), caller.name), device_id, pin)
-        except CameraOffline:
-            # Not error mapping (the interceptor does that): UNAVAILABLE is retried by gRPC
-            # clients, but retrying cannot bring a camera online. A negative pushback tells
-            # the client's retry policy not to, so the app learns "offline" at once.
-            context.set_trailing_metadata(((_NO_RETRY, "-1"),))
-            raise
+        started = await self._views.start(Viewer(_tenant(caller), caller.name), device_id, pin)
         idle = Duration()
         idle.FromTimedelta(self._views.limits.idle_timeout)
         return pb.StartLiveViewResponse(

@@ -14,7 +14,9 @@ class SessionNotFound(RelayError):
 
 
 class CameraOffline(RelayError):
-    """The camera has no control stream open: UNAVAILABLE."""
+    """The camera has no control stream open: FAILED_PRECONDITION. Not UNAVAILABLE: the
+    platform is fine and retrying cannot bring a camera online (gRPC's status guide), and
+    an offline camera is no server error to alert on."""
 
 
 class TooManySessions(RelayError):
