@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.common.devpki import ensure_dev_pki
+from cryptography import x509
+
+from services.common.devpki import ensure_dev_pki, service_id
 from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.pki import (
     Authority,
@@ -86,3 +90,47 @@ class PkiFactory:
         )
         uri = spiffe_uri(self.trust_domain, PrincipalKind.OPERATOR, "demo")
         return self.leaf("foreign-operator", uri, issuer=issuer)
+
+    def service_certificate(
+        self, name: str, lifetime: timedelta = timedelta(days=7)
+    ) -> tuple[x509.Certificate, bytes, bytes]:
+        """A new key and certificate for service `name`, as the dev PKI issues them: the
+        certificate, its chain's PEM and the key's PEM."""
+        key = new_private_key()
+        uri = spiffe_uri(self.trust_domain, PrincipalKind.SERVICE, service_id(name))
+        leaf = issue_leaf(
+            self.service_ca,
+            key.public_key(),
+            uri,
+            datetime.now(UTC),
+            lifetime,
+            server=True,
+            dns_names=("localhost",),
+            ip_addresses=("127.0.0.1",),
+        )
+        return leaf, certificate_pem(leaf, self.service_ca.certificate), private_key_pem(key)
+
+
+def write_secret_volume(folder: Path, files: dict[str, bytes]) -> None:
+    """Files laid out as a kubelet lays out a mounted Secret (its AtomicWriter), which is how
+    cert-manager's rotations reach a pod: the files live in a timestamped folder, `..data`
+    links to it and each name links into `..data`; an update writes a new folder and swaps
+    `..data` with one rename, so a reader sees either every old file or every new one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    version = folder / f"..{time.time_ns()}"
+    version.mkdir(mode=0o700)
+    for name, content in files.items():
+        (version / name).write_bytes(content)
+        (version / name).chmod(0o600)
+    staged = folder / "..data_tmp"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(version.name)
+    previous = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
+    os.replace(staged, folder / "..data")
+    for name in files:
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(f"..data/{name}")
+    if previous is not None:
+        for old in previous.iterdir():
+            old.unlink()
+        previous.rmdir()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 
 from services.common import metrics
+from services.common.certificates import client_context
 from services.common.errors import report_store_refusal
 from services.common.settings import KafkaSettings, SettingsError
 from services.common.signed_state import StateSigning, StateVerifier
@@ -71,13 +71,15 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
     }
     if settings.security_protocol == "PLAINTEXT":
         return options
-    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
-    options["ssl_context"] = context
     if settings.security_protocol == "SSL":
         if settings.cert_file is None or settings.key_file is None:
             raise ValueError("SSL needs PRIVACAM_KAFKA_CERT_FILE and PRIVACAM_KAFKA_KEY_FILE")
-        context.load_cert_chain(settings.cert_file, settings.key_file)
+        # One context per process, reloaded when the files change (new connections only).
+        options["ssl_context"] = client_context(
+            "kafka", settings.ca_file, settings.cert_file, settings.key_file
+        )
     else:
+        options["ssl_context"] = client_context("kafka", settings.ca_file)
         options |= {
             "sasl_mechanism": settings.sasl_mechanism,
             "sasl_plain_username": settings.username,

@@ -167,3 +167,18 @@ STATE_RECORDS_REASSERTED = Counter(
     "(services.common.kafka.Reassertion); result ok or error.",
     ["topic", "result"],
 )
+CERTIFICATE_EXPIRY = Gauge(
+    "privacam_certificate_expiry_timestamp_seconds",
+    "When a certificate this process uses stops being valid (Unix time): the earliest "
+    "notAfter of its chain (`certificate` = service, kafka) or of its CA bundle "
+    "(service_ca, kafka_ca), from the files in use; moves when rotated files are loaded "
+    "(services.common.certificates).",
+    ["certificate"],
+)
+CERTIFICATE_RELOADS = Counter(
+    "privacam_certificate_reloads_total",
+    "Changes of watched certificate files: result reloaded, or why the new files were not "
+    "used and the current ones kept (unreadable, malformed_ca, malformed_certificate, "
+    "malformed_key, key_mismatch).",
+    ["certificate", "result"],
+)

@@ -8,6 +8,7 @@ own service certificate, so the callee authorizes it as `service/<name>`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -32,6 +33,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.common.settings import TlsSettings
+from services.common.tls import channel_credentials, service_certificates
 
 _HOST_PORT = r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}"
 # host:port (the default resolver, dns), dns:///host:port (dns named: every address the name
@@ -123,21 +125,43 @@ def channel_options(target: str, settings: PeerSettings) -> list[tuple[str, str 
     ]
 
 
+RETIRED_CHANNEL_GRACE_SECONDS = 120.0
+"""How long calls already open on a channel whose certificate was replaced may still run
+(every peer call has a deadline; the longest are export streams) before it is closed."""
+
+
 class Peers:
-    """Stubs of the other services, over channels opened on first use and reused."""
+    """Stubs of the other services, over channels opened on first use and reused.
+
+    Channel credentials are fixed when a channel is made, so when this process's
+    certificate files change (services.common.certificates) the next call opens new
+    channels with the new material, and the old ones close once their open calls end."""
 
     def __init__(self, settings: PeerSettings, tls: TlsSettings) -> None:
         self.settings = settings
         self.timeout = settings.timeout_seconds
-        self._credentials = grpc.ssl_channel_credentials(
-            root_certificates=tls.ca_file.read_bytes(),
-            private_key=tls.key_file.read_bytes(),
-            certificate_chain=tls.cert_file.read_bytes(),
-        )
+        self._certificates = service_certificates(tls)
+        self._material = self._certificates.current
+        self._credentials = channel_credentials(self._material)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._retiring: dict[asyncio.Task[None], grpc.aio.Channel] = {}
+
+    def _follow_rotation(self) -> None:
+        material = self._certificates.current
+        if material is self._material:
+            return
+        self._material, self._credentials = material, channel_credentials(material)
+        retired, self._channels = list(self._channels.values()), {}
+        for channel in retired:
+            task = asyncio.get_running_loop().create_task(
+                channel.close(grace=RETIRED_CHANNEL_GRACE_SECONDS)
+            )
+            self._retiring[task] = channel
+            task.add_done_callback(self._retiring.pop)
 
     def channel(self, peer: str) -> grpc.aio.Channel:
         """The channel to a peer by its settings name, e.g. "key_manager"."""
+        self._follow_rotation()
         channel = self._channels.get(peer)
         if channel is None:
             target: str = getattr(self.settings, peer)
@@ -175,6 +199,9 @@ class Peers:
         for channel in self._channels.values():
             await channel.close(grace=None)
         self._channels.clear()
+        for task, channel in list(self._retiring.items()):
+            task.cancel()
+            await channel.close(grace=None)
 
 
 def call_options(peers: Peers, **overrides: Any) -> dict[str, Any]:

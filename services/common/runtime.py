@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc
 from services.common import diagnostics, metrics, telemetry, topic_grants, topics
 from services.common.auth import Authorizer, MethodPolicies, Policy
+from services.common.certificates import RELOADER
 from services.common.clock import Clock, SystemClock
 from services.common.interceptors import (
     AnonymousMethods,
@@ -192,6 +193,17 @@ class ServiceRuntime:
         self.revocations = RevocationList(settings.kafka, producer, writer=parts.prunes_revocations)
         self.revocations.add_listener(self.calls.close)
         self.parts.late_components.insert(0, self.revocations)
+        # Rotated certificate files (cert-manager) are read again while serving.
+        interval = timedelta(seconds=settings.tls.reload_interval_seconds)
+        self.parts.components.append(
+            Periodic(
+                "certificate reload",
+                RELOADER.check_all,
+                interval,
+                log=logging.getLogger("privacam.certificates"),
+                first_delay=interval,
+            )
+        )
         if parts.prunes_revocations:
             self.parts.late_components.append(
                 Periodic(

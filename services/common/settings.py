@@ -94,6 +94,9 @@ class TlsSettings(BaseSettings):
     """PEM private key of this process."""
     trust_domain: str = Field(default="privacam.local", pattern=r"^[a-z0-9.-]{1,255}$")
     """SPIFFE trust domain every identity must belong to."""
+    reload_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """How often the CA, certificate and key files are checked for a change (a stat each);
+    changed files are used for new connections and signatures without a restart."""
 
 
 class RedisSettings(BaseSettings):

@@ -36,9 +36,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from services.common import metrics
+from services.common.certificates import TlsMaterial
 from services.common.errors import Unauthenticated
 from services.common.identity import PrincipalKind, ca_kinds, parse_spiffe_uri
 from services.common.settings import TlsSettings
+from services.common.tls import service_certificates
 
 log = logging.getLogger("privacam.signed_state")
 
@@ -117,9 +119,13 @@ class StateVerifier:
         writers: Mapping[str, str],
     ) -> None:
         """`writers`: logical topic name -> the SPIFFE service name that alone writes it."""
-        self._store = Store(list(roots))
         self._trust_domain = trust_domain
         self._writers = dict(writers)
+        self.trust(roots)
+
+    def trust(self, roots: Sequence[x509.Certificate]) -> None:
+        """Check chains against these roots from now on (a rotated CA bundle)."""
+        self._store = Store(list(roots))
         self._chains: dict[bytes, _Writer | RecordRejected] = {}
 
     @classmethod
@@ -232,16 +238,32 @@ class StateVerifier:
         return _Writer(name, public_key)
 
 
-@dataclass(frozen=True)
 class StateSigning:
-    """A service's signer and verifier of state records, both from its TLS settings."""
+    """A service's signer and verifier of state records, both from its TLS settings: when
+    its certificate files are rotated, records are signed with the new key and chains are
+    checked against the new CA bundle (services.common.certificates)."""
 
-    signer: StateSigner
-    verifier: StateVerifier
+    def __init__(self, signer: StateSigner, verifier: StateVerifier) -> None:
+        self.signer = signer
+        self.verifier = verifier
 
     @classmethod
     def from_tls(cls, tls: TlsSettings, writers: Mapping[str, str]) -> StateSigning:
-        return cls(
-            StateSigner.from_files(tls.cert_file, tls.key_file),
-            StateVerifier.from_files(tls.ca_file, tls.trust_domain, writers),
-        )
+        watched = service_certificates(tls)
+
+        def signer(material: TlsMaterial) -> StateSigner:
+            key = material.key
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{tls.key_file} is not an EC private key")
+            return StateSigner(key, material.chain)
+
+        current = watched.current
+        signing = cls(signer(current), StateVerifier(current.roots, tls.trust_domain, writers))
+
+        def follow(material: TlsMaterial) -> None:
+            # The verifier changes in place: replicas hold it from their start.
+            signing.signer = signer(material)
+            signing.verifier.trust(material.roots)
+
+        watched.on_change(follow)
+        return signing
