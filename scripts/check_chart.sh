@@ -270,6 +270,7 @@ class Pod:
     ports: dict = field(default_factory=dict)
     ns_extra: dict = field(default_factory=dict)
     external: bool = False  # an address outside the cluster, matched by ipBlock peers only
+    over_tls: bool = False  # a test pod that also calls its service's gRPC port
 
     @property
     def ns_labels(self):
@@ -354,7 +355,8 @@ for d in docs:
                  for c in template["spec"]["containers"] for p in c.get("ports", [])}
         services[labels["app.kubernetes.io/component"]] = Pod(d["metadata"]["name"], namespace, labels, ports)
     elif d["kind"] == "Pod" and d["metadata"]["labels"].get("app.kubernetes.io/component") == "test":
-        tests.append(Pod(d["metadata"]["name"], namespace, d["metadata"]["labels"]))
+        args = d["spec"]["containers"][0].get("command") or []
+        tests.append(Pod(d["metadata"]["name"], namespace, d["metadata"]["labels"], over_tls="--mtls" in args))
 outsider = Pod("intruder", "elsewhere", {"app": "intruder"})
 
 
@@ -467,6 +469,8 @@ for test in tests:
         problems.append(f"helm test pod {test.name} tests no Deployment")
     elif not reaches(test, services[target], "health", worst_case=False):
         problems.append(f"helm test pod {test.name} cannot reach {target}'s health port")
+    elif test.over_tls and not reaches(test, services[target], "grpc", worst_case=False):
+        problems.append(f"helm test pod {test.name} calls {target} over mTLS but cannot reach its gRPC port")
 
 for line in lines:
     if line.startswith(("clip-ingest -> key-manager", "key-manager -> clip-ingest")) or "client(s)" in line:
@@ -654,15 +658,20 @@ for svc, found in sorted(refs.items()):
         items = {i["path"]: i["key"] for i in volume.get("items") or []}
         if volume.get("secretName") != ca_name or items.get(file) != "ca.crt":
             problems.append(f"{svc}: PRIVACAM_KAFKA_CA_FILE={ca_file} is not Secret {ca_name}'s ca.crt")
+# Test pods hold the test identity only (no kind any service admits), never a service's
+# Secret; with cert-manager (prod) they call the gRPC ports with it.
 for name, spec in sorted(tests.items()):
-    if references(spec):
-        problems.append(f"helm test pod {name} references Secrets {sorted(references(spec))}")
+    found = set(references(spec))
+    if found - {f"{fullname}-test-tls"}:
+        problems.append(f"helm test pod {name} references Secrets {sorted(found)}")
+    if (value_set == "prod") != bool(found):
+        problems.append(f"helm test pod {name}: test identity {'missing' if not found else 'unexpected'} ({value_set})")
 for problem in problems:
     print("problem:", problem)
 print(f"{len(pods)} pods, {len(owners)} per-service Secrets, {len(tests)} test pods")
 sys.exit(1 if problems else 0)
 PY
-      pass "secrets: each Kafka user and Redis URL Secret reaches its own service's pod only; test pods none ($set)"
+      pass "secrets: each Kafka user and Redis URL Secret reaches its own service's pod only; test pods the test identity only ($set)"
     else
       fail "secrets: per-service Secrets cross pods or are missing ($set)"; details "$WORK/secrets-$set.log"
     fi
@@ -841,6 +850,70 @@ PY
   fi
 }
 
+check_pod_options() {
+  # OpenShift (security contexts without fixed ids), extra env and volumes, the drain's
+  # timing: rendered where they belong, validated against the Kubernetes schema, and a grace
+  # period too short for preStop + drain refused.
+  local log="$WORK/pod-options.log" out="$WORK/pod-options.yaml"
+  if ! "$HELM" template privacam "$CHART" --namespace privacam \
+    --set podSecurityContext.runAsUser=null --set podSecurityContext.runAsGroup=null \
+    --set podSecurityContext.fsGroup=null --set containerSecurityContext.runAsUser=null \
+    --set containerSecurityContext.runAsGroup=null \
+    --set 'serviceDefaults.extraEnv[0].name=HTTPS_PROXY' \
+    --set 'serviceDefaults.extraEnv[0].value=http://proxy:3128' \
+    --set 'services.retention.extraVolumes[0].name=exports' \
+    --set 'services.retention.extraVolumes[0].emptyDir.sizeLimit=1Gi' \
+    --set 'services.retention.extraVolumeMounts[0].name=exports' \
+    --set 'services.retention.extraVolumeMounts[0].mountPath=/exports' \
+    --set preStopSleepSeconds=7 >"$out" 2>"$log"; then
+    fail "pod options: helm template with OpenShift contexts, extraEnv and extra volumes"; details "$log"
+    return
+  fi
+  if ! "$KV_PY" - "$out" >"$log" 2>&1 <<'PY'; then
+"""Every Deployment carries the overrides; no fixed ids; retention alone gets the volume."""
+import sys
+
+import yaml
+
+problems = []
+deployments = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"]
+for d in deployments:
+    name, spec = d["metadata"]["name"], d["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    if {"runAsUser", "runAsGroup", "fsGroup"} & set(spec["securityContext"]):
+        problems.append(f"{name}: the pod securityContext keeps a fixed id")
+    if {"runAsUser", "runAsGroup"} & set(container["securityContext"]):
+        problems.append(f"{name}: the container securityContext keeps a fixed id")
+    if not container["securityContext"].get("readOnlyRootFilesystem"):
+        problems.append(f"{name}: the rest of the container securityContext was lost")
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    if env.get("HTTPS_PROXY") != "http://proxy:3128":
+        problems.append(f"{name}: extraEnv missing")
+    if container["lifecycle"]["preStop"]["exec"]["command"] != ["sleep", "7"]:
+        problems.append(f"{name}: preStop is not a 7 s sleep")
+    mounts = {m["name"] for m in container.get("volumeMounts") or []}
+    volumes = {v["name"] for v in spec.get("volumes") or []}
+    retention = name.endswith("-retention")
+    if ("exports" in mounts) != retention or ("exports" in volumes) != retention:
+        problems.append(f"{name}: the extra volume is {'missing' if retention else 'present'}")
+for problem in problems:
+    print("problem:", problem)
+print(f"{len(deployments)} Deployments")
+sys.exit(1 if problems or len(deployments) != 6 else 0)
+PY
+    fail "pod options: rendered Deployments"; details "$log"
+    return
+  fi
+  # helm template, not lint: lint reports a template's `fail` as INFO and passes.
+  if "$HELM" template privacam "$CHART" --set terminationGracePeriodSeconds=14 >"$log" 2>&1; then
+    fail "pod options: helm template accepted a grace period shorter than preStop + drain (14 s)"
+  elif grep -q "must exceed preStopSleepSeconds + shutdownGraceSeconds" "$log"; then
+    pass "pod options: OpenShift security contexts, extraEnv, extra volumes and preStop render; a 14 s grace period is refused"
+  else
+    fail "pod options: helm template failed on terminationGracePeriodSeconds=14 for another reason"; details "$log"
+  fi
+}
+
 main() {
   local started=$SECONDS
   install_tools
@@ -856,6 +929,7 @@ main() {
     check_secrets
     check_settings
   fi
+  check_pod_options
   check_coturn
   check_rules
   check_files

@@ -122,3 +122,60 @@ def test_sigterm_stops_a_service_gracefully(platform: Platform, tmp_path: Path) 
     assert service.stop(timeout=20) == 0
     log = service.log_file.read_text()
     assert '"message": "stopped"' in log
+
+
+def test_helm_test_identity_reaches_health_over_mtls_and_nothing_else(platform: Platform) -> None:
+    """The chart's `helm test` (services.common.healthcheck --mtls) against real services: its
+    identity, a URI of no kind any service admits, gets SERVING over mutual TLS and checks the
+    SPIFFE ID the server presents; a wrong expected ID fails the test; a real RPC refuses it."""
+    import subprocess
+    import sys
+
+    from privacam.identity.v1 import device_auth_service_pb2 as device_pb
+    from privacam.identity.v1 import device_auth_service_pb2_grpc as device_grpc
+
+    test_id = f"spiffe://{platform.pki.trust_domain}/test/helm"
+    identity = platform.pki.leaf("helm-test", test_id, issuer=platform.pki.service_ca)
+    tls_dir = identity.cert_file.parent
+    (tls_dir / "ca.crt").write_bytes(identity.ca_file.read_bytes())
+
+    def check(service: str, expect: str) -> subprocess.CompletedProcess[str]:
+        process = platform.services[service]
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.common.healthcheck",
+                f"127.0.0.1:{process.health_port}",
+                "--wait",
+                "5",
+                "--mtls",
+                process.endpoint,
+                "--tls-dir",
+                str(tls_dir),
+                "--expect-id",
+                expect,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    for service in SERVICES:
+        own = f"spiffe://{platform.pki.trust_domain}/service/{service.replace('_', '-')}"
+        passed = check(service, own)
+        assert passed.returncode == 0, passed.stderr
+        assert "SERVING over mutual TLS" in passed.stdout
+    wrong = check("key_manager", f"spiffe://{platform.pki.trust_domain}/service/device-auth")
+    assert wrong.returncode != 0
+    assert "presents" in wrong.stderr
+
+    ca, cert, key = identity.credentials()
+    with grpc.secure_channel(
+        platform.services["device_auth"].endpoint, grpc.ssl_channel_credentials(ca, key, cert)
+    ) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            device_grpc.DeviceAuthServiceStub(channel).ListCameras(
+                device_pb.ListCamerasRequest(), timeout=5
+            )
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]

@@ -135,6 +135,7 @@ use with `include "privacam.service" (dict "root" $ "name" $key) | fromYaml`.
 {{- $_ = set $s "needs" (append $facts.needs "kafka") }}
 {{- $_ = set $s "tlsSecret" (default (printf "%s-tls" $fullname) $s.tlsSecretName) }}
 {{- $_ = set $s "spiffeId" (printf "spiffe://%s/service/%s" $root.Values.tls.trustDomain $dashed) }}
+{{- $_ = set $s "testTlsSecret" (include "privacam.testTlsSecret" $root) }}
 {{- toYaml $s }}
 {{- end }}
 
@@ -159,25 +160,11 @@ imagePullSecrets:
 
 {{/* Restricted pod security (Pod Security Standards "restricted"), fixed UID/GID 10001 as in docker/Dockerfile. */}}
 {{- define "privacam.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext }}
 {{- end }}
 
 {{- define "privacam.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-privileged: false
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: [ALL]
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.containerSecurityContext }}
 {{- end }}
 
 {{/* Where each service's TLS Secret (ca.crt, tls.crt, tls.key) is mounted. */}}
@@ -429,8 +416,8 @@ podSelector:
 
 {{/* Checks across values that the JSON schema cannot express; rendered by NOTES.txt and every service template. */}}
 {{- define "privacam.validate" -}}
-{{- if le (float64 .Values.terminationGracePeriodSeconds) (float64 .Values.shutdownGraceSeconds) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed shutdownGraceSeconds (%v): the kubelet would kill in-flight calls" .Values.terminationGracePeriodSeconds .Values.shutdownGraceSeconds) }}
+{{- if le (float64 .Values.terminationGracePeriodSeconds) (addf .Values.preStopSleepSeconds .Values.shutdownGraceSeconds) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + shutdownGraceSeconds (%v + %v): the kubelet would kill in-flight calls" .Values.terminationGracePeriodSeconds .Values.preStopSleepSeconds .Values.shutdownGraceSeconds) }}
 {{- end }}
 {{- if gt (len (include "privacam.fullname" .)) 40 }}
 {{- fail (printf "the resource name prefix %q is longer than 40 characters: set fullnameOverride" (include "privacam.fullname" .)) }}
@@ -442,5 +429,12 @@ podSelector:
 {{- $r := .Values.clipRetention }}
 {{- if not (and (le (int $r.minDays) (int $r.defaultDays)) (le (int $r.defaultDays) (int $r.maxDays))) }}
 {{- fail (printf "clipRetention must satisfy minDays (%v) <= defaultDays (%v) <= maxDays (%v)" $r.minDays $r.defaultDays $r.maxDays) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret with the `helm test` identity's certificate, or "" when the tests check the health port only. */}}
+{{- define "privacam.testTlsSecret" -}}
+{{- if .Values.tests.tlsSecretName }}{{ .Values.tests.tlsSecretName }}
+{{- else if .Values.certManager.enabled }}{{ include "privacam.fullname" . }}-test-tls
 {{- end }}
 {{- end }}
