@@ -171,11 +171,13 @@ def test_helm_test_identity_reaches_health_over_mtls_and_nothing_else(platform: 
     assert "presents" in wrong.stderr
 
     ca, cert, key = identity.credentials()
-    with grpc.secure_channel(
-        platform.services["device_auth"].endpoint, grpc.ssl_channel_credentials(ca, key, cert)
-    ) as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            device_grpc.DeviceAuthServiceStub(channel).ListCameras(
-                device_pb.ListCamerasRequest(), timeout=5
-            )
-    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    with (
+        grpc.secure_channel(
+            platform.services["device_auth"].endpoint, grpc.ssl_channel_credentials(ca, key, cert)
+        ) as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        device_grpc.DeviceAuthServiceStub(channel).ListCameras(
+            device_pb.ListCamerasRequest(), timeout=5
+        )
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
