@@ -273,3 +273,62 @@ async def test_device_auth_load_spreads_across_replicas(
         return sum(n for n, _ in results), [f for _, failed in results for f in failed]
 
     await spreads_and_survives_a_kill(replicated.device_auths, "AuthorizeCameraAccess", listings)
+
+
+async def _listed(owner: Profile, device: str, prefix: str) -> set[str]:
+    async with PrivacamClient(owner, timeout=20) as client:
+        return {c.clip_id async for c in list_clips(client, device) if c.clip_id.startswith(prefix)}
+
+
+@pytest.mark.timeout(600)
+async def test_rolling_restart_under_load(replicated: Replicated, profiles_home: Path) -> None:
+    """Every replica of key_manager and device_auth restarted one at a time, as a rollout
+    does (SIGTERM, drain, a new process on the same address), while cameras upload and apps
+    list clips through the SDK: no call fails, and every clip uploaded is listed after."""
+    platform = replicated.platform
+    fleet = [*replicated.key_managers, *replicated.device_auths]
+    for replica in fleet:  # the spread tests killed one of each
+        if replica.process is None or replica.process.poll() is not None:
+            replica.start()
+    for replica in fleet:
+        await asyncio.to_thread(replica.wait_serving)
+    homes = [await home(platform, profiles_home) for _ in range(2)]
+    prefix = f"roll-{secrets.token_hex(3)}"
+
+    stop = asyncio.Event()
+    load = [
+        asyncio.create_task(upload_many(camera, f"{prefix}-{n}", 0, stop))
+        for n, (_, camera, _) in enumerate(homes)
+    ] + [asyncio.create_task(list_many(owner, device, 0, stop)) for owner, _, device in homes]
+    await asyncio.sleep(2)
+    rolled = []
+    started = time.monotonic()
+    for replica in fleet:
+        began = time.monotonic()
+        code = await asyncio.to_thread(replica.stop)
+        assert code == 0, f"{replica.name} on {replica.host} did not drain cleanly: {code}"
+        replica.start()
+        await asyncio.to_thread(replica.wait_serving)
+        rolled.append(f"{replica.name}@{replica.host} {time.monotonic() - began:.1f} s")
+        await asyncio.sleep(1)  # a rollout waits for readiness, then a little more
+    await asyncio.sleep(2)
+    stop.set()
+    results = await asyncio.gather(*load)
+    failures = [f for _, failed in results for f in failed]
+    uploads = sum(n for n, _ in results[: len(homes)])
+    listings = sum(n for n, _ in results[len(homes) :])
+    print(
+        f"\nrolled {len(fleet)} replicas in {time.monotonic() - started:.1f} s "
+        f"({'; '.join(rolled)}); {uploads} uploads and {listings} listings meanwhile, "
+        f"{len(failures)} failed"
+    )
+    assert failures == [], failures
+    assert uploads > 0
+    assert listings > 0
+    for n, (owner, _, device) in enumerate(homes):
+        made = results[n][0]
+        expected = {f"{prefix}-{n}-{i}" for i in range(made)}
+        deadline = time.monotonic() + 30
+        while (listed := await _listed(owner, device, f"{prefix}-{n}-")) != expected:
+            assert time.monotonic() < deadline, f"lost: {sorted(expected - listed)[:5]}"
+            await asyncio.sleep(0.5)
