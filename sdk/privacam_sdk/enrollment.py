@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
-from privacam_sdk.client import CHANNEL_OPTIONS
+from privacam_sdk.client import CHANNEL_OPTIONS, PrivacamClient
 from privacam_sdk.profile import DEFAULT_ENDPOINTS, Profile
 
 ENROLLMENT_SERVICE = "device_auth_enrollment"
@@ -51,6 +51,28 @@ def new_key_and_csr() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
         .sign(key, hashes.SHA256())
     )
     return key, csr.public_bytes(serialization.Encoding.DER)
+
+
+async def renew_certificate(client: PrivacamClient) -> x509.Certificate:
+    """Renew the client's certificate (same key: a camera's is pinned at pairing) over its
+    own mTLS identity and store it in its profile; the client, and any other client of the
+    profile, presents it on its next channels. Returns the new certificate."""
+    profile = client.profile
+    key = serialization.load_pem_private_key(profile.key_file.read_bytes(), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"profile {profile.name!r} holds no EC key")
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    renewed = await client.device_auth().RenewCertificate(
+        pb.RenewCertificateRequest(csr=csr.public_bytes(serialization.Encoding.DER)),
+        timeout=client.timeout,
+    )
+    chain = _pem_chain(renewed.certificate)
+    profile.store_certificate(chain)
+    return x509.load_pem_x509_certificate(chain)
 
 
 def _pem_chain(issued: pb.IssuedCertificate) -> bytes:

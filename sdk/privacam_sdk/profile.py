@@ -89,6 +89,14 @@ class Profile:
         temporary.write_text(json.dumps(document, indent=2) + "\n")
         temporary.replace(self.log_keys_file)
 
+    def store_certificate(self, chain_pem: bytes) -> None:
+        """Replace the certificate (a renewal: same key), whole or not at all: written
+        beside and renamed into place, so a client reading the profile never sees half of
+        it (PrivacamClient picks it up for its next channels)."""
+        temporary = self.cert_file.with_suffix(".tmp")
+        temporary.write_bytes(chain_pem)
+        temporary.replace(self.cert_file)
+
     @property
     def owner_keys_file(self) -> Path:
         return self.directory / "owner-keys.json"
