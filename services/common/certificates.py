@@ -153,7 +153,8 @@ class WatchedFiles:
         self._stamp = _stamp(self._paths)
         self.current = self._load()
         """The material in use; replaced whole, so readers on any thread see one set."""
-        self._rejected: Stamp | None = None
+        self._rejected: tuple[Stamp | None] | None = None
+        """The state of the files last refused ((None,): a file was missing)."""
         self._listeners: list[Listener] = []
         self._publish()
 
@@ -179,8 +180,8 @@ class WatchedFiles:
             # Mid-rotation (a file missing, half written, a key before its certificate):
             # keep what works, say so once per state of the files, look again next time.
             reason = error.reason if isinstance(error, RejectedFiles) else "unreadable"
-            seen = _stamp_or_none(self._paths)
-            if seen is None or seen != self._rejected:
+            seen = (_stamp_or_none(self._paths),)
+            if seen != self._rejected:
                 self._rejected = seen
                 metrics.CERTIFICATE_RELOADS.labels(self.role, reason).inc()
                 log.warning(

@@ -33,15 +33,16 @@ def _server_credentials(settings: TlsSettings, client_auth: bool) -> grpc.Server
             root_certificates=material.ca_pem if client_auth else None,
         )
 
-    served = [watched.current]
+    served = watched.current
 
     def fetch() -> grpc.ServerCertificateConfiguration | None:
         # Called by gRPC before every handshake (on its own threads): no I/O here, only a
         # look at the material the periodic check last loaded.
+        nonlocal served
         material = watched.current
-        if material is served[0]:
+        if material is served:
             return None
-        served[0] = material
+        served = material
         return configuration(material)
 
     return grpc.dynamic_ssl_server_credentials(
