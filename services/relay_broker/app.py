@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from services.common import topics
 from services.common.clock import Clock
 from services.common.kafka import EventConsumer, EventProducer
 from services.common.peers import Peers
+from services.common.periodic import Periodic
 from services.common.runtime import GrpcApi, ServiceParts
 from services.common.stores import redis_options
 from services.relay_broker.adapters.bus import Bus
@@ -29,6 +31,19 @@ from services.relay_broker.domain.live_views import Limits, LiveViews
 from services.relay_broker.domain.talk_back import TalkBacks
 from services.relay_broker.settings import RelayBrokerSettings
 from services.relay_broker.streams.identity import IdentityFollower
+
+log = logging.getLogger("privacam.relay_broker")
+
+
+def lease_keeper(views: LiveViews, talks: TalkBacks, heartbeat: timedelta) -> Periodic:
+    """Every heartbeat: renew the leases of the sides signaling here, then end what a
+    dead replica left running (sessions, talk-backs), logged like any other end."""
+
+    async def keep() -> int:
+        await views.renew_leases()
+        return await views.sweep() + await talks.sweep(grace=views.limits.lease)
+
+    return Periodic("the sweep of sessions no replica holds", keep, heartbeat, log=log)
 
 
 class _Stoppable:
@@ -83,6 +98,7 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
             turn_ttl_seconds=settings.turn_ttl_seconds,
             per_camera=settings.max_sessions_per_camera,
             per_app=settings.max_sessions_per_app,
+            lease=3 * heartbeat,
         ),
         turn_secret=settings.turn.shared_secret.get_secret_value().encode(),
         turn_uris=tuple(u.strip() for u in settings.turn.uris.split(",") if u.strip()),
@@ -125,5 +141,13 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
                 IdentityFollower(views, links, clock).on_event,
             )
         ],
-        components=[store, bus, peers, turn_stats, cameras, _Stoppable(views, talks)],
+        components=[
+            store,
+            bus,
+            peers,
+            turn_stats,
+            cameras,
+            lease_keeper(views, talks, heartbeat),
+            _Stoppable(views, talks),
+        ],
     )

@@ -18,7 +18,9 @@ class RelayBrokerSettings(ServiceSettings):
 
     heartbeat_interval_seconds: float = Field(default=2.0, ge=0.2, le=60)
     """How often the broker pings each camera's control stream; a camera that misses
-    three pings is marked offline (and its presence key expires after three)."""
+    three pings is marked offline (and its presence key expires after three). Also how
+    often each replica renews the leases of the sessions it signals for and sweeps for
+    sessions and talk-backs a dead replica left: they end three intervals after it died."""
     idle_timeout_seconds: float = Field(default=30.0, ge=1, le=600)
     """A session whose two sides have not both joined signaling within this long, or
     that goes this long without any signaling while negotiating, ends IDLE_TIMEOUT."""

@@ -546,7 +546,13 @@ class Forger:
         )
         sessions = RedisSessions(self.redis, timedelta(hours=1), self.namespace)
         await self.redis.delete(f"{self.namespace}relay:session:{session_id}")  # a replay
-        await sessions.create(session, camera_limit=8, app_limit=8, ttl=timedelta(minutes=1))
+        await sessions.create(
+            session,
+            camera_limit=8,
+            app_limit=8,
+            ttl=timedelta(minutes=1),
+            lease_until=now + timedelta(minutes=1),
+        )
         await self.name_viewer(session_id)
         requested = pb.SessionRequested(session_id=session_id)
         if receipt is not None:

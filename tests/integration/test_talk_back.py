@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -28,15 +30,17 @@ from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.talk_back import MemorySink, end_talk_back, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
-from tests.harness import Platform
+from tests.harness import Platform, ServiceProcess, make_service, peer_env
 from tests.live_view import CameraAgent, OwnedCamera, pair_owned_camera, relay_stub, watch
 from tests.webrtc_peers import ToneTrack
 
 PASSWORD = "a long enough passphrase"
+TALK, LIVE = log_pb2.RESOURCE_KIND_TALK_BACK, log_pb2.RESOURCE_KIND_LIVE_SESSION
 PIN = "4826"
 TONE_HZ = 523.25  # C5: no mains hum or codec artefact lands there by chance
 
@@ -111,11 +115,15 @@ def _dominant_hz(sink: MemorySink) -> tuple[float, float]:
     return float(np.argmax(spectrum) * rate / len(pcm)), float(np.sqrt(np.mean(pcm**2)))
 
 
-async def _talk_entries(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
+async def _records(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
     entries = await log_grpc.AccessLogServiceStub(client.channel("access_log")).ListEntries(
         log_pb.ListEntriesRequest(device_id=device)
     )
-    records = [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
+    return [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
+
+
+async def _talk_entries(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
+    records = await _records(client, device)
     return [r for r in records if r.resource.kind == log_pb2.RESOURCE_KIND_TALK_BACK]
 
 
@@ -268,3 +276,109 @@ async def test_talk_back_needs_its_scope(
                 assert await _talk_entries(owner, house.device) == []
         finally:
             await view.close()
+
+
+@pytest.fixture
+async def spare_broker(platform: Platform, tmp_path: Path) -> AsyncIterator[ServiceProcess]:
+    """A second relay_broker replica of the platform (same namespace, Redis and peers)."""
+    spare = make_service(
+        "relay_broker", platform.pki, platform.stack_env, platform.namespace, tmp_path
+    )
+    spare.env.update(peer_env(platform.services["relay_broker"]))
+    spare.start()
+    try:
+        await asyncio.to_thread(spare.wait_serving, 120)
+        yield spare
+    finally:
+        if spare.process is not None and spare.process.poll() is None:
+            spare.process.kill()
+            spare.process.wait()
+
+
+async def test_talk_back_end_is_logged_when_its_replica_dies(
+    platform: Platform, house: House, spare_broker: ServiceProcess
+) -> None:
+    """Camera, app, session and talk-back all on one replica, which is SIGKILLed mid
+    sentence: nothing there ends anything, yet the other replica ends the session when its
+    leases run out (3 heartbeats), and the household's log gets the talk-back's end with
+    its duration, and the view's end; the household is told."""
+    ca, domain = platform.pki.ca_file.read_bytes(), platform.pki.trust_domain
+
+    def on_spare(profile: Profile) -> Profile:
+        return replace(
+            profile, endpoints={**profile.endpoints, "relay_broker": spare_broker.endpoint}
+        )
+
+    agent = CameraAgent(on_spare(house.camera))
+    await agent.start()
+    try:
+        async with (
+            PrivacamClient(on_spare(house.owner)) as owner,
+            PrivacamClient(house.owner) as survivor,
+        ):
+            notices = relay_stub(survivor).StreamNotices(pb.StreamNoticesRequest())
+            await asyncio.sleep(0.3)  # the notice stream is subscribed
+            view = await watch(
+                owner, house.device, ca_pem=ca, trust_domain=domain, audio=ToneTrack(TONE_HZ)
+            )
+            sid = view.session_id
+            started = await start_talk_back(relay_stub(owner), sid)
+            sink = agent.speakers[sid]
+            await _eventually(lambda: len(sink.frames) >= 25, "the camera played the owner's voice")
+
+            assert spare_broker.process is not None
+            spare_broker.process.send_signal(signal.SIGKILL)
+            spare_broker.process.wait()
+            killed, killed_at = time.monotonic(), datetime.now(UTC)
+
+            async def ended() -> tuple[list[log_pb2.AccessRecord], list[log_pb2.AccessRecord]]:
+                while True:
+                    of_session = [
+                        r
+                        for r in await _records(survivor, house.device)
+                        if r.resource.session_id == sid
+                    ]
+                    talk = [r for r in of_session if r.resource.kind == TALK]
+                    views = [r for r in of_session if r.resource.kind == LIVE]
+                    if len(talk) == 2 and len(views) == 2:
+                        return talk, views
+                    await asyncio.sleep(0.1)
+
+            (start, end), _ = await asyncio.wait_for(ended(), 10)
+            lasted = end.duration.ToTimedelta()
+            end_at = end.occurred_at.ToDatetime(tzinfo=UTC)
+            print(
+                f"talk-back's and view's ends logged {time.monotonic() - killed:.2f} s after "
+                f"their replica was killed; talk-back lasted {lasted.total_seconds():.2f} s, "
+                f"ended {(end_at - killed_at).total_seconds():.2f} s after the kill"
+            )
+            assert not start.HasField("duration")
+            assert (end.principal.id, end.resource.session_id) == (house.install, sid)
+            assert start.occurred_at == started.started_at
+            # Ended by the survivor within the lease (3 heartbeats) and a sweep or two, and
+            # the duration runs to that end: an upper bound of the real one by as much.
+            assert timedelta(0) < end_at - killed_at < timedelta(seconds=5)
+            assert lasted == end_at - start.occurred_at.ToDatetime(tzinfo=UTC)
+
+            told: dict[str, pb.HouseholdNotice] = {}
+
+            async def ends() -> None:
+                async for response in notices:
+                    kind = response.notice.WhichOneof("notice")
+                    if kind in ("watching_ended", "talking_ended"):
+                        told[kind] = response.notice
+                        if len(told) == 2:
+                            return
+
+            await asyncio.wait_for(ends(), 5)
+            notices.cancel()
+            assert (
+                told["watching_ended"].watching_ended.reason
+                == relay_pb2.SESSION_END_REASON_SIGNALING_LOST
+            )
+            assert told["talking_ended"].talking_ended.reason == pb.TALK_END_REASON_SESSION_ENDED
+            # The camera lost its signaling with the replica and closed the session's media.
+            await _eventually(lambda: agent.players[sid].talk is None, "the camera stopped playing")
+            await view.close()
+    finally:
+        await agent.stop()

@@ -2,8 +2,12 @@
 
 Everything here may be lost: a session is minutes long, presence is refreshed every
 heartbeat, and both expire on their own (a replica that dies leaves nothing behind
-for long). Keys (`relay:` prefix):
+for long; the leases below make sure its sessions still end, logged). Keys (`relay:`
+prefix):
   session:<id>            hash: the session, joined sides, end reason, relayed bytes
+  session-leases          sorted set: `<id>/app`, `<id>/camera` by the time (ms) their
+                          lease runs out; renewed by the replica holding that side's
+                          Signal stream, dropped when the session ends
   camera-sessions:<dev>   set of open session ids on a camera  (per-camera limit)
   app-sessions:<t>/<app>  set of open session ids of an app     (per-app limit)
   grant-sessions:<grant>  set of open session ids under a grant (revocation)
@@ -11,14 +15,16 @@ for long). Keys (`relay:` prefix):
   offline-since:<dev>     when the camera last went offline (kept a week)
   talk:<dev>              hash: the camera's running talk-back (its session and times);
                           expires a minute after the talk-back's latest end
+  talk-deadlines          sorted set: `<dev>/<session>` by the talk-back's latest end
+                          (ms), so any replica ends it if the one timing it died
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -56,15 +62,18 @@ redis.call('SADD', KEYS[3], ARGV[5]); redis.call('PEXPIRE', KEYS[3], ARGV[7])
 if KEYS[4] ~= KEYS[1] then
   redis.call('SADD', KEYS[4], ARGV[5]); redis.call('PEXPIRE', KEYS[4], ARGV[7])
 end
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[5] .. '/app', ARGV[8], ARGV[5] .. '/camera')
 return 'ok'
 """
 
-# First caller ends it; the sets forget it. Returns the hash, or nil if already ended.
+# First caller ends it; the sets and leases forget it. Returns the hash, or nil if
+# already ended.
 _END = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 if redis.call('HSETNX', KEYS[1], 'ended', ARGV[1]) == 0 then return nil end
 redis.call('SREM', KEYS[2], ARGV[2]); redis.call('SREM', KEYS[3], ARGV[2])
 if KEYS[4] ~= KEYS[1] then redis.call('SREM', KEYS[4], ARGV[2]) end
+redis.call('ZREM', KEYS[5], ARGV[2] .. '/app', ARGV[2] .. '/camera')
 redis.call('PEXPIRE', KEYS[1], 60000)
 return redis.call('HGETALL', KEYS[1])
 """
@@ -93,11 +102,13 @@ local running = redis.call('HGET', KEYS[1], 'session_id')
 if running then return running end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return nil
 """
 
-# First caller ends it, and only if it is that session's.
+# First caller ends it, and only if it is that session's; its deadline goes in any case.
 _TALK_END = """
+redis.call('ZREM', KEYS[2], ARGV[2])
 if redis.call('HGET', KEYS[1], 'session_id') ~= ARGV[1] then return nil end
 local talk = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -107,6 +118,10 @@ return talk
 
 def _ms(delta: timedelta) -> int:
     return max(1, int(delta.total_seconds() * 1000))
+
+
+def _epoch_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def _fields(session: Session) -> dict[str, str]:
@@ -149,6 +164,7 @@ class RedisSessions:
     def __init__(self, redis: Redis, max_duration: timedelta, namespace: str = "") -> None:
         self._redis = redis
         self._p = namespace + PREFIX
+        self._leases = f"{self._p}session-leases"
         self._set_ttl = max_duration + timedelta(minutes=5)
         self._create = redis.register_script(_CREATE)
         self._end = redis.register_script(_END)
@@ -158,19 +174,25 @@ class RedisSessions:
         return f"{self._p}session:{session_id}"
 
     def _keys(self, session: Session) -> list[str]:
-        """Session, camera set, app set, grant set; without a grant the fourth is the
-        session's key again (the scripts skip it then): every key a script is handed must
-        be one of ours, or Redis refuses the call for the broker's ACL user."""
+        """Session, camera set, app set, grant set, leases; without a grant the fourth is
+        the session's key again (the scripts skip it then): every key a script is handed
+        must be one of ours, or Redis refuses the call for the broker's ACL user."""
         session_key = self._session_key(session.session_id)
         return [
             session_key,
             f"{self._p}camera-sessions:{session.device_id}",
             f"{self._p}app-sessions:{session.viewer.tenant_id}/{session.viewer.app_id}",
             f"{self._p}grant-sessions:{session.grant_id}" if session.grant_id else session_key,
+            self._leases,
         ]
 
     async def create(
-        self, session: Session, camera_limit: int, app_limit: int, ttl: timedelta
+        self,
+        session: Session,
+        camera_limit: int,
+        app_limit: int,
+        ttl: timedelta,
+        lease_until: datetime,
     ) -> None:
         flat = [item for pair in _fields(session).items() for item in pair]
         result = await self._create(
@@ -183,6 +205,7 @@ class RedisSessions:
                 session.session_id,
                 f"{self._p}session:",
                 _ms(self._set_ttl),
+                _epoch_ms(lease_until),
             ],
         )
         if result == b"camera":
@@ -193,12 +216,13 @@ class RedisSessions:
             raise TooManySessions(f"this app already holds its maximum of {app_limit} live views")
 
     async def discard(self, session: Session) -> None:
-        keys = self._keys(session)
+        session_key, *sets, leases = self._keys(session)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys[0])
-            for key in keys[1:]:
-                if key != keys[0]:
+            pipe.delete(session_key)
+            for key in sets:
+                if key != session_key:
                     pipe.srem(key, session.session_id)
+            pipe.zrem(leases, *_lease_members(session.session_id))
             await pipe.execute()
 
     async def get(self, session_id: str) -> tuple[Session, bool] | None:
@@ -227,6 +251,20 @@ class RedisSessions:
         fields = _text(raw)
         return _session(session_id, fields), int(fields.get("relayed_bytes", "0"))
 
+    async def renew(self, leases: Sequence[tuple[str, Side, datetime]]) -> None:
+        """One round trip for every side this replica holds (XX: an ended session's
+        leases are gone and stay gone)."""
+        if leases:
+            mapping = {f"{sid}/{side.value}": _epoch_ms(until) for sid, side, until in leases}
+            await self._redis.zadd(self._leases, mapping, xx=True)
+
+    async def lapsed(self, now: datetime, limit: int) -> list[str]:
+        members = await _by_score(self._redis, self._leases, now, limit)
+        return list(dict.fromkeys(m.rpartition("/")[0] for m in members))
+
+    async def forget(self, session_id: str) -> None:
+        await self._redis.zrem(self._leases, *_lease_members(session_id))
+
     async def add_relayed(self, session_id: str, count: int) -> bool:
         """Add to a session's relayed bytes; False when it is not ours (or long gone)."""
         key = self._session_key(session_id)
@@ -247,6 +285,16 @@ class RedisSessions:
 
     async def of_grant(self, grant_id: str) -> list[str]:
         return await self._members(f"{self._p}grant-sessions:{grant_id}")
+
+
+async def _by_score(redis: Redis, key: str, until: datetime, limit: int) -> list[str]:
+    """Members of a sorted set of deadlines (ms since 1970) due by ``until``, oldest first."""
+    members = await redis.zrangebyscore(key, "-inf", _epoch_ms(until), start=0, num=limit)
+    return [_str(cast(bytes, m)) for m in members]
+
+
+def _lease_members(session_id: str) -> tuple[str, ...]:
+    return tuple(f"{session_id}/{side.value}" for side in Side)
 
 
 class RedisPresence:
@@ -322,7 +370,9 @@ class RedisTalks:
     """The TalkStore port: a camera's running talk-back, shared by every replica."""
 
     def __init__(self, redis: Redis, namespace: str = "") -> None:
+        self._redis = redis
         self._p = namespace + PREFIX
+        self._deadlines = f"{self._p}talk-deadlines"
         self._reserve = redis.register_script(_TALK_RESERVE)
         self._end = redis.register_script(_TALK_END)
 
@@ -338,13 +388,31 @@ class RedisTalks:
             "camera_name": talk.camera_name,
         }
         flat = [item for pair in fields.items() for item in pair]
+        device_id, session_id = talk.session.device_id, talk.session.session_id
         running = await self._reserve(
-            keys=[self._key(talk.session.device_id)], args=[json.dumps(flat), _ms(ttl)]
+            keys=[self._key(device_id), self._deadlines],
+            args=[
+                json.dumps(flat),
+                _ms(ttl),
+                _epoch_ms(talk.expires_at),
+                f"{device_id}/{session_id}",
+            ],
         )
         return None if running is None else _str(running)
 
+    async def due(self, before: datetime, limit: int) -> list[tuple[str, str]]:
+        members = await _by_score(self._redis, self._deadlines, before, limit)
+        due = []
+        for member in members:
+            device_id, _, session_id = member.partition("/")
+            due.append((device_id, session_id))
+        return due
+
     async def end(self, device_id: str, session_id: str) -> Talk | None:
-        raw = await self._end(keys=[self._key(device_id)], args=[session_id])
+        raw = await self._end(
+            keys=[self._key(device_id), self._deadlines],
+            args=[session_id, f"{device_id}/{session_id}"],
+        )
         if not raw:
             return None
         fields = _text(raw)

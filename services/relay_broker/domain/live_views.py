@@ -10,6 +10,13 @@ household notices.
 The broker's word is not what protects the camera: the camera verifies that receipt
 against the log keys it pinned and streams only to the app the entry names, so a broker
 that skipped the log, or anyone writing its Redis, gets no video.
+
+Every started session ends, and its end is logged, even when the replica that holds its
+signaling or its timers dies: each side of a session has a lease in the shared store,
+renewed every heartbeat by the replica holding that side's Signal stream (before it
+joins: until the idle timeout, plus the lease). Every replica sweeps for leases that ran
+out and ends those sessions the usual way (idle timeout, maximum duration, or
+SIGNALING_LOST), so the end entry, the notices and the talk-back's end all follow.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -63,9 +70,15 @@ class AccessLog(Protocol):
 
 class SessionStore(Protocol):
     async def create(
-        self, session: Session, camera_limit: int, app_limit: int, ttl: timedelta
+        self,
+        session: Session,
+        camera_limit: int,
+        app_limit: int,
+        ttl: timedelta,
+        lease_until: datetime,
     ) -> None:
-        """Store and count the session, or raise TooManySessions and store nothing."""
+        """Store and count the session with both sides leased until ``lease_until``, or
+        raise TooManySessions and store nothing."""
         ...
 
     async def discard(self, session: Session) -> None: ...
@@ -81,7 +94,21 @@ class SessionStore(Protocol):
     async def joined(self, session_id: str) -> int: ...
 
     async def end(self, session_id: str, reason: EndReason) -> tuple[Session, int] | None:
-        """Atomically end it (first caller wins): the session and its relayed bytes."""
+        """Atomically end it (first caller wins) and drop its leases: the session and its
+        relayed bytes."""
+        ...
+
+    async def renew(self, leases: Sequence[tuple[str, Side, datetime]]) -> None:
+        """Move each (session, side)'s lease to its time; a lease already dropped (the
+        session ended) stays dropped."""
+        ...
+
+    async def lapsed(self, now: datetime, limit: int) -> list[str]:
+        """Sessions with a side whose lease ran out by ``now``, at most ``limit``."""
+        ...
+
+    async def forget(self, session_id: str) -> None:
+        """Drop a session's leases (it ended, or its record is gone)."""
         ...
 
     async def of_camera(self, device_id: str) -> list[str]: ...
@@ -128,6 +155,14 @@ class Limits:
     turn_ttl_seconds: int
     per_camera: int
     per_app: int
+    lease: timedelta = timedelta(seconds=6)
+    """How long a side's lease runs past its last renewal (three heartbeats): a session
+    whose side nobody renews for this long is ended by whichever replica sweeps first."""
+
+    @property
+    def kept(self) -> timedelta:
+        """How long a session's record outlives its deadlines, so a sweep finds it."""
+        return self.lease + timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -202,7 +237,8 @@ class LiveViews:
             session,
             camera_limit=min(self.limits.per_camera, presence.max_sessions),
             app_limit=self.limits.per_app,
-            ttl=self.limits.idle_timeout,
+            ttl=self.limits.idle_timeout + self.limits.kept,
+            lease_until=now + self.limits.idle_timeout + self.limits.lease,
         )
         try:
             receipt = await self._log.session_started(session)
@@ -292,7 +328,9 @@ class LiveViews:
         return grant
 
     async def join(self, session: Session, side: Side) -> None:
-        count = await self._sessions.join(session.session_id, side, self.limits.max_duration)
+        count = await self._sessions.join(
+            session.session_id, side, self.limits.max_duration + self.limits.kept
+        )
         if count is None:
             raise SessionConflict(f"the {side.value} side of this session has already joined")
         self._signaling[(session.session_id, side)] = session
@@ -347,6 +385,44 @@ class LiveViews:
         except Exception as error:  # the start is logged; a lost end record is reported
             log.warning("end of session not logged", extra={"error": type(error).__name__})
         return True
+
+    # --- leases: sessions whose replica died end too ---------------------------------
+
+    async def renew_leases(self) -> int:
+        """Renew the lease of every side signaling through this replica (each heartbeat);
+        never past the session's own end, so its maximum duration holds without the
+        timer of the replica that started it."""
+        if not self._signaling:
+            return 0
+        until = self._clock.now() + self.limits.lease
+        await self._sessions.renew(
+            [
+                (sid, side, min(until, session.expires_at))
+                for (sid, side), session in self._signaling.items()
+            ]
+        )
+        return len(self._signaling)
+
+    async def sweep(self, limit: int = 100) -> int:
+        """End the sessions with a side nobody leases any more: the replica holding its
+        Signal stream (or, before it joined, the one that started the session) stopped
+        without ending it. Every replica sweeps; each end happens once, and is logged."""
+        now = self._clock.now()
+        ended = 0
+        for sid in await self._sessions.lapsed(now, limit):
+            found = await self._sessions.get(sid)
+            if found is None or found[1]:
+                await self._sessions.forget(sid)  # over already, or its record is gone
+                continue
+            if now >= found[0].expires_at:
+                reason = EndReason.MAX_DURATION
+            elif await self._sessions.joined(sid) < 2:
+                reason = EndReason.IDLE_TIMEOUT
+            else:
+                reason = EndReason.SIGNALING_LOST
+            if await self.end(sid, reason):
+                ended += 1
+        return ended
 
     async def end_all(self, session_ids: Iterable[str], reason: EndReason) -> int:
         results = await asyncio.gather(*(self.end(sid, reason) for sid in session_ids))

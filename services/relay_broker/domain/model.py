@@ -34,6 +34,8 @@ class EndReason(enum.Enum):
     CAMERA_OFFLINE = "camera_offline"
     FINGERPRINT_REJECTED = "fingerprint_rejected"
     FAILED = "failed"
+    SIGNALING_LOST = "signaling_lost"
+    """Nobody renewed a side's lease: the replica holding its signaling stopped."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ The audio itself never reaches the platform (DTLS-SRTP between app and camera).
 
 Every end (EndTalkBack, the session's end, the time limit, the camera's decline) ends it
 exactly once in the shared store, wherever it happens, and only that caller logs the end
-with the duration and tells the camera and the household.
+with the duration and tells the camera and the household. A replica that dies takes its
+timers with it, so the store also keeps each talk-back's latest end and every replica
+sweeps for those past it (``sweep``); a talk-back whose session's replica died ends with
+that session, which the live-view leases end (domain/live_views.py).
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ class TalkStore(Protocol):
 
     async def end(self, device_id: str, session_id: str) -> Talk | None:
         """Atomically remove that session's talk-back (first caller wins), or None."""
+        ...
+
+    async def due(self, before: datetime, limit: int) -> list[tuple[str, str]]:
+        """(device, session) of talk-backs whose latest end is before ``before``."""
         ...
 
 
@@ -207,6 +214,15 @@ class TalkBacks:
         self._metrics.talk_refused("camera_declined")
         log.warning("a camera declined a talk-back", extra={"reason": reason})
         await self.end(device_id, session_id, TalkEndReason.CAMERA_DECLINED)
+
+    async def sweep(self, grace: timedelta, limit: int = 100) -> int:
+        """End the talk-backs past their latest end by ``grace``: the replica whose timer
+        should have ended them died. Every replica sweeps; each end happens once."""
+        ended = 0
+        for device_id, session_id in await self._store.due(self._clock.now() - grace, limit):
+            if await self.end(device_id, session_id, TalkEndReason.MAX_DURATION) is not None:
+                ended += 1
+        return ended
 
     async def _session_ended(self, session: Session) -> None:
         await self.end(session.device_id, session.session_id, TalkEndReason.SESSION_ENDED)

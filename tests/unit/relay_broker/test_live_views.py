@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -59,6 +60,7 @@ class Log:
 @dataclass
 class Sessions:
     rows: dict[str, tuple[Session, set[Side], EndReason | None]] = field(default_factory=dict)
+    leases: dict[tuple[str, Side], datetime] = field(default_factory=dict)
 
     def _open(self, match: object) -> list[str]:
         return sorted(
@@ -68,13 +70,20 @@ class Sessions:
         )
 
     async def create(
-        self, session: Session, camera_limit: int, app_limit: int, ttl: timedelta
+        self,
+        session: Session,
+        camera_limit: int,
+        app_limit: int,
+        ttl: timedelta,
+        lease_until: datetime,
     ) -> None:
         if len(self._open(lambda s: s.device_id == session.device_id)) >= camera_limit:
             raise TooManySessions("camera")
         if len(self._open(lambda s: s.viewer == session.viewer)) >= app_limit:
             raise TooManySessions("app")
         self.rows[session.session_id] = (session, set(), None)
+        for side in Side:
+            self.leases[(session.session_id, side)] = lease_until
 
     async def discard(self, session: Session) -> None:
         del self.rows[session.session_id]
@@ -98,7 +107,20 @@ class Sessions:
         if row is None or row[2] is not None:
             return None
         self.rows[session_id] = (row[0], row[1], reason)
+        await self.forget(session_id)
         return row[0], 1234
+
+    async def renew(self, leases: Sequence[tuple[str, Side, datetime]]) -> None:
+        for sid, side, until in leases:
+            if (sid, side) in self.leases:
+                self.leases[(sid, side)] = until
+
+    async def lapsed(self, now: datetime, limit: int) -> list[str]:
+        return list(dict.fromkeys(sid for (sid, _), at in self.leases.items() if at <= now))
+
+    async def forget(self, session_id: str) -> None:
+        for side in Side:
+            self.leases.pop((session_id, side), None)
 
     async def of_camera(self, device_id: str) -> list[str]:
         return self._open(lambda s: s.device_id == device_id)
@@ -170,7 +192,7 @@ class World:
     clock: FakeClock
 
 
-def world(idle: float = 30) -> World:
+def world(idle: float = 30, lease: float = 6) -> World:
     log, sessions, cameras, links, events = Log(), Sessions(), Cameras(), Links(), Events()
     clock = FakeClock()
     views = LiveViews(
@@ -182,7 +204,14 @@ def world(idle: float = 30) -> World:
         events=events,
         metrics=Metrics(),
         clock=clock,
-        limits=Limits(timedelta(seconds=idle), timedelta(hours=1), 600, per_camera=4, per_app=1),
+        limits=Limits(
+            timedelta(seconds=idle),
+            timedelta(hours=1),
+            600,
+            per_camera=4,
+            per_app=1,
+            lease=timedelta(seconds=lease),
+        ),
         turn_secret=b"k" * 32,
         turn_uris=("turn:127.0.0.1:3478",),
     )
@@ -340,3 +369,70 @@ async def test_a_side_signaling_here_renews_without_reading_the_store() -> None:
     with pytest.raises(SessionNotFound, match="ended"):
         await w.views.renew_turn(sid, Side.CAMERA, "tenant-a", "cam-1")
     await w.views.stop()
+
+
+async def test_a_session_whose_replica_died_ends_when_its_lease_runs_out() -> None:
+    """Two replicas share the store; the one holding both sides' signaling stops without
+    ending anything. The other's sweep ends the session, logged, once."""
+    here, there = world(), world()
+    there.views = LiveViews(
+        policy=Policy(),
+        access_log=here.log,
+        sessions=here.sessions,
+        presence=here.cameras,
+        links=here.links,
+        events=here.events,
+        metrics=Metrics(),
+        clock=here.clock,
+        limits=here.views.limits,
+        turn_secret=b"k" * 32,
+        turn_uris=("turn:127.0.0.1:3478",),
+    )
+    sid = (await there.views.start(OWNER, "cam-1", "")).session.session_id
+    for side, tenant, name in ((Side.APP, "tenant-a", "app-1"), (Side.CAMERA, "tenant-a", "cam-1")):
+        await there.views.join(await there.views.session_for(sid, side, tenant, name), side)
+    # While the replica lives it renews both sides each heartbeat: nothing lapses.
+    for _ in range(5):
+        here.clock.advance(timedelta(seconds=2))
+        assert await there.views.renew_leases() == 2
+        assert await here.views.sweep() == 0
+    # It dies (no renewal, no timers): three heartbeats later the survivor ends it.
+    await there.views.stop()
+    here.clock.advance(timedelta(seconds=5))
+    assert await here.views.sweep() == 0
+    here.clock.advance(timedelta(seconds=2))
+    assert await here.views.sweep() == 1
+    assert here.log.entries == [("start", sid), ("end", sid)]
+    assert ("closed", sid, "signaling_lost") in here.links.said
+    assert ("signaling_lost", sid, 1234) in here.events.seen
+    assert here.sessions.leases == {}
+    assert await here.views.sweep() == 0  # once
+    await here.views.stop()
+
+
+async def test_leases_end_what_a_dead_replicas_timers_would_have() -> None:
+    w = world(idle=30, lease=6)
+    # Nobody joins and the idle timer died with its replica: idle timeout, after the lease.
+    idle = (await w.views.start(OWNER, "cam-1", "")).session
+    await w.views.stop()  # its timers gone, as in a crash
+    w.clock.advance(timedelta(seconds=35))
+    assert await w.views.sweep() == 0
+    w.clock.advance(timedelta(seconds=1))
+    assert await w.views.sweep() == 1
+    assert ("closed", idle.session_id, "idle_timeout") in w.links.said
+    # Renewed leases never reach past the session's end: maximum duration holds too.
+    long = (await w.views.start(OWNER, "cam-1", "")).session
+    for side, name in ((Side.APP, "app-1"), (Side.CAMERA, "cam-1")):
+        await w.views.join(await w.views.session_for(long.session_id, side, "tenant-a", name), side)
+    await w.views.stop()
+    w.clock.advance(long.expires_at - w.clock.now() - timedelta(seconds=1))
+    await w.views.renew_leases()
+    assert await w.views.sweep() == 0
+    w.clock.advance(timedelta(seconds=1))
+    await w.views.renew_leases()
+    assert await w.views.sweep() == 1
+    assert ("closed", long.session_id, "max_duration") in w.links.said
+    # A lease whose session record is gone (expired, or a forged lease) is dropped.
+    w.sessions.leases[("gone", Side.APP)] = w.clock.now()
+    assert await w.views.sweep() == 0
+    assert w.sessions.leases == {}
