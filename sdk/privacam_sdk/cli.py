@@ -4,13 +4,20 @@ privacam profile import demo --ca ca.crt --cert tls.crt --key tls.key
 privacam --profile demo health
 privacam --profile demo probe --from device_auth
 privacam --profile owner privacy <camera> on|off|until 2h|schedule "weekdays 22:00-07:00"|status
-privacam --profile owner talk <camera> --wav hello.wav [--pin 1234]
+privacam --profile owner talk <camera> --wav hello.wav
+privacam --profile owner export | account cancel | consent withdraw | unshare | camera revoke
+privacam --version
+
+A PIN comes from a prompt or PRIVACAM_PIN and a password from a prompt or PRIVACAM_PASSWORD,
+never from an argument (arguments end up in shell history and process listings).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +25,14 @@ from pathlib import Path
 
 import grpc
 
-from privacam_sdk import access_log_cli, clips_cli, identity_cli, privacy_cli, talk_cli
+from privacam_sdk import (
+    access_log_cli,
+    clips_cli,
+    identity_cli,
+    privacy_cli,
+    rights_cli,
+    talk_cli,
+)
 from privacam_sdk.client import PrivacamClient, describe_error
 from privacam_sdk.profile import SERVICES, Profile, home
 
@@ -82,8 +96,16 @@ async def _probe(profile: Profile, origin: str, wait: float) -> int:
         return 1 if pending else 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("privacam")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="privacam", description="Privacam client")
+    parser.add_argument("--version", action="version", version=f"privacam {_version()}")
     parser.add_argument("--profile", default="demo", help="local profile to act as")
     parser.add_argument(
         "--home",
@@ -102,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     imported.add_argument("--key", type=Path, required=True)
     imported.add_argument("--endpoint", action="append", default=[], metavar="SERVICE=HOST:PORT")
     imported.add_argument("--trust-domain", default="privacam.local")
-    profile_sub.add_parser("list", help="list local profiles")
+    profile_list = profile_sub.add_parser("list", help="list local profiles")
+    profile_list.add_argument("--json", action="store_true", help="machine-readable output")
 
     health = commands.add_parser("health", help="health of services over mTLS")
     health.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {SERVICES}")
@@ -116,8 +139,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     clips_cli.add_commands(commands)
     privacy_cli.add_commands(commands)
     talk_cli.add_commands(commands)
+    rights_cli.add_commands(commands)
 
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if any(arg == "--pin" or arg.startswith("--pin=") for arg in given):
+        # Refused before parsing: an argument stays in shell history and process listings.
+        print(
+            "privacam: a PIN is never an argument; set PRIVACAM_PIN or answer the prompt",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    args = parser.parse_args(given)
     base = args.home or home()
     if args.command == "profile":
         if args.action == "import":
@@ -132,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             print(f"profile {created.name} stored in {created.directory}")
         else:
-            for path in sorted((base / "profiles").glob("*/profile.json")):
-                print(path.parent.name)
+            names = [p.parent.name for p in sorted((base / "profiles").glob("*/profile.json"))]
+            print(json.dumps(names) if args.json else "\n".join(names))
         return
     if args.command in IDENTITY_COMMANDS:
         try:
@@ -155,10 +187,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "privacy": privacy_cli.run,
         "talk": talk_cli.run,
         "clips": clips_cli.run,
+        **dict.fromkeys(rights_cli.COMMANDS, rights_cli.run),
     }
     try:
         raise SystemExit(asyncio.run(runners[args.command](args, profile)))
-    except ValueError as error:  # a malformed argument (a schedule, a time): nothing was sent
+    except (ValueError, rights_cli.CommandError) as error:  # a malformed argument, a check
+        print(f"privacam: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as error:  # a file to read or write: say which and why
         print(f"privacam: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except grpc.aio.AioRpcError as error:

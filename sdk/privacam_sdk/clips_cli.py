@@ -2,16 +2,21 @@
 
 privacam --profile front-door clips upload motion.mp4 --id motion-0001
 privacam --profile owner clips list <device>
-privacam --profile owner clips download <device> motion-0001 -o motion.mp4 --pin 1234
+privacam --profile owner clips download <device> motion-0001 -o motion.mp4
+    (the camera's PIN, when one is set: PRIVACAM_PIN or asked for; never an argument)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+
+from google.protobuf.json_format import MessageToDict
 
 from privacam.clips.v1 import clip_service_pb2 as pb
 from privacam_sdk.client import PrivacamClient
@@ -27,11 +32,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     upload.add_argument("--id", dest="clip_id", required=True, help="the camera's clip id")
     listed = actions.add_parser("list", help="a camera's clips, newest first")
     listed.add_argument("device")
+    listed.add_argument("--json", action="store_true", help="machine-readable output")
     download = actions.add_parser("download", help="save a clip (decrypted) to a file")
     download.add_argument("device")
     download.add_argument("clip_id")
     download.add_argument("-o", "--output", type=Path, required=True)
-    download.add_argument("--pin", default="", help="the camera's PIN, when one is set")
+    download.add_argument(
+        "--ask-pin",
+        action="store_true",
+        help="prompt for the camera's PIN (or set PRIVACAM_PIN); never given as an argument",
+    )
     delete = actions.add_parser("delete", help="delete a clip now (owner)")
     delete.add_argument("device")
     delete.add_argument("clip_id")
@@ -48,13 +58,23 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
                 f"{stored.clip_id}: {state}, {seconds:g} s, at {stored.ingested_at.ToJsonString()}"
             )
         elif args.action == "list":
-            async for clip in list_clips(client, args.device):
+            clips = [clip async for clip in list_clips(client, args.device)]
+            if args.json:
+                print(
+                    json.dumps(
+                        [MessageToDict(c, preserving_proto_field_name=True) for c in clips],
+                        indent=2,
+                    )
+                )
+            for clip in clips if not args.json else ():
                 print(
                     f"{clip.clip_id}\t{clip.captured_at.ToJsonString()}\t"
                     f"{clip.duration.ToTimedelta().total_seconds():g} s\t{clip.size_bytes} bytes"
                 )
         elif args.action == "download":
-            pin = args.pin or os.environ.get("PRIVACAM_PIN", "")
+            pin = os.environ.get("PRIVACAM_PIN", "")
+            if not pin and args.ask_pin:
+                pin = await asyncio.to_thread(getpass.getpass, "camera PIN: ")
             clip = await save_clip(client, args.device, args.clip_id, args.output, pin)
             print(f"{clip.clip_id}: {clip.size_bytes} bytes written to {args.output}")
         else:

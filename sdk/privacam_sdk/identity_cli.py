@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 from pathlib import Path
+
+from google.protobuf.json_format import MessageToDict
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
@@ -52,7 +55,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     enroll.add_argument("--enroll-endpoint", default=DEFAULT_ENROLLMENT_ENDPOINT)
     enroll.add_argument("--endpoint", action="append", default=[], metavar="SERVICE=HOST:PORT")
     commands.add_parser("claim-token", help="a single-use token to pair a new camera")
-    commands.add_parser("cameras", help="cameras you own or that are shared with you")
+    cameras = commands.add_parser("cameras", help="cameras you own or that are shared with you")
+    cameras.add_argument("--json", action="store_true", help="machine-readable output")
     settings = commands.add_parser("settings", help="change a camera's settings")
     settings.add_argument("device")
     settings.add_argument("--alerts", choices=("on", "off"))
@@ -104,7 +108,15 @@ async def run(args: argparse.Namespace, base: Path) -> int:
             print(token.claim_token)
             print(f"valid until {token.expires_at.ToDatetime().isoformat()}Z, once")
         elif args.command == "cameras":
-            for camera in (await stub.ListCameras(pb.ListCamerasRequest())).cameras:
+            listed = (await stub.ListCameras(pb.ListCamerasRequest())).cameras
+            if args.json:
+                print(
+                    json.dumps(
+                        [MessageToDict(c, preserving_proto_field_name=True) for c in listed],
+                        indent=2,
+                    )
+                )
+            for camera in listed if not args.json else ():
                 role = identity_pb2.CameraRole.Name(camera.role).removeprefix("CAMERA_ROLE_")
                 print(
                     f"{camera.device_id}  {role.lower():7} serial={camera.serial} "
