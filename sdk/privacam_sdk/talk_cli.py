@@ -17,6 +17,8 @@ import argparse
 import asyncio
 import contextlib
 import fractions
+import getpass
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -57,7 +59,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     source.add_argument("--wav", help="a WAV (or any FFmpeg-readable) file to play")
     source.add_argument("--mic", help="an input device, e.g. 'default' (with --mic-format)")
     talk.add_argument("--mic-format", default="pulse", help="FFmpeg input format: pulse, alsa…")
-    talk.add_argument("--pin", default="", help="the camera's PIN, when it has one")
+    talk.add_argument(
+        "--ask-pin",
+        action="store_true",
+        help="prompt for the camera's PIN (or set PRIVACAM_PIN); never given as an argument",
+    )
     talk.add_argument("--seconds", type=float, default=0, help="stop after this long (0: at EOF)")
 
 
@@ -81,14 +87,15 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         print("privacam: the source has no audio")
         return 2
     gate = _gated_track(player.audio)
+    pin = os.environ.get("PRIVACAM_PIN", "")
+    if not pin and args.ask_pin:
+        pin = await asyncio.to_thread(getpass.getpass, "camera PIN: ")
     async with PrivacamClient(profile, timeout=10) as client:
         stub = pb_grpc.RelayBrokerServiceStub(client.channel("relay_broker"))
         camera = await client.device_auth().GetCamera(
             identity_pb.GetCameraRequest(device_id=args.device)
         )
-        started = await stub.StartLiveView(
-            pb.StartLiveViewRequest(device_id=args.device, pin=args.pin)
-        )
+        started = await stub.StartLiveView(pb.StartLiveViewRequest(device_id=args.device, pin=pin))
         sid = started.session_id
         servers = [
             RTCIceServer(
@@ -127,7 +134,7 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
                 pinned_key_sha256=camera.camera.key_sha256,
             )
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-            await start_talk_back(stub, sid, args.pin)
+            await start_talk_back(stub, sid, pin)
             gate.open()
             began = time.monotonic()
             print(f"speaking through {args.device} (session {sid}); Ctrl-C to stop")
