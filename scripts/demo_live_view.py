@@ -1,6 +1,7 @@
 """Live view in the demo: the owner watches the front door, once peer to peer and once
 through coturn only (and talks through it then), while the household's apps are told;
-then the owner switches the camera to private, and back.
+then the owner switches the camera to private while watching it (the camera ends the
+view itself), and back.
 
 Runs after scripts/demo.py's household (profiles "owner", "front-door", "sam", PIN 4071),
 or on its own: `python scripts/demo_live_view.py`. The camera and the viewer are real WebRTC
@@ -96,7 +97,7 @@ async def live_view() -> int:
                 await view.close()
             finally:
                 await agent.stop()
-        code = await _privacy(app, camera, notices)
+        code = await _privacy(app, camera, notices, ca)
         notices.cancel()
     return code
 
@@ -125,13 +126,18 @@ async def _talk(app: PrivacamClient, agent: CameraAgent, view: LiveView) -> None
 
 
 async def _privacy(
-    app: PrivacamClient, camera: Profile, notices: AsyncIterable[pb.StreamNoticesResponse]
+    app: PrivacamClient,
+    camera: Profile,
+    notices: AsyncIterable[pb.StreamNoticesResponse],
+    ca: bytes,
 ) -> int:
-    say("The owner switches the camera to private; the camera itself decides")
+    say("The owner switches the camera to private while watching it; the camera decides")
     agent = CameraAgent(camera)
     await agent.start()
     try:
         device = await _device_of(app)
+        view = await watch(app, device, ca_pem=ca, trust_domain="privacam.local", pin=PIN)
+        print(f"  the owner is watching (session {view.session_id[:8]}…)")
         await set_privacy_mode(app, device, Mode("on"))
         print("  the owner's app signed 'private' with its own key; device_auth logged it")
         for _ in range(100):
@@ -142,6 +148,15 @@ async def _privacy(
             print("  !! the camera did not apply it")
             return 1
         print("  the camera verified it against the owner key it pinned at pairing: private")
+        closed = await view.closed_reason(10)
+        await view.close()
+        if closed != relay_pb2.SESSION_END_REASON_PRIVACY_MODE:
+            print(f"  !! the running view was not ended by the camera (reason {closed})")
+            return 1
+        print(
+            "  it closed the running view itself (PRIVACY_MODE); the household's log holds "
+            "the view's end as for any other"
+        )
         told = await asyncio.wait_for(_notice(notices, "privacy_mode"), 10)
         print(f"  the household's apps: camera {told.device_id[:8]}… {told.privacy_mode.summary}")
         try:

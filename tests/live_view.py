@@ -1,7 +1,8 @@
 """A camera and a viewer app driving the real broker: control stream, StartLiveView, Signal,
 and real WebRTC media between them (tests/webrtc_peers.py), talk-back included (the
-camera plays what it hears into a MemorySink per session). Used by the integration
-tests, the relay benchmark and the demo."""
+camera plays what it hears into a MemorySink per session), and privacy mode (the camera
+ends what runs when it turns private). Used by the integration tests, the relay
+benchmark and the demo."""
 
 from __future__ import annotations
 
@@ -36,7 +37,14 @@ from privacam_sdk.live_view import (
     sign_dtls_fingerprint,
     verify_camera_fingerprint,
 )
-from privacam_sdk.privacy import CameraPrivacy, Feature, PrivacyRefused, statement_digest
+from privacam_sdk.privacy import (
+    CameraPrivacy,
+    Feature,
+    PrivacyEnforcer,
+    PrivacyRefused,
+    statement_digest,
+)
+from privacam_sdk.streams import close_stream
 from privacam_sdk.talk_back import MemorySink, TalkBackPlayer
 from services.common.identity import principal_from_pem
 from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
@@ -97,16 +105,29 @@ async def pair_owned_camera(enrollment: Enrollment, name: str, password: str) ->
 
 
 @dataclass
+class _Served:
+    """A session the camera answers: its signaling task, speaker gate and peer."""
+
+    task: asyncio.Task[None]
+    player: TalkBackPlayer
+    peer: CameraPeer
+
+
+@dataclass
 class CameraAgent:
     """A camera online on the broker that answers with live video every session the
     household's log names, and only to the app the log names (privacam_sdk.camera), and
-    follows the privacy statements its owner keys signed (privacam_sdk.privacy)."""
+    follows the privacy statements its owner keys signed (privacam_sdk.privacy), ending
+    its running views and talk-backs when it turns private."""
 
     profile: Profile
     relay_only: bool = False
     max_sessions: int = 4
     echo_heartbeats: bool = True
     max_receipt_age: timedelta = MAX_RECEIPT_AGE
+    ends_views_when_private: bool = True
+    """False: a camera older than that part of the contract, which refuses new views and
+    talk-backs while private but leaves running views be (the platform refuses by itself)."""
     client: PrivacamClient = field(init=False)
     gate: SessionGate = field(init=False)
     welcome: pb.CameraWelcome | None = None
@@ -129,6 +150,10 @@ class CameraAgent:
     talk_requests: dict[str, list[pb.TalkRequested]] = field(default_factory=dict)
     talk_refusals: dict[str, str] = field(default_factory=dict)
     """Talk-backs the camera declined, with why (private, receipt refused)."""
+    private_ends: dict[str, str] = field(default_factory=dict)
+    """Sessions the camera ended because it turned private, with the mode's reason."""
+    enforcer: PrivacyEnforcer = field(init=False)
+    _serving: dict[str, _Served] = field(default_factory=dict)
     _viewers: dict[str, LoggedViewer] = field(default_factory=dict)
     _call: ControlCall | None = None
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -152,6 +177,8 @@ class CameraAgent:
             owner_keys=self.profile.owner_keys(),
             state_file=self.profile.privacy_state_file,
         )
+        self.enforcer = PrivacyEnforcer(self.privacy, self._end_running)
+        self.enforcer.start()
         self.client = PrivacamClient(self.profile, timeout=10)
         self._call = open_control(relay_stub(self.client))
         await self._call.write(
@@ -196,11 +223,34 @@ class CameraAgent:
     async def _apply_privacy(self, signed: privacy_pb2.SignedPrivacyStatement) -> None:
         answer = pb.PrivacyAnswer(statement_sha256=statement_digest(signed), applied=True)
         try:
-            self.privacy.apply(signed, datetime.now(UTC))
+            if self.privacy.apply(signed, datetime.now(UTC)):
+                self.enforcer.changed()  # private now? what runs ends at once
         except PrivacyRefused as refused:
             self.privacy_refusals.append(str(refused))
             answer.applied, answer.refusal_reason = False, str(refused)[:128]
         await self._write(pb.CameraControlRequest(privacy_answer=answer))
+
+    async def _end_running(self, reason: str) -> None:
+        """Privacy mode began (PrivacyEnforcer): the speaker goes quiet and every running peer
+        connection closes first, whatever the platform does; then each session is ended
+        PRIVACY_MODE, which the broker logs as the end of that live view (and of its
+        talk-back), and its signaling is left."""
+        running = dict(self._serving) if self.ends_views_when_private else {}
+        for served in running.values():
+            served.player.stop()
+        # Shielded, as in _answer: a close cut short leaves aiortc's close future pending.
+        await asyncio.shield(
+            asyncio.gather(*(_close_media(s.player, s.peer) for s in running.values()))
+        )
+        for sid, served in running.items():
+            self.private_ends[sid] = reason
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await relay_stub(self.client).EndLiveView(
+                    pb.EndLiveViewRequest(
+                        session_id=sid, reason=relay_pb2.SESSION_END_REASON_PRIVACY_MODE
+                    )
+                )
+            served.task.cancel()
 
     async def record_clip(self, data: bytes, clip_id: str) -> clips_pb.UploadClipResponse:
         """Record and upload an alert clip, unless privacy mode forbids recording."""
@@ -238,14 +288,16 @@ class CameraAgent:
             )
         )
 
+    def _refuse_if_private(self) -> None:
+        try:
+            self.privacy.check(Feature.LIVE_VIEW, datetime.now(UTC))
+        except PrivacyRefused as private:
+            raise SessionRefused(str(private)) from None
+
     async def _serve(self, request: pb.SessionRequested) -> None:
         self.requests[request.session_id] = request
         try:
-            # The camera's own privacy state first: whatever the platform says, no view.
-            try:
-                self.privacy.check(Feature.LIVE_VIEW, datetime.now(UTC))
-            except PrivacyRefused as private:
-                raise SessionRefused(str(private)) from None
+            self._refuse_if_private()  # the camera's own state first, whatever the platform says
             viewer = self.gate.check_request(request, datetime.now(UTC))
         except SessionRefused as refused:
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -274,11 +326,14 @@ class CameraAgent:
         await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=request.session_id)))
         self._viewers[request.session_id] = viewer
         sink = self.speakers[request.session_id] = MemorySink()
-        player = self.players[request.session_id] = TalkBackPlayer(sink)
+        player = self.players[request.session_id] = TalkBackPlayer(sink, self.privacy)
         peer = CameraPeer(
             key, chain, ice_servers(request.turn), self.relay_only, on_audio=player.attach
         )
         self._peers.append(peer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving[request.session_id] = _Served(task, player, peer)
         offer: str | None = None
         proof: pb.SignedDtlsFingerprint | None = None
         done = False
@@ -294,6 +349,7 @@ class CameraAgent:
                     proof = response.signal.fingerprint
                 if offer is not None and proof is not None:
                     self.gate.check_viewer(viewer, proof, offer, datetime.now(UTC))
+                    self._refuse_if_private()  # it may have begun while the app negotiated
                     done = True
                     self.answered.add(request.session_id)
                     answer, signed = await peer.answer(request.session_id, offer)
@@ -308,16 +364,19 @@ class CameraAgent:
                     )
                     await call.write(pb.SignalRequest(signal=pb.SignalMessage(fingerprint=signed)))
         finally:
+            self._serving.pop(request.session_id, None)
             # Shielded: a close cut short by stop()'s cancel leaves aiortc's close future
             # pending, and stop()'s own close of this peer would wait for it for ever.
             await asyncio.shield(_close_media(player, peer))
+            await close_stream(call)  # signaling last, its request pump ended too
 
     async def stop(self) -> None:
+        await self.enforcer.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._call is not None:
-            self._call.cancel()
+            await close_stream(self._call)
         for peer in self._peers:
             await peer.close()
         await self.client.close()
@@ -362,7 +421,7 @@ class LiveView:
         return await asyncio.wait_for(wait(), wait_seconds)
 
     async def close(self) -> None:
-        self.call.cancel()
+        await close_stream(self.call)
         await self.viewer.close()
 
 

@@ -181,7 +181,8 @@ class Enrollment:
 
         ``owner_certificates`` (PEM) come from the owner's app with the token, out of the
         platform's reach: their keys are pinned as the only ones whose privacy statements
-        the camera applies."""
+        the camera applies. A camera paired again starts with no privacy statement: the
+        one kept from its previous pairing was signed by that household's keys."""
         owners = [owner_app_key(pem) for pem in owner_certificates]
         key, csr = new_key_and_csr()
         channel, stub = await self._call()
@@ -199,4 +200,5 @@ class Enrollment:
                 if tenant == reply.tenant_id
             }
         )
+        saved.privacy_state_file.unlink(missing_ok=True)
         return saved, reply.device_id

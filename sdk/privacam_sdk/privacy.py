@@ -1,9 +1,11 @@
 """Privacy mode: the owner's app signs when a camera is private; the camera decides.
 
-While private a camera serves no live view or talk-back and records no clips. A change
-of mode is a :class:`~privacam.identity.v1.privacy_pb2.PrivacyStatement` signed by an
-owner app's certificate key. The camera (:class:`CameraPrivacy`) applies a statement
-only when
+While private a camera serves no live view or talk-back and records no clips, and a
+view or talk-back already running when it turns private ends then
+(:class:`PrivacyEnforcer`: at once when a statement it applied makes it private, and at
+the minute a schedule's window begins). A change of mode is a
+:class:`~privacam.identity.v1.privacy_pb2.PrivacyStatement` signed by an owner app's
+certificate key. The camera (:class:`CameraPrivacy`) applies a statement only when
 
 1. the signer install is one whose key the camera pinned at pairing (``owner-keys.json``,
    handed over by the owner's app with the claim token) and the signature verifies over
@@ -25,12 +27,15 @@ the same answers.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import enum
 import hashlib
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,13 +63,17 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_SETS = {"daily": tuple(range(7)), "weekdays": tuple(range(5)), "weekends": (5, 6)}
 _ITEM = re.compile(r"^\s*([a-z]+(?:-[a-z]+)?)\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
 _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{1,2}):?(\d{2})$")
+WATCH_AT_MOST = timedelta(minutes=1)
+"""PrivacyEnforcer looks again at least this often, whatever the clock did meanwhile."""
+
+log = logging.getLogger("privacam_sdk.privacy")
 
 
 class Feature(enum.Enum):
     """What privacy mode stops."""
 
     LIVE_VIEW = "live view"
-    TALK_BACK = "talk-back"  # issue #27 part 1: the camera calls check(TALK_BACK) first
+    TALK_BACK = "talk-back"
     CLIP_RECORDING = "clip recording"
 
 
@@ -114,6 +123,26 @@ class Mode:
                 if window.covers(minute):
                     return f"private on schedule, {window.describe()} UTC{self._offset()}"
         return None
+
+    def next_change(self, now: datetime) -> datetime | None:
+        """The first moment after ``now`` at which :meth:`private_reason` may change (an
+        "until" ending, a schedule window beginning or ending), or None if none will."""
+        if self.kind == "until" and self.until is not None:
+            return self.until if now < self.until else None
+        if self.kind != "schedule" or not self.windows:
+            return None
+        local = now.astimezone(UTC) + timedelta(minutes=self.utc_offset_minutes)
+        monday = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        into_week, week = local - monday, timedelta(weeks=1)
+        soonest = week
+        for window in self.windows:
+            begins = window.day * _DAY + window.start
+            for edge in (begins, begins + window.minutes):
+                ahead = (timedelta(minutes=edge) - into_week) % week
+                soonest = min(soonest, ahead or week)
+        return now + soonest
 
     def describe(self) -> str:
         if self.kind == "until" and self.until is not None:
@@ -333,9 +362,14 @@ class CameraPrivacy:
     def private_reason(self, now: datetime) -> str | None:
         return None if self._applied is None else self._applied.mode.private_reason(now)
 
+    def next_change(self, now: datetime) -> datetime | None:
+        """When the applied mode may next switch the camera private or back (None: only a
+        new statement will)."""
+        return None if self._applied is None else self._applied.mode.next_change(now)
+
     def check(self, feature: Feature, now: datetime) -> None:
-        """PrivacyRefused when privacy mode forbids ``feature`` now. The hook for every
-        feature the mode stops: live view and clip recording today, talk-back next."""
+        """PrivacyRefused when privacy mode forbids ``feature`` now: call it before every
+        live view, talk-back and clip recording."""
         reason = self.private_reason(now)
         if reason is not None:
             raise PrivacyRefused(f"the camera is in privacy mode ({reason}): no {feature.value}")
@@ -387,3 +421,65 @@ class CameraPrivacy:
         except ValueError as error:
             raise PrivacyRefused(f"the privacy statement is malformed: {error}") from None
         return Applied(statement, mode, statement.issued_at.ToDatetime(tzinfo=UTC))
+
+
+class PrivacyEnforcer:
+    """Ends what runs when the camera turns private, whatever turned it.
+
+    ``end_running(reason)`` is the camera's own: stop the speaker, close every running
+    peer connection (video and talk-back) and end each session with
+    ``EndLiveView(reason=PRIVACY_MODE)``, which the platform logs as the end of that live
+    view (docs/camera-protocol.md, section 6a). It awaits it whenever it finds the
+    camera private: right after ``changed()`` (call it once a statement was applied),
+    and at each moment the applied mode can switch by itself
+    (``CameraPrivacy.next_change``: a schedule's window beginning), so a view running
+    when a window begins ends then, not when the next request comes. It looks at least
+    every minute in any case (the wall clock may jump). Called while private and idle,
+    ``end_running`` just finds nothing to end.
+    """
+
+    def __init__(
+        self,
+        privacy: CameraPrivacy,
+        end_running: Callable[[str], Awaitable[None]],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._privacy = privacy
+        self._end_running = end_running
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def changed(self) -> None:
+        """The camera applied a statement: look now."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # a change during the end below wakes the next wait
+            now = self._clock()
+            reason = self._privacy.private_reason(now)
+            if reason is not None:
+                try:
+                    await self._end_running(reason)
+                except Exception:  # it must outlive one failed end
+                    log.exception("ending what runs in privacy mode failed")
+            wait = WATCH_AT_MOST
+            change = self._privacy.next_change(now)
+            if change is not None:
+                # A hair past the edge, so the state there is the new one.
+                wait = min(wait, change - self._clock() + timedelta(milliseconds=20))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(wait.total_seconds(), 0))

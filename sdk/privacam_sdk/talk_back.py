@@ -3,10 +3,12 @@
 Camera side: :class:`TalkBackPlayer` reads the audio track an app negotiated on a live
 session's peer connection and hands its frames to an :class:`AudioSink` (the speaker)
 only while a talk-back the camera verified runs (``SessionGate.check_talk``, until its
-end, its expiry or the session's). Everything else the track brings is discarded and
-counted: an app cannot make the camera speak by sending audio unasked, and neither can
-a platform that skipped the log. :class:`MemorySink` keeps what was played, for tests
-and demos.
+end, its expiry or the session's) and the camera is not private (given its
+``CameraPrivacy``, the player looks at every frame, so a schedule's window silences the
+speaker at its first minute even before ``PrivacyEnforcer`` has ended the session).
+Everything else the track brings is discarded and counted: an app cannot make the
+camera speak by sending audio unasked, and neither can a platform that skipped the log.
+:class:`MemorySink` keeps what was played, for tests and demos.
 
 App side: :func:`start_talk_back` / :func:`end_talk_back` (RelayBrokerService), for the
 viewer of a live session whose offer carried an audio track.
@@ -28,6 +30,7 @@ from typing import Any, Protocol
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam_sdk.camera import LoggedTalk
+from privacam_sdk.privacy import CameraPrivacy
 
 
 class AudioTrack(Protocol):
@@ -61,8 +64,9 @@ class MemorySink:
 class TalkBackPlayer:
     """The gate between one session's received audio and the camera's speaker."""
 
-    def __init__(self, sink: AudioSink) -> None:
+    def __init__(self, sink: AudioSink, privacy: CameraPrivacy | None = None) -> None:
         self._sink = sink
+        self._privacy = privacy
         self._talk: LoggedTalk | None = None
         self.played = 0
         self.discarded = 0
@@ -87,8 +91,12 @@ class TalkBackPlayer:
 
     def _playing(self) -> bool:
         talk = self._talk
-        if talk is not None and datetime.now(UTC) >= talk.expires_at:
-            self.stop()  # expired without a TalkEnded: stop anyway
+        if talk is not None:
+            now = datetime.now(UTC)
+            if now >= talk.expires_at:
+                self.stop()  # expired without a TalkEnded: stop anyway
+            elif self._privacy is not None and self._privacy.private_reason(now) is not None:
+                self.stop()  # turned private: the talk-back is over
         return self._talk is not None
 
     def attach(self, track: AudioTrack) -> None:

@@ -2,8 +2,12 @@
 device_auth logs and keeps it, relay_broker carries it to the camera, which applies only
 statements signed by the owner key it pinned at pairing.
 
-Talk-back is refused too: a live view opened before the owner asked keeps running, but
-StartTalkBack in it is refused naming the mode, and the camera plays nothing.
+A view and a talk-back running when the camera turns private end then, whether a signed
+statement or a schedule's window turned it: the camera stops its speaker and closes the
+peer connection, and the end of each is in the household's log. Talk-back is refused by
+the platform by itself too: with a camera that predates ending running views (its view
+stays up), StartTalkBack in that view is refused naming the mode, and the camera, asked
+anyway, declines and plays nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +34,7 @@ from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import privacy_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
 from privacam_sdk import PrivacamClient
 from privacam_sdk.clips import upload_clip
@@ -36,11 +42,12 @@ from privacam_sdk.privacy import (
     Feature,
     Mode,
     PrivacyRefused,
+    Window,
     make_statement,
     set_privacy_mode,
     sign_statement,
 )
-from privacam_sdk.talk_back import start_talk_back
+from privacam_sdk.talk_back import MemorySink, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform
 from tests.live_view import CameraAgent, LiveView, OwnedCamera, pair_owned_camera, relay_stub, watch
@@ -95,19 +102,37 @@ async def _refusal(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
 
 
 async def _talk_back_refused(
-    owner: PrivacamClient, home: Home, agent: CameraAgent, view: LiveView
+    owner: PrivacamClient,
+    home: Home,
+    agent: CameraAgent,
+    view: LiveView,
+    broker_redis: Redis,
+    namespace: str,
 ) -> None:
-    """In a view opened before privacy mode, StartTalkBack is FAILED_PRECONDITION naming
-    the mode, and the camera (which refuses by itself too) played none of the app's audio."""
+    """In a view still running while private (a camera that leaves running views be),
+    StartTalkBack is FAILED_PRECONDITION naming the mode and the camera is never asked;
+    asked anyway (straight on its channel, as whoever writes the broker's state could),
+    it declines by itself. It played none of the app's audio."""
     code, details = await _refusal(start_talk_back(relay_stub(owner), view.session_id))
     assert code is grpc.StatusCode.FAILED_PRECONDITION, details
     assert f"camera {home.device} is in privacy mode (private until" in details
     assert "talk-back refused" in details
+    assert agent.talk_requests == {}
+    forced = pb.TalkRequested(session_id=view.session_id)
+    await broker_redis.publish(
+        namespace + camera_channel(home.device),
+        pb.CameraControlResponse(talk_requested=forced).SerializeToString(),
+    )
+
+    async def declined() -> bool:
+        return view.session_id in agent.talk_refusals
+
+    await _eventually(declined, "the camera declined the talk-back by itself")
+    assert agent.talk_refusals[view.session_id].startswith("the camera is in privacy mode")
     with pytest.raises(PrivacyRefused, match="privacy mode"):
         agent.privacy.check(Feature.TALK_BACK, datetime.now(UTC))
     assert agent.players[view.session_id].discarded > 0  # the app's tone did arrive
     assert agent.speakers[view.session_id].frames == []
-    assert agent.talk_requests == {}
 
 
 def _relay_metric(platform: Platform, name: str) -> float:
@@ -118,15 +143,28 @@ def _relay_metric(platform: Platform, name: str) -> float:
     )
 
 
+@pytest.fixture
+async def old_camera(home: Home) -> AsyncIterator[CameraAgent]:
+    """A camera that refuses new views and talk-backs while private but leaves a running
+    view be (firmware from before that part of the contract): the platform's own refusal
+    shows through it."""
+    agent = CameraAgent(home.camera, ends_views_when_private=False)
+    await agent.start()
+    yield agent
+    await agent.stop()
+
+
 async def test_privacy_mode_refuses_view_and_clips(
-    platform: Platform, home: Home, camera: CameraAgent
+    platform: Platform, home: Home, old_camera: CameraAgent, broker_redis: Redis
 ) -> None:
     ca, domain = platform.pki.ca_file.read_bytes(), platform.pki.trust_domain
     clip = make_mp4(6.0, seed=7)
+    camera = old_camera
     async with PrivacamClient(home.owner) as owner:
         notices = relay_stub(owner).StreamNotices(pb.StreamNoticesRequest())
         await asyncio.sleep(0.3)  # the notice stream is subscribed
-        # Opened before the owner asks: privacy mode must still stop talk-back in it.
+        # Opened before the owner asks, on a camera that keeps it running: the platform
+        # must still refuse talk-back in it.
         talking_view = await watch(
             owner, home.device, ca_pem=ca, trust_domain=domain, audio=ToneTrack()
         )
@@ -165,7 +203,9 @@ async def test_privacy_mode_refuses_view_and_clips(
         assert code is grpc.StatusCode.FAILED_PRECONDITION
         assert f"camera {home.device} is in privacy mode" in details
         assert "clip uploads refused" in details
-        await _talk_back_refused(owner, home, camera, talking_view)
+        await _talk_back_refused(
+            owner, home, camera, talking_view, broker_redis, platform.namespace
+        )
         await talking_view.close()
 
         # The change is in the household's log, named after the owner's app.
@@ -303,3 +343,134 @@ async def test_privacy_off_needs_owner_signature(
     await _eventually(declined, "the camera declined the session")
     assert camera.refusals[session_id].startswith("the camera is in privacy mode")
     assert session_id not in camera.answered
+
+
+TONE_HZ = 523.25
+
+
+async def _records(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
+    entries = await log_grpc.AccessLogServiceStub(client.channel("access_log")).ListEntries(
+        log_pb.ListEntriesRequest(device_id=device)
+    )
+    return [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
+
+
+@dataclass
+class Talking:
+    """A view with a talk-back running: the app's side and the camera's speaker."""
+
+    view: LiveView
+    sink: MemorySink
+
+
+async def _talking(
+    platform: Platform, owner: PrivacamClient, home: Home, camera: CameraAgent
+) -> Talking:
+    view = await watch(
+        owner,
+        home.device,
+        ca_pem=platform.pki.ca_file.read_bytes(),
+        trust_domain=platform.pki.trust_domain,
+        audio=ToneTrack(TONE_HZ),
+    )
+    await start_talk_back(relay_stub(owner), view.session_id)
+    sink = camera.speakers[view.session_id]
+
+    async def playing() -> bool:
+        return len(sink.frames) >= 10
+
+    await _eventually(playing, "the camera played the owner's voice")
+    return Talking(view, sink)
+
+
+async def _ended_by_the_camera(
+    owner: PrivacamClient, home: Home, camera: CameraAgent, talking: Talking, since: float
+) -> None:
+    """The camera ended the view and the talk-back itself: the app's peer connection
+    closes, its signaling hears PRIVACY_MODE, the speaker plays nothing more, and the
+    household's log holds the end of the view and of the talk-back (with its duration)."""
+    view, sid = talking.view, talking.view.session_id
+
+    async def closed() -> bool:
+        return view.viewer.pc.connectionState == "closed"
+
+    await _eventually(closed, "the app's peer connection closed", within=5)
+    print(f"the app's peer connection closed {time.monotonic() - since:.2f} s after the switch")
+    assert await view.closed_reason(5) == relay_pb2.SESSION_END_REASON_PRIVACY_MODE
+    assert camera.private_ends[sid].startswith("private")
+    assert camera.players[sid].talk is None
+    played = len(talking.sink.frames)
+    await asyncio.sleep(1)  # the app's tone would still be arriving
+    assert len(talking.sink.frames) == played
+
+    async def both_ends_logged() -> bool:
+        of_session = [r for r in await _records(owner, home.device) if r.resource.session_id == sid]
+        views = [r for r in of_session if r.resource.kind == log_pb2.RESOURCE_KIND_LIVE_SESSION]
+        talks = [r for r in of_session if r.resource.kind == log_pb2.RESOURCE_KIND_TALK_BACK]
+        return len(views) == 2 and len(talks) == 2 and talks[1].HasField("duration")
+
+    await _eventually(both_ends_logged, "the view's and the talk-back's ends in the log")
+    print(f"both ends logged {time.monotonic() - since:.2f} s after the switch")
+    await view.close()
+
+
+async def test_privacy_on_ends_running_view(
+    platform: Platform, home: Home, camera: CameraAgent
+) -> None:
+    async with PrivacamClient(home.owner) as owner:
+        notices = relay_stub(owner).StreamNotices(pb.StreamNoticesRequest())
+        await asyncio.sleep(0.3)  # the notice stream is subscribed
+        talking = await _talking(platform, owner, home, camera)
+        switched = time.monotonic()
+        await set_privacy_mode(owner, home.device, Mode("on"))
+        await _ended_by_the_camera(owner, home, camera, talking, switched)
+
+        # The household was told why watching and talking stopped.
+        told: dict[str, pb.HouseholdNotice] = {}
+
+        async def ends() -> None:
+            async for response in notices:
+                kind = response.notice.WhichOneof("notice")
+                if kind in ("watching_ended", "talking_ended"):
+                    told[kind] = response.notice
+                    if len(told) == 2:
+                        return
+
+        await asyncio.wait_for(ends(), 5)
+        notices.cancel()
+        watching_ended = told["watching_ended"].watching_ended
+        assert watching_ended.reason == relay_pb2.SESSION_END_REASON_PRIVACY_MODE
+        assert told["talking_ended"].talking_ended.reason == pb.TALK_END_REASON_SESSION_ENDED
+
+
+async def test_privacy_schedule_beginning_ends_running_view(
+    platform: Platform, home: Home, camera: CameraAgent
+) -> None:
+    """Nothing reaches the camera when the window begins: its own clock ends the view."""
+    async with PrivacamClient(home.owner) as owner:
+        talking = await _talking(platform, owner, home, camera)
+        # A window from the next minute that is at least 3 s away (UTC, today's weekday).
+        now = datetime.now(UTC)
+        begins = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        if begins - now < timedelta(seconds=3):
+            begins += timedelta(minutes=1)
+        start = begins.hour * 60 + begins.minute
+        end = start + 2 if start + 2 <= 1440 else start + 2 - 1440
+        window = Window(begins.weekday(), start, end)
+        await set_privacy_mode(owner, home.device, Mode("schedule", windows=(window,)))
+
+        async def applied() -> bool:
+            return camera.privacy.applied is not None
+
+        await _eventually(applied, "the camera applied the schedule")
+        assert talking.view.viewer.pc.connectionState == "connected"  # not private yet
+        wait = (begins - datetime.now(UTC)).total_seconds()
+        print(f"the window begins in {wait:.1f} s")
+        begins_at = time.monotonic() + wait
+        await asyncio.sleep(max(0.0, wait - 0.5))
+        assert talking.view.viewer.pc.connectionState == "connected"
+        await _ended_by_the_camera(owner, home, camera, talking, begins_at)
+        # Not one frame played from the window's first instant (the speaker checks every
+        # frame; the end of the session follows within the watch's wake-up).
+        late = [p.at - begins_at for p in talking.sink.frames if p.at >= begins_at + 0.02]
+        assert late == [], f"{len(late)} frames played after the window began"

@@ -34,6 +34,7 @@ END_REASONS: dict[EndReason, relay_pb2.SessionEndReason.ValueType] = {
     EndReason.CAMERA_OFFLINE: relay_pb2.SESSION_END_REASON_CAMERA_OFFLINE,
     EndReason.FINGERPRINT_REJECTED: relay_pb2.SESSION_END_REASON_FINGERPRINT_REJECTED,
     EndReason.FAILED: relay_pb2.SESSION_END_REASON_FAILED,
+    EndReason.PRIVACY_MODE: relay_pb2.SESSION_END_REASON_PRIVACY_MODE,
     EndReason.SIGNALING_LOST: relay_pb2.SESSION_END_REASON_SIGNALING_LOST,
 }
 TALK_END_REASONS: dict[TalkEndReason, pb.TalkEndReason.ValueType] = {

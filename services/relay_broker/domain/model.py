@@ -34,6 +34,8 @@ class EndReason(enum.Enum):
     CAMERA_OFFLINE = "camera_offline"
     FINGERPRINT_REJECTED = "fingerprint_rejected"
     FAILED = "failed"
+    PRIVACY_MODE = "privacy_mode"
+    """The camera turned private and closed it."""
     SIGNALING_LOST = "signaling_lost"
     """Nobody renewed a side's lease: the replica holding its signaling stopped."""
 

@@ -3,6 +3,7 @@ camera's verification (sdk/privacam_sdk/privacy.py, services/common/privacy.py).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,3 +207,99 @@ def test_until_ends_by_itself(cam: sdk.CameraPrivacy, owner: ec.EllipticCurvePri
     assert cam.private_reason(ends - timedelta(seconds=1)) is not None
     assert cam.private_reason(ends) is None
     cam.check(sdk.Feature.CLIP_RECORDING, ends)
+
+
+# --- ending what runs when the camera turns private ------------------------------------------
+
+
+def test_the_next_change_is_the_next_edge_of_a_window_or_the_end_of_until() -> None:
+    nights = sdk.parse_schedule("mon-fri 22:00-07:00", "+01:00")
+    # Monday 13:00 local: Monday's night begins at 22:00 local, 21:00 UTC.
+    assert nights.next_change(MONDAY_NOON) == datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    # In it, at 22:30 local: it ends Tuesday 07:00 local.
+    inside = datetime(2026, 12, 7, 21, 30, 15, tzinfo=UTC)
+    assert nights.next_change(inside) == datetime(2026, 12, 8, 6, 0, tzinfo=UTC)
+    # Exactly on an edge: the next one, not the same.
+    assert nights.next_change(datetime(2026, 12, 7, 21, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 8, 6, 0, tzinfo=UTC
+    )
+    # Friday's night ends Saturday morning; the next begins on Monday (around the week).
+    assert nights.next_change(datetime(2026, 12, 12, 12, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 14, 21, 0, tzinfo=UTC
+    )
+    ends = MONDAY_NOON + timedelta(hours=2)
+    assert sdk.Mode("until", until=ends).next_change(MONDAY_NOON) == ends
+    assert sdk.Mode("until", until=ends).next_change(ends) is None
+    assert sdk.Mode("on").next_change(MONDAY_NOON) is None
+    assert sdk.Mode("off").next_change(MONDAY_NOON) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    windows=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 1439), st.integers(1, 1440)).filter(
+            lambda w: w[1] != w[2]
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    offset=st.integers(-720, 840),
+    seconds=st.integers(0, 60 * 60 * 24 * 14),
+)
+def test_a_schedule_changes_state_only_at_its_next_change(
+    windows: list[tuple[int, int, int]], offset: int, seconds: int
+) -> None:
+    """Whatever the schedule, the state holds from any moment until the next change, and
+    that change comes within a week: an enforcer waking there misses no window."""
+    mode = sdk.Mode("schedule", None, offset, tuple(sdk.Window(*w) for w in windows))
+    now = MONDAY_NOON + timedelta(seconds=seconds)
+    change = mode.next_change(now)
+    assert change is not None
+    assert now < change <= now + timedelta(weeks=1)
+    private = mode.private_reason(now) is not None
+    for moment in (now + (change - now) / 2, change - timedelta(microseconds=1)):
+        assert (mode.private_reason(moment) is not None) == private
+    beyond = change + timedelta(seconds=1)
+    if (mode.private_reason(change) is not None) != private:
+        assert (mode.private_reason(beyond) is not None) != private
+
+
+async def test_the_enforcer_ends_what_runs_when_a_window_begins_and_at_each_change(
+    cam: sdk.CameraPrivacy, owner: ec.EllipticCurvePrivateKey
+) -> None:
+    begins = datetime(2026, 12, 7, 22, 0, tzinfo=UTC)  # a Monday
+    shift = begins - timedelta(seconds=0.3) - datetime.now(UTC)
+
+    def clock() -> datetime:  # the camera's clock, 0.3 s before the window
+        return datetime.now(UTC) + shift
+
+    ended: list[tuple[datetime, str]] = []
+
+    async def end_running(reason: str) -> None:
+        ended.append((clock(), reason))
+        if len(ended) == 2:
+            raise RuntimeError("a peer would not close")  # the enforcer goes on regardless
+
+    cam.apply(signed(sdk.parse_schedule("mon 22:00-23:00"), owner, clock()), clock())
+    enforcer = sdk.PrivacyEnforcer(cam, end_running, clock=clock)
+    enforcer.start()
+    await asyncio.sleep(0.15)
+    assert ended == []  # not private yet: nothing to end
+    await asyncio.sleep(0.4)
+    ((at, reason),) = ended  # the window began while "a view ran": ended then, unasked
+    assert begins <= at < begins + timedelta(seconds=0.2)
+    assert reason.startswith("private on schedule, mon 22:00-23:00")
+    # A statement applied: looked at at once (the camera calls changed()).
+    cam.apply(signed(sdk.Mode("on"), owner, clock()), clock())
+    enforcer.changed()
+    await asyncio.sleep(0.05)
+    assert len(ended) == 2
+    cam.apply(signed(sdk.Mode("on"), owner, clock()), clock())
+    enforcer.changed()
+    await asyncio.sleep(0.05)
+    assert len(ended) == 3  # still watching after the failed end
+    cam.apply(signed(sdk.Mode("off"), owner, clock()), clock())
+    enforcer.changed()
+    await asyncio.sleep(0.05)
+    assert len(ended) == 3  # not private: nothing ended
+    await enforcer.stop()
