@@ -8,7 +8,10 @@ file is not lost to the camera's gate. Ends with EndTalkBack and EndLiveView.
 Needs aiortc (a development dependency of this repository, not of the SDK's runtime):
 it is imported only when this command runs. A microphone is opened through FFmpeg
 (aiortc's MediaPlayer, e.g. `--mic default --mic-format pulse` or `--mic hw:0 --mic-format
-alsa`); no other audio library is used.
+alsa`); no other audio library is used. A source that cannot be opened (no such
+microphone, an FFmpeg built without that input format, a missing or unreadable file) is
+reported with what to try instead, exit status 2, before anything is asked of the
+platform.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import fractions
 import getpass
 import os
 import re
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -80,11 +84,18 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
         from aiortc.contrib.media import MediaPlayer
     except ImportError:
-        print("privacam: talk needs aiortc (pip install aiortc==1.16.0)")
+        print("privacam: talk needs aiortc (pip install aiortc==1.16.0)", file=sys.stderr)
         return 2
-    player = MediaPlayer(args.wav) if args.wav else MediaPlayer(args.mic, format=args.mic_format)
+    try:
+        player = (
+            MediaPlayer(args.wav) if args.wav else MediaPlayer(args.mic, format=args.mic_format)
+        )
+    except (OSError, ValueError) as error:  # FFmpeg's errors are OSErrors (av.error)
+        print(f"privacam: {_unopened(args, error)}", file=sys.stderr)
+        return 2
     if player.audio is None:
-        print("privacam: the source has no audio")
+        what = f"the file {args.wav}" if args.wav else f"the microphone {args.mic!r}"
+        print(f"privacam: {what} has no audio", file=sys.stderr)
         return 2
     gate = _gated_track(player.audio)
     pin = os.environ.get("PRIVACAM_PIN", "")
@@ -110,7 +121,7 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
             await call.write(pb.SignalRequest(join=pb.SignalJoin(session_id=sid)))
             first = await asyncio.wait_for(call.read(), 20)
             if not first.HasField("peer_joined"):
-                print("privacam: the camera did not join the live view")
+                print("privacam: the camera did not join the live view", file=sys.stderr)
                 return 1
             pc.addTransceiver("video", direction="recvonly")
             pc.addTransceiver(gate, direction="sendonly")
@@ -150,6 +161,18 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         finally:
             call.cancel()
             await pc.close()
+
+
+def _unopened(args: argparse.Namespace, error: OSError | ValueError) -> str:
+    """Why the audio source did not open, for people, and what to try instead."""
+    reason = getattr(error, "strerror", None) or str(error)
+    if args.wav:
+        return f"cannot read the audio file {args.wav}: {reason}"
+    return (
+        f"no microphone available as {args.mic!r} (FFmpeg input format "
+        f"{args.mic_format!r}): {reason}. Name another with --mic and --mic-format "
+        "(e.g. --mic hw:0 --mic-format alsa), or speak from a file with --wav FILE"
+    )
 
 
 async def _answer(call: Any) -> tuple[str, pb.SignedDtlsFingerprint]:

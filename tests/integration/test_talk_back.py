@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import sys
 import time
+import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -382,3 +384,53 @@ async def test_talk_back_end_is_logged_when_its_replica_dies(
             await view.close()
     finally:
         await agent.stop()
+
+
+def _tone_wav(path: Path, seconds: float, hz: float = TONE_HZ, rate: int = 48_000) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (12_000 * np.sin(2 * np.pi * hz * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+
+
+async def test_privacam_talk_speaks_a_wav_file_through_the_camera(
+    platform: Platform, house: House, camera: CameraAgent, profiles_home: Path, tmp_path: Path
+) -> None:
+    """`privacam talk <camera> --wav FILE`, the way to speak on a machine without a
+    microphone: the camera plays the file's tone, and the log holds start and end."""
+    wav = tmp_path / "hello.wav"
+    _tone_wav(wav, 4.0)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "privacam_sdk.cli",
+        "--home",
+        str(profiles_home),
+        "--profile",
+        house.owner.name,
+        "talk",
+        house.device,
+        "--wav",
+        str(wav),
+        "--seconds",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert f"speaking through {house.device}" in out.decode()
+    assert "stopped after" in out.decode()
+    ((sid, sink),) = camera.speakers.items()
+    assert len(sink.frames) >= 50  # at least a second of the file
+    hz, level = _dominant_hz(sink)
+    print(f"privacam talk: {len(sink.frames)} frames played, {hz:.1f} Hz at RMS {level:.0f}")
+    assert abs(hz - TONE_HZ) < 5, hz
+    assert level > 1000
+    async with PrivacamClient(house.owner) as owner:
+        start, end = await _talk_entries(owner, house.device)
+    assert (start.resource.session_id, end.resource.session_id) == (sid, sid)
+    assert end.HasField("duration")
