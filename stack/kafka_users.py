@@ -85,6 +85,11 @@ def acls(namespace: str = "") -> list[Acl]:
             found.add(Acl(user, "topic", namespace + topic, False, "read"))
         for topic in writes(service) | reads(service):
             found.add(Acl(user, "topic", namespace + topic, False, "create"))
+        # Topics a stream processor makes for itself (changelogs), by prefix: the '-' after
+        # the app id keeps it from reaching any topic of the platform.
+        for prefix in GRANTS[service].topic_prefixes:
+            for operation in ("read", "write", "create", "describe_configs", "alter_configs"):
+                found.add(Acl(user, "topic", namespace + prefix, True, operation))
         for group in GRANTS[service].groups:
             prefixed = group.endswith(".")
             found.add(Acl(user, "group", namespace + group, prefixed, "read"))

@@ -36,7 +36,15 @@ from services.common.pki import (
     write_private,
 )
 
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
+SERVICES = (
+    "device_auth",
+    "key_manager",
+    "clip_ingest",
+    "relay_broker",
+    "retention",
+    "access_log",
+    "privacy_watch",
+)
 OPERATORS = ("demo",)
 LEAF_LIFETIME = timedelta(days=7)
 ISSUING_CAS: dict[str, tuple[str, tuple[PrincipalKind, ...]]] = {

@@ -16,7 +16,15 @@ from typing import Any
 from services.common import topics
 from services.common.kafka import Topic
 
-SERVICES = ("device_auth", "key_manager", "clip_ingest", "relay_broker", "retention", "access_log")
+SERVICES = (
+    "device_auth",
+    "key_manager",
+    "clip_ingest",
+    "relay_broker",
+    "retention",
+    "access_log",
+    "privacy_watch",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,9 @@ class TopicGrant:
     reads: frozenset[str]
     groups: tuple[str, ...]
     """Consumer group names (before the namespace); a name ending in '.' is a prefix."""
+    topic_prefixes: tuple[str, ...] = ()
+    """Topics it makes for itself and alone uses, by name prefix (before the namespace):
+    a Faust app's changelogs and assignor topic, `<app id>-...`. Read, written, created."""
 
 
 def _names(*used: Topic[Any]) -> frozenset[str]:
@@ -68,6 +79,13 @@ GRANTS: dict[str, TopicGrant] = {
         writes=_names(topics.ACCESS, topics.ACCESS_STATE),
         reads=_names(topics.ACCESS, topics.ACCESS_STATE, topics.IDENTITY),
         groups=("access_log", "access_log."),
+    ),
+    "privacy_watch": TopicGrant(
+        writes=_names(topics.WATCH_NOTICES),
+        reads=_names(topics.ACCESS),
+        # The Faust app's group is its id; diagnostics has privacy_watch.diagnostics.
+        groups=("privacy_watch", "privacy_watch."),
+        topic_prefixes=("privacy_watch-",),
     ),
 }
 

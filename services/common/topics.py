@@ -18,6 +18,7 @@ from privacam.keys.v1.state_pb2 import KeyStateRecord
 from privacam.relay.v1.events_pb2 import RelayEvent
 from privacam.retention.v1.events_pb2 import RetentionEvent
 from privacam.retention.v1.retention_pb2 import ShredRecord
+from privacam.watch.v1.events_pb2 import WatchNotice
 from services.common.diagnostics import DIAGNOSTICS_TOPIC
 from services.common.kafka import Topic
 
@@ -74,6 +75,8 @@ ACCESS_STATE: Topic[AccessStateRecord] = Topic(
     config={"min.cleanable.dirty.ratio": "0.1"},
 )
 """Operator access requests, incidents and incident notices (access_log; compacted)."""
+WATCH_NOTICES: Topic[WatchNotice] = Topic("privacam.watch.notices.v1", WatchNotice)
+"""Notices of unusual access to a household's data, for its apps (privacy_watch)."""
 DIAGNOSTICS = DIAGNOSTICS_TOPIC
 """Synthetic probes that SREs use to check the event path end to end."""
 
@@ -89,5 +92,6 @@ ALL: tuple[Topic[Any], ...] = (
     RETENTION_STATE,
     ACCESS,
     ACCESS_STATE,
+    WATCH_NOTICES,
     DIAGNOSTICS,
 )

@@ -1,0 +1,198 @@
+"""The Faust worker: the access topic's agent, the households' tables, the notices' producer.
+
+Faust runs inside the service runtime's own loop (faust.contrib.asgi.faust_app_running),
+so the watch has the same health, metrics, diagnostics and revocation handling as every
+service. Health says SERVING only once the tables are recovered from their changelogs:
+Faust starts agents only then, and the runtime serves only after `start` returns.
+
+Choices, from faust-streaming 0.15.3's known faults (issue #22):
+  - at-least-once, not `exactly_once` (duplicates after a kill were reported with its
+    transactional producers): notices carry deterministic ids instead (streams/access.py);
+  - agent concurrency 1 (above it, offsets can be committed past an event in progress);
+  - plain tables with the windows computed in the domain, not windowed tables;
+  - the Kafka login is SASL_SSL with the service's own SCRAM user, whose ACLs allow its
+    input topics, its notices topic and, by prefix, the topics Faust makes for itself
+    (`<namespace>privacy_watch-...`: changelogs and the assignor's leader topic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.contrib.asgi import faust_app_running
+
+from privacam.watch.v1 import events_pb2 as watch_pb2
+from services.common import topics
+from services.common.certificates import client_context
+from services.common.settings import KafkaSettings
+from services.privacy_watch.adapters import metrics
+from services.privacy_watch.settings import PrivacyWatchSettings
+from services.privacy_watch.streams.access import AccessWatch
+
+log = logging.getLogger("privacam.privacy_watch")
+APP_ID = "privacy_watch"
+"""Faust's app id (after the namespace): its consumer group and the prefix of its topics."""
+
+
+def credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """The service's own Kafka login, as Faust takes it."""
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(
+            client_context("kafka", kafka.ca_file, kafka.cert_file, kafka.key_file)
+        )
+    return faust.SASLCredentials(
+        username=kafka.username,
+        password=kafka.password.get_secret_value(),
+        mechanism=kafka.sasl_mechanism,
+        ssl_context=client_context("kafka", kafka.ca_file),
+    )
+
+
+class KafkaNoticeSink:
+    """Sends each notice through Faust's producer and waits for acks=all."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self._app = app
+        self._topic = topic
+
+    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
+        await self._app.producer.send_and_wait(
+            self._topic,
+            tenant_id.encode(),
+            topics.WATCH_NOTICES.encode(notice),
+            None,
+            None,
+            None,
+        )
+
+
+class FaustWorker:
+    """The Faust app as a component of the service runtime (start, stop)."""
+
+    def __init__(self, settings: PrivacyWatchSettings) -> None:
+        kafka = settings.kafka
+        self._settings = settings
+        servers = [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()]
+        self.app = faust.App(
+            kafka.namespace + APP_ID,
+            broker=[f"kafka://{server}" for server in servers],
+            broker_credentials=credentials(kafka),
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            topic_partitions=kafka.topic_partitions,
+            topic_replication_factor=kafka.replication_factor,
+            table_standby_replicas=settings.standby_replicas,
+            processing_guarantee="at_least_once",
+            broker_commit_interval=settings.commit_interval_seconds,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            # A dead worker's partitions move to another within the session timeout.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
+            broker_request_timeout=max(30.0, kafka.request_timeout_ms / 1000 + 5),
+            web_enabled=False,
+            autodiscover=False,
+            logging_config=None,
+            loghandlers=[],
+        )
+        retention = {"delete.retention.ms": str(settings.changelog_retention_days * 86_400_000)}
+        self.households = self.app.Table(
+            "households",
+            default=None,
+            key_type=str,
+            partitions=kafka.topic_partitions,
+            extra_topic_configs=retention,
+            help="tenant id -> the household's viewers, recent playbacks and usual hours",
+        )
+        self.entries = self.app.Table(
+            "entries",
+            default=None,
+            key_type=str,
+            partitions=kafka.topic_partitions,
+            extra_topic_configs=retention,
+            help="<tenant>/<access id> -> index of the entry in the household's log",
+        )
+        self.watch = AccessWatch(
+            self.households,
+            self.entries,
+            KafkaNoticeSink(self.app, kafka.namespace + topics.WATCH_NOTICES.name),
+            settings.policy(),
+        )
+        access = self.app.topic(
+            kafka.namespace + topics.ACCESS.name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+        async def on_access(stream: Any) -> None:
+            async for event in stream.events():
+                sent = await self.watch.on_event(event.key, event.value, event.message.offset)
+                if sent:
+                    # The access topic's record time: when the access was written.
+                    metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
+
+        # One at a time: with concurrency above 1 Faust 0.15 can commit past an event
+        # still in progress.
+        self.app.agent(access, name="watch", concurrency=1)(on_access)
+        self._running: contextlib.AsyncExitStack | None = None
+        self._recovery_watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(faust_app_running(self.app))
+        self._running = stack
+        recovery = self._recovery()
+        try:
+            async with asyncio.timeout(self._settings.recovery_timeout_seconds):
+                await recovery.completed.wait()
+        except TimeoutError:
+            await self.stop()
+            raise RuntimeError("tables not recovered in time") from None
+        self._report_recovery()
+        self._recovery_watch = asyncio.create_task(self._watch_recoveries())
+
+    def _recovery(self) -> Any:
+        # TableManager has it; Faust's interface type does not say so.
+        tables: Any = self.app.tables
+        return tables.recovery
+
+    def _report_recovery(self) -> float | None:
+        # Faust keeps the times of its last recovery only privately.
+        recovery = self._recovery()
+        started = getattr(recovery, "_recovery_started_at", None)
+        ended = getattr(recovery, "_recovery_ended_at", None)
+        if started is None or ended is None or ended < started:
+            return None
+        seconds = float(ended - started)
+        metrics.RECOVERY_SECONDS.set(seconds)
+        log.info("tables recovered", extra={"seconds": round(seconds, 3)})
+        return seconds
+
+    async def _watch_recoveries(self) -> None:
+        """Reports each later recovery (after a rebalance: a partition taken over)."""
+        recovery = self._recovery()
+        seen = getattr(recovery, "_recovery_ended_at", None)
+        while True:
+            await asyncio.sleep(0.5)
+            ended = getattr(recovery, "_recovery_ended_at", None)
+            if ended is not None and ended != seen:
+                seen = ended
+                self._report_recovery()
+
+    async def stop(self) -> None:
+        if self._recovery_watch is not None:
+            self._recovery_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery_watch
+        if self._running is not None:
+            stack, self._running = self._running, None
+            await stack.aclose()

@@ -1,0 +1,278 @@
+"""Which accesses to a household's data the household is told of, and what it remembers.
+
+Pure functions over plain data, so every rule is tested without Kafka: `Household.observe`
+takes one entry of the household's access log and returns the notices it gives, updating
+the household's viewers, its recent playbacks and its usual viewing hours.
+
+Time is the entry's own `occurred_at`, never the wall clock: a replay after a crash, or a
+second worker taking over the partition, reaches the same state and the same notices.
+Windows are kept here rather than in Faust's windowed tables because those expire on the
+wall clock, never expire keys restored from a changelog and lose windows across a
+rebalance (issue #22): a household's state is one record, whole, in one changelog.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+NOTICE_NAMESPACE = uuid.UUID("5b0a3c1e-4f7d-5e2a-9c41-7d1e0b6a2f93")
+"""UUID v5 namespace of notice ids: uuid5(namespace, "<tenant>/<access id>/<rule>")."""
+
+
+class Rule(enum.Enum):
+    NEW_VIEWER = "new_viewer"
+    OPERATOR_ACCESS = "operator_access"
+    BURST = "burst"
+    OUTSIDE_USUAL_HOURS = "outside_usual_hours"
+
+
+class Purpose(enum.Enum):
+    """The access purposes the rules tell apart (the log's AccessPurpose, reduced)."""
+
+    LIVE_VIEW = "live_view"
+    CLIP_LISTING = "clip_listing"
+    CLIP_PLAYBACK = "clip_playback"
+    DATA_EXPORT = "data_export"
+    TALK_BACK = "talk_back"
+    OPERATOR_SUPPORT = "operator_support"
+    OTHER = "other"
+
+
+VIEWING = frozenset(
+    {
+        Purpose.LIVE_VIEW,
+        Purpose.CLIP_LISTING,
+        Purpose.CLIP_PLAYBACK,
+        Purpose.DATA_EXPORT,
+        Purpose.TALK_BACK,
+    }
+)
+"""Accesses that look at (or speak into) the household: what "a viewer" does."""
+CONTENT = frozenset({Purpose.CLIP_PLAYBACK, Purpose.DATA_EXPORT})
+"""Playbacks and downloads: what a burst counts."""
+
+
+class Kind(enum.Enum):
+    CAMERA = "camera"
+    APP = "app"
+    SERVICE = "service"
+    OPERATOR = "operator"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Kind
+    tenant_id: str
+    id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind.value}/{self.tenant_id}/{self.id}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a household's access log, as the watch needs it."""
+
+    tenant_id: str
+    index: int
+    access_id: str
+    occurred_at: datetime
+    principal: Principal
+    purpose: Purpose
+    device_id: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    rule: Rule
+    entry: Entry
+    count: int = 0
+    window: timedelta | None = None
+
+    @property
+    def notice_id(self) -> str:
+        """The same access and rule give the same id, so a replay is recognised."""
+        name = f"{self.entry.tenant_id}/{self.entry.access_id}/{self.rule.value}"
+        return str(uuid.uuid5(NOTICE_NAMESPACE, name))
+
+    @property
+    def summary(self) -> str:
+        camera = f"camera {self.entry.device_id}" if self.entry.device_id else "the account"
+        what = self.entry.purpose.value.replace("_", " ")
+        match self.rule:
+            case Rule.NEW_VIEWER:
+                text = f"a viewer not seen in {_days(self.window)} days: {what} of {camera}"
+            case Rule.OPERATOR_ACCESS:
+                text = f"an operator accessed {camera} ({what})"
+            case Rule.BURST:
+                minutes = _minutes(self.window)
+                text = f"{self.count} playbacks or downloads of {camera} within {minutes} min"
+            case Rule.OUTSIDE_USUAL_HOURS:
+                text = f"{what} of {camera} at an unusual hour"
+        return text[:256]
+
+
+def _days(window: timedelta | None) -> int:
+    return window.days if window else 0
+
+
+def _minutes(window: timedelta | None) -> int:
+    return int(window.total_seconds() // 60) if window else 0
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    """The rules' thresholds (settings of the service)."""
+
+    look_back: timedelta = timedelta(days=30)
+    """A viewer not seen for this long is new again."""
+    burst_count: int = 5
+    """Playbacks or downloads by one viewer within `burst_window` that make a burst."""
+    burst_window: timedelta = timedelta(minutes=10)
+    usual_hours_min_views: int = 20
+    """Views a household needs before any hour can be unusual (fewer: nothing is)."""
+    unusual_hours_quiet: timedelta = timedelta(hours=1)
+    """After an unusual-hours notice, the next comes no sooner than this."""
+
+
+@dataclass
+class Viewer:
+    first: datetime
+    last: datetime
+    recent: list[datetime] = field(default_factory=list)
+    """Times of its playbacks and downloads within the burst window."""
+    burst_until: datetime | None = None
+    """A burst was told; no new burst is told before this time."""
+
+
+@dataclass
+class Household:
+    """What the watch remembers of one household (one record of its changelog)."""
+
+    size: int = 0
+    """Entries of the household's log so far: the index of the next one."""
+    offset: int = -1
+    """Offset of the last access event applied (in the household's partition): an event
+    at or below it is a replay and changes nothing."""
+    viewers: dict[str, Viewer] = field(default_factory=dict)
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
+    """Views per hour of the day (UTC)."""
+    unusual_told_at: datetime | None = None
+    deleted: bool = False
+    """The household's log was deleted: nothing more is kept or told."""
+
+    def observe(self, entry: Entry, policy: WatchPolicy) -> list[Notice]:
+        """Apply one new entry of the log; return the notices it gives, at most one per rule."""
+        if self.deleted:
+            return []
+        at = entry.occurred_at
+        notices: list[Notice] = []
+        principal = entry.principal
+        if principal.kind is Kind.OPERATOR:
+            notices.append(Notice(Rule.OPERATOR_ACCESS, entry))
+        elif principal.kind is Kind.APP and entry.purpose in VIEWING:
+            notices += self._viewed(entry, policy)
+        self._forget_before(at - policy.look_back)
+        return notices
+
+    def _viewed(self, entry: Entry, policy: WatchPolicy) -> list[Notice]:
+        at = entry.occurred_at
+        notices: list[Notice] = []
+        viewer = self.viewers.get(entry.principal.key)
+        if viewer is None or at - viewer.last > policy.look_back:
+            notices.append(Notice(Rule.NEW_VIEWER, entry, window=policy.look_back))
+            viewer = Viewer(first=at, last=at)
+            self.viewers[entry.principal.key] = viewer
+        viewer.last = max(viewer.last, at)
+        if entry.purpose in CONTENT:
+            since = at - policy.burst_window
+            viewer.recent = sorted([t for t in viewer.recent if t > since] + [at])
+            quiet = viewer.burst_until is None or at >= viewer.burst_until
+            if len(viewer.recent) >= policy.burst_count and quiet:
+                notices.append(
+                    Notice(Rule.BURST, entry, count=len(viewer.recent), window=policy.burst_window)
+                )
+                viewer.burst_until = at + policy.burst_window
+        if self.unusual_hour(at, policy):
+            told = self.unusual_told_at
+            if told is None or at - told >= policy.unusual_hours_quiet:
+                notices.append(Notice(Rule.OUTSIDE_USUAL_HOURS, entry))
+                self.unusual_told_at = at
+        self.hours[at.astimezone(UTC).hour] += 1
+        return notices
+
+    def unusual_hour(self, at: datetime, policy: WatchPolicy) -> bool:
+        """An hour is unusual once the household has enough views and none fell in that
+        hour or the hours either side of it."""
+        if sum(self.hours) < policy.usual_hours_min_views:
+            return False
+        hour = at.astimezone(UTC).hour
+        return all(self.hours[(hour + step) % 24] == 0 for step in (-1, 0, 1))
+
+    def _forget_before(self, cutoff: datetime) -> None:
+        """Viewers unseen for the look-back period are dropped: they would be new anyway,
+        and the watch keeps no one longer than it needs."""
+        for key in [k for k, v in self.viewers.items() if v.last < cutoff]:
+            del self.viewers[key]
+
+    def delete(self) -> None:
+        """The household's log was deleted: forget everyone, keep only the mark."""
+        self.viewers.clear()
+        self.hours = [0] * 24
+        self.unusual_told_at = None
+        self.deleted = True
+
+    # -- the changelog's record --------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "offset": self.offset,
+            "viewers": {
+                key: {
+                    "first": _iso(v.first),
+                    "last": _iso(v.last),
+                    "recent": [_iso(t) for t in v.recent],
+                    "burst_until": _iso(v.burst_until) if v.burst_until else None,
+                }
+                for key, v in self.viewers.items()
+            },
+            "hours": list(self.hours),
+            "unusual_told_at": _iso(self.unusual_told_at) if self.unusual_told_at else None,
+            "deleted": self.deleted,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Household:
+        if not data:
+            return cls()
+        return cls(
+            size=int(data["size"]),
+            offset=int(data["offset"]),
+            viewers={
+                key: Viewer(
+                    first=_time(v["first"]),
+                    last=_time(v["last"]),
+                    recent=[_time(t) for t in v["recent"]],
+                    burst_until=_time(v["burst_until"]) if v["burst_until"] else None,
+                )
+                for key, v in data["viewers"].items()
+            },
+            hours=[int(h) for h in data["hours"]],
+            unusual_told_at=_time(data["unusual_told_at"]) if data["unusual_told_at"] else None,
+            deleted=bool(data["deleted"]),
+        )
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)

@@ -1,0 +1,49 @@
+"""Settings of privacy_watch: environment variables prefixed PRIVACAM_PRIVACY_WATCH_."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+from services.privacy_watch.domain.rules import WatchPolicy
+
+
+class PrivacyWatchSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVACAM_PRIVACY_WATCH_")
+
+    default_ports = (7007, 7107, 7207)
+
+    look_back_days: int = Field(default=30, ge=1, le=365)
+    """A viewer not seen for this many days is told of as new again."""
+    burst_count: int = Field(default=5, ge=2, le=1000)
+    """Playbacks or downloads by one viewer within BURST_WINDOW_SECONDS that are a burst."""
+    burst_window_seconds: int = Field(default=600, ge=10, le=86_400)
+    """The window a burst is counted in (10 minutes)."""
+    usual_hours_min_views: int = Field(default=20, ge=1, le=100_000)
+    """Views a household needs before an hour of the day can be unusual for it."""
+    store: str = Field(default="memory://", pattern=r"^(memory|rocksdb|rocksdict)://")
+    """Faust table store. memory:// rebuilds the tables from their changelogs at every
+    start (the recovery time is the `privacam_privacy_watch_recovery_seconds` metric);
+    rocksdict:// keeps them on disk between starts (needs the rocksdict package)."""
+    data_dir: Path = Path("/tmp/privacy-watch")  # noqa: S108 (the pod's emptyDir)
+    """Faust's data directory (table stores other than memory://)."""
+    standby_replicas: int = Field(default=1, ge=0, le=3)
+    """Standby copies of each table partition kept by other workers, so one that takes a
+    partition over after a crash has the table already."""
+    commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often input offsets are committed (after the changelog and notices are flushed):
+    at most this much is replayed after a crash."""
+    changelog_retention_days: int = Field(default=30, ge=1, le=365)
+    """Changelog topics are compacted; a deleted key's tombstone is kept this long."""
+    recovery_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    """Longest start: the tables recovered and partitions assigned, or the start fails."""
+
+    def policy(self) -> WatchPolicy:
+        return WatchPolicy(
+            look_back=timedelta(days=self.look_back_days),
+            burst_count=self.burst_count,
+            burst_window=timedelta(seconds=self.burst_window_seconds),
+            usual_hours_min_views=self.usual_hours_min_views,
+        )

@@ -1,0 +1,1 @@
+"""The access topic, as the watch consumes it."""

@@ -1,0 +1,183 @@
+"""Access events in, notices out: the watch's one handler, free of Faust so it is tested
+with plain dicts for tables (the Faust agent in adapters/worker.py only calls it).
+
+Entries are numbered as the access log numbers its leaves (services/access_log: partition
+order, one leaf per new access id, nothing after the household's LogDeleted), so each
+notice names the entry by its index in the household's log as well as by its access id.
+
+Across a kill -9 nothing is lost or told twice:
+  - a notice is sent and acknowledged (acks=all) before the household's state records
+    the event, and the state is what tells a replayed event from a new one (`offset`);
+  - so an event replayed after a crash either finds its state recorded (skipped: its
+    notices were acknowledged before) or not (evaluated again on the same state, giving
+    the same notices with the same ids: uuid5 of access id and rule);
+  - Faust flushes the changelog before it commits the input offsets (at-least-once), so
+    a committed event's state is in the changelog for whoever takes the partition over.
+The one duplicate left is a notice acknowledged just before the crash whose state was not
+yet in the changelog: it is sent again with the same notice id, and readers keep one per id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import MutableMapping
+from typing import Any, Protocol
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
+
+from privacam.accesslog.v1 import log_pb2
+from privacam.types.v1 import types_pb2
+from privacam.watch.v1 import events_pb2 as watch_pb2
+from services.common import topics
+from services.common.timestamps import to_datetime, to_timestamp
+from services.privacy_watch.adapters import metrics
+from services.privacy_watch.domain.rules import (
+    Entry,
+    Household,
+    Kind,
+    Notice,
+    Principal,
+    Purpose,
+    Rule,
+    WatchPolicy,
+)
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+"""A tenant id the access log accepts (services/access_log/streams/replica.py)."""
+
+_KINDS = {
+    types_pb2.PRINCIPAL_KIND_CAMERA: Kind.CAMERA,
+    types_pb2.PRINCIPAL_KIND_APP: Kind.APP,
+    types_pb2.PRINCIPAL_KIND_SERVICE: Kind.SERVICE,
+    types_pb2.PRINCIPAL_KIND_OPERATOR: Kind.OPERATOR,
+}
+_PURPOSES = {
+    types_pb2.ACCESS_PURPOSE_LIVE_VIEW: Purpose.LIVE_VIEW,
+    types_pb2.ACCESS_PURPOSE_CLIP_LISTING: Purpose.CLIP_LISTING,
+    types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK: Purpose.CLIP_PLAYBACK,
+    types_pb2.ACCESS_PURPOSE_DATA_EXPORT: Purpose.DATA_EXPORT,
+    types_pb2.ACCESS_PURPOSE_TALK_BACK: Purpose.TALK_BACK,
+    types_pb2.ACCESS_PURPOSE_OPERATOR_SUPPORT: Purpose.OPERATOR_SUPPORT,
+}
+_RULES = {
+    Rule.NEW_VIEWER: watch_pb2.WATCH_RULE_NEW_VIEWER,
+    Rule.OPERATOR_ACCESS: watch_pb2.WATCH_RULE_OPERATOR_ACCESS,
+    Rule.BURST: watch_pb2.WATCH_RULE_BURST,
+    Rule.OUTSIDE_USUAL_HOURS: watch_pb2.WATCH_RULE_OUTSIDE_USUAL_HOURS,
+}
+
+
+class NoticeSink(Protocol):
+    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
+        """Return once the notice is acknowledged by the brokers."""
+        ...
+
+
+def notice_pb(notice: Notice, record: log_pb2.AccessRecord) -> watch_pb2.WatchNotice:
+    entry = notice.entry
+    message = watch_pb2.WatchNotice(
+        notice_id=notice.notice_id,
+        tenant_id=entry.tenant_id,
+        rule=_RULES[notice.rule],
+        occurred_at=to_timestamp(entry.occurred_at),
+        device_id=entry.device_id,
+        entry=watch_pb2.LogEntryRef(index=entry.index, access_id=entry.access_id),
+        principal=record.principal,
+        purpose=record.purpose,
+        count=notice.count,
+        summary=notice.summary,
+    )
+    if notice.window is not None:
+        message.window.CopyFrom(Duration(seconds=int(notice.window.total_seconds())))
+    return message
+
+
+class AccessWatch:
+    """Applies access events to the households' tables and sends their notices."""
+
+    def __init__(
+        self,
+        households: MutableMapping[str, Any],
+        entries: MutableMapping[str, Any],
+        sink: NoticeSink,
+        policy: WatchPolicy,
+    ) -> None:
+        self._households = households
+        """tenant id -> Household.to_json(): the changelog-backed state."""
+        self._entries = entries
+        """"<tenant>/<access id>" -> log index: the access ids already in each log."""
+        self._sink = sink
+        self._policy = policy
+
+    async def on_event(self, key: bytes | None, value: bytes, offset: int) -> int:
+        """Apply the access event at `offset` of its partition; return the notices sent."""
+        try:
+            event = topics.ACCESS.decode(value)
+        except DecodeError:
+            metrics.EVENTS.labels("invalid").inc()
+            return 0
+        tenant = (key or b"").decode(errors="replace")
+        kind = event.WhichOneof("event")
+        if kind == "log_deleted":
+            if _ID.fullmatch(tenant) and event.metadata.tenant_id == tenant:
+                household = self._household(tenant)
+                if household.offset < offset:
+                    household.delete()
+                    household.offset = offset
+                    self._households[tenant] = household.to_json()
+                    metrics.EVENTS.labels("log_deleted").inc()
+            return 0
+        if kind != "access_recorded":
+            metrics.EVENTS.labels("not_an_entry").inc()
+            return 0
+        record = event.access_recorded.record
+        if (
+            not _ID.fullmatch(record.tenant_id)
+            or not record.access_id
+            or not record.HasField("occurred_at")
+            or record.tenant_id != tenant
+        ):
+            metrics.EVENTS.labels("invalid").inc()  # the log does not append it either
+            return 0
+        household = self._household(tenant)
+        if household.offset >= offset:
+            metrics.EVENTS.labels("replayed").inc()
+            return 0
+        if household.deleted:
+            metrics.EVENTS.labels("deleted_log").inc()
+            return 0
+        entry_key = f"{tenant}/{record.access_id}"
+        known = self._entries.get(entry_key)
+        if known is not None and int(known) < household.size:
+            # Already a leaf of the log: the log appends no second one, nor do we.
+            household.offset = offset
+            self._households[tenant] = household.to_json()
+            metrics.EVENTS.labels("duplicate").inc()
+            return 0
+        entry = Entry(
+            tenant_id=tenant,
+            index=household.size,
+            access_id=record.access_id,
+            occurred_at=to_datetime(record.occurred_at),
+            principal=Principal(
+                _KINDS.get(record.principal.kind, Kind.OTHER),
+                record.principal.tenant_id,
+                record.principal.id,
+            ),
+            purpose=_PURPOSES.get(record.purpose, Purpose.OTHER),
+            device_id=record.resource.device_id,
+        )
+        notices = household.observe(entry, self._policy)
+        for notice in notices:
+            await self._sink.send(tenant, notice_pb(notice, record))
+            metrics.NOTICES.labels(notice.rule.value).inc()
+        self._entries[entry_key] = entry.index
+        household.size += 1
+        household.offset = offset
+        self._households[tenant] = household.to_json()
+        metrics.EVENTS.labels("applied").inc()
+        return len(notices)
+
+    def _household(self, tenant: str) -> Household:
+        return Household.from_json(self._households.get(tenant))
