@@ -82,7 +82,7 @@ $(UV):
 	$(TOOLS)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
 
 $(BUF):
-	@command -v go >/dev/null || { echo "buf needs Go to install: install Go 1.22+ and retry" >&2; exit 1; }
+	@command -v go >/dev/null || { echo "buf needs Go to install: install Go 1.26.7+ (buf $(BUF_VERSION) needs it) and retry" >&2; exit 1; }
 	GOBIN=$(dir $@) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
 bench: setup ## Run every benchmark and write its table (ratios to physical baselines) into the README

@@ -63,7 +63,7 @@ die() { echo "check_chart: $*" >&2; exit 2; }
 go_install() { # name version package ldflags
   local name="$1" version="$2" package="$3" ldflags="$4" dir="$TOOLS/$1-$2"
   [[ -x "$dir/$name" ]] && return 0
-  command -v go >/dev/null || die "$name $version is built with Go: install Go 1.26+ (helm $HELM_VERSION needs it) and retry"
+  command -v go >/dev/null || die "$name $version is built with Go: install Go 1.26.7+ (the platform's stated minimum; helm $HELM_VERSION needs 1.26) and retry"
   echo "check_chart: installing $name $version (go install, once; a few minutes) ..."
   rm -rf "$dir.partial" && mkdir -p "$dir.partial"
   if ! GOBIN="$dir.partial" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \

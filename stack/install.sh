@@ -123,7 +123,7 @@ install_kafka() {
 install_minio() {
   [ -x "$MINIO_BIN" ] && return 0
   command -v go >/dev/null ||
-    die "go not found: needed once to build MinIO (install Go >= 1.24, see https://go.dev/doc/install, and put it on PATH)"
+    die "go not found: needed once to build MinIO (install Go >= 1.26.7, the one Go version the platform states, see https://go.dev/doc/install, and put it on PATH)"
   log "minio: building github.com/minio/minio@$MINIO_VERSION (first time only; takes several minutes)"
   # Static binary like upstream releases; no C toolchain needed.
   GOBIN="$(dirname "$MINIO_BIN")" CGO_ENABLED=0 \
