@@ -367,8 +367,10 @@ class CameraAgent:
             self._serving.pop(request.session_id, None)
             # Shielded: a close cut short by stop()'s cancel leaves aiortc's close future
             # pending, and stop()'s own close of this peer would wait for it for ever.
-            await asyncio.shield(_close_media(player, peer))
-            await close_stream(call)  # signaling last, its request pump ended too
+            try:
+                await asyncio.shield(_close_media(player, peer))
+            finally:  # signaling last, even when stop() cancels the wait for the media
+                await close_stream(call)
 
     async def stop(self) -> None:
         await self.enforcer.stop()

@@ -20,17 +20,27 @@ import grpc
 
 
 async def close_stream(call: Any) -> None:
-    """Half-close our side, end grpc's request pump, cancel the call, let the pump finish."""
-    if not call.done():
-        with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.RpcError):
-            await asyncio.wait_for(call.done_writing(), 1)
+    """Half-close our side, end grpc's request pump, cancel the call, let the pump finish.
+    The pump is ended and the call cancelled even when this is cancelled while waiting."""
+    try:
+        if not call.done():
+            with contextlib.suppress(
+                asyncio.InvalidStateError, grpc.aio.AioRpcError, grpc.RpcError
+            ):
+                await asyncio.wait_for(call.done_writing(), 1)
+    finally:
+        _end_request_pump(call)
+        call.cancel()
+    await asyncio.sleep(0)  # the pump runs to its end before the caller moves on
+
+
+def _end_request_pump(call: Any) -> None:
+    # grpc.aio's own queue and end marker for an intercepted call's writes (no public way).
     queue: asyncio.Queue[object] | None = getattr(call, "_write_to_iterator_queue", None)
     end = getattr(call, "_FINISH_ITERATOR_SENTINEL", None)
     if queue is not None and end is not None and queue.empty():
         # The pump of a finished call still waits on this queue: give it the end marker.
         queue.put_nowait(end)
-    call.cancel()
-    await asyncio.sleep(0)  # the pump runs to its end before the caller moves on
 
 
 __all__ = ["close_stream"]
