@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import propagate
 
@@ -24,6 +26,12 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk.client import PrivacamClient
 
 CHUNK_BYTES = 256 * 1024
+UPLOAD_ATTEMPTS = 6
+"""Tries of one upload that ends UNAVAILABLE (a store restarting, a replica draining or
+shedding load), with jittered exponential back-off from 0.2 s to 5 s between them: about
+15 s in all, the time a store's restart takes. gRPC's own retry policy cannot resend a
+stream of megabytes, so the SDK sends the whole upload again; the same clip id and bytes
+store nothing twice."""
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -56,18 +64,26 @@ async def upload_clip(
     data: bytes,
     clip_id: str,
     captured_at: datetime | None = None,
+    attempts: int = UPLOAD_ATTEMPTS,
 ) -> pb.UploadClipResponse:
-    """Upload one MP4 as the camera of `client`'s profile."""
+    """Upload one MP4 as the camera of `client`'s profile, again after UNAVAILABLE."""
     moment = captured_at or datetime.now(UTC)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the trace goes on, without the interceptor (see client.py)
     stub = clips_grpc.ClipIngestServiceStub(client.untraced_channel("clip_ingest"))
-    response: pb.UploadClipResponse = await stub.UploadClip(
-        upload_requests(data, clip_id, moment),
-        timeout=client.timeout,
-        metadata=tuple(carrier.items()),
-    )
-    return response
+    for attempt in range(1, attempts + 1):
+        try:
+            response: pb.UploadClipResponse = await stub.UploadClip(
+                upload_requests(data, clip_id, moment),
+                timeout=client.timeout,
+                metadata=tuple(carrier.items()),
+            )
+            return response
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts:
+                raise
+            await asyncio.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))  # noqa: S311
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def list_clips(
