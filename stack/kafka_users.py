@@ -3,7 +3,9 @@
 Every client logs in over TLS with SCRAM-SHA-512 as its own user; Kafka's own authorizer
 (StandardAuthorizer, KRaft) checks each request against ACLs made from the table in
 services/common/topic_grants.py: a service writes only the topics it owns, reads only those
-it consumes, creates only topics it uses and joins only consumer groups named after itself.
+it consumes, creates only topics it uses and joins only consumer groups named after itself;
+each of its consumer groups may write (and create) its own dead-letter topic, never read it,
+and no service writes another group's (replaying dead letters is the administrator's).
 `backup` reads every topic and writes none. The administrator is whoever holds the
 broker's own key: it logs in with that certificate on the broker's internal TLS listener
 (the super user); no service has it. ACLs are per namespace (the prefix of every topic and
@@ -33,7 +35,14 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `services` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.topic_grants import BACKUP_READS, GRANTS, SERVICES, reads, writes
+from services.common.topic_grants import (
+    BACKUP_READS,
+    GRANTS,
+    SERVICES,
+    dead_letter_writes,
+    reads,
+    writes,
+)
 
 BACKUP = "backup"
 SCRAM_ITERATIONS = 8192
@@ -85,6 +94,11 @@ def acls(namespace: str = "") -> list[Acl]:
             found.add(Acl(user, "topic", namespace + topic, False, "read"))
         for topic in writes(service) | reads(service):
             found.add(Acl(user, "topic", namespace + topic, False, "create"))
+        # Its groups' dead letters: written, created at start and their retention set
+        # again; never read (services.common.deadletters runs as the administrator).
+        for topic in dead_letter_writes(service):
+            for operation in ("write", "create", "alter_configs"):
+                found.add(Acl(user, "topic", namespace + topic, False, operation))
         # Topics a stream processor makes for itself (changelogs), by prefix: the '-' after
         # the app id keeps it from reaching any topic of the platform.
         for prefix in GRANTS[service].topic_prefixes:

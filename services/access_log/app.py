@@ -65,7 +65,19 @@ def build(settings: AccessLogSettings, producer: EventProducer, clock: Clock) ->
         policies=POLICIES,
         topics=[topics.ACCESS, topics.ACCESS_STATE, topics.IDENTITY],
         consumers=[
-            EventConsumer(settings.kafka, topics.IDENTITY, "access_log", AccountDeletions(journal))
+            # A household's log must go with its account. An AccountDeleted whose handler
+            # keeps failing (not a store being away: that is retried for as long as it
+            # lasts) is dead-lettered and alerted: the deletion waits in the dead-letter
+            # topic, kept as long as the identity topic would have kept it, until it is
+            # replayed. Blocking would not keep it longer (the topic's retention drops it)
+            # and would hold back every later account's deletion on the partition too.
+            EventConsumer(
+                settings.kafka,
+                topics.IDENTITY,
+                "access_log",
+                AccountDeletions(journal),
+                producer=producer,
+            )
         ],
         components=[objects],
         # Replayed once the topics exist and the producer runs, before the API serves.

@@ -68,5 +68,5 @@ def build(settings: ClipIngestSettings, producer: EventProducer, clock: Clock) -
         topics=[topics.CLIPS, topics.IDENTITY],
         components=[redis, store, objects, peers],
         # The follower starts once the clip topic exists.
-        late_components=[IndexFollower(settings.kafka, index, clips), cameras],
+        late_components=[IndexFollower(settings.kafka, index, clips, producer), cameras],
     )

@@ -4,31 +4,46 @@ Every topic carries one protobuf envelope type, keyed by tenant id so one
 household's events stay in order. Producers wait for acks from all in-sync
 replicas with idempotence on (aiokafka's defaults are acks=1 without it).
 Consumers commit only after the handler's effect is done, so handlers must be
-idempotent on replay; a failing handler is retried with backoff, never skipped.
+idempotent on replay; a failing handler is retried with back-off, for as long as a store
+is away, and an event its handler itself keeps failing goes to the group's dead-letter
+topic (EventConsumer), from which `python -m services.common.deadletters` replays it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
+import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from faust.serializers import codecs
 from google.protobuf.message import DecodeError, Message
+from minio.error import S3Error
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 
 from services.common import metrics
 from services.common.certificates import client_context
-from services.common.errors import report_store_refusal
+from services.common.errors import (
+    Aborted,
+    Unavailable,
+    object_store_refusal,
+    report_store_refusal,
+    store_refusal,
+    store_unreachable,
+    stream_refusal,
+)
 from services.common.settings import KafkaSettings, SettingsError
 from services.common.signed_state import StateSigning, StateVerifier
 
@@ -316,8 +331,168 @@ class Delivery:
 Handler = Callable[[M, Delivery], Awaitable[None]]
 
 
+# --- bounded retries and dead letters ---------------------------------------------------
+
+DEAD_LETTER_TOPIC_HEADER = "privacam-dead-letter-topic"
+"""Headers a dead letter carries besides the event's own: where it came from (its topic,
+before the namespace, its partition and offset), the consumer group whose handler failed,
+the failure's class (never its message: it may name a person) and the handler's attempts."""
+DEAD_LETTER_PARTITION_HEADER = "privacam-dead-letter-partition"
+DEAD_LETTER_OFFSET_HEADER = "privacam-dead-letter-offset"
+DEAD_LETTER_GROUP_HEADER = "privacam-dead-letter-group"
+DEAD_LETTER_ERROR_HEADER = "privacam-dead-letter-error"
+DEAD_LETTER_ATTEMPTS_HEADER = "privacam-dead-letter-attempts"
+REPLAYED_FOR_HEADER = "privacam-replayed-for"
+"""On an event put back on its topic from a dead-letter topic: the one consumer group it is
+for. Every other group skips it (it applied the event when it first came)."""
+_OWN_HEADERS = ("privacam-dead-letter-", "privacam-replayed-")
+
+
+def dead_letter_topic_name(group: str) -> str:
+    """The dead-letter topic of a consumer group (named before the namespace): each group
+    has its own, and may write only its own (services.common.topic_grants)."""
+    return f"privacam.deadletter.{group}.v1"
+
+
+def dead_letter_topic(settings: KafkaSettings, group: str, source: Topic[M]) -> Topic[M]:
+    """A group's dead-letter topic, with the events of `source` as they came. Kept
+    PRIVACAM_KAFKA_DEAD_LETTER_RETENTION_HOURS, in segments of a seventh of that, so an
+    event leaves the brokers' disks within 8/7 of the retention."""
+    retention_ms = settings.dead_letter_retention_hours * 3_600_000
+    return Topic(
+        dead_letter_topic_name(group),
+        source.message_type,
+        config={"retention.ms": str(retention_ms), "segment.ms": str(retention_ms // 7)},
+    )
+
+
+def error_class(error: BaseException) -> str:
+    """The class of an error, module-qualified (`redis.exceptions.ResponseError`), never its
+    message, which may hold a key, a name or a value."""
+    kind = type(error)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+class Failure(enum.Enum):
+    """Why a handler's attempt at an event failed, which decides what happens next."""
+
+    UNREACHABLE = "unreachable"
+    """A store or peer cannot serve now (Kafka, Redis or MinIO unreachable or too slow, a
+    peer UNAVAILABLE, a PrivacamError Unavailable or Aborted): the event is not at fault,
+    so it is retried with back-off for as long as that lasts, never dead-lettered."""
+    REFUSED = "refused"
+    """A store refused this service's own user (Redis NOPERM, MinIO AccessDenied, a Kafka
+    authorization error): our configuration is wrong, for every event alike, so the event
+    is retried until the grant is restored (counted in privacam_store_refusals_total)
+    rather than every event of the topic being dead-lettered."""
+    HANDLER = "handler"
+    """Anything else (a bug, an event the handler cannot apply): counts toward
+    PRIVACAM_KAFKA_CONSUMER_MAX_ATTEMPTS, then the event is dead-lettered."""
+
+
+_PEER_UNREACHABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
+_S3_UNREACHABLE = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "XMinioServerNotInitialized",
+    }
+)
+
+
+def classify(error: BaseException) -> Failure:
+    """What a handler's error says (its explicit causes too: `raise X from error`)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if store_refusal(seen) or object_store_refusal(seen) or stream_refusal(seen):
+            return Failure.REFUSED
+        if (
+            store_unreachable(seen)
+            or isinstance(seen, Unavailable | Aborted | ConnectionError | TimeoutError)
+            or (isinstance(seen, KafkaError) and seen.retriable)
+            or (isinstance(seen, S3Error) and seen.code in _S3_UNREACHABLE)
+            or (isinstance(seen, grpc.aio.AioRpcError) and seen.code() in _PEER_UNREACHABLE)
+        ):
+            return Failure.UNREACHABLE
+        seen = seen.__cause__
+    return Failure.HANDLER
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a consumer retries an event (PRIVACAM_KAFKA_CONSUMER_* settings)."""
+
+    max_attempts: int = 6
+    """Attempts failed by the handler itself (Failure.HANDLER) before the event is
+    dead-lettered; attempts that failed for a store are not counted."""
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+
+    @classmethod
+    def of(cls, settings: KafkaSettings) -> RetryPolicy:
+        return cls(
+            settings.consumer_max_attempts,
+            settings.consumer_backoff_seconds,
+            settings.consumer_max_backoff_seconds,
+        )
+
+    def delay(self, failures: int, jitter: float | None = None) -> float:
+        """The wait after `failures` failed attempts in a row: the base, doubled after each
+        earlier failure, at most the maximum; then between half and all of it (`jitter` in
+        [0, 1), random unless given), so replicas that failed together do not retry together."""
+        full = min(self.max_backoff_seconds, self.backoff_seconds * 2.0 ** min(failures - 1, 64))
+        share = random.random() if jitter is None else jitter  # noqa: S311 (not a secret)
+        return full * (0.5 + share / 2)
+
+    def gives_up(self, failure: Failure, handler_failures: int) -> bool:
+        """Whether the event is dead-lettered now, after this failure, `handler_failures`
+        being the attempts the handler itself failed so far (this one included)."""
+        return failure is Failure.HANDLER and handler_failures >= self.max_attempts
+
+
+def _header(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode(errors="replace")
+    return None
+
+
 class EventConsumer(Generic[M]):
-    """Consumes one topic in a consumer group, applying each event in order."""
+    """Consumes one topic in a consumer group, applying each event in order.
+
+    A handler that fails is called again after a back-off (RetryPolicy). While the failure
+    is a store's or a peer's (Failure.UNREACHABLE, Failure.REFUSED) that lasts as long as
+    it lasts: the partition waits, and its lag, measured meanwhile, grows. An event whose
+    handler itself fails PRIVACAM_KAFKA_CONSUMER_MAX_ATTEMPTS times is a poison event: it
+    goes, as it came (key, value, headers) with headers saying where from, the failure's
+    class and the attempts, to the group's dead-letter topic, and the partition goes on
+    past it (`python -m services.common.deadletters replay` puts it back, for this group
+    alone). An event that does not decode is dead-lettered at once.
+
+    Why every consumer of the platform dead-letters rather than blocks (each call site
+    says what a dead letter costs it): an event that can never be applied would otherwise
+    hold back every later event of its partition, a third of the households, until the
+    topic's retention (7 days) dropped them all unapplied, the poison event with them;
+    a dead letter holds it back alone, kept as long, alerted, and replayed once fixed.
+    Handlers are idempotent, and tolerate a replayed event arriving after later ones.
+
+    `dead_letter_group`: the group's name for its dead letters and replays, when its
+    group id changes over time (clip_ingest's index generations); the group id otherwise.
+    `producer`: this service's, which writes the dead letters.
+    """
 
     def __init__(
         self,
@@ -326,12 +501,19 @@ class EventConsumer(Generic[M]):
         group_id: str,
         handler: Handler[M],
         *,
-        max_backoff_seconds: float = 30.0,
+        producer: EventProducer,
+        dead_letter_group: str | None = None,
     ) -> None:
         self.topic = topic
         self.group_id = settings.namespace + group_id
+        self.dead_letter_group = dead_letter_group or group_id
+        self.dead_letters = dead_letter_topic(settings, self.dead_letter_group, topic)
+        self._settings = settings
         self._handler = handler
-        self._max_backoff = max_backoff_seconds
+        self._producer = producer
+        self._retry = RetryPolicy.of(settings)
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._lagging: set[TopicPartition] = set()
         self._consumer = AIOKafkaConsumer(
             settings.namespace + topic.name,
             **client_options(settings),
@@ -345,6 +527,9 @@ class EventConsumer(Generic[M]):
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # Its dead-letter topic exists before the first poison event needs it (a group
+        # writes only its own: the ACL allows creating it and setting its retention again).
+        await ensure_topics(self._settings, [self.dead_letters], {self.dead_letters.name})
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consume {self.topic.name}")
 
@@ -354,13 +539,18 @@ class EventConsumer(Generic[M]):
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        # Its lag is another consumer's to report now (or nobody's: an old index generation).
+        for partition in list(self._lagging):
+            self._drop_lag(partition)
         try:
             await asyncio.wait_for(self._consumer.stop(), timeout_seconds)
         except TimeoutError:
             log.warning("consumer did not close in time; abandoned", extra={"group": self.group_id})
 
     async def _run(self) -> None:
-        backoff = 0.1
+        # Polls back off from 0.1 s: a rebalance mid-commit is over in a moment.
+        polls = replace(self._retry, backoff_seconds=0.1)
+        failures = 0
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
@@ -369,37 +559,85 @@ class EventConsumer(Generic[M]):
                         await self._apply(record)
                     committed = records[-1].offset + 1
                     await self._consumer.commit({partition: committed})
-                    self._report_lag(partition, committed)
-                backoff = 0.1
+                await self._report_lag()
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Kafka away or a rebalance mid-commit: the consumer must outlive it, or the
                 # service silently stops following the topic. Uncommitted records come again
                 # and handlers are idempotent.
+                failures += 1
+                backoff = polls.delay(failures)
                 log.warning(
                     "consuming failed; retrying",
-                    extra={"topic": self.topic.name, "backoff_s": backoff},
+                    extra={"topic": self.topic.name, "backoff_s": round(backoff, 3)},
                     exc_info=True,
                 )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                await self._sleep(backoff)
 
-    def _report_lag(self, partition: TopicPartition, committed: int) -> None:
-        end = self._consumer.highwater(partition)
-        if end is not None:
-            metrics.KAFKA_CONSUMER_LAG.labels(
+    # --- lag: measured after every poll, and while an event is being retried -------------
+
+    async def _report_lag(self) -> None:
+        """Each assigned partition's end less the next offset not yet applied (everything
+        handed out by the poll is applied and committed by now). A partition not fetched
+        yet has no known end and is left out; one no longer assigned is dropped."""
+        assigned = self._consumer.assignment()
+        for partition in assigned:
+            end = self._consumer.highwater(partition)
+            if end is None:
+                continue
+            # (asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel
+            # that arrives as it completes, and then stop() would wait on this loop for ever.)
+            with contextlib.suppress(Exception):  # its position is being reset: next poll
+                async with asyncio.timeout(1.0):
+                    done = await self._consumer.position(partition)
+                self._set_lag(partition, end - done)
+        for partition in self._lagging - assigned:
+            self._drop_lag(partition)
+
+    async def _report_stuck_lag(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """The lag of a partition whose event is being retried (no poll meanwhile: the
+        end is asked of the brokers), so a stuck partition shows its lag growing."""
+        partition = TopicPartition(record.topic, record.partition)
+        try:
+            async with asyncio.timeout(5.0):
+                ends = await self._consumer.end_offsets([partition])
+        except Exception:  # Kafka itself may be what is away: the next retry asks again
+            return
+        if partition in ends:
+            self._set_lag(partition, ends[partition] - record.offset)
+
+    def _set_lag(self, partition: TopicPartition, lag: int) -> None:
+        metrics.KAFKA_CONSUMER_LAG.labels(
+            self.topic.name, self.group_id, str(partition.partition)
+        ).set(max(0, lag))
+        self._lagging.add(partition)
+
+    def _drop_lag(self, partition: TopicPartition) -> None:
+        self._lagging.discard(partition)
+        with contextlib.suppress(KeyError):
+            metrics.KAFKA_CONSUMER_LAG.remove(
                 self.topic.name, self.group_id, str(partition.partition)
-            ).set(max(0, end - committed))
+            )
+
+    # --- one event ----------------------------------------------------------------------
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         labels = (self.topic.name, self.group_id)
+        headers = list(record.headers or ())
+        replayed_for = _header(headers, REPLAYED_FOR_HEADER)
+        if replayed_for is not None and replayed_for != self.dead_letter_group:
+            # Another group's dead letter, put back for that group alone: this group
+            # applied the event when it first came.
+            metrics.KAFKA_CONSUMED.labels(*labels, "replay_for_other_group").inc()
+            return
         try:
             event = self.topic.decode(record.value or b"")
-        except DecodeError:
-            # It can never succeed; retrying would stall the partition forever.
+        except DecodeError as error:
+            # It can never succeed: set aside at once, for whoever finds out who wrote it.
             log.error(
-                "undecodable event skipped",
+                "undecodable event moved to the dead-letter topic",
                 extra={
                     "topic": self.topic.name,
                     "partition": record.partition,
@@ -407,6 +645,7 @@ class EventConsumer(Generic[M]):
                 },
             )
             metrics.KAFKA_CONSUMED.labels(*labels, "undecodable").inc()
+            await self._dead_letter(record, error, attempts=1)
             return
         delivery = Delivery(
             record.topic,
@@ -414,9 +653,11 @@ class EventConsumer(Generic[M]):
             record.offset,
             (record.key or b"").decode(errors="replace"),
         )
-        parent = propagate.extract(list(record.headers or ()), getter=_GETTER)
-        backoff = 0.1
+        parent = propagate.extract(headers, getter=_GETTER)
+        attempts = failures = handler_failures = 0
         while True:
+            attempts += 1
+            failed: Exception | None = None
             token = otel_context.attach(parent)
             started = time.perf_counter()
             try:
@@ -434,23 +675,85 @@ class EventConsumer(Generic[M]):
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                metrics.KAFKA_CONSUMED.labels(*labels, "retry").inc()
-                if not report_store_refusal(error, topic=self.topic.name):
-                    log.exception(
-                        "event handler failed; retrying",
-                        extra={
-                            "topic": self.topic.name,
-                            "offset": record.offset,
-                            "backoff_s": backoff,
-                        },
-                    )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-                continue
+                failed = error
             finally:
                 otel_context.detach(token)
-            metrics.KAFKA_PROCESSING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
-            metrics.KAFKA_CONSUMED.labels(*labels, "ok").inc()
+            if failed is None:
+                metrics.KAFKA_PROCESSING_SECONDS.labels(*labels).observe(
+                    time.perf_counter() - started
+                )
+                metrics.KAFKA_CONSUMED.labels(*labels, "ok").inc()
+                return
+            failures += 1
+            failure = classify(failed)
+            if failure is Failure.HANDLER:
+                handler_failures += 1
+            where = {
+                "topic": self.topic.name,
+                "partition": record.partition,
+                "offset": record.offset,
+                "attempts": attempts,
+                "error": error_class(failed),
+            }
+            if self._retry.gives_up(failure, handler_failures):
+                log.error(
+                    "event handler kept failing; event moved to the dead-letter topic",
+                    extra=where,
+                    exc_info=failed,
+                )
+                await self._dead_letter(record, failed, attempts)
+                return
+            metrics.KAFKA_CONSUMED.labels(*labels, "retry").inc()
+            backoff = self._retry.delay(failures)
+            where["backoff_s"] = round(backoff, 3)
+            if failure is Failure.REFUSED:
+                report_store_refusal(failed, topic=self.topic.name)
+            elif failure is Failure.UNREACHABLE:
+                log.warning("event handler could not reach a store; retrying", extra=where)
+            else:
+                log.error("event handler failed; retrying", extra=where, exc_info=failed)
+            await asyncio.gather(self._sleep(backoff), self._report_stuck_lag(record))
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException, attempts: int
+    ) -> None:
+        """Write the event to the group's dead-letter topic, in its partition, and wait for
+        every in-sync replica; tried until it is written (the partition waits meanwhile:
+        a dead letter is never dropped)."""
+        headers = [(k, v) for k, v in record.headers or () if not k.startswith(_OWN_HEADERS)]
+        headers += [
+            (DEAD_LETTER_TOPIC_HEADER, self.topic.name.encode()),
+            (DEAD_LETTER_PARTITION_HEADER, str(record.partition).encode()),
+            (DEAD_LETTER_OFFSET_HEADER, str(record.offset).encode()),
+            (DEAD_LETTER_GROUP_HEADER, self.dead_letter_group.encode()),
+            (DEAD_LETTER_ERROR_HEADER, error_class(error).encode()),
+            (DEAD_LETTER_ATTEMPTS_HEADER, str(attempts).encode()),
+        ]
+        failures = 0
+        while True:
+            try:
+                await self._producer.send_raw(
+                    self.dead_letters,
+                    record.key or b"",
+                    record.value,
+                    partition=record.partition,
+                    headers=headers,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                metrics.KAFKA_PRODUCED.labels(self.dead_letters.name, "error").inc()
+                backoff = self._retry.delay(failures)
+                log.warning(
+                    "dead letter not written; retrying",
+                    extra={"topic": self.dead_letters.name, "backoff_s": round(backoff, 3)},
+                    exc_info=True,
+                )
+                await self._sleep(backoff)
+                continue
+            metrics.KAFKA_PRODUCED.labels(self.dead_letters.name, "ok").inc()
+            metrics.KAFKA_DEAD_LETTERS.labels(self.topic.name, self.group_id).inc()
             return
 
 

@@ -125,8 +125,19 @@ KAFKA_PRODUCED = Counter(
 )
 KAFKA_CONSUMED = Counter(
     "privacam_kafka_consumed_total",
-    "Events consumed, by topic and result.",
+    "Events consumed, by topic and result: ok; retry (an attempt failed and is tried again "
+    "after a back-off: the consumer retries counter); undecodable (dead-lettered at once); "
+    "replay_for_other_group (another group's dead letter put back, skipped); for a replica "
+    "of a compacted topic (group replica) error, a record skipped.",
     ["topic", "group", "result"],
+)
+KAFKA_DEAD_LETTERS = Counter(
+    "privacam_kafka_dead_letters_total",
+    "Events a consumer group moved to its dead-letter topic (privacam.deadletter.<group>.v1) "
+    "after its handler failed PRIVACAM_KAFKA_CONSUMER_MAX_ATTEMPTS times, or that did not "
+    "decode, so their partition could go on; `python -m services.common.deadletters` "
+    "lists and replays them. By source topic and group.",
+    ["topic", "group"],
 )
 KAFKA_PROCESSING_SECONDS = Histogram(
     "privacam_kafka_processing_seconds",
@@ -136,7 +147,9 @@ KAFKA_PROCESSING_SECONDS = Histogram(
 )
 KAFKA_CONSUMER_LAG = Gauge(
     "privacam_kafka_consumer_lag_messages",
-    "Messages between the committed offset and the end.",
+    "Messages between the next offset not yet applied and the end, per assigned partition: "
+    "measured after every poll, and while an event is being retried (so a stuck partition "
+    "shows its lag growing); dropped when the partition is no longer assigned.",
     ["topic", "group", "partition"],
 )
 SERVICE_INFO = Gauge(

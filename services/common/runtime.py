@@ -214,11 +214,13 @@ class ServiceRuntime:
                 )
             )
         self.parts.consumers.append(
+            # Probes are only looked at: a dead letter costs one probe's answer.
             EventConsumer(
                 settings.kafka,
                 diagnostics.DIAGNOSTICS_TOPIC,
                 f"{name}.diagnostics",
                 self.diagnostics.on_event,
+                producer=producer,
             )
         )
         missing = undeclared_methods(parts.apis, self.policies)

@@ -64,6 +64,25 @@ class KafkaSettings(BaseSettings):
     are created with a segment roll, compaction lag and tombstone retention of a sixth of
     it each, and each topic's writer appends markers after its writes so that even a quiet
     partition rolls and is compacted. Shorter costs the brokers more compaction work."""
+    consumer_max_attempts: int = Field(default=6, ge=1, le=1000)
+    """How many times a consumer calls its handler for one event that keeps failing before
+    it moves the event to its group's dead-letter topic (privacam.deadletter.<group>.v1)
+    and goes on with the partition. Only the handler's own errors count: while a store or
+    peer is unreachable (Kafka, Redis, MinIO, an UNAVAILABLE service) or refuses this
+    service's user, the event is retried with back-off for as long as that lasts and is
+    never dead-lettered."""
+    consumer_backoff_seconds: float = Field(default=1.0, gt=0, le=60)
+    """Wait after a consumer's first failed attempt at an event; it doubles after each
+    further one (with jitter: between half and all of it) up to CONSUMER_MAX_BACKOFF_SECONDS.
+    With the defaults an event that always fails is dead-lettered 15 to 31 s after it came."""
+    consumer_max_backoff_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Longest wait between two attempts at an event (and between two polls while Kafka
+    itself cannot be reached)."""
+    dead_letter_retention_hours: int = Field(default=168, ge=1, le=90 * 24)
+    """How long a dead-letter topic keeps an event (created and set again at start with
+    this retention): the time operators have to replay it (`python -m
+    services.common.deadletters replay`). Dead letters hold the same events as the topics
+    they came from, so keep it no longer than those (7 days by default)."""
 
     @model_validator(mode="after")
     def _credentials(self) -> KafkaSettings:

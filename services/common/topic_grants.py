@@ -4,8 +4,11 @@ Kafka's own authorizer enforces this table (stack/kafka_users.py turns it into A
 namespace): a topic is written only by its owners and read only by its consumers, and each
 service joins only groups named after itself. A service may also create the topics it uses,
 with the platform's settings (services.common.kafka.ensure_topics), so any service can be
-the first to start. `tests/unit/common/test_topic_grants.py` checks the table against the
-topics each service's code names.
+the first to start. Each consumer group has a dead-letter topic
+(services.common.kafka.dead_letter_topic_name) that its service may write and create, and
+that only the administrator reads: no service writes another group's.
+`tests/unit/common/test_topic_grants.py` checks the table against the topics and consumer
+groups each service's code names.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common import topics
-from services.common.kafka import Topic
+from services.common.kafka import Topic, dead_letter_topic_name
 
 SERVICES = (
     "device_auth",
@@ -33,6 +36,10 @@ class TopicGrant:
     reads: frozenset[str]
     groups: tuple[str, ...]
     """Consumer group names (before the namespace); a name ending in '.' is a prefix."""
+    dead_letters: tuple[str, ...] = ()
+    """Its consumer groups (before the namespace) that have a dead-letter topic, besides
+    `<service>.diagnostics`, which every service has: the names the EventConsumers give
+    (`dead_letter_group`, or their group id)."""
     topic_prefixes: tuple[str, ...] = ()
     """Topics it makes for itself and alone uses, by name prefix (before the namespace):
     a Faust app's changelogs and assignor topic, `<app id>-...`. Read, written, created."""
@@ -63,22 +70,27 @@ GRANTS: dict[str, TopicGrant] = {
         # IDENTITY: the cameras' settings (is upload on, how long are clips kept).
         reads=_names(topics.CLIPS, topics.IDENTITY),
         groups=("clip_ingest.",),
+        # The index's group is clip_ingest.index.<generation>; its dead letters are one topic.
+        dead_letters=("clip_ingest.index",),
     ),
     "relay_broker": TopicGrant(
         writes=_names(topics.RELAY),
         reads=_names(topics.IDENTITY),
         groups=("relay_broker.",),
+        dead_letters=("relay_broker.identity",),
     ),
     "retention": TopicGrant(
         # CLIPS: it announces the clips it deleted.
         writes=_names(topics.RETENTION, topics.RETENTION_STATE, topics.CLIPS),
         reads=_names(topics.RETENTION, topics.RETENTION_STATE, topics.CLIPS, topics.IDENTITY),
         groups=("retention.",),
+        dead_letters=("retention.schedule", "retention.exports"),
     ),
     "access_log": TopicGrant(
         writes=_names(topics.ACCESS, topics.ACCESS_STATE),
         reads=_names(topics.ACCESS, topics.ACCESS_STATE, topics.IDENTITY),
         groups=("access_log", "access_log."),
+        dead_letters=("access_log",),
     ),
     "privacy_watch": TopicGrant(
         writes=_names(topics.WATCH_NOTICES),
@@ -96,6 +108,16 @@ def writes(service: str) -> frozenset[str]:
 
 def reads(service: str) -> frozenset[str]:
     return GRANTS[service].reads | _EVERYONE_READS
+
+
+def dead_letter_groups(service: str) -> tuple[str, ...]:
+    """The consumer groups of a service that have a dead-letter topic."""
+    return (f"{service}.diagnostics", *GRANTS[service].dead_letters)
+
+
+def dead_letter_writes(service: str) -> frozenset[str]:
+    """The dead-letter topics a service writes (and creates): its own groups' only."""
+    return frozenset(dead_letter_topic_name(group) for group in dead_letter_groups(service))
 
 
 BACKUP_READS = frozenset(topic.name for topic in topics.ALL)

@@ -2,6 +2,10 @@
 
 Events are keyed by tenant id so one household's events stay in order.
 Compacted topics (current state) are added by the issues that need them.
+
+Not listed here: each consumer group's dead-letter topic, `privacam.deadletter.<group>.v1`
+(services.common.kafka.EventConsumer makes it at start; services.common.topic_grants says
+which service writes which), holding the events its handler could not apply.
 """
 
 from __future__ import annotations

@@ -134,11 +134,18 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
         policies=POLICIES,
         topics=[topics.RELAY, topics.IDENTITY],
         consumers=[
+            # Revocations end live views. One whose handler keeps failing (not the bus or
+            # Redis being away: that is retried for as long as it lasts) is dead-lettered
+            # and alerted: blocking would hold every later revocation of a third of the
+            # households behind it. A revoked certificate's open calls are cancelled by the
+            # revocations topic all the same (services.common.revocations); the views of a
+            # revoked grant end when the dead letter is replayed, once the cause is fixed.
             EventConsumer(
                 settings.kafka,
                 topics.IDENTITY,
                 "relay_broker.identity",
                 IdentityFollower(views, links, clock).on_event,
+                producer=producer,
             )
         ],
         components=[

@@ -147,12 +147,25 @@ def build(settings: RetentionSettings, producer: EventProducer, clock: Clock) ->
         policies=POLICIES,
         topics=[topics.RETENTION, topics.RETENTION_STATE, topics.CLIPS, topics.IDENTITY],
         consumers=[
-            EventConsumer(settings.kafka, topics.CLIPS, "retention.schedule", feed.on_event),
+            # A clip's deletion must not be skipped, and a dead letter does not skip it: a
+            # ClipIngested set aside leaves that clip unscheduled until it is replayed, and
+            # the bucket's lifecycle backstop (MAX_RETENTION_DAYS + 1) deletes it even if it
+            # never is; a ClipDeleted set aside leaves an entry whose sweep finds nothing.
+            # Blocking instead would leave every later clip of the partition unscheduled.
+            EventConsumer(
+                settings.kafka,
+                topics.CLIPS,
+                "retention.schedule",
+                feed.on_event,
+                producer=producer,
+            ),
+            # The job is queued by RequestExport itself; this only makes sure of it.
             EventConsumer(
                 settings.kafka,
                 topics.RETENTION,
                 "retention.exports",
                 ExportWorker(exports, build_loop).on_event,
+                producer=producer,
             ),
         ],
         components=[

@@ -21,7 +21,7 @@ from services.clip_ingest.adapters.index import RedisClipIndex
 from services.clip_ingest.domain.service import ClipService
 from services.common import topics
 from services.common.clip_events import clip_deletions
-from services.common.kafka import Delivery, EventConsumer
+from services.common.kafka import Delivery, EventConsumer, EventProducer
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger("privacam.clip_ingest.index")
@@ -35,11 +35,13 @@ class IndexFollower:
         kafka: KafkaSettings,
         index: RedisClipIndex,
         clips: ClipService,
+        producer: EventProducer,
         watch_seconds: float = 2.0,
     ) -> None:
         self._kafka = kafka
         self._index = index
         self._clips = clips
+        self._producer = producer
         self._watch_seconds = watch_seconds
         self._consumer: EventConsumer[events.ClipEvent] | None = None
         self._generation = ""
@@ -51,8 +53,16 @@ class IndexFollower:
 
     async def _follow(self) -> None:
         generation = await self._index.generation(self._kafka.namespace, secrets.token_hex(8))
+        # The index can be rebuilt, so a dead letter costs one clip's entry (listed after
+        # its deletion, or not listed) until it is replayed. Every generation's dead
+        # letters share one topic, and a replay reaches whichever generation follows then.
         consumer = EventConsumer(
-            self._kafka, topics.CLIPS, f"clip_ingest.index.{generation}", self.on_event
+            self._kafka,
+            topics.CLIPS,
+            f"clip_ingest.index.{generation}",
+            self.on_event,
+            producer=self._producer,
+            dead_letter_group="clip_ingest.index",
         )
         await consumer.start()
         # Only a consumer that started counts: if Kafka is down now, the watch tries again.

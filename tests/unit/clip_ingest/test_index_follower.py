@@ -18,8 +18,9 @@ from services.common.settings import KafkaSettings
 class FakeConsumer:
     started: ClassVar[list[str]] = []
 
-    def __init__(self, kafka: Any, topic: Any, group_id: str, handler: Any) -> None:
+    def __init__(self, kafka: Any, topic: Any, group_id: str, handler: Any, **options: Any) -> None:
         self.group_id = group_id
+        assert options["dead_letter_group"] == "clip_ingest.index"
 
     async def start(self) -> None:
         FakeConsumer.started.append(self.group_id)
@@ -44,7 +45,7 @@ async def test_a_lost_index_is_rebuilt_even_if_the_old_consumer_hangs_on_stop(
     FakeConsumer.started = []
     index = FakeIndex()
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", security_protocol="PLAINTEXT")
-    follower = IndexFollower(kafka, index, None, watch_seconds=0.02)  # type: ignore[arg-type]
+    follower = IndexFollower(kafka, index, None, None, watch_seconds=0.02)  # type: ignore[arg-type]
     await follower.start()
     assert FakeConsumer.started == ["clip_ingest.index.old"]
     index.current = "new"  # Redis came back empty: a new generation was drawn
@@ -66,7 +67,7 @@ class RecordingClips:
 async def test_an_owners_deletion_and_a_sweeps_batch_both_leave_the_index() -> None:
     clips = RecordingClips()
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1", security_protocol="PLAINTEXT")
-    follower = IndexFollower(kafka, FakeIndex(), clips)  # type: ignore[arg-type]
+    follower = IndexFollower(kafka, FakeIndex(), clips, None)  # type: ignore[arg-type]
     one = events.ClipEvent(
         metadata=types_pb2.EventMetadata(tenant_id="t-1"),
         clip_deleted=events.ClipDeleted(device_id="d-1", clip_id="c-1"),
