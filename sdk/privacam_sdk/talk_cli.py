@@ -43,6 +43,7 @@ from privacam_sdk.live_view import (
     verify_camera_fingerprint,
 )
 from privacam_sdk.profile import Profile
+from privacam_sdk.streams import close_stream
 from privacam_sdk.talk_back import end_talk_back, start_talk_back
 
 _OTHER_FINGERPRINTS = re.compile(r"^a=fingerprint:(?!sha-256 )[^\r\n]*\r\n", re.MULTILINE)
@@ -159,7 +160,7 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
             await stub.EndLiveView(pb.EndLiveViewRequest(session_id=sid))
             return 0
         finally:
-            call.cancel()
+            await close_stream(call)  # ends grpc's request pump too (privacam_sdk.streams)
             await pc.close()
 
 
