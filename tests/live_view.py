@@ -20,6 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
+from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
+from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
+from privacam.accesslog.v1 import log_pb2
 from privacam.clips.v1 import clip_service_pb2 as clips_pb
 from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.identity.v1 import privacy_pb2
@@ -51,6 +54,14 @@ from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
 
 SignalCall = grpc.aio.StreamStreamCall[pb.SignalRequest, pb.SignalResponse]
 ControlCall = grpc.aio.StreamStreamCall[pb.CameraControlRequest, pb.CameraControlResponse]
+
+
+async def logged(client: PrivacamClient, device_id: str) -> list[log_pb2.AccessRecord]:
+    """A camera's entries in the household's log, as the app lists them."""
+    entries = await log_grpc.AccessLogServiceStub(client.channel("access_log")).ListEntries(
+        log_pb.ListEntriesRequest(device_id=device_id)
+    )
+    return [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
 
 
 def relay_stub(client: PrivacamClient) -> pb_grpc.RelayBrokerServiceAsyncStub:

@@ -28,8 +28,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from redis.asyncio import Redis
 
-from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
-from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import privacy_pb2
@@ -50,7 +48,15 @@ from privacam_sdk.privacy import (
 from privacam_sdk.talk_back import MemorySink, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform
-from tests.live_view import CameraAgent, LiveView, OwnedCamera, pair_owned_camera, relay_stub, watch
+from tests.live_view import (
+    CameraAgent,
+    LiveView,
+    OwnedCamera,
+    logged,
+    pair_owned_camera,
+    relay_stub,
+    watch,
+)
 from tests.media import make_mp4
 from tests.webrtc_peers import ToneTrack
 
@@ -209,11 +215,8 @@ async def test_privacy_mode_refuses_view_and_clips(
         await talking_view.close()
 
         # The change is in the household's log, named after the owner's app.
-        entries = await log_grpc.AccessLogServiceStub(owner.channel("access_log")).ListEntries(
-            log_pb.ListEntriesRequest(device_id=home.device)
-        )
-        logged = [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
-        changes = [r for r in logged if r.purpose == types_pb2.ACCESS_PURPOSE_PRIVACY_MODE]
+        entries = await logged(owner, home.device)
+        changes = [r for r in entries if r.purpose == types_pb2.ACCESS_PURPOSE_PRIVACY_MODE]
         assert len(changes) == 1
         assert changes[0].principal.kind == types_pb2.PRINCIPAL_KIND_APP
         assert changes[0].principal.id == home.install
@@ -348,13 +351,6 @@ async def test_privacy_off_needs_owner_signature(
 TONE_HZ = 523.25
 
 
-async def _records(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
-    entries = await log_grpc.AccessLogServiceStub(client.channel("access_log")).ListEntries(
-        log_pb.ListEntriesRequest(device_id=device)
-    )
-    return [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
-
-
 @dataclass
 class Talking:
     """A view with a talk-back running: the app's side and the camera's speaker."""
@@ -404,7 +400,7 @@ async def _ended_by_the_camera(
     assert len(talking.sink.frames) == played
 
     async def both_ends_logged() -> bool:
-        of_session = [r for r in await _records(owner, home.device) if r.resource.session_id == sid]
+        of_session = [r for r in await logged(owner, home.device) if r.resource.session_id == sid]
         views = [r for r in of_session if r.resource.kind == log_pb2.RESOURCE_KIND_LIVE_SESSION]
         talks = [r for r in of_session if r.resource.kind == log_pb2.RESOURCE_KIND_TALK_BACK]
         return len(views) == 2 and len(talks) == 2 and talks[1].HasField("duration")

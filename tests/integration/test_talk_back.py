@@ -26,8 +26,6 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
-from privacam.accesslog.v1 import access_log_service_pb2_grpc as log_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
@@ -38,7 +36,7 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.talk_back import MemorySink, end_talk_back, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform, ServiceProcess, make_service, peer_env
-from tests.live_view import CameraAgent, OwnedCamera, pair_owned_camera, relay_stub, watch
+from tests.live_view import CameraAgent, OwnedCamera, logged, pair_owned_camera, relay_stub, watch
 from tests.webrtc_peers import ToneTrack
 
 PASSWORD = "a long enough passphrase"
@@ -117,15 +115,8 @@ def _dominant_hz(sink: MemorySink) -> tuple[float, float]:
     return float(np.argmax(spectrum) * rate / len(pcm)), float(np.sqrt(np.mean(pcm**2)))
 
 
-async def _records(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
-    entries = await log_grpc.AccessLogServiceStub(client.channel("access_log")).ListEntries(
-        log_pb.ListEntriesRequest(device_id=device)
-    )
-    return [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
-
-
 async def _talk_entries(client: PrivacamClient, device: str) -> list[log_pb2.AccessRecord]:
-    records = await _records(client, device)
+    records = await logged(client, device)
     return [r for r in records if r.resource.kind == log_pb2.RESOURCE_KIND_TALK_BACK]
 
 
@@ -337,7 +328,7 @@ async def test_talk_back_end_is_logged_when_its_replica_dies(
                 while True:
                     of_session = [
                         r
-                        for r in await _records(survivor, house.device)
+                        for r in await logged(survivor, house.device)
                         if r.resource.session_id == sid
                     ]
                     talk = [r for r in of_session if r.resource.kind == TALK]
