@@ -64,6 +64,24 @@ async def logged(client: PrivacamClient, device_id: str) -> list[log_pb2.AccessR
     return [log_pb2.AccessRecord.FromString(e.record) for e in entries.entries]
 
 
+async def notices_of(notices: Any, *kinds: str, within: float = 5) -> dict[str, pb.HouseholdNotice]:
+    """The first notice of each of ``kinds`` from a StreamNotices call, keyed by kind in
+    the order they came; fails after ``within`` seconds without all of them."""
+    told: dict[str, pb.HouseholdNotice] = {}
+
+    async def read() -> None:
+        async for response in notices:
+            kind = response.notice.WhichOneof("notice")
+            if kind in kinds and kind not in told:
+                told[kind] = response.notice
+                if len(told) == len(kinds):
+                    return
+        raise AssertionError(f"the notice stream ended; told {sorted(told)} of {kinds}")
+
+    await asyncio.wait_for(read(), within)
+    return told
+
+
 def relay_stub(client: PrivacamClient) -> pb_grpc.RelayBrokerServiceAsyncStub:
     return pb_grpc.RelayBrokerServiceStub(client.channel("relay_broker"))
 

@@ -20,9 +20,8 @@ service, an operator nor whoever writes the broker's state can switch privacy of
 applied statement is kept in the camera's state file, so a restart keeps it. The contract
 for firmware teams is in docs/camera-protocol.md.
 
-The evaluation (:class:`Mode`) matches services/common/privacy.py, which the platform
-uses to refuse early; the SDK imports no service code, so a unit test holds the two to
-the same answers.
+The evaluation (:class:`Mode`, :func:`mode_of`) is services/common/privacy.py's, the same
+code the platform uses to refuse early.
 """
 
 from __future__ import annotations
@@ -53,13 +52,16 @@ from privacam.identity.v1 import privacy_pb2 as pb
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.enrollment import owner_app_key
 
-SIGNING_CONTEXT = b"privacam-privacy-v1\x00"
-MAX_FUTURE = timedelta(minutes=5)
-MAX_UNTIL = timedelta(days=366)
-MAX_WINDOWS = 28
-_DAY = 1440
-_WEEK = 7 * _DAY
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Re-exported: apps and cameras name them from here.
+from services.common.privacy import DAYS as DAYS
+from services.common.privacy import MAX_FUTURE as MAX_FUTURE
+from services.common.privacy import MAX_WINDOWS as MAX_WINDOWS
+from services.common.privacy import MINUTES_PER_DAY
+from services.common.privacy import SIGNING_CONTEXT as SIGNING_CONTEXT
+from services.common.privacy import Mode as Mode
+from services.common.privacy import Window as Window
+from services.common.privacy import mode_of as mode_of
+
 _DAY_SETS = {"daily": tuple(range(7)), "weekdays": tuple(range(5)), "weekends": (5, 6)}
 _ITEM = re.compile(r"^\s*([a-z]+(?:-[a-z]+)?)\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
 _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{1,2}):?(\d{2})$")
@@ -79,133 +81,6 @@ class Feature(enum.Enum):
 
 class PrivacyRefused(Exception):
     """The camera will not do this (or will not apply this statement); says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Weekly, local time: from ``day`` (0 Monday) at ``start`` minutes to ``end``
-    (before ``start``: the next day)."""
-
-    day: int
-    start: int
-    end: int
-
-    @property
-    def minutes(self) -> int:
-        return self.end - self.start if self.end > self.start else self.end + _DAY - self.start
-
-    def covers(self, minute_of_week: int) -> bool:
-        return (minute_of_week - self.day * _DAY - self.start) % _WEEK < self.minutes
-
-    def describe(self) -> str:
-        return f"{DAYS[self.day]} {_hhmm(self.start)}-{_hhmm(self.end)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Mode:
-    """ "off", "on" (until the next statement), "until" a moment, or a weekly "schedule"."""
-
-    kind: str
-    until: datetime | None = None
-    utc_offset_minutes: int = 0
-    windows: tuple[Window, ...] = ()
-
-    def private_reason(self, now: datetime) -> str | None:
-        """Why the camera is private at ``now``, or None."""
-        if self.kind == "on":
-            return "private until the owner turns it off"
-        if self.kind == "until" and self.until is not None and now < self.until:
-            return f"private until {self.until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        if self.kind == "schedule":
-            local = now.astimezone(UTC) + timedelta(minutes=self.utc_offset_minutes)
-            minute = local.weekday() * _DAY + local.hour * 60 + local.minute
-            for window in self.windows:
-                if window.covers(minute):
-                    return f"private on schedule, {window.describe()} UTC{self._offset()}"
-        return None
-
-    def next_change(self, now: datetime) -> datetime | None:
-        """The first moment after ``now`` at which :meth:`private_reason` may change (an
-        "until" ending, a schedule window beginning or ending), or None if none will."""
-        if self.kind == "until" and self.until is not None:
-            return self.until if now < self.until else None
-        if self.kind != "schedule" or not self.windows:
-            return None
-        local = now.astimezone(UTC) + timedelta(minutes=self.utc_offset_minutes)
-        monday = (local - timedelta(days=local.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        into_week, week = local - monday, timedelta(weeks=1)
-        soonest = week
-        for window in self.windows:
-            begins = window.day * _DAY + window.start
-            for edge in (begins, begins + window.minutes):
-                ahead = (timedelta(minutes=edge) - into_week) % week
-                soonest = min(soonest, ahead or week)
-        return now + soonest
-
-    def describe(self) -> str:
-        if self.kind == "until" and self.until is not None:
-            return f"private until {self.until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        if self.kind == "schedule":
-            days = ", ".join(w.describe() for w in self.windows)
-            return f"private on schedule: {days} (UTC{self._offset()})"
-        return "private" if self.kind == "on" else "off"
-
-    def _offset(self) -> str:
-        sign = "-" if self.utc_offset_minutes < 0 else "+"
-        return f"{sign}{_hhmm(abs(self.utc_offset_minutes))}"
-
-    def set_on(self, statement: pb.PrivacyStatement) -> None:
-        """Write this mode into a statement."""
-        if self.kind == "off":
-            statement.off.SetInParent()
-        elif self.kind == "on":
-            statement.on.SetInParent()
-        elif self.kind == "until" and self.until is not None:
-            statement.until.until.FromDatetime(self.until.astimezone(UTC))
-        elif self.kind == "schedule":
-            statement.schedule.utc_offset_minutes = self.utc_offset_minutes
-            for w in self.windows:
-                statement.schedule.windows.add(
-                    day=w.day + 1, start_minute=w.start, end_minute=w.end
-                )
-        else:
-            raise ValueError(f"unknown privacy mode {self.kind!r}")
-
-
-def _hhmm(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def mode_of(statement: pb.PrivacyStatement) -> Mode:
-    """The statement's mode, or ValueError saying what is malformed."""
-    which = statement.WhichOneof("mode")
-    if which is None:
-        raise ValueError("the statement sets no mode")
-    if which == "until":
-        until = statement.until.until.ToDatetime(tzinfo=UTC)
-        issued = statement.issued_at.ToDatetime(tzinfo=UTC)
-        if not issued < until <= issued + MAX_UNTIL:
-            raise ValueError("until must be after issued_at and within 366 days of it")
-        return Mode("until", until=until)
-    if which == "schedule":
-        schedule = statement.schedule
-        if not -720 <= schedule.utc_offset_minutes <= 840:
-            raise ValueError("the schedule's UTC offset must be -12:00 to +14:00")
-        if not 1 <= len(schedule.windows) <= MAX_WINDOWS:
-            raise ValueError(f"a schedule holds 1 to {MAX_WINDOWS} windows")
-        windows = []
-        for w in schedule.windows:
-            if not (1 <= w.day <= 7 and w.start_minute < _DAY and 1 <= w.end_minute <= _DAY):
-                raise ValueError("a schedule window is out of range")
-            if w.start_minute == w.end_minute:
-                raise ValueError("a schedule window is empty")
-            windows.append(Window(w.day - 1, w.start_minute, w.end_minute))
-        return Mode(
-            "schedule", utc_offset_minutes=schedule.utc_offset_minutes, windows=tuple(windows)
-        )
-    return Mode(str(which))
 
 
 # --- the owner's app: say what you want, sign it -------------------------------------------
@@ -254,7 +129,7 @@ def _days(text: str, item: str) -> tuple[int, ...]:
 
 def _minute(hour: int, minute: int, item: str, *, allow_end: bool) -> int:
     value = hour * 60 + minute
-    if minute > 59 or value > (_DAY if allow_end else _DAY - 1):
+    if minute > 59 or value > (MINUTES_PER_DAY if allow_end else MINUTES_PER_DAY - 1):
         raise ValueError(f"schedule item {item!r}: {hour:02d}:{minute:02d} is not a time of day")
     return value
 

@@ -4,8 +4,7 @@ whether it makes a camera private at a given moment.
 The platform refuses live view and clip uploads early with this, but it is not what
 protects the household: the camera applies only statements signed by an owner key it
 pinned at pairing (sdk/privacam_sdk/privacy.py, docs/camera-protocol.md). The camera-side
-SDK keeps its own copy of the evaluation (the SDK imports no service code); a unit test
-holds the two to the same answers.
+SDK evaluates statements with this same code.
 """
 
 from __future__ import annotations
@@ -89,6 +88,26 @@ class Mode:
                     return f"private on schedule, {window.describe()} UTC{self._offset()}"
         return None
 
+    def next_change(self, now: datetime) -> datetime | None:
+        """The first moment after ``now`` at which :meth:`private_reason` may change (an
+        "until" ending, a schedule window beginning or ending), or None if none will."""
+        if self.kind == "until" and self.until is not None:
+            return self.until if now < self.until else None
+        if self.kind != "schedule" or not self.windows:
+            return None
+        local = now.astimezone(UTC) + timedelta(minutes=self.utc_offset_minutes)
+        monday = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        into_week, week = local - monday, timedelta(weeks=1)
+        soonest = week
+        for window in self.windows:
+            begins = window.day * MINUTES_PER_DAY + window.start
+            for edge in (begins, begins + window.minutes):
+                ahead = (timedelta(minutes=edge) - into_week) % week
+                soonest = min(soonest, ahead or week)
+        return now + soonest
+
     def describe(self) -> str:
         if self.kind == "until" and self.until is not None:
             return f"private until {self.until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
@@ -100,6 +119,23 @@ class Mode:
     def _offset(self) -> str:
         sign = "-" if self.utc_offset_minutes < 0 else "+"
         return f"{sign}{_hhmm(abs(self.utc_offset_minutes))}"
+
+    def set_on(self, statement: privacy_pb2.PrivacyStatement) -> None:
+        """Write this mode into a statement."""
+        if self.kind == "off":
+            statement.off.SetInParent()
+        elif self.kind == "on":
+            statement.on.SetInParent()
+        elif self.kind == "until" and self.until is not None:
+            statement.until.until.FromDatetime(self.until.astimezone(UTC))
+        elif self.kind == "schedule":
+            statement.schedule.utc_offset_minutes = self.utc_offset_minutes
+            for w in self.windows:
+                statement.schedule.windows.add(
+                    day=w.day + 1, start_minute=w.start, end_minute=w.end
+                )
+        else:
+            raise ValueError(f"unknown privacy mode {self.kind!r}")
 
 
 def _hhmm(minutes: int) -> str:

@@ -5,7 +5,6 @@ own, while an SDK client's calls cross the services and their peers; no call fai
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
 import ssl
 import time
@@ -40,6 +39,7 @@ from tests.harness import (
     running,
     state_signing,
 )
+from tests.integration.test_replicas import home
 from tests.media import make_mp4
 from tests.pki_helpers import PkiFactory, write_secret_volume
 
@@ -113,24 +113,6 @@ def presents(service: ServiceProcess, ca_file: Path, serial: int) -> bool:
 
 def leaf_of(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
-
-
-async def household(platform: Platform, directory: Path) -> tuple[Profile, Profile, str]:
-    """An owner and a camera whose alerts are on: (owner, camera, device id)."""
-    enrollment = platform.enrollment(directory)
-    suffix = secrets.token_hex(4)
-    owner, _ = await enrollment.register_account(
-        f"rotation-{suffix}", f"rotation-{suffix}", "a long enough passphrase"
-    )
-    async with PrivacamClient(owner) as app:
-        token = await app.device_auth().CreateClaimToken(id_pb.CreateClaimTokenRequest())
-        camera, device = await enrollment.enroll_camera(
-            f"rotation-cam-{suffix}", token.claim_token, f"SN-R-{suffix}"
-        )
-        await app.device_auth().UpdateCameraSettings(
-            id_pb.UpdateCameraSettingsRequest(device_id=device, activity_alerts_enabled=True)
-        )
-    return owner, camera, device
 
 
 async def revoke_serials(platform: Platform, serials: dict[str, int]) -> None:
@@ -212,7 +194,7 @@ async def test_certificates_rotate_live(rotating: Rotating, profiles_home: Path)
     presenting one is refused) calls go on: every peer and the camera present new ones."""
     platform = rotating.platform
     services, pki = platform.services, platform.pki
-    owner, camera, device = await household(platform, profiles_home)
+    owner, camera, device = await home(platform, profiles_home)
     old = {name: leaf_of(volume / "tls.crt") for name, volume in rotating.volumes.items()}
     old_camera_pem = camera.cert_file.read_bytes()
     old_camera = x509.load_pem_x509_certificate(old_camera_pem)

@@ -53,6 +53,7 @@ from tests.live_view import (
     LiveView,
     OwnedCamera,
     logged,
+    notices_of,
     pair_owned_camera,
     relay_stub,
     watch,
@@ -184,13 +185,7 @@ async def test_privacy_mode_refuses_view_and_clips(
         await _eventually(applied, "the camera applied the owner's statement")
         print(f"camera private {time.perf_counter() - started:.3f} s after the owner asked")
 
-        async def next_notice() -> pb.HouseholdNotice:
-            async for response in notices:
-                if response.notice.WhichOneof("notice") == "privacy_mode":
-                    return response.notice
-            raise AssertionError("notice stream ended")
-
-        notice = await asyncio.wait_for(next_notice(), 5)
+        notice = (await notices_of(notices, "privacy_mode"))["privacy_mode"]
         assert notice.device_id == home.device
         assert "private until" in notice.privacy_mode.summary
         notices.cancel()
@@ -422,17 +417,7 @@ async def test_privacy_on_ends_running_view(
         await _ended_by_the_camera(owner, home, camera, talking, switched)
 
         # The household was told why watching and talking stopped.
-        told: dict[str, pb.HouseholdNotice] = {}
-
-        async def ends() -> None:
-            async for response in notices:
-                kind = response.notice.WhichOneof("notice")
-                if kind in ("watching_ended", "talking_ended"):
-                    told[kind] = response.notice
-                    if len(told) == 2:
-                        return
-
-        await asyncio.wait_for(ends(), 5)
+        told = await notices_of(notices, "watching_ended", "talking_ended")
         notices.cancel()
         watching_ended = told["watching_ended"].watching_ended
         assert watching_ended.reason == relay_pb2.SESSION_END_REASON_PRIVACY_MODE

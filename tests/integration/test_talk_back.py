@@ -36,7 +36,15 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.talk_back import MemorySink, end_talk_back, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform, ServiceProcess, make_service, peer_env
-from tests.live_view import CameraAgent, OwnedCamera, logged, pair_owned_camera, relay_stub, watch
+from tests.live_view import (
+    CameraAgent,
+    OwnedCamera,
+    logged,
+    notices_of,
+    pair_owned_camera,
+    relay_stub,
+    watch,
+)
 from tests.webrtc_peers import ToneTrack
 
 PASSWORD = "a long enough passphrase"
@@ -204,22 +212,17 @@ async def test_talk_back_reaches_camera_in_logged_session(
             assert start.occurred_at == started.started_at
 
             # The household was told, by the camera's name.
-            told: list[pb.HouseholdNotice] = []
-
-            async def talking() -> None:
-                async for response in notices:
-                    if response.notice.WhichOneof("notice") in ("talking_started", "talking_ended"):
-                        told.append(response.notice)
-                        if len(told) == 2:
-                            return
-
-            await asyncio.wait_for(talking(), 5)
+            told = await notices_of(notices, "talking_started", "talking_ended")
             notices.cancel()
-            assert told[0].talking_started.summary.startswith("the owner")
-            assert told[0].talking_started.summary.endswith("is speaking through Front door")
-            assert told[0].talking_started.speaker.id == house.install
-            assert "stopped speaking through Front door" in told[1].talking_ended.summary
-            assert told[1].talking_ended.reason == pb.TALK_END_REASON_ENDED
+            assert list(told) == ["talking_started", "talking_ended"]
+            started_notice = told["talking_started"].talking_started
+            assert started_notice.summary.startswith("the owner")
+            assert started_notice.summary.endswith("is speaking through Front door")
+            assert started_notice.speaker.id == house.install
+            assert (
+                "stopped speaking through Front door" in told["talking_ended"].talking_ended.summary
+            )
+            assert told["talking_ended"].talking_ended.reason == pb.TALK_END_REASON_ENDED
 
             # Talking again works, and the session's end ends it (logged with its duration).
             await start_talk_back(stub, sid, PIN)
@@ -357,17 +360,7 @@ async def test_talk_back_end_is_logged_when_its_replica_dies(
             assert timedelta(0) < end_at - killed_at < timedelta(seconds=5)
             assert lasted == end_at - start.occurred_at.ToDatetime(tzinfo=UTC)
 
-            told: dict[str, pb.HouseholdNotice] = {}
-
-            async def ends() -> None:
-                async for response in notices:
-                    kind = response.notice.WhichOneof("notice")
-                    if kind in ("watching_ended", "talking_ended"):
-                        told[kind] = response.notice
-                        if len(told) == 2:
-                            return
-
-            await asyncio.wait_for(ends(), 5)
+            told = await notices_of(notices, "watching_ended", "talking_ended")
             notices.cancel()
             assert (
                 told["watching_ended"].watching_ended.reason
