@@ -75,9 +75,10 @@ GRANTS: dict[str, TopicGrant] = {
     ),
     "relay_broker": TopicGrant(
         writes=_names(topics.RELAY),
-        reads=_names(topics.IDENTITY),
+        # WATCH_NOTICES: the privacy watch's notices, for the households' notice streams.
+        reads=_names(topics.IDENTITY, topics.WATCH_NOTICES),
         groups=("relay_broker.",),
-        dead_letters=("relay_broker.identity",),
+        dead_letters=("relay_broker.identity", "relay_broker.watch"),
     ),
     "retention": TopicGrant(
         # CLIPS: it announces the clips it deleted.

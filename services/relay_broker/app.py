@@ -24,6 +24,7 @@ from services.relay_broker.adapters.peers import AccessLogClient, DeviceAuthPoli
 from services.relay_broker.adapters.redis_client import BrokerRedis
 from services.relay_broker.adapters.redis_state import RedisPresence, RedisSessions, RedisTalks
 from services.relay_broker.adapters.turn_stats import TurnStats
+from services.relay_broker.adapters.watch_notices import RedisWatchNotices
 from services.relay_broker.api.cameras import CameraHub
 from services.relay_broker.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.relay_broker.api.servicer import RelayBrokerServicer
@@ -31,6 +32,7 @@ from services.relay_broker.domain.live_views import Limits, LiveViews
 from services.relay_broker.domain.talk_back import TalkBacks
 from services.relay_broker.settings import RelayBrokerSettings
 from services.relay_broker.streams.identity import IdentityFollower
+from services.relay_broker.streams.watch import WatchNoticeFollower
 
 log = logging.getLogger("privacam.relay_broker")
 
@@ -124,6 +126,12 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
         heartbeat,
         on_tick=lambda: turn_stats.renew(3 * heartbeat.total_seconds()),
     )
+    watch_notices = RedisWatchNotices(
+        store.client,
+        namespace,
+        settings.watch_notices_kept,
+        timedelta(days=settings.watch_notices_keep_days),
+    )
     servicer = RelayBrokerServicer(views, cameras, bus, links, presence, policy, talks)
     return ServiceParts(
         apis=[
@@ -132,7 +140,7 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
             )
         ],
         policies=POLICIES,
-        topics=[topics.RELAY, topics.IDENTITY],
+        topics=[topics.RELAY, topics.IDENTITY, topics.WATCH_NOTICES],
         consumers=[
             # Revocations end live views. One whose handler keeps failing (not the bus or
             # Redis being away: that is retried for as long as it lasts) is dead-lettered
@@ -144,9 +152,20 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
                 settings.kafka,
                 topics.IDENTITY,
                 "relay_broker.identity",
-                IdentityFollower(views, links, clock).on_event,
+                IdentityFollower(views, links, clock, watch_notices).on_event,
                 producer=producer,
-            )
+            ),
+            # The privacy watch's notices, kept and told to the household once per id. A
+            # notice that cannot be kept (Redis away) is retried for as long as that lasts;
+            # one whose handler keeps failing is dead-lettered so later households' notices
+            # are not held behind it.
+            EventConsumer(
+                settings.kafka,
+                topics.WATCH_NOTICES,
+                "relay_broker.watch",
+                WatchNoticeFollower(watch_notices).on_event,
+                producer=producer,
+            ),
         ],
         components=[
             store,

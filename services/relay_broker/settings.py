@@ -35,3 +35,8 @@ class RelayBrokerSettings(ServiceSettings):
     max_talk_seconds: int = Field(default=300, ge=5, le=3600)
     """Longest talk-back; it ends MAX_DURATION then (and with its live-view session in
     any case). The app starts another to go on talking."""
+    watch_notices_kept: int = Field(default=500, ge=10, le=10_000)
+    """Privacy-watch notices kept per household in Redis for the apps to read later (the
+    newest; older ones are dropped as new ones come)."""
+    watch_notices_keep_days: int = Field(default=30, ge=1, le=365)
+    """How long a household's kept privacy-watch notices last after its newest one."""

@@ -29,6 +29,13 @@ PRIVACY_REFUSED = Counter(
     "Privacy statements a camera refused after the broker passed them on: not signed by an "
     "owner key it pinned at pairing, or older than the one it applied (forged or replayed).",
 )
+WATCH_NOTICES = Counter(
+    "privacam_relay_watch_notices_total",
+    "Privacy-watch notices consumed, by result: told (new: kept and told to the household's "
+    "open streams), repeated (an id already kept: a replay), ignored (not keyed by its "
+    "household).",
+    ["result"],
+)
 SESSION_SECONDS = Histogram(
     "privacam_relay_session_duration_seconds",
     "How long live-view sessions lasted.",

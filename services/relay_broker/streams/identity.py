@@ -1,6 +1,7 @@
 """Consumer of privacam.identity.v1: revoked grants and certificates end live views at once;
 PIN lockouts become household notices; an owner's new privacy statement goes to its camera
-(which verifies it against the owner keys it pinned) and becomes a household notice.
+(which verifies it against the owner keys it pinned) and becomes a household notice; a
+deleted account's kept privacy-watch notices are deleted.
 
 One consumer group for all replicas: ending a session is global (Redis and the bus),
 so each event needs handling once. Handling is idempotent (a session ends once).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Protocol
 
 from privacam.identity.v1 import events_pb2 as identity_events
 from privacam.types.v1 import types_pb2
@@ -24,11 +26,22 @@ NOTICE_MAX_AGE = timedelta(minutes=5)
 log = logging.getLogger("privacam.relay_broker.identity")
 
 
+class KeptNotices(Protocol):
+    async def forget(self, tenant_id: str) -> None: ...
+
+
 class IdentityFollower:
-    def __init__(self, views: LiveViews, links: BusLinks, clock: Clock) -> None:
+    def __init__(
+        self,
+        views: LiveViews,
+        links: BusLinks,
+        clock: Clock,
+        kept_notices: KeptNotices | None = None,
+    ) -> None:
         self._views = views
         self._links = links
         self._clock = clock
+        self._kept_notices = kept_notices
 
     async def on_event(self, event: identity_events.IdentityEvent, delivery: Delivery) -> None:
         which = event.WhichOneof("event")
@@ -52,6 +65,8 @@ class IdentityFollower:
                 )
         elif which == "privacy_mode_changed":
             await self._privacy_changed(event)
+        elif which == "account_deleted" and self._kept_notices and event.metadata.tenant_id:
+            await self._kept_notices.forget(event.metadata.tenant_id)
         if ended:
             log.info("live views ended by a revocation", extra={"sessions": ended})
 
