@@ -32,7 +32,7 @@ demo: ## Run the demo again against the running platform (retention's clock back
 	bash scripts/services.sh start
 	$(PY) scripts/demo.py
 
-test: setup stack-install lint chart hsm ## Lint, check the chart, run every test; starts (and stops) the servers it needs
+test: setup stack-install lint chart hsm stubs ## Lint, check the chart, compile the C++/Go stubs, run every test; starts (and stops) the servers it needs
 	$(PY) -m pytest tests
 
 unit: setup ## Unit tests only (no servers)
@@ -65,6 +65,9 @@ format: setup ## Apply ruff's fixes and formatting
 
 setup: .venv/.synced gen/.stamp ## Install Python dependencies (from uv.lock) and generate stubs
 
+stubs: $(BUF) ## Generate the C++ and Go stubs (buf.gen.yaml) into stubs/ and compile them
+	BUF=$(BUF) bash scripts/gen_stubs.sh stubs
+
 protos: ## Regenerate the Python stubs from protos/
 	PYTHON=$(PY) bash scripts/gen_protos.sh gen
 	touch gen/.stamp
@@ -89,6 +92,6 @@ bench: setup ## Run every benchmark and write its table (ratios to physical base
 	$(PY) -m benchmarks --readme
 
 clean: down ## Stop everything and delete local state (keeps the download cache)
-	rm -rf $(PRIVACAM_RUN_DIR) gen .venv
+	rm -rf $(PRIVACAM_RUN_DIR) gen stubs .venv
 
-.PHONY: help up down demo test unit integration lint chart stack-install promtool hsm format setup protos bench clean
+.PHONY: help up down demo test unit integration lint chart stack-install promtool hsm format setup protos stubs bench clean
