@@ -492,6 +492,10 @@ class EventConsumer(Generic[M]):
     `dead_letter_group`: the group's name for its dead letters and replays, when its
     group id changes over time (clip_ingest's index generations); the group id otherwise.
     `producer`: this service's, which writes the dead letters.
+    `every_replica`: no group at all: each replica reads every partition from the end
+    on, and commits nothing (what a replica alone must see, such as the diagnostics
+    probe, which any replica may be asked about); `group_id` still names its metrics
+    and dead letters.
     """
 
     def __init__(
@@ -503,8 +507,10 @@ class EventConsumer(Generic[M]):
         *,
         producer: EventProducer,
         dead_letter_group: str | None = None,
+        every_replica: bool = False,
     ) -> None:
         self.topic = topic
+        self._every_replica = every_replica
         self.group_id = settings.namespace + group_id
         self.dead_letter_group = dead_letter_group or group_id
         self.dead_letters = dead_letter_topic(settings, self.dead_letter_group, topic)
@@ -517,10 +523,10 @@ class EventConsumer(Generic[M]):
         self._consumer = AIOKafkaConsumer(
             settings.namespace + topic.name,
             **client_options(settings),
-            group_id=self.group_id,
+            group_id=None if every_replica else self.group_id,
             client_id=self.group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="latest" if every_replica else "earliest",
             isolation_level="read_committed",
             request_timeout_ms=settings.request_timeout_ms,
         )
@@ -557,8 +563,9 @@ class EventConsumer(Generic[M]):
                 for partition, records in batches.items():
                     for record in records:
                         await self._apply(record)
-                    committed = records[-1].offset + 1
-                    await self._consumer.commit({partition: committed})
+                    if not self._every_replica:
+                        committed = records[-1].offset + 1
+                        await self._consumer.commit({partition: committed})
                 await self._report_lag()
                 failures = 0
             except asyncio.CancelledError:

@@ -214,13 +214,15 @@ class ServiceRuntime:
                 )
             )
         self.parts.consumers.append(
-            # Probes are only looked at: a dead letter costs one probe's answer.
+            # Probes are only looked at: a dead letter costs one probe's answer. Every
+            # replica reads every probe, so whichever replica GetProbe reaches can answer.
             EventConsumer(
                 settings.kafka,
                 diagnostics.DIAGNOSTICS_TOPIC,
                 f"{name}.diagnostics",
                 self.diagnostics.on_event,
                 producer=producer,
+                every_replica=True,
             )
         )
         missing = undeclared_methods(parts.apis, self.policies)

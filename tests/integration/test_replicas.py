@@ -14,8 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from privacam.diagnostics.v1 import diagnostics_service_pb2 as diagnostics_pb
+from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_grpc
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import list_clips, upload_clip
@@ -332,3 +335,50 @@ async def test_rolling_restart_under_load(replicated: Replicated, profiles_home:
         while (listed := await _listed(owner, device, f"{prefix}-{n}-")) != expected:
             assert time.monotonic() < deadline, f"lost: {sorted(expected - listed)[:5]}"
             await asyncio.sleep(0.5)
+
+
+async def _get_probe(
+    operator: Profile, replica: Replica, probe_id: str
+) -> diagnostics_pb.GetProbeResponse:
+    """GetProbe asked of this one replica (its certificate names "localhost")."""
+    credentials = grpc.ssl_channel_credentials(
+        operator.ca_file.read_bytes(),
+        operator.key_file.read_bytes(),
+        operator.cert_file.read_bytes(),
+    )
+    options = [("grpc.default_authority", "localhost")]
+    async with grpc.aio.secure_channel(replica.endpoint, credentials, options) as channel:
+        stub = diagnostics_grpc.DiagnosticsServiceStub(channel)
+        request = diagnostics_pb.GetProbeRequest(probe_id=probe_id)
+        return await stub.GetProbe(request, timeout=10)
+
+
+async def test_probe_answered_across_replicas(replicated: Replicated, profiles_home: Path) -> None:
+    """`privacam probe` asks one replica of each service whether the probe reached it:
+    whichever replica the call lands on must know (every replica reads every probe)."""
+    platform = replicated.platform
+    fleet = [*replicated.key_managers, *replicated.device_auths]
+    for replica in fleet:  # earlier tests killed and restarted some
+        if replica.process is None or replica.process.poll() is not None:
+            replica.start()
+    for replica in fleet:
+        await asyncio.to_thread(replica.wait_serving)
+    operator = platform.profile("operator", platform.pki.operator(), profiles_home)
+    async with PrivacamClient(operator, timeout=10) as client:
+        sent = await client.send_probe("device_auth")  # its first replica: 127.0.0.1
+    started = time.monotonic()
+    missing = {r.endpoint for r in fleet}
+    while missing and time.monotonic() - started < 15:
+        for replica in fleet:
+            if replica.endpoint not in missing:
+                continue
+            seen = await _get_probe(operator, replica, sent.probe_id)
+            if seen.received:
+                assert seen.origin_service == "device_auth"
+                missing.discard(replica.endpoint)
+        await asyncio.sleep(0.2)
+    print(
+        f"\nprobe seen by {len(fleet) - len(missing)} of {len(fleet)} replicas "
+        f"within {time.monotonic() - started:.1f} s"
+    )
+    assert not missing, f"replicas that never saw the probe: {sorted(missing)}"
