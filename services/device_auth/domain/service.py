@@ -295,8 +295,15 @@ class DeviceAuth:
         if not await self._accounts.claim_login(login, account.tenant_id):
             await self._accounts.delete(account.tenant_id)  # lost a race for the login
             raise AlreadyExists(taken)
-        await self._publish(account.tenant_id, AccountRegistered(), None)
-        return await self._enroll_install(account.tenant_id, install_label, public_key)
+        try:
+            await self._publish(account.tenant_id, AccountRegistered(), None)
+            return await self._enroll_install(account.tenant_id, install_label, public_key)
+        except BaseException:
+            # Kafka away, or the caller gone: no half-made account holds the login against
+            # the caller's retry (the login first: an account no login reaches is inert).
+            await self._accounts.release_login(login, account.tenant_id)
+            await self._accounts.delete(account.tenant_id)
+            raise
 
     async def sign_in(
         self, login: str, password: str, csr: bytes, install_label: str = ""
@@ -933,11 +940,17 @@ class DeviceAuth:
         )
         if not await self._installs.create(install):
             raise Conflict("could not record the app install; try again")
-        await self._publish(
-            tenant_id,
-            AppInstallEnrolled(install_id, certificate.serial_hex, certificate.not_after),
-            Subject(PrincipalKind.APP, tenant_id, install_id),
-        )
+        try:
+            await self._publish(
+                tenant_id,
+                AppInstallEnrolled(install_id, certificate.serial_hex, certificate.not_after),
+                Subject(PrincipalKind.APP, tenant_id, install_id),
+            )
+        except BaseException:
+            # Not enrolled after all: the certificate never leaves here, and the account
+            # lists no install its owner never got.
+            await self._installs.delete(install_id)
+            raise
         return Enrollment(tenant_id, install_id, certificate)
 
     async def _account(self, tenant_id: str) -> Account:

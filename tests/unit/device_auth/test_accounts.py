@@ -228,3 +228,27 @@ async def test_another_tenants_install_is_not_found_like_a_missing_one(world: Wo
     assert bob.principal_id in world.installs.records
     with pytest.raises(InvalidInput, match="install_id"):
         await world.service.revoke_install(alice.tenant_id, "../../etc")
+
+
+@pytest.mark.parametrize("failing_event", [AccountRegistered, AppInstallEnrolled])
+async def test_registration_that_cannot_publish_leaves_nothing_and_may_be_retried(
+    world: World, monkeypatch: pytest.MonkeyPatch, failing_event: type
+) -> None:
+    """Kafka away mid-registration: no half-made account keeps the login or lists an
+    install nobody got, so the caller's retry succeeds once Kafka is back."""
+    publish = world.events.publish
+
+    async def kafka_away(event: object) -> None:
+        if isinstance(getattr(event, "body", None), failing_event):
+            raise ConnectionError("kafka is restarting")
+        await publish(event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.events, "publish", kafka_away)
+    with pytest.raises(ConnectionError):
+        await world.service.register_account("alice", PASSWORD, make_csr(), "Pixel 8")
+    monkeypatch.setattr(world.events, "publish", publish)
+    enrollment = await world.service.register_account("alice", PASSWORD, make_csr(), "Pixel 8")
+    (listed,) = await world.service.list_installs(
+        enrollment.tenant_id, current_install_id=enrollment.principal_id
+    )
+    assert listed.install_id == enrollment.principal_id
