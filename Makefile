@@ -33,7 +33,7 @@ demo: ## Run the demo again against the running platform (retention's clock back
 	$(PY) scripts/demo.py
 
 test: setup stack-install lint chart hsm stubs ## Lint, check the chart, compile the C++/Go stubs, run every test; starts (and stops) the servers it needs
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25
 
 unit: setup ## Unit tests only (no servers)
 	$(PY) -m pytest tests/unit
