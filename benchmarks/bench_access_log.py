@@ -36,16 +36,16 @@ from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.types.v1 import types_pb2
-from services.common.kafka import EventProducer, Topic, ensure_topics
-from services.common.merkle import MerkleTree, leaf_hash
-from services.common.receipts import (
+from privacam_core.merkle import MerkleTree, leaf_hash
+from privacam_core.receipts import (
     LogMonitor,
     sign_tree_head,
     tree_head_signing_input,
     verify_receipt,
 )
+from privacam_core.timestamps import to_timestamp
+from services.common.kafka import EventProducer, Topic, ensure_topics
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_timestamp
 from stack import kafka_users
 from tests.harness import (
     cleanup_namespace,

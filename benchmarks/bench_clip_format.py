@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from benchmarks import Result
 from benchmarks.timing import best_seconds_per_call
-from services.common.clip_format import (
+from privacam_core.clip_format import (
     DEFAULT_SEGMENT_SIZE,
     ClipBinding,
     decrypt_stream,

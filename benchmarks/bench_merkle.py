@@ -45,9 +45,9 @@ from benchmarks import Result
 from benchmarks.timing import best_seconds_per_call
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
-from services.common import merkle
-from services.common.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
-from services.common.receipts import sign_tree_head, tree_head_signing_input, verify_receipt
+from privacam_core import merkle
+from privacam_core.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from privacam_core.receipts import sign_tree_head, tree_head_signing_input, verify_receipt
 
 TREE_SIZE = 1_000_000
 INCLUDED_INDEX = 123_456

@@ -58,13 +58,13 @@ from benchmarks.timing import paired_rates
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
+from privacam_core.identity import PrincipalKind, principal_from_pem, spiffe_uri
+from privacam_core.receipts import tree_head_signing_input
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.camera import SessionGate
 from privacam_sdk.enrollment import Enrollment
 from privacam_sdk.live_view import Signer, sign_dtls_fingerprint, signed_payload
-from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
-from services.common.receipts import tree_head_signing_input
 from services.relay_broker.adapters.links import turn_pb
 from services.relay_broker.domain import turn
 from services.relay_broker.domain.model import Side

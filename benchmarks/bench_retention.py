@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from benchmarks import Result
 from privacam.clips.v1 import events_pb2 as clip_events
 from privacam.types.v1 import types_pb2
-from services.common.timestamps import to_timestamp
+from privacam_core.timestamps import to_timestamp
 from stack.minio_users import CLIP_BUCKET
 from tests.harness import (
     cleanup_namespace,

@@ -29,12 +29,12 @@ from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.clip_format import ClipBinding, ClipFormatError, decrypt_all, encrypt_all
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.enrollment import Enrollment
 from privacam_sdk.profile import SERVICES
-from services.common.clip_format import ClipBinding, ClipFormatError, decrypt_all, encrypt_all
 from services.common.telemetry import setup_tracing
-from services.common.timestamps import to_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("PRIVACAM_RUN_DIR", ROOT / ".run"))

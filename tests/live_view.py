@@ -29,6 +29,7 @@ from privacam.identity.v1 import privacy_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam.relay.v1 import relay_pb2
+from privacam_core.identity import principal_from_pem
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.camera import MAX_RECEIPT_AGE, LoggedViewer, SessionGate, SessionRefused
 from privacam_sdk.clips import upload_clip
@@ -49,7 +50,6 @@ from privacam_sdk.privacy import (
 )
 from privacam_sdk.streams import close_stream
 from privacam_sdk.talk_back import MemorySink, TalkBackPlayer
-from services.common.identity import principal_from_pem
 from tests.webrtc_peers import CameraPeer, ViewerPeer, ice_servers
 
 SignalCall = grpc.aio.StreamStreamCall[pb.SignalRequest, pb.SignalResponse]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from privacam_core.identity import PrincipalKind, spiffe_uri
 from services.common.devpki import ensure_dev_pki, service_id
-from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.pki import (
     Authority,
     certificate_pem,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from google.protobuf.descriptor import MethodDescriptor
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 from tests.harness import SERVICES
 
 

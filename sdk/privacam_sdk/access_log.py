@@ -28,7 +28,7 @@ reader raises :class:`LogDeleted` ("this household's log was deleted at T after 
 entries") when the statement verifies and covers the head this device remembers. A log
 that shrinks without such a statement, to size 0 or not, is still :class:`LogTampered`.
 
-The checks themselves are services.common.receipts.LogMonitor (shipped in the same
+The checks themselves are privacam_core.receipts.LogMonitor (shipped in the same
 distribution), so the key manager, the log and this client share one implementation.
 
     async with PrivacamClient(profile) as client:
@@ -53,9 +53,8 @@ from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
-from privacam_sdk.client import PrivacamClient
-from services.common.identity import principal_from_pem
-from services.common.receipts import (
+from privacam_core.identity import principal_from_pem
+from privacam_core.receipts import (
     EntryMissing,
     LogDeleted,
     LogMonitor,
@@ -64,7 +63,8 @@ from services.common.receipts import (
     VerifiedEntry,
     verify_key_rotation,
 )
-from services.common.timestamps import to_timestamp
+from privacam_core.timestamps import to_timestamp
+from privacam_sdk.client import PrivacamClient
 
 __all__ = [
     "AccessLogReader",

@@ -41,13 +41,13 @@ from google.protobuf.message import DecodeError
 from privacam.accesslog.v1 import log_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.types.v1 import types_pb2
-from privacam_sdk.live_view import FingerprintRejected, Signer, verify_dtls_fingerprint
-from services.common.receipts import (
+from privacam_core.receipts import (
     DEFAULT_CLOCK_SKEW,
     ReceiptError,
     VerifiedAccess,
     verify_receipt,
 )
+from privacam_sdk.live_view import FingerprintRejected, Signer, verify_dtls_fingerprint
 
 MAX_RECEIPT_AGE = timedelta(minutes=2)
 """How old a session request's receipt may be: the broker logs the session and asks the

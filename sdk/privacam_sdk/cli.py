@@ -97,10 +97,13 @@ async def _probe(profile: Profile, origin: str, wait: float) -> int:
 
 
 def _version() -> str:
-    try:
-        return importlib.metadata.version("privacam")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    # privacam-sdk when installed alone (pip install ./sdk), privacam in the repository.
+    for distribution in ("privacam-sdk", "privacam"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,7 +20,7 @@ service, an operator nor whoever writes the broker's state can switch privacy of
 applied statement is kept in the camera's state file, so a restart keeps it. The contract
 for firmware teams is in docs/camera-protocol.md.
 
-The evaluation (:class:`Mode`, :func:`mode_of`) is services/common/privacy.py's, the same
+The evaluation (:class:`Mode`, :func:`mode_of`) is core/privacam_core/privacy.py's, the same
 code the platform uses to refuse early.
 """
 
@@ -49,18 +49,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1 import privacy_pb2 as pb
-from privacam_sdk.client import PrivacamClient
-from privacam_sdk.enrollment import owner_app_key
 
 # Re-exported: apps and cameras name them from here.
-from services.common.privacy import DAYS as DAYS
-from services.common.privacy import MAX_FUTURE as MAX_FUTURE
-from services.common.privacy import MAX_WINDOWS as MAX_WINDOWS
-from services.common.privacy import MINUTES_PER_DAY
-from services.common.privacy import SIGNING_CONTEXT as SIGNING_CONTEXT
-from services.common.privacy import Mode as Mode
-from services.common.privacy import Window as Window
-from services.common.privacy import mode_of as mode_of
+from privacam_core.privacy import DAYS as DAYS
+from privacam_core.privacy import MAX_FUTURE as MAX_FUTURE
+from privacam_core.privacy import MAX_WINDOWS as MAX_WINDOWS
+from privacam_core.privacy import MINUTES_PER_DAY
+from privacam_core.privacy import SIGNING_CONTEXT as SIGNING_CONTEXT
+from privacam_core.privacy import Mode as Mode
+from privacam_core.privacy import Window as Window
+from privacam_core.privacy import mode_of as mode_of
+from privacam_sdk.client import PrivacamClient
+from privacam_sdk.enrollment import owner_app_key
 
 _DAY_SETS = {"daily": tuple(range(7)), "weekdays": tuple(range(5)), "weekends": (5, 6)}
 _ITEM = re.compile(r"^\s*([a-z]+(?:-[a-z]+)?)\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from privacam_core.identity import ID_PATTERN, Principal, PrincipalKind
 from services.common import metrics
 from services.common.errors import PermissionDenied, Unauthenticated
-from services.common.identity import ID_PATTERN, Principal, PrincipalKind
 
 log = logging.getLogger("privacam.auth")
 

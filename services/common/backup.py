@@ -54,7 +54,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from minio import Minio
 
 from privacam.keys.v1.state_pb2 import KeyStateRecord
-from services.common import clip_format, topics
+from privacam_core import clip_format
+from services.common import topics
 from services.common.kafka import EventProducer, Topic, client_options, ensure_topics
 from services.common.settings import KafkaSettings, MinioSettings
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from services.common.identity import PrincipalKind, ca_kinds, spiffe_uri
+from privacam_core.identity import PrincipalKind, ca_kinds, spiffe_uri
 from services.common.pki import (
     Authority,
     certificate_pem,

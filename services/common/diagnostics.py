@@ -10,12 +10,12 @@ from datetime import datetime
 from privacam.diagnostics.v1 import diagnostics_service_pb2 as pb
 from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as pb_grpc
 from privacam.diagnostics.v1.events_pb2 import DiagnosticsEvent, ProbeSent
+from privacam_core.timestamps import to_timestamp
 from services.common.auth import OPERATOR, MethodPolicies
 from services.common.clock import Clock
 from services.common.errors import InvalidArgument
 from services.common.kafka import Delivery, EventProducer, Topic
 from services.common.telemetry import trace_id_hex
-from services.common.timestamps import to_timestamp
 
 DIAGNOSTICS_TOPIC: Topic[DiagnosticsEvent] = Topic("privacam.diagnostics.v1", DiagnosticsEvent)
 SERVICE_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["DiagnosticsService"]

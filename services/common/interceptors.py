@@ -24,6 +24,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
+from privacam_core.identity import IdentityRejected, Principal, principal_from_pem
 from services.common import metrics, telemetry
 from services.common.auth import Authorizer, reset_current_principal, set_current_principal
 from services.common.errors import (
@@ -33,7 +34,6 @@ from services.common.errors import (
     status_for,
     store_unreachable,
 )
-from services.common.identity import Principal, principal_from_pem
 from services.common.ratelimit import Limit, RateLimiter
 
 log = logging.getLogger("privacam.rpc")
@@ -245,7 +245,10 @@ class _Guard:
         pem = next(iter(self._context.auth_context().get("x509_pem_cert", ())), None)
         if pem is None:
             raise Unauthenticated("a client certificate is required")
-        principal = principal_from_pem(pem, interceptor.trust_domain)
+        try:
+            principal = principal_from_pem(pem, interceptor.trust_domain)
+        except IdentityRejected as error:
+            raise Unauthenticated(str(error)) from None
         interceptor.authorizer.authorize(principal, self._rpc.full_method)
         self._principal = principal
         self._token = set_current_principal(principal)

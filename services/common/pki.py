@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.common.identity import CA_KINDS_PREFIX, PrincipalKind
+from privacam_core.identity import CA_KINDS_PREFIX, PrincipalKind
 
 
 def new_private_key() -> ec.EllipticCurvePrivateKey:

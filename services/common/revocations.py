@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_core.identity import Principal, subject_digest
 from services.common import topics
 from services.common.compaction import SegmentRoller, Timing, is_marker
-from services.common.identity import Principal, subject_digest
 from services.common.kafka import EventProducer, Reassertion, TopicReplica
 from services.common.settings import KafkaSettings
 

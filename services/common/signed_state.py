@@ -35,10 +35,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from privacam_core.identity import IdentityRejected, PrincipalKind, ca_kinds, parse_spiffe_uri
 from services.common import metrics
 from services.common.certificates import TlsMaterial
-from services.common.errors import Unauthenticated
-from services.common.identity import PrincipalKind, ca_kinds, parse_spiffe_uri
 from services.common.settings import TlsSettings
 from services.common.tls import service_certificates
 
@@ -228,7 +227,7 @@ class StateVerifier:
             raise RecordRejected("wrong_writer")
         try:
             kind, name, _ = parse_spiffe_uri(uris[0], self._trust_domain)
-        except Unauthenticated:
+        except IdentityRejected:
             raise RecordRejected("wrong_writer") from None
         public_key = leaf.public_key()
         if kind is not PrincipalKind.SERVICE or not isinstance(

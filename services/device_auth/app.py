@@ -13,10 +13,10 @@ from cryptography import x509
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
+from privacam_core.identity import CA_KINDS_PREFIX, PrincipalKind, ca_kinds
 from services.common import topics
 from services.common.clock import Clock
 from services.common.hsm import HsmAuthority, Pkcs11EcSigner, Pkcs11Token
-from services.common.identity import CA_KINDS_PREFIX, PrincipalKind, ca_kinds
 from services.common.interceptors import AnonymousMethods
 from services.common.kafka import EventProducer
 from services.common.log_keys import load_log_keys

@@ -4,10 +4,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
+from privacam_core.receipts import DEFAULT_CLOCK_SKEW
 from services.common import topics
 from services.common.clock import Clock
 from services.common.kafka import EventProducer
-from services.common.receipts import DEFAULT_CLOCK_SKEW
 from services.common.runtime import GrpcApi, ServiceParts
 from services.key_manager.adapters.events import KafkaKeyEvents
 from services.key_manager.adapters.metrics import PrometheusKeyMetrics

@@ -28,13 +28,13 @@ from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as keys_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.receipts import verify_receipt
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient
 from privacam_sdk.access_log import AccessLogReader, LogTampered
 from services.access_log.adapters.segments import decode_segment, encode_segment
 from services.common import topics
 from services.common.kafka import EventProducer
-from services.common.receipts import verify_receipt
-from services.common.timestamps import to_timestamp
 from tests.harness import ROOT, Platform, access_log_key, kafka_settings, stack_minio
 from tests.integration.test_log_completeness import pin_log_keys
 

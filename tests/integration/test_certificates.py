@@ -20,12 +20,12 @@ from cryptography import x509
 
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_core.identity import PrincipalKind, spiffe_uri, subject_digest
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from privacam_sdk.enrollment import renew_certificate
 from services.common import topics
 from services.common.devpki import service_id
-from services.common.identity import PrincipalKind, spiffe_uri, subject_digest
 from services.common.kafka import EventProducer
 from tests.harness import (
     SERVICES,

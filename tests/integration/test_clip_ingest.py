@@ -40,12 +40,12 @@ from privacam.keys.v1 import key_manager_service_pb2 as km_pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as km_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.clip_format import ClipBinding, ClipHeader, decrypt_all, read_header
+from privacam_core.identity import principal_from_pem
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip, upload_requests
 from services.clip_ingest.domain.model import object_name
-from services.common.clip_format import ClipBinding, ClipHeader, decrypt_all, read_header
-from services.common.identity import principal_from_pem
-from services.common.timestamps import to_timestamp
 from tests import mp4_boxes as boxes
 from tests.harness import (
     Platform,

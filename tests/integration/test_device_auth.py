@@ -24,10 +24,10 @@ from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import principal_from_pem
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import list_clips, upload_clip
 from privacam_sdk.enrollment import new_key_and_csr
-from services.common.identity import principal_from_pem
 from tests.harness import Platform
 from tests.media import make_mp4
 

@@ -27,9 +27,9 @@ from privacam.identity.v1 import events_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import Principal, PrincipalKind, subject_digest
 from services.common import topics
 from services.common.clock import SystemClock
-from services.common.identity import Principal, PrincipalKind, subject_digest
 from services.common.kafka import EventProducer, Topic, ensure_topics
 from services.common.pki import create_intermediate, create_root, new_private_key
 from services.common.revocations import RevocationList

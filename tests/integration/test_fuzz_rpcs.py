@@ -21,7 +21,7 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 from tests.harness import Platform
 from tests.pki_helpers import Identity
 from tests.proto_strategies import build, messages

@@ -49,13 +49,13 @@ from privacam.keys.v1 import key_manager_service_pb2 as km_pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as km_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import PrincipalKind, spiffe_uri, subject_digest
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient, Profile
 from services.common import topic_grants, topics
-from services.common.identity import PrincipalKind, spiffe_uri, subject_digest
 from services.common.kafka import ensure_topics
 from services.common.signed_state import StateSigner
 from services.common.stores import ObjectStore
-from services.common.timestamps import to_timestamp
 from services.device_auth.adapters.state import GRANTS, _document
 from services.device_auth.domain.records import Grant, GrantScope
 from services.key_manager.adapters.state_log import claim_key

@@ -49,11 +49,11 @@ from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam.relay.v1 import relay_broker_service_pb2 as relay_pb
 from privacam.retention.v1 import retention_service_pb2 as retention_pb
 from privacam.retention.v1 import retention_service_pb2_grpc as retention_grpc
+from privacam_core.identity import PrincipalKind, principal_from_pem, spiffe_uri, subject_digest
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.clips import download_clip, list_clips, upload_clip, upload_requests
 from privacam_sdk.privacy import Mode, make_statement, sign_statement
 from services.common import topics
-from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri, subject_digest
 from services.common.pki import certificate_pem, issue_leaf, new_private_key, private_key_pem
 from tests.harness import SERVICES, Platform, kafka_options, mtls_channel, state_signing
 from tests.live_view import CameraAgent, SignalCall, open_signal, read_signal, relay_stub

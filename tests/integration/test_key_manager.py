@@ -19,9 +19,9 @@ from privacam.keys.v1 import key_manager_service_pb2 as pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.merkle import MerkleTree
+from privacam_core.receipts import sign_tree_head
 from privacam_sdk import PrivacamClient
-from services.common.merkle import MerkleTree
-from services.common.receipts import sign_tree_head
 from tests.harness import Platform, access_log_key, kafka_options
 
 CONTEXT = keys_pb2.KeyContext(tenant_id="tenant-km", device_id="cam-1", clip_id="clip-0001")

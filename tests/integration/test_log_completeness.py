@@ -27,6 +27,9 @@ from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import events_pb2 as identity_events
 from privacam.types.v1 import types_pb2
+from privacam_core.merkle import EMPTY_ROOT
+from privacam_core.receipts import sign_key_rotation, sign_log_deletion, sign_tree_head
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient
 from privacam_sdk.access_log import (
     AccessLogReader,
@@ -38,9 +41,6 @@ from privacam_sdk.access_log import (
 from privacam_sdk.profile import Profile
 from services.common import topics
 from services.common.kafka import EventProducer
-from services.common.merkle import EMPTY_ROOT
-from services.common.receipts import sign_key_rotation, sign_log_deletion, sign_tree_head
-from services.common.timestamps import to_timestamp
 from tests.harness import ROOT, Platform, access_log_key, free_port, kafka_settings
 
 KEY_ID = "test-log-1"

@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient
 from services.common import topics
-from services.common.timestamps import to_timestamp
 from services.relay_broker.adapters.watch_notices import RedisWatchNotices
 from tests.harness import (
     Platform,

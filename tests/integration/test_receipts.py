@@ -27,7 +27,7 @@ from privacam.keys.v1 import key_manager_service_pb2 as pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
-from services.common.timestamps import to_timestamp
+from privacam_core.timestamps import to_timestamp
 from tests.harness import (
     ServiceProcess,
     cleanup_namespace,

@@ -28,8 +28,8 @@ from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import principal_from_pem
 from privacam_sdk import PrivacamClient, Profile
-from services.common.identity import principal_from_pem
 from services.common.peers import RETRY_SERVICE_CONFIG
 from tests.harness import Platform, ServiceProcess, make_service, running
 

@@ -33,9 +33,9 @@ from privacam.identity.v1 import identity_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.live_view import FingerprintRejected
-from services.common.identity import PrincipalKind, principal_from_pem, spiffe_uri
 from services.relay_broker.adapters.links import camera_channel, turn_pb
 from services.relay_broker.adapters.redis_state import RedisSessions
 from services.relay_broker.domain import turn

@@ -45,15 +45,16 @@ from privacam.retention.v1 import retention_pb2
 from privacam.retention.v1 import retention_service_pb2 as pb
 from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
 from privacam.types.v1 import types_pb2
+from privacam_core import clip_format
+from privacam_core.merkle import MerkleTree
+from privacam_core.receipts import sign_tree_head
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.access_log import AccessLogReader
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from services.clip_ingest.domain.model import object_name
-from services.common import clip_format, topics
+from services.common import topics
 from services.common.clip_events import ClipDeletion, clip_deletions
-from services.common.merkle import MerkleTree
-from services.common.receipts import sign_tree_head
-from services.common.timestamps import to_timestamp
 from services.retention.adapters.exports import RedisExportStore
 from services.retention.domain.exports import ExportJob, ExportState
 from services.retention.settings import RetentionSettings

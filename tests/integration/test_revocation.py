@@ -15,13 +15,13 @@ from aiokafka import AIOKafkaProducer
 from privacam.clips.v1 import clip_service_pb2 as clips_pb
 from privacam.clips.v1 import clip_service_pb2_grpc as clips_grpc
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_core.identity import Principal, PrincipalKind, subject_digest
+from privacam_core.timestamps import to_timestamp
 from privacam_sdk import PrivacamClient
 from services.common import topics
-from services.common.identity import Principal, PrincipalKind, subject_digest
 from services.common.kafka import EventProducer, ensure_topics
 from services.common.revocations import RevocationList
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_timestamp
 from tests.harness import (
     Platform,
     delete_namespace_topics,

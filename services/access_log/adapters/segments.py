@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
+from privacam_core.merkle import EMPTY_ROOT
 from services.access_log.adapters import metrics
 from services.access_log.domain.log import LogEnding
-from services.common.merkle import EMPTY_ROOT
 
 log = logging.getLogger("privacam.access_log.segments")
 

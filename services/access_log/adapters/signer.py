@@ -2,7 +2,7 @@
 to the key manager and, at enrollment, to every app and camera, which pin it.
 
 A new key is introduced by a **rotation statement** (``log_pb2.KeyRotation``, layout in
-``services.common.receipts``) signed by the key it replaces; clients trust a key only if
+``privacam_core.receipts``) signed by the key it replaces; clients trust a key only if
 they pinned it or a trusted key signed its statement. ``KEY_ROTATIONS_FILE`` holds the
 statements in order; make one with
 
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import log_pb2
-from services.common.receipts import (
+from privacam_core.receipts import (
     ReceiptError,
     sign_key_rotation,
     sign_log_deletion,
@@ -36,7 +36,7 @@ from services.common.receipts import (
     verify_key_rotation,
     verify_tree_head,
 )
-from services.common.timestamps import to_datetime, to_timestamp
+from privacam_core.timestamps import to_datetime, to_timestamp
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -10,11 +10,11 @@ from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import ID_PATTERN
+from privacam_core.timestamps import to_datetime
 from services.access_log.domain.service import AccessLog
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument
-from services.common.identity import ID_PATTERN
-from services.common.timestamps import to_datetime
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

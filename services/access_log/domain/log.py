@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
+from privacam_core.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
 
 
 @dataclass(frozen=True, slots=True)

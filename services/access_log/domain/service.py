@@ -24,6 +24,9 @@ from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.accesslog.v1.events_pb2 import AccessStateRecord
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import Principal, PrincipalKind
+from privacam_core.merkle import EMPTY_ROOT
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.access_log.domain.log import LogBook, TenantLog
 from services.common.clock import Clock
 from services.common.errors import (
@@ -35,9 +38,6 @@ from services.common.errors import (
     PermissionDenied,
     Unavailable,
 )
-from services.common.identity import Principal, PrincipalKind
-from services.common.merkle import EMPTY_ROOT
-from services.common.timestamps import to_datetime, to_timestamp
 
 SERVICE_NAME = "access_log"
 PENDING_LIFETIME = timedelta(hours=24)

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 
 from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.access_log.adapters import metrics
 from services.access_log.adapters.segments import Checkpoint, SegmentStore
 from services.access_log.domain.log import Access, LogBook, PrincipalRef
@@ -34,7 +35,6 @@ from services.common.clock import Clock
 from services.common.errors import Unavailable
 from services.common.kafka import EventProducer, client_options
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_datetime, to_timestamp
 
 log = logging.getLogger("privacam.access_log.replica")
 

@@ -9,15 +9,15 @@ from google.protobuf.duration_pb2 import Duration
 from privacam.clips.v1 import clips_pb2
 from privacam.clips.v1 import events_pb2 as events
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import PrincipalKind
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.clip_ingest import NAME
 from services.clip_ingest.domain.model import ClipRecord
 from services.common import topics
 from services.common.auth import current_principal
 from services.common.clock import Clock
 from services.common.errors import Unauthenticated
-from services.common.identity import PrincipalKind
 from services.common.kafka import EventProducer
-from services.common.timestamps import to_datetime, to_timestamp
 
 _KINDS = {
     PrincipalKind.CAMERA: types_pb2.PRINCIPAL_KIND_CAMERA,

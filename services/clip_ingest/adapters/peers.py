@@ -22,6 +22,9 @@ from privacam.identity.v1 import identity_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import PrincipalKind
+from privacam_core.privacy import Mode, StatementError, mode_of, parse
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.clip_ingest import NAME
 from services.clip_ingest.domain.errors import IntegrityFailure
 from services.clip_ingest.domain.model import CameraSettings, GeneratedKey, Viewer
@@ -31,10 +34,7 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.identity import PrincipalKind
 from services.common.peers import Peers, call_options, passed_on, unreachable
-from services.common.privacy import Mode, StatementError, mode_of, parse
-from services.common.timestamps import to_datetime, to_timestamp
 
 _PERIOD_CACHE = 4096
 

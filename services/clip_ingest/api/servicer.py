@@ -20,6 +20,8 @@ import grpc
 
 from privacam.clips.v1 import clip_service_pb2 as pb
 from privacam.clips.v1 import clip_service_pb2_grpc as pb_grpc
+from privacam_core.identity import ID_PATTERN, Principal, PrincipalKind
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.clip_ingest.adapters.events import clip_pb
 from services.clip_ingest.domain.errors import (
     AlertsOff,
@@ -43,8 +45,6 @@ from services.common.errors import (
     PermissionDenied,
     map_domain_error,
 )
-from services.common.identity import ID_PATTERN, Principal, PrincipalKind
-from services.common.timestamps import to_datetime, to_timestamp
 
 for _error, _status in (
     (InvalidClip, grpc.StatusCode.INVALID_ARGUMENT),

@@ -37,7 +37,7 @@ import hmac
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from services.common.clip_format import ClipBinding
+from privacam_core.clip_format import ClipBinding
 
 LABEL = b"privacam-clip-fingerprint-v1"
 KEY_BYTES = 32

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from services.common.privacy import Mode
+from privacam_core.privacy import Mode
 
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CONTENT_TYPE = "video/mp4"

@@ -20,6 +20,15 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from privacam_core.clip_format import (
+    HEADER_MAX_LENGTH,
+    ClipBinding,
+    ClipFormatError,
+    adecrypt_stream,
+    aencrypt_stream,
+    read_header,
+)
+from privacam_core.privacy import Feature, refusal
 from services.clip_ingest.domain.errors import (
     AlertsOff,
     CameraBusy,
@@ -51,16 +60,7 @@ from services.clip_ingest.domain.model import (
     object_name,
 )
 from services.clip_ingest.domain.mp4 import Mp4Probe, NotMp4
-from services.common.clip_format import (
-    HEADER_MAX_LENGTH,
-    ClipBinding,
-    ClipFormatError,
-    adecrypt_stream,
-    aencrypt_stream,
-    read_header,
-)
 from services.common.clock import Clock
-from services.common.privacy import Feature, refusal
 
 log = logging.getLogger("privacam.clip_ingest")
 

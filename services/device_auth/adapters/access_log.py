@@ -10,9 +10,9 @@ import grpc
 from privacam.accesslog.v1 import access_log_service_pb2 as log_pb
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_timestamp
 from services.common.clock import Clock
 from services.common.peers import Peers, call_options, unreachable
-from services.common.timestamps import to_timestamp
 from services.device_auth import NAME
 
 

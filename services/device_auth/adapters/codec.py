@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 from services.device_auth.domain.records import Subject
 
 JsonObject = dict[str, Any]

@@ -35,10 +35,10 @@ from privacam.identity.v1 import events_pb2 as pb
 from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import PrincipalKind, spiffe_uri, subject_digest
+from privacam_core.timestamps import to_timestamp
 from services.common import topics
-from services.common.identity import PrincipalKind, spiffe_uri, subject_digest
 from services.common.kafka import EventProducer
-from services.common.timestamps import to_timestamp
 from services.device_auth.domain import events
 from services.device_auth.domain.records import Grant, GrantScope, Subject
 

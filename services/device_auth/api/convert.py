@@ -15,9 +15,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import ID_PATTERN, PrincipalKind
+from privacam_core.timestamps import to_timestamp
 from services.common.errors import InvalidArgument
-from services.common.identity import ID_PATTERN, PrincipalKind
-from services.common.timestamps import to_timestamp
 from services.device_auth.domain.certificates import CSR_MAX_BYTES, IssuedCertificate
 from services.device_auth.domain.records import GrantScope, SettingsView, Subject
 from services.device_auth.domain.service import (

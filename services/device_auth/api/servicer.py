@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import device_auth_service_pb2_grpc as pb_grpc
+from privacam_core.identity import Principal, PrincipalKind
+from privacam_core.timestamps import to_timestamp
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, PermissionDenied, map_domain_error
-from services.common.identity import Principal, PrincipalKind
 from services.common.memo import DerivedCache
-from services.common.timestamps import to_timestamp
 from services.device_auth.api import convert
 from services.device_auth.domain.certificates import IssuedCertificate
 from services.device_auth.domain.errors import (

@@ -16,8 +16,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from privacam_core.identity import PrincipalKind, spiffe_uri
 from services.common.clock import Clock
-from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.pki import Issuer, certificate_pem
 from services.device_auth.domain.errors import InvalidInput
 

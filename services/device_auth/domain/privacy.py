@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from privacam.identity.v1 import privacy_pb2
-from services.common import privacy
+from privacam_core import privacy
+from privacam_core.identity import PrincipalKind
 from services.common.clock import Clock
-from services.common.identity import PrincipalKind
 from services.device_auth.domain import validation
 from services.device_auth.domain.errors import Forbidden, InvalidInput, PreconditionFailed
 from services.device_auth.domain.ports import PrivacyLog

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from privacam_core.identity import PrincipalKind
 from services.common.clock import Clock
-from services.common.identity import PrincipalKind
 from services.common.memo import DerivedCache
 from services.device_auth.domain import validation
 from services.device_auth.domain.certificates import (

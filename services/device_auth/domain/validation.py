@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from services.common.identity import ID_PATTERN
+from privacam_core.identity import ID_PATTERN
 from services.device_auth.domain.errors import InvalidInput
 
 LOGIN_PATTERN = re.compile(r"[a-z0-9._-]{3,64}")

@@ -15,13 +15,13 @@ import uuid
 from privacam.keys.v1 import events_pb2 as events
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import PrincipalKind
+from privacam_core.timestamps import to_timestamp
 from services.common import topics
 from services.common.auth import current_principal
 from services.common.clock import Clock
 from services.common.errors import Unauthenticated
-from services.common.identity import PrincipalKind
 from services.common.kafka import EventProducer
-from services.common.timestamps import to_timestamp
 from services.key_manager.domain.keyring import KeyContext
 from services.key_manager.domain.service import Purpose, VersionInfo
 

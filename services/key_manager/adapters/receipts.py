@@ -2,7 +2,7 @@
 already in the household's tamper-evident log.
 
 A receipt is a signed tree head of the tenant's log plus an inclusion proof of the
-access record (services/common/receipts.py checks both, and that the head and the
+access record (core/privacam_core/receipts.py checks both, and that the head and the
 access itself are recent). Here the record must also be this very access: same tenant,
 camera, clip (or export) and purpose, logged by the service now asking for the key.
 That it was never presented before is settled by the key state log, on every replica
@@ -22,14 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from privacam.accesslog.v1 import log_pb2
-from services.common.clock import Clock
-from services.common.errors import FailedPrecondition
-from services.common.receipts import (
+from privacam_core.receipts import (
     DEFAULT_CLOCK_SKEW,
     ReceiptError,
     StaleReceipt,
     verify_receipt,
 )
+from services.common.clock import Clock
+from services.common.errors import FailedPrecondition
 from services.key_manager.adapters.events import PURPOSES
 from services.key_manager.domain.keyring import KeyContext
 from services.key_manager.domain.service import AccessProof, Purpose, ReceiptRefused

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from privacam.keys.v1 import state_pb2 as pb
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.common.clock import Clock
 from services.common.compaction import SegmentRoller, Timing, is_marker
 from services.common.kafka import EventProducer, Reassertion, Topic, TopicReplica
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_datetime, to_timestamp
 from services.key_manager.domain.keyring import Keyring, SealedKek, tenant_digest
 
 log = logging.getLogger("privacam.key_manager.state")

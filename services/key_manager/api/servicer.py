@@ -14,10 +14,10 @@ from privacam.keys.v1 import key_manager_service_pb2 as pb
 from privacam.keys.v1 import key_manager_service_pb2_grpc as pb_grpc
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import ID_PATTERN
+from privacam_core.timestamps import to_timestamp
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, map_domain_error
-from services.common.identity import ID_PATTERN
-from services.common.timestamps import to_timestamp
 from services.key_manager.adapters.events import PURPOSES, version_pb
 from services.key_manager.domain.keyring import (
     KeyContext,

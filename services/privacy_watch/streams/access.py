@@ -29,8 +29,8 @@ from google.protobuf.message import DecodeError
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.common import topics
-from services.common.timestamps import to_datetime, to_timestamp
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.domain.rules import (
     Entry,

@@ -11,10 +11,10 @@ from google.protobuf.duration_pb2 import Duration
 
 from privacam.relay.v1 import events_pb2 as events
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_timestamp
 from services.common import topics
 from services.common.clock import Clock
 from services.common.kafka import EventProducer
-from services.common.timestamps import to_timestamp
 from services.relay_broker import NAME
 from services.relay_broker.adapters.links import END_REASONS, ROLES, viewer_pb
 from services.relay_broker.domain.model import EndReason, Session

@@ -12,7 +12,7 @@ from privacam.identity.v1 import privacy_pb2
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_pb2
 from privacam.types.v1 import types_pb2
-from services.common.timestamps import to_timestamp
+from privacam_core.timestamps import to_timestamp
 from services.relay_broker.adapters.bus import Bus
 from services.relay_broker.domain.model import (
     EndReason,

@@ -18,12 +18,12 @@ from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.privacy import Mode, StatementError, mode_of, parse
+from privacam_core.timestamps import to_timestamp
 from services.common.errors import (
     Unavailable,
 )
 from services.common.peers import UNREACHABLE, Peers, call_options, passed_on, unreachable
-from services.common.privacy import Mode, StatementError, mode_of, parse
-from services.common.timestamps import to_timestamp
 from services.relay_broker import NAME
 from services.relay_broker.domain.model import Access, Session, Talk, Viewer
 

@@ -19,10 +19,10 @@ from google.protobuf.duration_pb2 import Duration
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
 from privacam.relay.v1 import relay_pb2
+from privacam_core.identity import Principal, PrincipalKind
+from privacam_core.timestamps import to_timestamp
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, map_domain_error
-from services.common.identity import Principal, PrincipalKind
-from services.common.timestamps import to_timestamp
 from services.relay_broker.adapters.bus import Bus
 from services.relay_broker.adapters.links import BusLinks, notice_channel, signal_channel, turn_pb
 from services.relay_broker.adapters.metrics import (

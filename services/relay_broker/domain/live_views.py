@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from privacam_core.privacy import Feature, refusal
 from services.common.clock import Clock
-from services.common.privacy import Feature, refusal
 from services.relay_broker.domain import turn
 from services.relay_broker.domain.errors import (
     CameraOffline,

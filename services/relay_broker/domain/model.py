@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.privacy import Mode
+from privacam_core.privacy import Mode
 
 
 class Side(enum.Enum):

@@ -27,8 +27,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from privacam_core.privacy import Feature, refusal
 from services.common.clock import Clock
-from services.common.privacy import Feature, refusal
 from services.relay_broker.domain.errors import CameraPrivate, SessionNotFound, TalkConflict
 from services.relay_broker.domain.live_views import LiveViews
 from services.relay_broker.domain.model import (

@@ -15,10 +15,10 @@ from typing import Protocol
 
 from privacam.identity.v1 import events_pb2 as identity_events
 from privacam.types.v1 import types_pb2
+from privacam_core.privacy import StatementError, mode_of, parse
+from privacam_core.timestamps import to_datetime
 from services.common.clock import Clock
 from services.common.kafka import Delivery
-from services.common.privacy import StatementError, mode_of, parse
-from services.common.timestamps import to_datetime
 from services.relay_broker.adapters.links import BusLinks
 from services.relay_broker.domain.live_views import LiveViews
 

@@ -11,9 +11,9 @@ from privacam.clips.v1 import events_pb2 as clip_events
 from privacam.retention.v1 import events_pb2 as pb
 from privacam.retention.v1 import retention_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_timestamp
 from services.common import topics
 from services.common.kafka import EventProducer
-from services.common.timestamps import to_timestamp
 from services.retention import NAME
 from services.retention.domain.model import (
     CancellationRecord,

@@ -25,13 +25,14 @@ from privacam.keys.v1 import keys_pb2
 from privacam.retention.v1 import events_pb2 as pb
 from privacam.retention.v1 import retention_pb2
 from privacam.types.v1 import types_pb2
-from services.common import clip_format, topics
-from services.common.clip_format import BytesLike
+from privacam_core import clip_format
+from privacam_core.clip_format import BytesLike
+from privacam_core.timestamps import to_timestamp
+from services.common import topics
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition
 from services.common.kafka import EventProducer
 from services.common.peers import Peers, call_options
-from services.common.timestamps import to_timestamp
 from services.retention import NAME
 from services.retention.adapters.objects import MinioObjects, tenant_prefix
 from services.retention.adapters.peers import call

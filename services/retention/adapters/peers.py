@@ -17,9 +17,9 @@ from privacam.identity.v1 import identity_pb2
 from privacam.keys.v1 import key_manager_service_pb2 as keys_pb
 from privacam.keys.v1 import keys_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_datetime
 from services.common.errors import NotFound, Unavailable
 from services.common.peers import Peers, call_options, passed_on
-from services.common.timestamps import to_datetime
 from services.retention.domain.model import KeyVersionInfo, PeriodRef, PurgeReport, VersionState
 
 T = TypeVar("T")

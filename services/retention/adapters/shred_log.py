@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from privacam.retention.v1 import retention_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_datetime, to_timestamp
 from services.common.replicated_map import ReplicatedMap
-from services.common.timestamps import to_datetime, to_timestamp
 from services.retention.domain.model import ShredReason, ShredRecord
 
 _REASONS = {

@@ -15,10 +15,10 @@ from typing import Any
 from privacam.retention.v1 import retention_pb2
 from privacam.retention.v1 import retention_service_pb2 as pb
 from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
+from privacam_core.identity import ID_PATTERN, PrincipalKind
+from privacam_core.timestamps import to_timestamp
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, PermissionDenied
-from services.common.identity import ID_PATTERN, PrincipalKind
-from services.common.timestamps import to_timestamp
 from services.retention.adapters.events import cancellation_record_pb
 from services.retention.adapters.exports import job_pb
 from services.retention.adapters.shred_log import record_pb

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.common import clip_format
-from services.common.clip_format import BytesLike, SegmentSealer
+from privacam_core import clip_format
+from privacam_core.clip_format import BytesLike, SegmentSealer
 from services.common.errors import Unavailable
 
 FIRST_PART_SEGMENTS = 20

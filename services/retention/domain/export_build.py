@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
-from services.common import clip_format
+from privacam_core import clip_format
 from services.common.clock import Clock
 from services.common.errors import (
     PrivacamError,

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.common import clip_format
-from services.common.clip_format import BytesLike
+from privacam_core import clip_format
+from privacam_core.clip_format import BytesLike
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition, NotFound, OutOfRange
 from services.retention.domain.model import ScheduledClip

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from privacam.clips.v1 import events_pb2
+from privacam_core.timestamps import to_datetime
 from services.common import topics
 from services.common.clip_events import clip_deletions
 from services.common.kafka import Delivery, EventProducer, client_options
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_datetime
 from services.retention import NAME
 from services.retention.adapters.schedule import RedisSchedule
 from services.retention.domain.model import RetentionBounds, ScheduledClip

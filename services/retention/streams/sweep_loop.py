@@ -11,10 +11,10 @@ from google.protobuf.duration_pb2 import Duration
 
 from privacam.retention.v1 import events_pb2 as pb
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_timestamp
 from services.common.clock import Clock
 from services.common.kafka import EventProducer
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_timestamp
 from services.retention import NAME
 from services.retention.adapters.events import KafkaRetentionEvents
 from services.retention.adapters.lease import RedisLease

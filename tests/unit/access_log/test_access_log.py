@@ -16,6 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import Principal, PrincipalKind
+from privacam_core.receipts import (
+    LogMonitor,
+    LogTampered,
+    verify_log_deletion,
+    verify_receipt,
+)
+from privacam_core.timestamps import to_timestamp
 from services.access_log.adapters.segments import (
     SegmentError,
     SegmentStore,
@@ -35,14 +43,6 @@ from services.common.errors import (
     OutOfRange,
     PermissionDenied,
 )
-from services.common.identity import Principal, PrincipalKind
-from services.common.receipts import (
-    LogMonitor,
-    LogTampered,
-    verify_log_deletion,
-    verify_receipt,
-)
-from services.common.timestamps import to_timestamp
 
 START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

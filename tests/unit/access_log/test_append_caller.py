@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from privacam.accesslog.v1 import log_pb2
+from privacam_core.identity import PrincipalKind
 from services.access_log.domain.service import AccessLog
 from services.common.errors import PermissionDenied
-from services.common.identity import PrincipalKind
 from tests.unit.access_log.test_access_log import clock, log, principal, record
 
 __all__ = ["clock", "log"]  # fixtures

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_timestamp
 from services.access_log.adapters.segments import Checkpoint
 from services.access_log.domain.log import LogBook
 from services.access_log.streams.replica import AccessReplica
 from services.common import topics
 from services.common.settings import KafkaSettings
-from services.common.timestamps import to_timestamp
 
 
 class MemorySegments:

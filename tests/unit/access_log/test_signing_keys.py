@@ -10,6 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
+from privacam_core.receipts import ReceiptError, sign_key_rotation, verify_key_rotation
+from privacam_core.timestamps import to_datetime
 from privacam_sdk.access_log import trusted_log_keys
 from services.access_log.adapters.signer import (
     Ed25519HeadSigner,
@@ -17,8 +19,6 @@ from services.access_log.adapters.signer import (
     main,
     rotation_to_json,
 )
-from services.common.receipts import ReceiptError, sign_key_rotation, verify_key_rotation
-from services.common.timestamps import to_datetime
 
 T1 = datetime(2026, 12, 1, tzinfo=UTC)
 T2 = datetime(2026, 12, 5, tzinfo=UTC)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from privacam_core.clip_format import ClipBinding
 from services.clip_ingest.domain.errors import (
     AlertsOff,
     ClipBusy,
@@ -32,7 +33,6 @@ from services.clip_ingest.domain.model import (
     object_name,
 )
 from services.clip_ingest.domain.service import Limits, Uploaded
-from services.common.clip_format import ClipBinding
 from tests.media import make_mp4
 from tests.unit.clip_ingest.fakes import Kit, make_kit
 

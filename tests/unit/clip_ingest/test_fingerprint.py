@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from privacam_core.clip_format import ClipBinding
 from services.clip_ingest.domain.fingerprint import fingerprint, fingerprint_key, matches
-from services.common.clip_format import ClipBinding
 
 DIGEST = hashlib.sha256(b"a clip").digest()
 BINDING = ClipBinding("tenant-a", "camera-a", "clip-1")

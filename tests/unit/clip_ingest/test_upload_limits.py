@@ -15,12 +15,12 @@ from functools import cache
 import pytest
 
 from privacam.clips.v1 import clip_service_pb2 as pb
+from privacam_core.identity import Principal, PrincipalKind
 from privacam_sdk.clips import upload_requests
 from services.clip_ingest.api.servicer import BUSY_DRAIN_SECONDS, ClipIngestServicer
 from services.clip_ingest.domain.errors import CameraBusy, InvalidClip, UploadTooSlow
 from services.clip_ingest.domain.service import Limits
 from services.common.auth import reset_current_principal, set_current_principal
-from services.common.identity import Principal, PrincipalKind
 from tests.media import make_mp4
 from tests.unit.clip_ingest.fakes import make_kit
 

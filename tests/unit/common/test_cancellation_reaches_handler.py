@@ -9,8 +9,8 @@ from typing import Any
 
 import grpc
 
+from privacam_core.identity import Principal
 from services.common.auth import OPERATOR, Authorizer
-from services.common.identity import Principal
 from services.common.interceptors import OpenCalls, ServerInterceptor
 from tests.pki_helpers import PkiFactory
 

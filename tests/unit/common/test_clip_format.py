@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from services.common.clip_format import (
+from privacam_core.clip_format import (
     DEFAULT_SEGMENT_SIZE,
     HEADER_FIXED_LENGTH,
     HEADER_MAX_LENGTH,

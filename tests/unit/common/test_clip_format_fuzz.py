@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common import clip_format as cf
+from privacam_core import clip_format as cf
 
 KEY = bytes(range(32))
 BINDING = cf.ClipBinding("tenant-a", "camera-1", "clip-1")

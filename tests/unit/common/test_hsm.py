@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store
 from pkcs11 import Attribute, KeyType, ObjectClass
 
+from privacam_core.identity import PrincipalKind
 from services.common import hsm, pki
-from services.common.identity import PrincipalKind
 from services.key_manager.adapters.pkcs11_root_key import Pkcs11RootKey
 from services.key_manager.domain.keyring import RootKey, WrongRootKey
 

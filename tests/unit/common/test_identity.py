@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.auth import APP, Authorizer, NoRevocations, Policy, services
-from services.common.errors import PermissionDenied, Unauthenticated
-from services.common.identity import (
+from privacam_core.identity import (
+    IdentityRejected,
     Principal,
     PrincipalKind,
     parse_spiffe_uri,
     principal_from_pem,
     spiffe_uri,
 )
+from services.common.auth import APP, Authorizer, NoRevocations, Policy, services
+from services.common.errors import PermissionDenied, Unauthenticated
 from tests.pki_helpers import PkiFactory
 
 
@@ -31,7 +32,7 @@ def test_camera_identity_round_trips() -> None:
     ],
 )
 def test_foreign_or_malformed_identities_are_unauthenticated(uri: str) -> None:
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(IdentityRejected):
         parse_spiffe_uri(uri, "privacam.local")
 
 

@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacam.accesslog.v1 import log_pb2
-from services.common.merkle import MerkleTree, leaf_hash
-from services.common.receipts import EntryMissing, LogMonitor, ReceiptError, sign_tree_head
+from privacam_core.merkle import MerkleTree, leaf_hash
+from privacam_core.receipts import EntryMissing, LogMonitor, ReceiptError, sign_tree_head
 
 KEY = Ed25519PrivateKey.generate()
 NOW = datetime(2026, 12, 7, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.common.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
-from services.common.receipts import (
+from privacam_core.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
+from privacam_core.receipts import (
     LogDeleted,
     LogMonitor,
     LogTampered,

@@ -35,7 +35,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from services.common.merkle import (
+from privacam_core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     MAX_TREE_SIZE,
@@ -674,7 +674,7 @@ def _write_vectors() -> None:
         )
     document = {
         "description": (
-            "Known answers for the Privacam access log (services/common/merkle.py, "
+            "Known answers for the Privacam access log (core/privacam_core/merkle.py, "
             "receipts.py). rfc6962_reference is copied from the published Certificate "
             "Transparency vectors; privacam and signed_tree_heads were computed once by "
             "tests/unit/common/test_merkle.py --write-vectors with a naive transcription of "

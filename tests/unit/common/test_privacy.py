@@ -1,5 +1,5 @@
 """Privacy mode's pure parts: schedule parsing and evaluation, statement checks, and the
-camera's verification (sdk/privacam_sdk/privacy.py, services/common/privacy.py)."""
+camera's verification (sdk/privacam_sdk/privacy.py, core/privacam_core/privacy.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from privacam.identity.v1 import privacy_pb2
+from privacam_core import privacy as platform
 from privacam_sdk import privacy as sdk
-from services.common import privacy as platform
 
 TENANT, DEVICE, INSTALL = "tenant-1", "device-1", "install-1"
 MONDAY_NOON = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # a Monday

@@ -19,8 +19,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
-from services.common.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
-from services.common.receipts import (
+from privacam_core.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
+from privacam_core.receipts import (
     LogMonitor,
     LogTampered,
     ReceiptError,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
+from privacam_core.identity import PrincipalKind, spiffe_uri
 from services.common import topic_grants, topics
-from services.common.identity import PrincipalKind, spiffe_uri
 from services.common.kafka import EventProducer, TopicReplica
 from services.common.metrics import STATE_RECORDS_REJECTED
 from services.common.pki import (

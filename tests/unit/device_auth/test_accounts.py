@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 from services.device_auth.domain.errors import AlreadyExists, BadCredentials, InvalidInput, NotFound
 from services.device_auth.domain.events import (
     AccountRegistered,

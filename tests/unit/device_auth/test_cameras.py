@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 from services.common.pki import new_private_key
 from services.device_auth.domain.certificates import key_digest
 from services.device_auth.domain.claim_tokens import hash_token

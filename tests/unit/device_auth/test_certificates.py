@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from privacam_core.identity import PrincipalKind
 from services.common.clock import FakeClock
-from services.common.identity import PrincipalKind
 from services.common.pki import Authority, create_intermediate, create_root, new_private_key
 from services.device_auth.domain.certificates import (
     CSR_MAX_BYTES,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.common.identity import PrincipalKind
+from privacam_core.identity import PrincipalKind
 from services.device_auth.domain.errors import BadCredentials, InvalidInput, NotFound
 from services.device_auth.domain.events import (
     AccountDeleted,

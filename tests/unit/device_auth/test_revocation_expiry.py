@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from privacam_core.identity import PrincipalKind, subject_digest
 from services.common.clock import FakeClock
-from services.common.identity import PrincipalKind, subject_digest
 from services.common.pki import Authority
 from services.device_auth.adapters.events import identity_event_pb, revocation_records
 from services.device_auth.domain.events import (

@@ -28,9 +28,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
+from privacam_core.identity import Principal, PrincipalKind, principal_from_pem
 from services.common.auth import set_current_principal
 from services.common.errors import Unavailable, status_for
-from services.common.identity import Principal, PrincipalKind, principal_from_pem
 from services.device_auth.api.policies import SERVICE_DESCRIPTOR
 from services.device_auth.api.servicer import DeviceAuthServicer
 from services.device_auth.domain import errors

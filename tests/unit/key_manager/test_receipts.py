@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from privacam.accesslog.v1 import log_pb2
+from privacam_core.timestamps import to_timestamp
 from services.common.clock import FakeClock
 from services.common.errors import FailedPrecondition, status_for
-from services.common.timestamps import to_timestamp
 from services.key_manager.adapters.receipts import (
     AccessLogNotDeployed,
     SignedLogReceipts,

@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
+from privacam_core.identity import PrincipalKind, spiffe_uri
 from privacam_sdk.live_view import (
     FingerprintRejected,
     sign_dtls_fingerprint,
     signed_payload,
     verify_camera_fingerprint,
 )
-from services.common.identity import PrincipalKind, spiffe_uri
 from tests.pki_helpers import Identity, PkiFactory
 
 SESSION = "3f1b2c4d-0000-4000-8000-000000000001"

@@ -10,9 +10,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from privacam.identity.v1 import events_pb2 as identity_events
 from privacam.types.v1 import types_pb2
+from privacam_core.timestamps import to_timestamp
 from services.common.clock import FakeClock
 from services.common.kafka import Delivery
-from services.common.timestamps import to_timestamp
 from services.relay_broker.streams.identity import IdentityFollower
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.common.clip_format import BytesLike
+from privacam_core.clip_format import BytesLike
 from services.common.errors import FailedPrecondition
 from services.retention.domain.archive import Checkpoint, UploadLost
 from services.retention.domain.export_build import BuildState

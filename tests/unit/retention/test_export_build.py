@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from services.common import clip_format
+from privacam_core import clip_format
 from services.retention.domain.archive import (
     FIRST_PART_SEGMENTS,
     SealedArchive,

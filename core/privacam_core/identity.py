@@ -17,10 +17,13 @@ from functools import lru_cache
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from services.common.errors import Unauthenticated
-
 # Ids are opaque and short: no personal data fits, and nothing odd reaches a path or a key.
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class IdentityRejected(Exception):
+    """A certificate's identity is not one this platform accepts (its message says why).
+    The services answer it as UNAUTHENTICATED (services/common/interceptors.py)."""
 
 
 class PrincipalKind(enum.Enum):
@@ -97,10 +100,10 @@ def spiffe_uri(
 
 
 def parse_spiffe_uri(uri: str, trust_domain: str) -> tuple[PrincipalKind, str, str | None]:
-    """(kind, name, tenant) of a Privacam SPIFFE URI, or Unauthenticated."""
+    """(kind, name, tenant) of a Privacam SPIFFE URI, or IdentityRejected."""
     prefix = f"spiffe://{trust_domain}/"
     if not uri.startswith(prefix):
-        raise Unauthenticated("certificate identity is not in this platform's trust domain")
+        raise IdentityRejected("certificate identity is not in this platform's trust domain")
     parts = uri[len(prefix) :].split("/")
     if len(parts) == 4 and parts[0] == "tenant" and parts[2] in ("camera", "app"):
         _, tenant, kind, name = parts
@@ -108,9 +111,9 @@ def parse_spiffe_uri(uri: str, trust_domain: str) -> tuple[PrincipalKind, str, s
         kind, name = parts
         tenant = None
     else:
-        raise Unauthenticated("certificate identity has an unknown shape")
+        raise IdentityRejected("certificate identity has an unknown shape")
     if not ID_PATTERN.fullmatch(name) or (tenant is not None and not ID_PATTERN.fullmatch(tenant)):
-        raise Unauthenticated("certificate identity has a malformed id")
+        raise IdentityRejected("certificate identity has a malformed id")
     return PrincipalKind(kind), name, tenant
 
 
@@ -125,17 +128,19 @@ def principal_from_pem(pem: bytes, trust_domain: str) -> Principal:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
-        raise Unauthenticated("certificate has no subject alternative name") from None
+        raise IdentityRejected("certificate has no subject alternative name") from None
     uris = [
         u
         for u in san.value.get_values_for_type(x509.UniformResourceIdentifier)
         if u.startswith("spiffe://")
     ]
     if len(uris) != 1:
-        raise Unauthenticated("certificate must carry exactly one spiffe:// URI")
+        raise IdentityRejected("certificate must carry exactly one spiffe:// URI")
     kind, name, tenant = parse_spiffe_uri(uris[0], trust_domain)
     if kind.value not in ca_kinds(certificate.issuer):
-        raise Unauthenticated(f"a {kind.value} certificate must come from the CA for {kind.value}s")
+        raise IdentityRejected(
+            f"a {kind.value} certificate must come from the CA for {kind.value}s"
+        )
     return Principal(
         kind=kind,
         name=name,

@@ -59,7 +59,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
-from services.common.merkle import (
+from privacam_core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     ProofError,
