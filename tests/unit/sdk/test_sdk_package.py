@@ -101,9 +101,20 @@ def test_requirements_admit_the_locked_versions(requirement: Requirement) -> Non
     )
 
 
-def test_the_wheel_carries_the_core_and_the_stubs() -> None:
+def test_the_wheel_and_the_sdist_carry_the_core_and_the_stubs() -> None:
     build = tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
-    included = build["targets"]["wheel"]["force-include"]
-    assert included == {"../core/privacam_core": "privacam_core", "../gen/privacam": "privacam"}
+    in_sdist = build["targets"]["sdist"]["force-include"]
+    assert in_sdist == {"../core/privacam_core": "privacam_core", "../gen/privacam": "privacam"}
+    assert "custom" in build["targets"]["wheel"]["hooks"]
+    hook = ast.parse((ROOT / "sdk" / "hatch_build.py").read_text())
+    (shared,) = [
+        ast.literal_eval(node.value)
+        for node in hook.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "SHARED" for t in node.targets)
+    ]
+    assert shared == {name: path for path, name in in_sdist.items()}
+    for path in in_sdist:
+        assert (ROOT / "sdk" / path / "__init__.py").exists() or path.startswith("../gen")
     scripts = _sdk_project()["scripts"]
     assert scripts == {"privacam": "privacam_sdk.cli:main"}
