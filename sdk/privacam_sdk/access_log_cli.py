@@ -1,16 +1,31 @@
 """`privacam access-log ...`: who accessed my camera (verified against the signed log),
-operators' requests for access (approve, deny, end) and incident notices."""
+operators' requests for access (approve, deny, end) and incident notices.
+
+`list`, `requests` and `incidents` take `--json`: one JSON document on stdout (protobuf
+messages as protobuf's JSON mapping with the .proto field names, hashes in hex), the same
+exit status as the text output."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
-from privacam_sdk.access_log import AccessLogReader, LogDeleted, LogTampered, ReceiptError
+from privacam_sdk.access_log import (
+    AccessLogReader,
+    Listing,
+    LogDeleted,
+    LogTampered,
+    ReceiptError,
+)
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.profile import Profile
 
@@ -31,7 +46,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.add_argument("--camera", default="", help="only accesses to this camera (id)")
     listing.add_argument("--since", type=_moment, help="ISO time, e.g. 2026-11-24T08:00")
     listing.add_argument("--until", type=_moment, help="ISO time (exclusive)")
-    actions.add_parser("requests", help="operators' requests for access to your household")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    requests = actions.add_parser(
+        "requests", help="operators' requests for access to your household"
+    )
+    requests.add_argument("--json", action="store_true", help="machine-readable output")
     for name, help_text in (
         ("approve", "let an operator in, for the time and scope asked"),
         ("deny", "refuse an operator's request"),
@@ -39,7 +58,35 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ):
         decision = actions.add_parser(name, help=help_text)
         decision.add_argument("request_id")
-    actions.add_parser("incidents", help="security incidents that touched your household")
+    incidents = actions.add_parser(
+        "incidents", help="security incidents that touched your household"
+    )
+    incidents.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def listing_json(listing: Listing) -> dict[str, Any]:
+    """``access-log list --json``: the verified entries and the head they were proved against."""
+    head = listing.head
+    return {
+        "verified": True,
+        "entries": [{"index": e.index, "record": _dict(e.record)} for e in listing.entries],
+        "head": {
+            "tenant_id": head.tenant_id,
+            "tree_size": head.tree_size,
+            "root_hash": head.root_hash.hex(),
+            "timestamp": head.timestamp.ToJsonString(),
+            "key_id": head.key_id,
+        },
+        "previous_size": listing.previous_size,
+    }
 
 
 def _who(record: log_pb2.AccessRecord) -> str:
@@ -76,11 +123,17 @@ async def _operator_access(args: argparse.Namespace, client: PrivacamClient) -> 
     stub = pb_grpc.AccessLogServiceStub(client.channel("access_log"))
     if args.action == "requests":
         listed = await stub.ListOperatorAccess(pb.ListOperatorAccessRequest(), timeout=10)
+        if args.json:
+            _print_json([_dict(access) for access in listed.operator_accesses])
+            return 0
         for access in listed.operator_accesses:
             print(_request_line(access))
         print(f"{len(listed.operator_accesses)} request(s)")
     elif args.action == "incidents":
         notices = await stub.ListIncidentNotices(pb.ListIncidentNoticesRequest(), timeout=10)
+        if args.json:
+            _print_json([_dict(notice) for notice in notices.notices])
+            return 0
         for notice in notices.notices:
             unreadable = (
                 "encrypted and unreadable" if notice.data_encrypted_unreadable else "readable"
@@ -117,16 +170,31 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         try:
             listing = await reader.list(args.camera, args.since, args.until)
         except LogDeleted as deleted:
+            if args.json:
+                _print_json(
+                    {
+                        "verified": True,
+                        "deleted": True,
+                        "final_size": deleted.final_size,
+                        "deleted_at": deleted.deleted_at.isoformat(),
+                        "message": str(deleted),
+                    }
+                )
+                return EXIT_DELETED
             print(str(deleted)[0].upper() + str(deleted)[1:] + ".")
             print("Nothing was hidden: the log ended with a statement signed by its key.")
             return EXIT_DELETED
-        except LogTampered as error:
+        except ReceiptError as error:  # LogTampered included
+            if args.json:
+                _print_json({"verified": False, "error": str(error)})
+                return EXIT_TAMPERED
             print(f"LOG VERIFICATION FAILED: {error}")
-            print("The household's access log does not match what this device saw before.")
+            if isinstance(error, LogTampered):
+                print("The household's access log does not match what this device saw before.")
             return EXIT_TAMPERED
-        except ReceiptError as error:
-            print(f"LOG VERIFICATION FAILED: {error}")
-            return EXIT_TAMPERED
+    if args.json:
+        _print_json(listing_json(listing))
+        return 0
     for entry in listing.entries:
         record = entry.record
         when = record.occurred_at.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds")

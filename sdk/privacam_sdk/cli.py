@@ -7,6 +7,7 @@ privacam --profile owner privacy <camera> on|off|until 2h|schedule "weekdays 22:
 privacam --profile owner talk <camera> --wav hello.wav
 privacam --profile owner export | account cancel | consent withdraw | unshare | camera revoke
 privacam --version
+privacam completion bash|zsh|tcsh     (a shell completion script: see privacam completion -h)
 
 A PIN comes from a prompt or PRIVACAM_PIN and a password from a prompt or PRIVACAM_PASSWORD,
 never from an argument (arguments end up in shell history and process listings).
@@ -28,6 +29,7 @@ import grpc
 from privacam_sdk import (
     access_log_cli,
     clips_cli,
+    completion_cli,
     identity_cli,
     privacy_cli,
     rights_cli,
@@ -143,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     privacy_cli.add_commands(commands)
     talk_cli.add_commands(commands)
     rights_cli.add_commands(commands)
+    completion_cli.add_commands(commands)
 
     given = list(sys.argv[1:] if argv is None else argv)
     if any(arg == "--pin" or arg.startswith("--pin=") for arg in given):
@@ -153,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         raise SystemExit(2)
     args = parser.parse_args(given)
+    if args.command == "completion":
+        raise SystemExit(completion_cli.run(args, parser))
     base = args.home or home()
     if args.command == "profile":
         if args.action == "import":

@@ -5,18 +5,24 @@ privacam --profile owner privacy <device> off
 privacam --profile owner privacy <device> until 2h            (or 30m, 1d, 2026-12-07T07:00Z)
 privacam --profile owner privacy <device> schedule "weekdays 22:00-07:00, sat 00:00-24:00" \\
     --utc-offset +01:00
-privacam --profile owner privacy <device> status
+privacam --profile owner privacy <device> status [--json]
+
+`--json` prints one JSON document (for status and for a change): the mode, whether the camera
+is private now and why, when that may change next, and who signed the statement when.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
+from privacam.identity.v1 import privacy_pb2
 from privacam_sdk.client import PrivacamClient
-from privacam_sdk.privacy import Mode, current_mode, parse_schedule, set_privacy_mode
+from privacam_sdk.privacy import DAYS, Mode, current_mode, parse_schedule, set_privacy_mode
 from privacam_sdk.profile import Profile
 
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
@@ -40,6 +46,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     privacy.add_argument(
         "--utc-offset", default="+00:00", help="the household's UTC offset for a schedule"
     )
+    privacy.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def until(text: str, now: datetime) -> datetime:
@@ -64,17 +71,65 @@ def mode_from(args: argparse.Namespace, now: datetime) -> Mode:
     return parse_schedule(args.value, args.utc_offset)
 
 
+def _minute(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def mode_json(
+    device_id: str,
+    mode: Mode | None,
+    now: datetime,
+    statement: privacy_pb2.PrivacyStatement | None = None,
+) -> dict[str, Any]:
+    """``privacy ... --json``: the camera's mode (None: never set) as of ``now``."""
+    if mode is None:
+        return {"device_id": device_id, "mode": None, "private": False, "reason": None}
+    reason = mode.private_reason(now)
+    document: dict[str, Any] = {
+        "device_id": device_id,
+        "mode": mode.kind,
+        "description": mode.describe(),
+        "private": reason is not None,
+        "reason": reason,
+        "next_change": _time(mode.next_change(now)),
+    }
+    if mode.kind == "until":
+        document["until"] = _time(mode.until)
+    if mode.kind == "schedule":
+        document["utc_offset_minutes"] = mode.utc_offset_minutes
+        document["windows"] = [
+            {"day": DAYS[w.day], "start": _minute(w.start), "end": _minute(w.end)}
+            for w in mode.windows
+        ]
+    if statement is not None:
+        document["signer_install_id"] = statement.signer_install_id
+        document["issued_at"] = statement.issued_at.ToJsonString()
+    return document
+
+
 async def run(args: argparse.Namespace, profile: Profile) -> int:
     now = datetime.now(UTC)
+    statement: privacy_pb2.PrivacyStatement | None = None
     async with PrivacamClient(profile, timeout=15) as client:
         if args.mode == "status":
             reply = await client.device_auth().GetCameraSettings(
                 id_pb.GetCameraSettingsRequest(device_id=args.device)
             )
             mode = current_mode(reply.settings)
+            if reply.settings.HasField("privacy"):
+                statement = privacy_pb2.PrivacyStatement.FromString(
+                    reply.settings.privacy.statement
+                )
         else:
             mode = mode_from(args, now)
             await set_privacy_mode(client, args.device, mode, now)
+    if args.json:
+        print(json.dumps(mode_json(args.device, mode, now, statement), indent=2, sort_keys=True))
+        return 0
     if mode is None:
         print(f"{args.device}: privacy mode never set (off)")
         return 0

@@ -88,7 +88,7 @@ def run_privacam(home: Path, *args: str, **env: str) -> subprocess.CompletedProc
 def test_cli_covers_rights(platform: Platform, tmp_path: Path) -> None:
     """Every right through the CLI: export (progress, download, verification), consent,
     correction, unshare, camera revoke, certificate renewal and cancellation; listings as
-    JSON; the PIN never an argument."""
+    JSON (the access log and privacy status included); the PIN never an argument."""
     endpoints = [
         f"--endpoint={name}={address}"
         for name, address in platform.endpoints().items()
@@ -174,6 +174,14 @@ def test_cli_covers_rights(platform: Platform, tmp_path: Path) -> None:
         assert json.loads(opened.read("export.json"))["account"]["login"] == corrected
     listed = json.loads(privacam(tmp_path, *phone, "export", "list", "--json"))
     assert result["export"]["export_id"] in [e["export_id"] for e in listed]
+
+    # The household's log and the camera's privacy mode, as JSON.
+    log = json.loads(privacam(tmp_path, *phone, "access-log", "list", "--json"))
+    assert log["verified"] is True
+    assert log["head"]["tree_size"] >= len(log["entries"]) > 0
+    assert all(e["record"]["tenant_id"] == log["head"]["tenant_id"] for e in log["entries"])
+    privacy = json.loads(privacam(tmp_path, *phone, "privacy", device, "status", "--json"))
+    assert (privacy["device_id"], privacy["private"]) == (device, False)
 
     # Revoking the camera: gone from the listing.
     assert "revoked" in privacam(tmp_path, *phone, "camera", "revoke", device)
