@@ -95,7 +95,8 @@ GRANTS: dict[str, TopicGrant] = {
     ),
     "privacy_watch": TopicGrant(
         writes=_names(topics.WATCH_NOTICES),
-        reads=_names(topics.ACCESS),
+        # IDENTITY: wrong-PIN lockouts, app installs and new grants.
+        reads=_names(topics.ACCESS, topics.IDENTITY),
         # The Faust app's group is its id; diagnostics has privacy_watch.diagnostics.
         groups=("privacy_watch", "privacy_watch."),
         topic_prefixes=("privacy_watch-",),

@@ -13,7 +13,7 @@ def build(settings: PrivacyWatchSettings, producer: EventProducer, clock: Clock)
     return ServiceParts(
         apis=[],
         policies={},
-        topics=[topics.ACCESS, topics.WATCH_NOTICES],
+        topics=[topics.ACCESS, topics.IDENTITY, topics.WATCH_NOTICES],
         # Started once the topics exist; the runtime serves only after its tables are
         # recovered.
         late_components=[worker],

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.protobuf.duration_pb2 import Duration
 
 from privacam.accesslog.v1 import events_pb2, log_pb2
+from privacam.identity.v1 import events_pb2 as identity_pb2
+from privacam.identity.v1 import identity_pb2 as grant_pb2
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from privacam_core.timestamps import to_timestamp
@@ -110,6 +113,27 @@ class AccessWriter:
             self.topic, topics.ACCESS.encode(event), key=tenant.encode()
         )
         self.sent_at[event.access_recorded.record.access_id] = time.time()
+
+    async def write_identity(self, event: identity_pb2.IdentityEvent) -> None:
+        """As device_auth publishes it on the identity topic (keyed by tenant)."""
+        await self.producer.send_and_wait(
+            self.topic.replace(topics.ACCESS.name, topics.IDENTITY.name),
+            topics.IDENTITY.encode(event),
+            key=event.metadata.tenant_id.encode(),
+        )
+
+
+def identity(tenant: str, at: datetime, **body: object) -> identity_pb2.IdentityEvent:
+    event = identity_pb2.IdentityEvent(**body)  # type: ignore[arg-type]
+    event.metadata.CopyFrom(
+        types_pb2.EventMetadata(
+            event_id=str(uuid.uuid4()),
+            tenant_id=tenant,
+            producer="device_auth",
+            occurred_at=to_timestamp(at),
+        )
+    )
+    return event
 
 
 @dataclass
@@ -229,13 +253,44 @@ async def test_watch_rules_fire_once(
             night,  # 13: OUTSIDE_USUAL_HOURS
             night_again,  # 14: nothing (told an hour ago at most)
         ]
+        # The account's identity events: its registration and the registering install
+        # (nothing), a second install (NEW_APP_INSTALL), the first again (nothing: a sign-in
+        # of a known install), a wrong-PIN streak by a stranger (WRONG_PIN_STREAK, not
+        # naming them) and a new grant (NEW_GRANT, naming the log entry's access id).
+        install = alice.id
+        at = BASE + timedelta(minutes=20)
+        registered = identity(tenant, at, account_registered=identity_pb2.AccountRegistered())
+        enrolled = [
+            identity(tenant, at, app_install_enrolled=identity_pb2.AppInstallEnrolled(install_id=i))
+            for i in (install, "tablet-" + install[:8], install)
+        ]
+        streak = identity(
+            tenant,
+            at,
+            pin_locked_out=identity_pb2.PinLockedOut(
+                device_id="cam-1",
+                failed_attempts=10,
+                lockout=Duration(seconds=3600),
+                last_attempt_by=guest,
+            ),
+        )
+        grant = grant_pb2.Grant(
+            grant_id=str(uuid.uuid4()),
+            device_id="cam-1",
+            owner_tenant_id=tenant,
+            grantee_tenant_id=other,
+        )
+        shared = identity(tenant, at, grant_created=identity_pb2.GrantCreated(grant=grant))
+        shared.metadata.actor.CopyFrom(alice)
         async with (
             NoticeReader(stack_env, namespace) as reader,
             AccessWriter(stack_env, namespace) as writer,
         ):
             for event in events:
                 await writer.write(event)
-            notices = await reader.wait_for(5)
+            for change in (registered, *enrolled, streak, shared):
+                await writer.write_identity(change)
+            notices = await reader.wait_for(8)
         got = {(n.rule, n.entry.index, n.entry.access_id) for n in notices}
         assert got == {
             (watch_pb2.WATCH_RULE_NEW_VIEWER, 0, rid(first_view)),
@@ -243,12 +298,27 @@ async def test_watch_rules_fire_once(
             (watch_pb2.WATCH_RULE_NEW_VIEWER, 8, rid(newcomer)),
             (watch_pb2.WATCH_RULE_BURST, 11, rid(plays[2])),
             (watch_pb2.WATCH_RULE_OUTSIDE_USUAL_HOURS, 13, rid(night)),
+            (watch_pb2.WATCH_RULE_NEW_APP_INSTALL, 0, ""),
+            (watch_pb2.WATCH_RULE_WRONG_PIN_STREAK, 0, ""),
+            (watch_pb2.WATCH_RULE_NEW_GRANT, 0, shared.metadata.event_id),
         }
-        assert len(reader.received) == 5, "a notice was sent twice"
+        assert len(reader.received) == 8, "a notice was sent twice"
         for notice in notices:
             assert notice.tenant_id == tenant
-            assert notice.device_id == "cam-1"
             assert len(notice.summary) <= 256
+            if notice.rule != watch_pb2.WATCH_RULE_NEW_APP_INSTALL:
+                assert notice.device_id == "cam-1"
+        new_install = next(n for n in notices if n.rule == watch_pb2.WATCH_RULE_NEW_APP_INSTALL)
+        assert new_install.principal == app(tenant, "tablet-" + install[:8])
+        assert new_install.source_event_id == enrolled[1].metadata.event_id
+        pins = next(n for n in notices if n.rule == watch_pb2.WATCH_RULE_WRONG_PIN_STREAK)
+        assert (pins.count, pins.window.seconds) == (10, 3600)
+        assert pins.source_event_id == streak.metadata.event_id
+        assert not pins.HasField("principal"), "a stranger's app named to the household"
+        new_grant = next(n for n in notices if n.rule == watch_pb2.WATCH_RULE_NEW_GRANT)
+        assert new_grant.grant_id == grant.grant_id
+        assert new_grant.principal == alice
+        assert other.encode() not in new_grant.SerializeToString()
         burst = next(n for n in notices if n.rule == watch_pb2.WATCH_RULE_BURST)
         assert burst.count == 3
         assert burst.window.seconds == 600

@@ -10,10 +10,16 @@ EVENTS = Counter(
     "not_an_entry, invalid, log_deleted, deleted_log (after the household's deletion).",
     ["result"],
 )
+IDENTITY_EVENTS = Counter(
+    "privacam_privacy_watch_identity_events_total",
+    "Identity events the watch consumed, by result: applied, replayed (already applied "
+    "before a restart), invalid.",
+    ["result"],
+)
 NOTICES = Counter(
     "privacam_privacy_watch_notices_total",
     "Notices sent to households, by rule (new_viewer, operator_access, burst, "
-    "outside_usual_hours).",
+    "outside_usual_hours, wrong_pin_streak, new_app_install, new_grant).",
     ["rule"],
 )
 NOTICE_DELAY = Histogram(

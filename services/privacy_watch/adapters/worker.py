@@ -33,6 +33,7 @@ from services.common.settings import KafkaSettings
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.settings import PrivacyWatchSettings
 from services.privacy_watch.streams.access import AccessWatch
+from services.privacy_watch.streams.identity import IdentityWatch
 
 log = logging.getLogger("privacam.privacy_watch")
 APP_ID = "privacy_watch"
@@ -119,12 +120,17 @@ class FaustWorker:
             extra_topic_configs=retention,
             help="<tenant>/<access id> -> index of the entry in the household's log",
         )
-        self.watch = AccessWatch(
-            self.households,
-            self.entries,
-            KafkaNoticeSink(self.app, kafka.namespace + topics.WATCH_NOTICES.name),
-            settings.policy(),
+        self.accounts = self.app.Table(
+            "accounts",
+            default=None,
+            key_type=str,
+            partitions=kafka.topic_partitions,
+            extra_topic_configs=retention,
+            help="tenant id -> the account's app installs seen (from the identity topic)",
         )
+        sink = KafkaNoticeSink(self.app, kafka.namespace + topics.WATCH_NOTICES.name)
+        self.watch = AccessWatch(self.households, self.entries, sink, settings.policy())
+        self.identity_watch = IdentityWatch(self.accounts, sink)
         access = self.app.topic(
             kafka.namespace + topics.ACCESS.name,
             key_type=bytes,
@@ -140,9 +146,28 @@ class FaustWorker:
                     # The access topic's record time: when the access was written.
                     metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
 
+        identity = self.app.topic(
+            kafka.namespace + topics.IDENTITY.name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+        async def on_identity(stream: Any) -> None:
+            async for event in stream.events():
+                sent = await self.identity_watch.on_event(
+                    event.key, event.value, event.message.offset
+                )
+                if sent:
+                    metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
+
         # One at a time: with concurrency above 1 Faust 0.15 can commit past an event
-        # still in progress.
+        # still in progress. Each agent writes only its own table (households and entries
+        # from the access topic, accounts from the identity topic), so a table's changelog
+        # partition is always that of the event that changed it.
         self.app.agent(access, name="watch", concurrency=1)(on_access)
+        self.app.agent(identity, name="identity", concurrency=1)(on_identity)
         self._running: contextlib.AsyncExitStack | None = None
         self._recovery_watch: asyncio.Task[None] | None = None
 

@@ -28,6 +28,9 @@ class Rule(enum.Enum):
     OPERATOR_ACCESS = "operator_access"
     BURST = "burst"
     OUTSIDE_USUAL_HOURS = "outside_usual_hours"
+    WRONG_PIN_STREAK = "wrong_pin_streak"
+    NEW_APP_INSTALL = "new_app_install"
+    NEW_GRANT = "new_grant"
 
 
 class Purpose(enum.Enum):
@@ -88,6 +91,12 @@ class Entry:
     device_id: str = ""
 
 
+def notice_id(tenant_id: str, source_id: str, rule: Rule) -> str:
+    """The same access (or identity event) and rule give the same id: a replay is
+    recognised by whoever reads the notices."""
+    return str(uuid.uuid5(NOTICE_NAMESPACE, f"{tenant_id}/{source_id}/{rule.value}"))
+
+
 @dataclass(frozen=True)
 class Notice:
     rule: Rule
@@ -98,8 +107,7 @@ class Notice:
     @property
     def notice_id(self) -> str:
         """The same access and rule give the same id, so a replay is recognised."""
-        name = f"{self.entry.tenant_id}/{self.entry.access_id}/{self.rule.value}"
-        return str(uuid.uuid5(NOTICE_NAMESPACE, name))
+        return notice_id(self.entry.tenant_id, self.entry.access_id, self.rule)
 
     @property
     def summary(self) -> str:
@@ -115,6 +123,8 @@ class Notice:
                 text = f"{self.count} playbacks or downloads of {camera} within {minutes} min"
             case Rule.OUTSIDE_USUAL_HOURS:
                 text = f"{what} of {camera} at an unusual hour"
+            case _:
+                text = f"{what} of {camera}"
         return text[:256]
 
 
@@ -139,6 +149,55 @@ class WatchPolicy:
     """Views a household needs before any hour can be unusual (fewer: nothing is)."""
     unusual_hours_quiet: timedelta = timedelta(hours=1)
     """After an unusual-hours notice, the next comes no sooner than this."""
+
+
+MAX_INSTALLS = 200
+"""App installs remembered per account."""
+
+
+@dataclass
+class Account:
+    """What the watch remembers of an account's identity events (one changelog record):
+    the app installs it has seen, so a new one is told."""
+
+    offset: int = -1
+    """Offset of the last identity event applied (in the account's partition)."""
+    registered: bool = False
+    """The account's registration was seen: its first install is the registering one."""
+    installs: list[str] = field(default_factory=list)
+    deleted: bool = False
+
+    def app_installed(self, install_id: str) -> bool:
+        """Record an install's enrollment; True if it is a new app on the account (not
+        one seen before, nor the one that registered the account)."""
+        if self.deleted or install_id in self.installs:
+            return False
+        first = self.registered and not self.installs
+        self.installs = [*self.installs, install_id][-MAX_INSTALLS:]
+        return not first
+
+    def delete(self) -> None:
+        self.installs = []
+        self.deleted = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offset": self.offset,
+            "registered": self.registered,
+            "installs": list(self.installs),
+            "deleted": self.deleted,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Account:
+        if not data:
+            return cls()
+        return cls(
+            offset=int(data["offset"]),
+            registered=bool(data["registered"]),
+            installs=[str(i) for i in data["installs"]],
+            deleted=bool(data["deleted"]),
+        )
 
 
 @dataclass
