@@ -23,6 +23,7 @@ PROVIDERS = {
     "grpc": "grpcio",
     "grpc_health": "grpcio-health-checking",
     "opentelemetry": "opentelemetry-api",
+    "shtab": "shtab",
     "aiortc": "aiortc",
     "av": "aiortc",
 }
