@@ -68,6 +68,7 @@ def test_sdk_installs_alone(platform: Platform, tmp_path: Path) -> None:
     assert probe.strip() == "['privacam_sdk', 'privacam_core', 'privacam']"
     cli = str(venv / "bin" / "privacam")
     assert _run([cli, "--version"], tmp_path, 60).strip() == "privacam 0.1.0"
+    assert "_privacam_profiles" in _run([cli, "completion", "bash"], tmp_path, 60)
 
     home = tmp_path / "home"
 
