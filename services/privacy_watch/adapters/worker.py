@@ -74,6 +74,47 @@ class KafkaNoticeSink:
         )
 
 
+class ChangelogAcks:
+    """The changelog writes of the tables it tracks, so an agent can wait until the
+    brokers acknowledged every table change its event made before the event is
+    acknowledged to Faust (and its offset becomes committable).
+
+    Faust's own flush before a commit does not ensure it: faust-streaming 0.15.3's
+    ProducerBuffer.flush returns as soon as one buffered message takes over 0.1 s to go
+    out (`flush_atmost`), and the commit goes ahead with table changes still in the
+    buffer. A kill -9 then loses them with the input offset committed: the worker taking
+    over resumes after events whose effect on a household's state it never sees (a
+    playback missing from a burst's count: a notice lost, 2 of 120 in one run).
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[asyncio.Future[Any]] = []
+
+    def track(self, table: Any) -> None:
+        send = table.send_changelog
+
+        def sending(*args: Any, **kwargs: Any) -> Any:
+            future = send(*args, **kwargs)
+            self._pending.append(future)
+            return future
+
+        # Faust's Table.__setitem__ sends its change through this method.
+        table.send_changelog = sending
+
+    async def written(self) -> None:
+        """Returns once every change sent so far is acknowledged (acks=all); raises if
+        one failed, so the event is not acknowledged and is processed again."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        _, waiting = await asyncio.wait(pending, timeout=5)
+        while waiting:
+            log.warning("changelog writes not acknowledged yet", extra={"writes": len(waiting)})
+            _, waiting = await asyncio.wait(waiting, timeout=30)
+        for future in pending:
+            future.result()
+
+
 class FaustWorker:
     """The Faust app as a component of the service runtime (start, stop)."""
 
@@ -128,6 +169,9 @@ class FaustWorker:
             extra_topic_configs=retention,
             help="tenant id -> the account's app installs seen (from the identity topic)",
         )
+        self._changelogs = ChangelogAcks()
+        for table in (self.households, self.entries, self.accounts):
+            self._changelogs.track(table)
         sink = KafkaNoticeSink(self.app, kafka.namespace + topics.WATCH_NOTICES.name)
         self.watch = AccessWatch(self.households, self.entries, sink, settings.policy())
         self.identity_watch = IdentityWatch(self.accounts, sink)
@@ -142,6 +186,7 @@ class FaustWorker:
         async def on_access(stream: Any) -> None:
             async for event in stream.events():
                 sent = await self.watch.on_event(event.key, event.value, event.message.offset)
+                await self._changelogs_written()
                 if sent:
                     # The access topic's record time: when the access was written.
                     metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
@@ -159,6 +204,7 @@ class FaustWorker:
                 sent = await self.identity_watch.on_event(
                     event.key, event.value, event.message.offset
                 )
+                await self._changelogs_written()
                 if sent:
                     metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
 
@@ -170,6 +216,9 @@ class FaustWorker:
         self.app.agent(identity, name="identity", concurrency=1)(on_identity)
         self._running: contextlib.AsyncExitStack | None = None
         self._recovery_watch: asyncio.Task[None] | None = None
+
+    async def _changelogs_written(self) -> None:
+        await self._changelogs.written()
 
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()

@@ -11,8 +11,10 @@ Across a kill -9 nothing is lost or told twice:
   - so an event replayed after a crash either finds its state recorded (skipped: its
     notices were acknowledged before) or not (evaluated again on the same state, giving
     the same notices with the same ids: uuid5 of access id and rule);
-  - Faust flushes the changelog before it commits the input offsets (at-least-once), so
-    a committed event's state is in the changelog for whoever takes the partition over.
+  - the agent acknowledges an event to Faust only once its changelog writes are
+    acknowledged (adapters/worker.py, ChangelogAcks: Faust's own flush before a commit
+    can give up early), so a committed event's state is in the changelog for whoever
+    takes the partition over.
 The one duplicate left is a notice acknowledged just before the crash whose state was not
 yet in the changelog: it is sent again with the same notice id, and readers keep one per id.
 """
