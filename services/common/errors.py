@@ -15,6 +15,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     TopicAuthorizationFailedError,
 )
@@ -109,8 +110,12 @@ def map_domain_error(error_type: type[BaseException], status: grpc.StatusCode) -
 
 
 def store_unreachable(error: BaseException) -> bool:
-    """True for a Redis, Kafka or MinIO client saying its server cannot be reached now."""
-    return isinstance(error, _UNREACHABLE)
+    """True for a Redis, Kafka or MinIO client saying its server cannot be reached now;
+    for Kafka also any error its client marks retriable (a partition with no leader while
+    a broker restarts, a leader that moved): the call works once the cluster settles."""
+    return isinstance(error, _UNREACHABLE) or (
+        isinstance(error, KafkaError) and bool(error.retriable)
+    )
 
 
 _REFUSED_COMMAND = re.compile(r"no permissions to run the '([a-z|-]{1,64})' command")

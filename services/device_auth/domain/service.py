@@ -286,24 +286,48 @@ class DeviceAuth:
         validation.label(install_label, "install_label")
         public_key = validate_csr(csr)
         taken = f"the login {login!r} is taken; choose another"
-        if await self._accounts.tenant_for_login(login) is not None:
-            raise AlreadyExists(taken)
+        held_by = await self._accounts.tenant_for_login(login)
+        if held_by is not None:
+            return await self._resume(held_by, password, install_label, public_key, taken)
         password_hash = await asyncio.to_thread(self._passwords.hash, password)
         account = Account(str(uuid.uuid4()), login, password_hash, self._clock.now())
         if not await self._accounts.create(account):
             raise Conflict("could not create the account; try again")
-        if not await self._accounts.claim_login(login, account.tenant_id):
-            await self._accounts.delete(account.tenant_id)  # lost a race for the login
-            raise AlreadyExists(taken)
         try:
-            await self._publish(account.tenant_id, AccountRegistered(), None)
-            return await self._enroll_install(account.tenant_id, install_label, public_key)
+            if await self._accounts.claim_login(login, account.tenant_id):
+                await self._publish(account.tenant_id, AccountRegistered(), None)
+                return await self._enroll_install(account.tenant_id, install_label, public_key)
         except BaseException:
             # Kafka away, or the caller gone: no half-made account holds the login against
             # the caller's retry (the login first: an account no login reaches is inert).
             await self._accounts.release_login(login, account.tenant_id)
             await self._accounts.delete(account.tenant_id)
             raise
+        await self._accounts.delete(account.tenant_id)  # lost a race for the login
+        raise AlreadyExists(taken)
+
+    async def _resume(
+        self,
+        tenant_id: str,
+        password: str,
+        install_label: str,
+        public_key: ec.EllipticCurvePublicKey,
+        taken: str,
+    ) -> Enrollment:
+        """A registration retried after one cut short where not even its undoing could be
+        recorded (the event bus away): the login leads to an account with no install yet,
+        and the password is this one, so it goes on from there. Anyone else is told the
+        login is taken (a password checked here counts toward the account's limit)."""
+        account = await self._accounts.get(tenant_id)
+        half_made = (
+            account is not None
+            and not await self._installs.list_for_tenant(tenant_id)
+            and await self._password_matches(tenant_key(tenant_id), account, password)
+        )
+        if not half_made:
+            raise AlreadyExists(taken)
+        await self._publish(tenant_id, AccountRegistered(), None)
+        return await self._enroll_install(tenant_id, install_label, public_key)
 
     async def sign_in(
         self, login: str, password: str, csr: bytes, install_label: str = ""

@@ -41,6 +41,9 @@ def test_domain_errors_map_to_their_status_and_bugs_say_nothing() -> None:
         redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
         kafka_errors.KafkaConnectionError("Unable to bootstrap from [('10.0.0.7', 9092)]"),
         kafka_errors.KafkaTimeoutError("Failed to update metadata after 40.0 secs."),
+        # A broker restarting: its partitions have no leader for a while.
+        kafka_errors.LeaderNotAvailableError(),
+        kafka_errors.NotLeaderForPartitionError(),
         MaxRetryError(HTTPConnectionPool("10.0.0.7", 9000), "/clips/x", ConnectionRefusedError()),
     ],
 )
@@ -55,3 +58,4 @@ def test_other_store_errors_are_still_bugs() -> None:
     """A wrong command or a broken script will not work on retry: INTERNAL, as before."""
     assert status_for(redis_errors.ResponseError("WRONGTYPE"))[0] is grpc.StatusCode.INTERNAL
     assert status_for(ConnectionError("a socket of our own"))[0] is grpc.StatusCode.INTERNAL
+    assert status_for(kafka_errors.RecordTooLargeError())[0] is grpc.StatusCode.INTERNAL

@@ -252,3 +252,30 @@ async def test_registration_that_cannot_publish_leaves_nothing_and_may_be_retrie
         enrollment.tenant_id, current_install_id=enrollment.principal_id
     )
     assert listed.install_id == enrollment.principal_id
+
+
+async def test_registration_cut_short_with_its_undoing_is_resumed_by_its_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka away for the publish and for the undoing too: the login stays claimed by an
+    account with no install. The caller's retry (same password) goes on from there; anyone
+    else is told the login is taken."""
+    publish = world.events.publish
+
+    async def kafka_away(event: object) -> None:
+        raise ConnectionError("kafka is restarting")
+
+    async def cannot_release(login: str, tenant_id: str) -> None:
+        raise ConnectionError("kafka is restarting")
+
+    monkeypatch.setattr(world.events, "publish", kafka_away)
+    monkeypatch.setattr(world.accounts, "release_login", cannot_release)
+    with pytest.raises(ConnectionError):
+        await world.service.register_account("alice", PASSWORD, make_csr(), "Pixel 8")
+    monkeypatch.setattr(world.events, "publish", publish)
+    with pytest.raises(AlreadyExists):
+        await world.service.register_account("alice", "another long passphrase", make_csr())
+    enrollment = await world.service.register_account("alice", PASSWORD, make_csr(), "Pixel 8")
+    assert (await world.service.get_account(enrollment.tenant_id)).login == "alice"
+    with pytest.raises(AlreadyExists):  # now it has an install: taken, even with the password
+        await world.service.register_account("alice", PASSWORD, make_csr())
