@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +27,16 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk.client import PrivacamClient
 
 CHUNK_BYTES = 256 * 1024
-UPLOAD_ATTEMPTS = 6
-"""Tries of one upload that ends UNAVAILABLE (a store restarting, a replica draining or
-shedding load), with jittered exponential back-off from 0.2 s to 5 s between them: about
-15 s in all, the time a store's restart takes. gRPC's own retry policy cannot resend a
-stream of megabytes, so the SDK sends the whole upload again; the same clip id and bytes
-store nothing twice."""
+UPLOAD_RETRY_SECONDS = 120.0
+"""How long a camera keeps trying an upload that ends UNAVAILABLE (a store restarting, the
+event bus away, a replica draining or shedding load), with jittered exponential back-off
+from 0.2 s to 5 s between tries: an alert clip is worth a wait, and a restart of the event
+bus takes about a minute on a busy machine. gRPC's own retry policy cannot resend a stream
+of megabytes, so the SDK sends the whole upload again; the same clip id and bytes store
+nothing twice."""
+_UPLOAD_RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+"""An upload is idempotent, so one that ran out of time (the event bus away when it was
+acknowledged) is sent again like a refused one."""
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -64,14 +69,18 @@ async def upload_clip(
     data: bytes,
     clip_id: str,
     captured_at: datetime | None = None,
-    attempts: int = UPLOAD_ATTEMPTS,
+    retry_seconds: float = UPLOAD_RETRY_SECONDS,
 ) -> pb.UploadClipResponse:
-    """Upload one MP4 as the camera of `client`'s profile, again after UNAVAILABLE."""
+    """Upload one MP4 as the camera of `client`'s profile, again after UNAVAILABLE or
+    DEADLINE_EXCEEDED for up to `retry_seconds`."""
     moment = captured_at or datetime.now(UTC)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the trace goes on, without the interceptor (see client.py)
     stub = clips_grpc.ClipIngestServiceStub(client.untraced_channel("clip_ingest"))
-    for attempt in range(1, attempts + 1):
+    give_up = time.monotonic() + retry_seconds
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             response: pb.UploadClipResponse = await stub.UploadClip(
                 upload_requests(data, clip_id, moment),
@@ -80,10 +89,10 @@ async def upload_clip(
             )
             return response
         except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts:
+            backoff = random.uniform(0, min(5.0, 0.2 * 2**attempt))  # noqa: S311
+            if error.code() not in _UPLOAD_RETRIED or time.monotonic() + backoff > give_up:
                 raise
-            await asyncio.sleep(random.uniform(0, min(5.0, 0.2 * 2**attempt)))  # noqa: S311
-    raise AssertionError("unreachable: the last attempt returns or raises")
+            await asyncio.sleep(backoff)
 
 
 async def list_clips(

@@ -89,7 +89,11 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 class Enrollment:
-    """Talks to device_auth's enrollment port with only the platform's CA to trust."""
+    """Talks to device_auth's enrollment port with only the platform's CA to trust.
+
+    `timeout` bounds each step, retries included. Enrolling is a person's one-time step, so
+    it waits out what a restart of the event bus costs (a step that cannot be recorded
+    fails UNAVAILABLE, undone, and is retried) rather than show them an error."""
 
     def __init__(
         self,
@@ -98,7 +102,7 @@ class Enrollment:
         endpoints: dict[str, str] | None = None,
         trust_domain: str = "privacam.local",
         home: Path | None = None,
-        timeout: float = 15.0,
+        timeout: float = 60.0,
     ) -> None:
         self._ca_pem = ca_pem
         self._endpoint = endpoint
