@@ -47,16 +47,21 @@ async def test_demo_live_view_output_is_clean(platform: Platform, tmp_path: Path
         )
         await app.device_auth().SetPin(id_pb.SetPinRequest(device_id=device, pin="4071"))
 
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, str(ROOT / "scripts" / "demo_live_view.py")],
-        env={**os.environ, "PRIVACAM_RUN_DIR": str(run_dir), "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    try:
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(ROOT / "scripts" / "demo_live_view.py")],
+            env={**os.environ, "PRIVACAM_RUN_DIR": str(run_dir), "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as hung:
+        # Where it hung: the last step the demo printed.
+        partial = (hung.stdout or b"").decode() if isinstance(hung.stdout, bytes) else hung.stdout
+        pytest.fail(f"the demo hung past 240 s; its output so far:\n{partial}")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "the household's apps: watching ended" in result.stdout
