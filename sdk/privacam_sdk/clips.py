@@ -34,9 +34,14 @@ from 0.2 s to 5 s between tries: an alert clip is worth a wait, and a restart of
 bus takes about a minute on a busy machine. gRPC's own retry policy cannot resend a stream
 of megabytes, so the SDK sends the whole upload again; the same clip id and bytes store
 nothing twice."""
-_UPLOAD_RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_UPLOAD_RETRIED = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+)
 """An upload is idempotent, so one that ran out of time (the event bus away when it was
-acknowledged) is sent again like a refused one."""
+acknowledged) is sent again like a refused one, and so is one refused ABORTED because the
+server still holds the claim of the attempt that ran out of time (freed within 15 s)."""
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -71,8 +76,8 @@ async def upload_clip(
     captured_at: datetime | None = None,
     retry_seconds: float = UPLOAD_RETRY_SECONDS,
 ) -> pb.UploadClipResponse:
-    """Upload one MP4 as the camera of `client`'s profile, again after UNAVAILABLE or
-    DEADLINE_EXCEEDED for up to `retry_seconds`."""
+    """Upload one MP4 as the camera of `client`'s profile, again after UNAVAILABLE,
+    DEADLINE_EXCEEDED or ABORTED for up to `retry_seconds`."""
     moment = captured_at or datetime.now(UTC)
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the trace goes on, without the interceptor (see client.py)
