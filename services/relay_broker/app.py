@@ -132,7 +132,9 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
         settings.watch_notices_kept,
         timedelta(days=settings.watch_notices_keep_days),
     )
-    servicer = RelayBrokerServicer(views, cameras, bus, links, presence, policy, talks)
+    servicer = RelayBrokerServicer(
+        views, cameras, bus, links, presence, policy, talks, watch_notices
+    )
     return ServiceParts(
         apis=[
             GrpcApi.of(

@@ -212,6 +212,15 @@ async def test_watch_notice_latency(
         f"({', '.join(rules)}), p50 {percentile(load_latencies, 0.5) * 1000:.0f} ms"
     )
     assert p99 <= 5.0
+    # Kept for later: an app reads what its household was told, newest first.
+    for household, stream in zip(households, streams, strict=True):
+        async with PrivacamClient(household.app) as client:
+            listed = await relay_stub(client).ListWatchNotices(
+                pb.ListWatchNoticesRequest(limit=500)
+            )
+        assert {n.notice_id for n in listed.notices} == {n.notice_id for n, _ in stream.arrived}
+        order = [n.occurred_at.ToNanoseconds() for n in listed.notices]
+        assert order == sorted(order, reverse=True)
     assert any(n.privacy_watch.rule == watch_pb2.WATCH_RULE_NEW_VIEWER for n in load_notices), (
         "an owner app's first view in 30 days told nothing"
     )

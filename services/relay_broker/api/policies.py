@@ -22,6 +22,7 @@ POLICIES = method_policies(
         "RenewTurnCredentials": CAMERA | APP,
         "GetCameraPresence": APP,
         "StreamNotices": APP,
+        "ListWatchNotices": APP,
         "StartTalkBack": APP,
         "EndTalkBack": APP,
     },

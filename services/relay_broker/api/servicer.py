@@ -33,6 +33,7 @@ from services.relay_broker.adapters.metrics import (
 )
 from services.relay_broker.adapters.peers import DeviceAuthPolicy
 from services.relay_broker.adapters.redis_state import RedisPresence
+from services.relay_broker.adapters.watch_notices import RedisWatchNotices
 from services.relay_broker.api.cameras import CameraHub, CameraStream
 from services.relay_broker.domain import validation
 from services.relay_broker.domain.errors import (
@@ -74,6 +75,8 @@ _CAMERA_REASONS = {
     relay_pb2.SESSION_END_REASON_PRIVACY_MODE: EndReason.PRIVACY_MODE,
 }
 _PRESENCE_LOOKUPS = 8
+MAX_WATCH_NOTICES = 500
+"""Most kept privacy-watch notices one ListWatchNotices returns."""
 
 
 async def _first(requests: AsyncIterator[Any], what: str) -> Any:
@@ -103,7 +106,9 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         presence: RedisPresence,
         policy: DeviceAuthPolicy,
         talks: TalkBacks,
+        watch_notices: RedisWatchNotices | None = None,
     ) -> None:
+        self._watch_notices = watch_notices
         self._views = views
         self._talks = talks
         self._cameras = cameras
@@ -368,6 +373,17 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
                 yield await inbox.get()
         finally:
             await self._bus.unsubscribe(channel, deliver)
+
+    async def ListWatchNotices(
+        self, request: pb.ListWatchNoticesRequest, context: Any
+    ) -> pb.ListWatchNoticesResponse:
+        if request.limit > MAX_WATCH_NOTICES:
+            raise InvalidArgument(f"limit must be at most {MAX_WATCH_NOTICES}")
+        if self._watch_notices is None:
+            return pb.ListWatchNoticesResponse()
+        tenant = _tenant(current_principal())
+        notices = await self._watch_notices.recent(tenant, request.limit or 100)
+        return pb.ListWatchNoticesResponse(notices=notices)
 
 
 def _check_signal(message: pb.SignalMessage, side: Side) -> str:
