@@ -342,7 +342,7 @@ def kill_9(worker: ServiceProcess) -> float:
 @pytest.mark.xfail(
     strict=False,
     reason="open defect (#22): the worker taking over after a kill -9 sometimes recovers "
-    "its tables and then processes nothing (2 of 9 runs on 2026-12-07, 78 of 120 notices); "
+    "its tables and then processes nothing (2 of 12 runs on 2026-12-07, 78 of 120 notices); "
     "the lost notices once seen (118 of 120) are fixed by waiting for changelog acks",
 )
 async def test_watch_survives_kill(
