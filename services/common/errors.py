@@ -17,6 +17,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    OutOfOrderSequenceNumber,
     TopicAuthorizationFailedError,
 )
 from minio.error import S3Error
@@ -98,6 +99,9 @@ _UNREACHABLE = (
     RedisTimeoutError,
     KafkaConnectionError,
     KafkaTimeoutError,
+    # A broker restarted without our producer's state: the producer is renewed
+    # (services.common.kafka.EventProducer), and the retry goes through.
+    OutOfOrderSequenceNumber,
     MaxRetryError,  # MinIO's client (urllib3) once its own retries are spent
 )
 UNREACHABLE_MESSAGE = "a store this service needs cannot be reached right now; retry with backoff"

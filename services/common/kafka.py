@@ -25,7 +25,15 @@ import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from faust.serializers import codecs
 from google.protobuf.message import DecodeError, Message
 from minio.error import S3Error
@@ -199,6 +207,15 @@ async def _check_partitions(
 Headers = list[tuple[str, bytes]]
 
 
+PRODUCER_LOST = (
+    OutOfOrderSequenceNumber,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+)
+"""Errors after which an idempotent producer's sender has stopped for good."""
+
+
 class EventProducer:
     def __init__(
         self, settings: KafkaSettings, client_id: str, signing: StateSigning | None = None
@@ -208,19 +225,39 @@ class EventProducer:
         only copies signed records (backup restore) does not."""
         self._namespace = settings.namespace
         self.signing = signing
-        self._producer = AIOKafkaProducer(
+        self._options: dict[str, Any] = {
             **client_options(settings),
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=settings.request_timeout_ms,
-            linger_ms=2,
-        )
-
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "request_timeout_ms": settings.request_timeout_ms,
+            "linger_ms": 2,
+        }
+        self._producer = AIOKafkaProducer(**self._options)
+        self._renewing = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._producer.start()
+
+    async def _renew_if_lost(self, error: BaseException, failed: AIOKafkaProducer) -> None:
+        """A broker that restarted without our producer's sequence state (an unclean stop)
+        answers OutOfOrderSequenceNumber, and aiokafka's sender then stops for good: every
+        later send fails the same way. A new producer (a new producer id) replaces it; the
+        call that saw the error fails UNAVAILABLE, and its retry goes through."""
+        if not isinstance(error, PRODUCER_LOST):
+            return
+        async with self._renewing:
+            if self._producer is not failed:  # another call renewed it already
+                return
+            fresh = AIOKafkaProducer(**self._options)
+            await fresh.start()
+            self._producer = fresh
+            metrics.KAFKA_PRODUCERS_RENEWED.inc()
+            log.warning("Kafka producer renewed", extra={"error": error_class(error)})
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                await failed.stop()
 
     async def stop(self) -> None:
         """Deliver what publish_soon queued, then close."""
@@ -257,12 +294,14 @@ class EventProducer:
             if self.signing is None:
                 raise ValueError(f"records of {topic.name} must be signed: no signer given")
             headers = self.signing.signer.headers(topic.name, key, value)
+        producer = self._producer
         try:
-            metadata = await self._producer.send_and_wait(
+            metadata = await producer.send_and_wait(
                 self._namespace + topic.name, value, key=key, partition=partition, headers=headers
             )
         except Exception as error:
             report_store_refusal(error, topic=topic.name)
+            await self._renew_if_lost(error, producer)
             raise
         return metadata.partition, metadata.offset
 
@@ -273,13 +312,15 @@ class EventProducer:
     async def publish(self, topic: Topic[M], key: str, event: M) -> None:
         """Send and wait until every in-sync replica has the event."""
         headers = [(EVENT_TYPE_HEADER, event.DESCRIPTOR.full_name.encode())]
+        producer = self._producer
         try:
-            await self._producer.send_and_wait(
+            await producer.send_and_wait(
                 self._namespace + topic.name, topic.encode(event), key=key.encode(), headers=headers
             )
         except Exception as error:
             metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc()
             report_store_refusal(error, topic=topic.name)
+            await self._renew_if_lost(error, producer)
             raise
         metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc()
 
@@ -287,15 +328,20 @@ class EventProducer:
         """Send many (key, event) pairs at once and wait until every in-sync replica has them
         all (the producer batches them into few requests); raises if any failed."""
         name = self._namespace + topic.name
-        futures = [
-            await self._producer.send(
-                name,
-                topic.encode(event),
-                key=key.encode(),
-                headers=[(EVENT_TYPE_HEADER, event.DESCRIPTOR.full_name.encode())],
-            )
-            for key, event in events
-        ]
+        producer = self._producer
+        try:
+            futures = [
+                await producer.send(
+                    name,
+                    topic.encode(event),
+                    key=key.encode(),
+                    headers=[(EVENT_TYPE_HEADER, event.DESCRIPTOR.full_name.encode())],
+                )
+                for key, event in events
+            ]
+        except Exception as refused:
+            await self._renew_if_lost(refused, producer)
+            raise
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         failed = sum(1 for outcome in outcomes if isinstance(outcome, BaseException))
         metrics.KAFKA_PRODUCED.labels(topic.name, "ok").inc(len(outcomes) - failed)
@@ -303,6 +349,7 @@ class EventProducer:
             metrics.KAFKA_PRODUCED.labels(topic.name, "error").inc(failed)
             error = next(o for o in outcomes if isinstance(o, BaseException))
             report_store_refusal(error, topic=topic.name)
+            await self._renew_if_lost(error, producer)
             raise error
 
 

@@ -123,6 +123,11 @@ KAFKA_PRODUCED = Counter(
     "Events produced, by topic and result.",
     ["topic", "result"],
 )
+KAFKA_PRODUCERS_RENEWED = Counter(
+    "privacam_kafka_producers_renewed_total",
+    "Kafka producers replaced after the brokers lost their sequence state (a broker's "
+    "unclean restart): each costs the calls in flight one retry.",
+)
 KAFKA_CONSUMED = Counter(
     "privacam_kafka_consumed_total",
     "Events consumed, by topic and result: ok; retry (an attempt failed and is tried again "
