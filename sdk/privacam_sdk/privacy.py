@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -54,7 +53,7 @@ from privacam.identity.v1 import privacy_pb2 as pb
 from privacam_core.privacy import DAYS as DAYS
 from privacam_core.privacy import MAX_FUTURE as MAX_FUTURE
 from privacam_core.privacy import MAX_WINDOWS as MAX_WINDOWS
-from privacam_core.privacy import MINUTES_PER_DAY
+from privacam_core.privacy import MINUTES_PER_DAY, verify_signature
 from privacam_core.privacy import SIGNING_CONTEXT as SIGNING_CONTEXT
 from privacam_core.privacy import Mode as Mode
 from privacam_core.privacy import Window as Window
@@ -279,16 +278,10 @@ class CameraPrivacy:
             raise PrivacyRefused(
                 "the privacy statement is not signed by an owner app paired with this camera"
             )
-        try:
-            key.verify(
-                bytes(signed.signature),
-                SIGNING_CONTEXT + bytes(signed.statement),
-                ec.ECDSA(hashes.SHA256()),
-            )
-        except (InvalidSignature, ValueError):
+        if not verify_signature(signed, key):
             raise PrivacyRefused(
                 "the privacy statement's signature does not verify with the owner app's key"
-            ) from None
+            )
         if statement.tenant_id != self._tenant_id or statement.device_id != self._device_id:
             raise PrivacyRefused("the privacy statement is for another camera")
         try:
