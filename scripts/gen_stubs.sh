@@ -40,6 +40,9 @@ buf="${BUF:-buf}"
 cache="${PRIVACAM_CACHE_DIR:-${root}/.cache}"
 tools="${cache}/tools"
 
+# as_root (and the stack's paths); log and die are this script's own, defined after it.
+# shellcheck source=stack/lib.sh
+source "${root}/stack/lib.sh"
 log() { echo "gen_stubs: $*" >&2; }
 die() { echo "gen_stubs: ERROR: $*" >&2; exit 1; }
 
@@ -54,16 +57,6 @@ case "${root}/" in "${out%/}/"*) die "refusing to write into '${out}': it contai
 case "${out}/" in "${root}/protos/"* | "${HOME:-/nonexistent}/") die "refusing to write into '${out}'" ;; esac
 
 # --- install -------------------------------------------------------------------------------
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null; then
-    sudo "$@"
-  else
-    die "need root to run: $* (run as root or install sudo)"
-  fi
-}
-
 install_debian_packages() {
   local missing=() p have
   for p in "${DEBIAN_PACKAGES[@]}"; do

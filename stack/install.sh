@@ -13,17 +13,6 @@ mkdir -p "$CACHE_DIR"
 exec 8>"$CACHE_DIR/.install.lock"
 flock 8
 
-# Run as root, via sudo on a developer machine.
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null; then
-    sudo "$@"
-  else
-    die "need root to run: $* (run as root or install sudo)"
-  fi
-}
-
 # ---------------------------------------------------------------- Debian ----
 install_debian_packages() {
   local wanted=() missing=() p

@@ -35,10 +35,10 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `services` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from services.common.catalog import SERVICES
 from services.common.topic_grants import (
     BACKUP_READS,
     GRANTS,
-    SERVICES,
     dead_letter_writes,
     reads,
     writes,

@@ -19,6 +19,17 @@ log() { printf '[stack] %s\n' "$*" >&2; }
 warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    die "need root to run: $* (run as root or install sudo)"
+  fi
+}
+
 # Parse component names into COMPONENTS (default: all), rejecting typos early.
 parse_components() {
   COMPONENTS=()

@@ -22,16 +22,6 @@ MODULE=/usr/lib/softhsm/libsofthsm2.so
 SOFTHSM_DIR="$RUN_DIR/softhsm"
 export SOFTHSM2_CONF="$SOFTHSM_DIR/softhsm2.conf"
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null; then
-    sudo "$@"
-  else
-    die "need root to run: $* (run as root or install sudo)"
-  fi
-}
-
 mkdir -p "$SOFTHSM_DIR/tokens"
 chmod 700 "$SOFTHSM_DIR" "$SOFTHSM_DIR/tokens"
 # One run at a time (its own lock: up.sh holds $RUN_DIR/.lock while it runs).

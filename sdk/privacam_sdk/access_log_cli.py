@@ -8,12 +8,8 @@ exit status as the text output."""
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from typing import Any
-
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 
 from privacam.accesslog.v1 import access_log_service_pb2 as pb
 from privacam.accesslog.v1 import access_log_service_pb2_grpc as pb_grpc
@@ -26,6 +22,8 @@ from privacam_sdk.access_log import (
     LogTampered,
     ReceiptError,
 )
+from privacam_sdk.cli_common import message_dict as _dict
+from privacam_sdk.cli_common import print_json as _print_json
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.profile import Profile
 
@@ -62,14 +60,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "incidents", help="security incidents that touched your household"
     )
     incidents.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
 
 
 def listing_json(listing: Listing) -> dict[str, Any]:

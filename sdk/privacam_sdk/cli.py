@@ -199,10 +199,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     try:
         raise SystemExit(asyncio.run(runners[args.command](args, profile)))
-    except (ValueError, rights_cli.CommandError) as error:  # a malformed argument, a check
-        print(f"privacam: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as error:  # a file to read or write: say which and why
+    # A malformed argument, a failed check, a file to read or write: say which and why.
+    except (ValueError, rights_cli.CommandError, OSError) as error:
         print(f"privacam: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except grpc.aio.AioRpcError as error:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from google.protobuf.json_format import MessageToDict
-
 from privacam.clips.v1 import clip_service_pb2 as pb
+from privacam_sdk.cli_common import camera_pin, message_dict
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.clips import list_clips, save_clip, upload_clip
 from privacam_sdk.profile import Profile
@@ -60,21 +57,15 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         elif args.action == "list":
             clips = [clip async for clip in list_clips(client, args.device)]
             if args.json:
-                print(
-                    json.dumps(
-                        [MessageToDict(c, preserving_proto_field_name=True) for c in clips],
-                        indent=2,
-                    )
-                )
-            for clip in clips if not args.json else ():
+                print(json.dumps([message_dict(c) for c in clips], indent=2))
+                return 0
+            for clip in clips:
                 print(
                     f"{clip.clip_id}\t{clip.captured_at.ToJsonString()}\t"
                     f"{clip.duration.ToTimedelta().total_seconds():g} s\t{clip.size_bytes} bytes"
                 )
         elif args.action == "download":
-            pin = os.environ.get("PRIVACAM_PIN", "")
-            if not pin and args.ask_pin:
-                pin = await asyncio.to_thread(getpass.getpass, "camera PIN: ")
+            pin = await camera_pin(args.ask_pin)
             clip = await save_clip(client, args.device, args.clip_id, args.output, pin)
             print(f"{clip.clip_id}: {clip.size_bytes} bytes written to {args.output}")
         else:

@@ -8,10 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from google.protobuf.json_format import MessageToDict
-
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
+from privacam_sdk.cli_common import message_dict, password
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.enrollment import DEFAULT_ENROLLMENT_ENDPOINT, Enrollment
 from privacam_sdk.profile import Profile
@@ -75,23 +74,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def _password() -> str:
-    # From the environment for scripts (the demo); asked for otherwise, never an argument.
-    return os.environ.get("PRIVACAM_PASSWORD") or getpass.getpass("password: ")
-
-
 async def run(args: argparse.Namespace, base: Path) -> int:
     if args.command in ("register", "sign-in", "enroll-camera"):
         endpoints = dict(pair.split("=", 1) for pair in args.endpoint) or None
         enrollment = Enrollment(args.ca.read_bytes(), args.enroll_endpoint, endpoints, home=base)
         if args.command == "register":
             profile, tenant = await enrollment.register_account(
-                args.profile, args.login, _password(), args.label
+                args.profile, args.login, password(), args.label
             )
             print(f"account created: tenant {tenant}; profile {profile.name}")
         elif args.command == "sign-in":
             profile, tenant = await enrollment.sign_in(
-                args.profile, args.login, _password(), args.label
+                args.profile, args.login, password(), args.label
             )
             print(f"signed in to tenant {tenant}; profile {profile.name}")
         else:
@@ -110,13 +104,9 @@ async def run(args: argparse.Namespace, base: Path) -> int:
         elif args.command == "cameras":
             listed = (await stub.ListCameras(pb.ListCamerasRequest())).cameras
             if args.json:
-                print(
-                    json.dumps(
-                        [MessageToDict(c, preserving_proto_field_name=True) for c in listed],
-                        indent=2,
-                    )
-                )
-            for camera in listed if not args.json else ():
+                print(json.dumps([message_dict(c) for c in listed], indent=2))
+                return 0
+            for camera in listed:
                 role = identity_pb2.CameraRole.Name(camera.role).removeprefix("CAMERA_ROLE_")
                 print(
                     f"{camera.device_id}  {role.lower():7} serial={camera.serial} "

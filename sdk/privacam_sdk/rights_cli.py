@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import hashlib
 import json
-import os
 import sys
 import uuid
 import zipfile
@@ -28,14 +26,14 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam.retention.v1 import retention_pb2
 from privacam.retention.v1 import retention_service_pb2 as pb
 from privacam.retention.v1 import retention_service_pb2_grpc as pb_grpc
+from privacam_sdk import cli_common
+from privacam_sdk.cli_common import message_dict as _dict
+from privacam_sdk.cli_common import print_json as _print_json
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.enrollment import renew_certificate
 from privacam_sdk.profile import Profile
@@ -96,14 +94,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     certificate = commands.add_parser("certificate", help="this profile's certificate: renew")
     certificate.add_argument("action", choices=("renew",))
-
-
-def _dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
 
 
 def _state(export: retention_pb2.Export) -> str:
@@ -191,7 +181,8 @@ async def _export(args: argparse.Namespace, client: PrivacamClient) -> int:
         exports = (await rights.ListExports(pb.ListExportsRequest())).exports
         if args.json:
             _print_json([_dict(export) for export in exports])
-        for export in exports if not args.json else ():
+            return 0
+        for export in exports:
             print(
                 f"{export.export_id}  {_state(export):8} requested "
                 f"{export.requested_at.ToJsonString()}  {export.size_bytes:,} bytes"
@@ -219,8 +210,7 @@ async def _export(args: argparse.Namespace, client: PrivacamClient) -> int:
 
 
 def _password() -> str:
-    # From the environment for scripts; asked for otherwise, never an argument.
-    password = os.environ.get("PRIVACAM_PASSWORD") or getpass.getpass("password: ")
+    password = cli_common.password()
     if not password:
         raise CommandError("no password given; type it at the prompt or set PRIVACAM_PASSWORD")
     return password

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import fractions
-import getpass
-import os
 import re
 import sys
 import time
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from privacam.identity.v1 import device_auth_service_pb2 as identity_pb
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as pb_grpc
+from privacam_sdk.cli_common import camera_pin
 from privacam_sdk.client import PrivacamClient
 from privacam_sdk.live_view import (
     Signer,
@@ -99,9 +98,7 @@ async def run(args: argparse.Namespace, profile: Profile) -> int:
         print(f"privacam: {what} has no audio", file=sys.stderr)
         return 2
     gate = _gated_track(player.audio)
-    pin = os.environ.get("PRIVACAM_PIN", "")
-    if not pin and args.ask_pin:
-        pin = await asyncio.to_thread(getpass.getpass, "camera PIN: ")
+    pin = await camera_pin(args.ask_pin)
     async with PrivacamClient(profile, timeout=10) as client:
         stub = pb_grpc.RelayBrokerServiceStub(client.channel("relay_broker"))
         camera = await client.device_auth().GetCamera(

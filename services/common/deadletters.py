@@ -53,11 +53,12 @@ from services.common.kafka import (
     EventProducer,
     client_options,
     dead_letter_topic_name,
+    event_headers,
+    header_value,
 )
 from services.common.settings import KafkaSettings
 
 _PREFIX, _SUFFIX = dead_letter_topic_name("|").split("|")
-_OWN_HEADERS = ("privacam-dead-letter-", "privacam-replayed-")
 REPLAYABLE = {topic.name: topic for topic in topics.ALL if not topic.compacted}
 """The topics a dead letter may go back to: those EventConsumers read (never a compacted
 state topic, whose records its writer signs)."""
@@ -83,10 +84,7 @@ class DeadLetter:
     replayed: bool
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value.decode(errors="replace")
-        return None
+        return header_value(self.headers, name)
 
     @property
     def source(self) -> tuple[str, int, int] | None:
@@ -115,8 +113,7 @@ class DeadLetter:
 
     def replay_headers(self, group: str) -> list[tuple[str, bytes]]:
         """The event's own headers, and the one group it is replayed for."""
-        own = [(k, v) for k, v in self.headers if not k.startswith(_OWN_HEADERS)]
-        return [*own, (REPLAYED_FOR_HEADER, group.encode())]
+        return [*event_headers(self.headers), (REPLAYED_FOR_HEADER, group.encode())]
 
 
 def _admin(settings: KafkaSettings) -> AIOKafkaAdminClient:

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from privacam_core.identity import PrincipalKind, ca_kinds, spiffe_uri
+from services.common.catalog import SERVICES
 from services.common.pki import (
     Authority,
     certificate_pem,
@@ -36,15 +37,6 @@ from services.common.pki import (
     write_private,
 )
 
-SERVICES = (
-    "device_auth",
-    "key_manager",
-    "clip_ingest",
-    "relay_broker",
-    "retention",
-    "access_log",
-    "privacy_watch",
-)
 OPERATORS = ("demo",)
 LEAF_LIFETIME = timedelta(days=7)
 ISSUING_CAS: dict[str, tuple[str, tuple[PrincipalKind, ...]]] = {

@@ -28,7 +28,6 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
-    KafkaError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
     TopicAlreadyExistsError,
@@ -469,7 +468,6 @@ def classify(error: BaseException) -> Failure:
         if (
             store_unreachable(seen)
             or isinstance(seen, Unavailable | Aborted | ConnectionError | TimeoutError)
-            or (isinstance(seen, KafkaError) and seen.retriable)
             or (isinstance(seen, S3Error) and seen.code in _S3_UNREACHABLE)
             or (isinstance(seen, grpc.aio.AioRpcError) and seen.code() in _PEER_UNREACHABLE)
         ):
@@ -510,11 +508,17 @@ class RetryPolicy:
         return failure is Failure.HANDLER and handler_failures >= self.max_attempts
 
 
-def _header(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
+def header_value(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
+    """The first header called `name`, decoded; None if there is none."""
     for key, value in headers:
         if key == name:
             return value.decode(errors="replace")
     return None
+
+
+def event_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The event's own headers, without those a dead letter or a replay added."""
+    return [(k, v) for k, v in headers if not k.startswith(_OWN_HEADERS)]
 
 
 class EventConsumer(Generic[M]):
@@ -680,7 +684,7 @@ class EventConsumer(Generic[M]):
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         labels = (self.topic.name, self.group_id)
         headers = list(record.headers or ())
-        replayed_for = _header(headers, REPLAYED_FOR_HEADER)
+        replayed_for = header_value(headers, REPLAYED_FOR_HEADER)
         if replayed_for is not None and replayed_for != self.dead_letter_group:
             # Another group's dead letter, put back for that group alone: this group
             # applied the event when it first came.
@@ -774,7 +778,7 @@ class EventConsumer(Generic[M]):
         """Write the event to the group's dead-letter topic, in its partition, and wait for
         every in-sync replica; tried until it is written (the partition waits meanwhile:
         a dead letter is never dropped)."""
-        headers = [(k, v) for k, v in record.headers or () if not k.startswith(_OWN_HEADERS)]
+        headers = event_headers(record.headers or ())
         headers += [
             (DEAD_LETTER_TOPIC_HEADER, self.topic.name.encode()),
             (DEAD_LETTER_PARTITION_HEADER, str(record.partition).encode()),

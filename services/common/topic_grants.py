@@ -17,17 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common import topics
+from services.common.catalog import SERVICES as SERVICES
 from services.common.kafka import Topic, dead_letter_topic_name
-
-SERVICES = (
-    "device_auth",
-    "key_manager",
-    "clip_ingest",
-    "relay_broker",
-    "retention",
-    "access_log",
-    "privacy_watch",
-)
 
 
 @dataclass(frozen=True)

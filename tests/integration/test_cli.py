@@ -14,34 +14,45 @@ from pathlib import Path
 from tests.harness import Platform
 
 
-def privacam(home: Path, *args: str, **env: str) -> str:
-    result = subprocess.run(
+def run_privacam(
+    home: Path, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "privacam_sdk.cli", "--home", str(home), *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
+
+
+def privacam(home: Path, *args: str, **env: str) -> str:
+    result = run_privacam(home, *args, timeout=60, **env)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def enroll_args(platform: Platform) -> list[str]:
+    """The CA and the endpoints `register` and `enroll-camera` need."""
+    endpoints = platform.endpoints()
+    return [
+        "--ca",
+        str(platform.pki.ca_file),
+        "--enroll-endpoint",
+        endpoints["device_auth_enrollment"],
+        *(
+            f"--endpoint={name}={address}"
+            for name, address in endpoints.items()
+            if name != "device_auth_enrollment"
+        ),
+    ]
 
 
 def test_register_pair_and_configure_a_camera_from_the_cli(
     platform: Platform, tmp_path: Path
 ) -> None:
-    endpoints = [
-        f"--endpoint={name}={address}"
-        for name, address in platform.endpoints().items()
-        if name != "device_auth_enrollment"
-    ]
-    enroll = [
-        "--ca",
-        str(platform.pki.ca_file),
-        "--enroll-endpoint",
-        platform.endpoints()["device_auth_enrollment"],
-        *endpoints,
-    ]
+    enroll = enroll_args(platform)
     login = f"cli-{secrets.token_hex(3)}"
     out = privacam(
         tmp_path,
@@ -74,33 +85,11 @@ def test_register_pair_and_configure_a_camera_from_the_cli(
     assert (tmp_path / "profiles" / "doorbell" / "tls.key").stat().st_mode & 0o077 == 0
 
 
-def run_privacam(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "privacam_sdk.cli", "--home", str(home), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_covers_rights(platform: Platform, tmp_path: Path) -> None:
     """Every right through the CLI: export (progress, download, verification), consent,
     correction, unshare, camera revoke, certificate renewal and cancellation; listings as
     JSON (the access log and privacy status included); the PIN never an argument."""
-    endpoints = [
-        f"--endpoint={name}={address}"
-        for name, address in platform.endpoints().items()
-        if name != "device_auth_enrollment"
-    ]
-    enroll = [
-        "--ca",
-        str(platform.pki.ca_file),
-        "--enroll-endpoint",
-        platform.endpoints()["device_auth_enrollment"],
-        *endpoints,
-    ]
+    enroll = enroll_args(platform)
     password = "a long enough passphrase"
     owner, friend = f"rights-{secrets.token_hex(3)}", f"friend-{secrets.token_hex(3)}"
     for profile, login in (("phone", owner), ("friend", friend)):
@@ -119,7 +108,7 @@ def test_cli_covers_rights(platform: Platform, tmp_path: Path) -> None:
     device = out.split("device ")[1].split(";")[0]
     phone = ("--profile", "phone")
 
-    assert version_line(tmp_path).startswith("privacam ")
+    assert privacam(tmp_path, "--version").strip().startswith("privacam ")
     refused = run_privacam(tmp_path, *phone, "clips", "download", device, "c", "-o", "x", "--pin=1")
     assert refused.returncode == 2
     assert "PRIVACAM_PIN" in refused.stderr
@@ -208,7 +197,3 @@ def test_cli_covers_rights(platform: Platform, tmp_path: Path) -> None:
     gone = run_privacam(tmp_path, *phone, "account", "show")
     assert gone.returncode != 0
     assert len(gone.stderr.strip().splitlines()) == 1
-
-
-def version_line(home: Path) -> str:
-    return privacam(home, "--version").strip()

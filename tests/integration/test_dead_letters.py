@@ -45,6 +45,7 @@ from tests.harness import (
     ROOT,
     cleanup_namespace,
     kafka_admin_login,
+    kafka_options,
     kafka_settings,
     new_namespace,
 )
@@ -132,7 +133,7 @@ async def _consumer(
 
 
 async def _committed(stack_env: dict[str, str], group: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(**client_options(kafka_settings(stack_env, ADMIN)))
+    admin = AIOKafkaAdminClient(**kafka_options(stack_env))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

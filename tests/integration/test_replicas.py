@@ -283,18 +283,25 @@ async def _listed(owner: Profile, device: str, prefix: str) -> set[str]:
         return {c.clip_id async for c in list_clips(client, device) if c.clip_id.startswith(prefix)}
 
 
+async def _whole_fleet(replicated: Replicated) -> list[Replica]:
+    """Every replica of key_manager and device_auth, serving: those earlier tests killed
+    (the spread tests kill one of each) are started again."""
+    fleet = [*replicated.key_managers, *replicated.device_auths]
+    for replica in fleet:
+        if replica.process is None or replica.process.poll() is not None:
+            replica.start()
+    for replica in fleet:
+        await asyncio.to_thread(replica.wait_serving)
+    return fleet
+
+
 @pytest.mark.timeout(600)
 async def test_rolling_restart_under_load(replicated: Replicated, profiles_home: Path) -> None:
     """Every replica of key_manager and device_auth restarted one at a time, as a rollout
     does (SIGTERM, drain, a new process on the same address), while cameras upload and apps
     list clips through the SDK: no call fails, and every clip uploaded is listed after."""
     platform = replicated.platform
-    fleet = [*replicated.key_managers, *replicated.device_auths]
-    for replica in fleet:  # the spread tests killed one of each
-        if replica.process is None or replica.process.poll() is not None:
-            replica.start()
-    for replica in fleet:
-        await asyncio.to_thread(replica.wait_serving)
+    fleet = await _whole_fleet(replicated)
     homes = [await home(platform, profiles_home) for _ in range(2)]
     prefix = f"roll-{secrets.token_hex(3)}"
 
@@ -357,12 +364,7 @@ async def test_probe_answered_across_replicas(replicated: Replicated, profiles_h
     """`privacam probe` asks one replica of each service whether the probe reached it:
     whichever replica the call lands on must know (every replica reads every probe)."""
     platform = replicated.platform
-    fleet = [*replicated.key_managers, *replicated.device_auths]
-    for replica in fleet:  # earlier tests killed and restarted some
-        if replica.process is None or replica.process.poll() is not None:
-            replica.start()
-    for replica in fleet:
-        await asyncio.to_thread(replica.wait_serving)
+    fleet = await _whole_fleet(replicated)
     operator = platform.profile("operator", platform.pki.operator(), profiles_home)
     async with PrivacamClient(operator, timeout=10) as client:
         sent = await client.send_probe("device_auth")  # its first replica: 127.0.0.1

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +35,7 @@ from privacam_sdk import PrivacamClient, Profile
 from privacam_sdk.talk_back import MemorySink, end_talk_back, start_talk_back
 from services.relay_broker.adapters.links import camera_channel
 from tests.harness import Platform, ServiceProcess, make_service, peer_env
+from tests.integration.test_cli import privacam
 from tests.live_view import (
     CameraAgent,
     OwnedCamera,
@@ -391,27 +391,11 @@ async def test_privacam_talk_speaks_a_wav_file_through_the_camera(
     microphone: the camera plays the file's tone, and the log holds start and end."""
     wav = tmp_path / "hello.wav"
     _tone_wav(wav, 4.0)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "privacam_sdk.cli",
-        "--home",
-        str(profiles_home),
-        "--profile",
-        house.owner.name,
-        "talk",
-        house.device,
-        "--wav",
-        str(wav),
-        "--seconds",
-        "3",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    assert f"speaking through {house.device}" in out.decode()
-    assert "stopped after" in out.decode()
+    talk = ("talk", house.device, "--wav", str(wav), "--seconds", "3")
+    # In a thread: the camera answers on this loop meanwhile.
+    out = await asyncio.to_thread(privacam, profiles_home, "--profile", house.owner.name, *talk)
+    assert f"speaking through {house.device}" in out
+    assert "stopped after" in out
     ((sid, sink),) = camera.speakers.items()
     assert len(sink.frames) >= 50  # at least a second of the file
     hz, level = _dominant_hz(sink)

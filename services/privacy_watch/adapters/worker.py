@@ -28,8 +28,7 @@ from faust.contrib.asgi import faust_app_running
 
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from services.common import topics
-from services.common.certificates import client_context
-from services.common.settings import KafkaSettings
+from services.common.kafka import client_options
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.settings import PrivacyWatchSettings
 from services.privacy_watch.streams.access import AccessWatch
@@ -40,19 +39,18 @@ APP_ID = "privacy_watch"
 """Faust's app id (after the namespace): its consumer group and the prefix of its topics."""
 
 
-def credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
-    """The service's own Kafka login, as Faust takes it."""
-    if kafka.security_protocol == "PLAINTEXT":
+def credentials(options: dict[str, Any]) -> faust.types.auth.CredentialsT | None:
+    """The service's own Kafka login, as Faust takes it, from the connection options every
+    Kafka client of the platform is given (services.common.kafka.client_options)."""
+    if options["security_protocol"] == "PLAINTEXT":
         return None
-    if kafka.security_protocol == "SSL":
-        return faust.SSLCredentials(
-            client_context("kafka", kafka.ca_file, kafka.cert_file, kafka.key_file)
-        )
+    if options["security_protocol"] == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
     return faust.SASLCredentials(
-        username=kafka.username,
-        password=kafka.password.get_secret_value(),
-        mechanism=kafka.sasl_mechanism,
-        ssl_context=client_context("kafka", kafka.ca_file),
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        mechanism=options["sasl_mechanism"],
+        ssl_context=options["ssl_context"],
     )
 
 
@@ -121,11 +119,11 @@ class FaustWorker:
     def __init__(self, settings: PrivacyWatchSettings) -> None:
         kafka = settings.kafka
         self._settings = settings
-        servers = [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()]
+        options = client_options(kafka)
         self.app = faust.App(
             kafka.namespace + APP_ID,
-            broker=[f"kafka://{server}" for server in servers],
-            broker_credentials=credentials(kafka),
+            broker=[f"kafka://{server}" for server in options["bootstrap_servers"]],
+            broker_credentials=credentials(options),
             store=settings.store,
             datadir=str(settings.data_dir),
             topic_partitions=kafka.topic_partitions,
@@ -145,80 +143,65 @@ class FaustWorker:
             loghandlers=[],
         )
         retention = {"delete.retention.ms": str(settings.changelog_retention_days * 86_400_000)}
-        self.households = self.app.Table(
-            "households",
-            default=None,
-            key_type=str,
-            partitions=kafka.topic_partitions,
-            extra_topic_configs=retention,
-            help="tenant id -> the household's viewers, recent playbacks and usual hours",
-        )
-        self.entries = self.app.Table(
-            "entries",
-            default=None,
-            key_type=str,
-            partitions=kafka.topic_partitions,
-            extra_topic_configs=retention,
-            help="<tenant>/<access id> -> index of the entry in the household's log",
-        )
-        self.accounts = self.app.Table(
-            "accounts",
-            default=None,
-            key_type=str,
-            partitions=kafka.topic_partitions,
-            extra_topic_configs=retention,
-            help="tenant id -> the account's app installs seen (from the identity topic)",
-        )
         self._changelogs = ChangelogAcks()
-        for table in (self.households, self.entries, self.accounts):
+
+        def changelogged(name: str, what: str) -> Any:
+            table = self.app.Table(
+                name,
+                default=None,
+                key_type=str,
+                partitions=kafka.topic_partitions,
+                extra_topic_configs=retention,
+                help=what,
+            )
             self._changelogs.track(table)
+            return table
+
+        self.households = changelogged(
+            "households",
+            "tenant id -> the household's viewers, recent playbacks and usual hours",
+        )
+        self.entries = changelogged(
+            "entries", "<tenant>/<access id> -> index of the entry in the household's log"
+        )
+        self.accounts = changelogged(
+            "accounts", "tenant id -> the account's app installs seen (from the identity topic)"
+        )
         sink = KafkaNoticeSink(self.app, kafka.namespace + topics.WATCH_NOTICES.name)
         self.watch = AccessWatch(self.households, self.entries, sink, settings.policy())
         self.identity_watch = IdentityWatch(self.accounts, sink)
-        access = self.app.topic(
-            kafka.namespace + topics.ACCESS.name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
 
-        async def on_access(stream: Any) -> None:
-            async for event in stream.events():
-                sent = await self.watch.on_event(event.key, event.value, event.message.offset)
-                await self._changelogs_written()
-                if sent:
-                    # The access topic's record time: when the access was written.
-                    metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
+        def raw(topic: str) -> Any:
+            return self.app.topic(
+                kafka.namespace + topic,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
 
-        identity = self.app.topic(
-            kafka.namespace + topics.IDENTITY.name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
+        def agent(watch: AccessWatch | IdentityWatch) -> Any:
+            async def on_events(stream: Any) -> None:
+                async for event in stream.events():
+                    sent = await watch.on_event(event.key, event.value, event.message.offset)
+                    await self._changelogs.written()
+                    if sent:
+                        # The input topic's record time: when the event was written.
+                        delay = time.time() - event.message.timestamp
+                        metrics.NOTICE_DELAY.observe(max(0.0, delay))
 
-        async def on_identity(stream: Any) -> None:
-            async for event in stream.events():
-                sent = await self.identity_watch.on_event(
-                    event.key, event.value, event.message.offset
-                )
-                await self._changelogs_written()
-                if sent:
-                    metrics.NOTICE_DELAY.observe(max(0.0, time.time() - event.message.timestamp))
+            return on_events
 
         # One at a time: with concurrency above 1 Faust 0.15 can commit past an event
         # still in progress. Each agent writes only its own table (households and entries
         # from the access topic, accounts from the identity topic), so a table's changelog
         # partition is always that of the event that changed it.
-        self.app.agent(access, name="watch", concurrency=1)(on_access)
-        self.app.agent(identity, name="identity", concurrency=1)(on_identity)
+        self.app.agent(raw(topics.ACCESS.name), name="watch", concurrency=1)(agent(self.watch))
+        self.app.agent(raw(topics.IDENTITY.name), name="identity", concurrency=1)(
+            agent(self.identity_watch)
+        )
         self._running: contextlib.AsyncExitStack | None = None
         self._recovery_watch: asyncio.Task[None] | None = None
-
-    async def _changelogs_written(self) -> None:
-        await self._changelogs.written()
 
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -239,17 +222,16 @@ class FaustWorker:
         tables: Any = self.app.tables
         return tables.recovery
 
-    def _report_recovery(self) -> float | None:
+    def _report_recovery(self) -> None:
         # Faust keeps the times of its last recovery only privately.
         recovery = self._recovery()
         started = getattr(recovery, "_recovery_started_at", None)
         ended = getattr(recovery, "_recovery_ended_at", None)
         if started is None or ended is None or ended < started:
-            return None
+            return
         seconds = float(ended - started)
         metrics.RECOVERY_SECONDS.set(seconds)
         log.info("tables recovered", extra={"seconds": round(seconds, 3)})
-        return seconds
 
     async def _watch_recoveries(self) -> None:
         """Reports each later recovery (after a rebalance: a partition taken over)."""

@@ -202,7 +202,6 @@ class Account:
 
 @dataclass
 class Viewer:
-    first: datetime
     last: datetime
     recent: list[datetime] = field(default_factory=list)
     """Times of its playbacks and downloads within the burst window."""
@@ -246,7 +245,7 @@ class Household:
         viewer = self.viewers.get(entry.principal.key)
         if viewer is None or at - viewer.last > policy.look_back:
             notices.append(Notice(Rule.NEW_VIEWER, entry, window=policy.look_back))
-            viewer = Viewer(first=at, last=at)
+            viewer = Viewer(last=at)
             self.viewers[entry.principal.key] = viewer
         viewer.last = max(viewer.last, at)
         if entry.purpose in CONTENT:
@@ -295,7 +294,6 @@ class Household:
             "offset": self.offset,
             "viewers": {
                 key: {
-                    "first": _iso(v.first),
                     "last": _iso(v.last),
                     "recent": [_iso(t) for t in v.recent],
                     "burst_until": _iso(v.burst_until) if v.burst_until else None,
@@ -316,7 +314,6 @@ class Household:
             offset=int(data["offset"]),
             viewers={
                 key: Viewer(
-                    first=_time(v["first"]),
                     last=_time(v["last"]),
                     recent=[_time(t) for t in v["recent"]],
                     burst_until=_time(v["burst_until"]) if v["burst_until"] else None,

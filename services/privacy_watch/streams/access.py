@@ -21,7 +21,6 @@ yet in the changelog: it is sent again with the same notice id, and readers keep
 
 from __future__ import annotations
 
-import re
 from collections.abc import MutableMapping
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ from google.protobuf.message import DecodeError
 from privacam.accesslog.v1 import log_pb2
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
+from privacam_core.identity import ID_PATTERN
 from privacam_core.timestamps import to_datetime, to_timestamp
 from services.common import topics
 from services.privacy_watch.adapters import metrics
@@ -44,9 +44,6 @@ from services.privacy_watch.domain.rules import (
     Rule,
     WatchPolicy,
 )
-
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-"""A tenant id the access log accepts (services/access_log/streams/replica.py)."""
 
 _KINDS = {
     types_pb2.PRINCIPAL_KIND_CAMERA: Kind.CAMERA,
@@ -122,7 +119,7 @@ class AccessWatch:
         tenant = (key or b"").decode(errors="replace")
         kind = event.WhichOneof("event")
         if kind == "log_deleted":
-            if _ID.fullmatch(tenant) and event.metadata.tenant_id == tenant:
+            if ID_PATTERN.fullmatch(tenant) and event.metadata.tenant_id == tenant:
                 household = self._household(tenant)
                 if household.offset < offset:
                     household.delete()
@@ -135,7 +132,7 @@ class AccessWatch:
             return 0
         record = event.access_recorded.record
         if (
-            not _ID.fullmatch(record.tenant_id)
+            not ID_PATTERN.fullmatch(record.tenant_id)
             or not record.access_id
             or not record.HasField("occurred_at")
             or record.tenant_id != tenant

@@ -21,7 +21,6 @@ do not), and a grant's grantee is not named (the log entry names the grant only)
 
 from __future__ import annotations
 
-import re
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -30,12 +29,12 @@ from google.protobuf.message import DecodeError
 from privacam.identity.v1 import events_pb2 as identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
+from privacam_core.identity import ID_PATTERN
 from services.common import topics
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.domain.rules import Account, Rule, notice_id
 from services.privacy_watch.streams.access import NoticeSink
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _RULES = {
     Rule.WRONG_PIN_STREAK: watch_pb2.WATCH_RULE_WRONG_PIN_STREAK,
     Rule.NEW_APP_INSTALL: watch_pb2.WATCH_RULE_NEW_APP_INSTALL,
@@ -126,7 +125,7 @@ class IdentityWatch:
             return 0
         tenant = (key or b"").decode(errors="replace")
         if (
-            not _ID.fullmatch(tenant)
+            not ID_PATTERN.fullmatch(tenant)
             or event.metadata.tenant_id != tenant
             or not event.metadata.event_id
         ):

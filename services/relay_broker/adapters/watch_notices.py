@@ -54,7 +54,6 @@ class RedisWatchNotices:
 
     async def keep_and_tell(self, tenant_id: str, notice: pb.HouseholdNotice) -> bool:
         """Keep the notice and tell the household's open streams; False if already kept."""
-        at_ms = notice.occurred_at.seconds * 1000 + notice.occurred_at.nanos // 1_000_000
         stored = notice.SerializeToString()
         told = pb.StreamNoticesResponse(notice=notice).SerializeToString()
         new = await self._keep(
@@ -62,7 +61,7 @@ class RedisWatchNotices:
             args=[
                 notice.notice_id,
                 stored,
-                at_ms,
+                notice.occurred_at.ToMilliseconds(),
                 self._kept,
                 self._keep_ms,
                 self._namespace + notice_channel(tenant_id),

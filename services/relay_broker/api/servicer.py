@@ -106,7 +106,7 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         presence: RedisPresence,
         policy: DeviceAuthPolicy,
         talks: TalkBacks,
-        watch_notices: RedisWatchNotices | None = None,
+        watch_notices: RedisWatchNotices,
     ) -> None:
         self._watch_notices = watch_notices
         self._views = views
@@ -379,8 +379,6 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
     ) -> pb.ListWatchNoticesResponse:
         if request.limit > MAX_WATCH_NOTICES:
             raise InvalidArgument(f"limit must be at most {MAX_WATCH_NOTICES}")
-        if self._watch_notices is None:
-            return pb.ListWatchNoticesResponse()
         tenant = _tenant(current_principal())
         notices = await self._watch_notices.recent(tenant, request.limit or 100)
         return pb.ListWatchNoticesResponse(notices=notices)

@@ -14,17 +14,15 @@ the stream wherever it is open.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Protocol
 
 from privacam.relay.v1 import relay_broker_service_pb2 as pb
 from privacam.watch.v1 import events_pb2 as watch_pb2
+from privacam_core.identity import ID_PATTERN
 from services.common.kafka import Delivery
 from services.relay_broker.adapters import metrics
 
 log = logging.getLogger("privacam.relay_broker.watch")
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-"""A tenant id as the access log accepts it."""
 
 
 class NoticeStore(Protocol):
@@ -47,7 +45,7 @@ class WatchNoticeFollower:
 
     async def on_event(self, notice: watch_pb2.WatchNotice, delivery: Delivery) -> None:
         tenant = notice.tenant_id
-        if not _ID.fullmatch(tenant) or delivery.key != tenant or not notice.notice_id:
+        if not ID_PATTERN.fullmatch(tenant) or delivery.key != tenant or not notice.notice_id:
             log.warning("watch notice ignored: not keyed by its household")
             metrics.WATCH_NOTICES.labels("ignored").inc()
             return

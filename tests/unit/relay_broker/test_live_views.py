@@ -218,6 +218,23 @@ def world(idle: float = 30, lease: float = 6) -> World:
     return World(views, log, sessions, cameras, links, events, clock)
 
 
+def replica(w: World) -> LiveViews:
+    """Another broker replica over w's shared store, log, presence, links and clock."""
+    return LiveViews(
+        policy=Policy(),
+        access_log=w.log,
+        sessions=w.sessions,
+        presence=w.cameras,
+        links=w.links,
+        events=w.events,
+        metrics=Metrics(),
+        clock=w.clock,
+        limits=w.views.limits,
+        turn_secret=b"k" * 32,
+        turn_uris=("turn:127.0.0.1:3478",),
+    )
+
+
 async def test_a_session_is_logged_before_any_credential_and_the_household_is_told() -> None:
     w = world()
     started = await w.views.start(OWNER, "cam-1", "")
@@ -374,30 +391,18 @@ async def test_a_side_signaling_here_renews_without_reading_the_store() -> None:
 async def test_a_session_whose_replica_died_ends_when_its_lease_runs_out() -> None:
     """Two replicas share the store; the one holding both sides' signaling stops without
     ending anything. The other's sweep ends the session, logged, once."""
-    here, there = world(), world()
-    there.views = LiveViews(
-        policy=Policy(),
-        access_log=here.log,
-        sessions=here.sessions,
-        presence=here.cameras,
-        links=here.links,
-        events=here.events,
-        metrics=Metrics(),
-        clock=here.clock,
-        limits=here.views.limits,
-        turn_secret=b"k" * 32,
-        turn_uris=("turn:127.0.0.1:3478",),
-    )
-    sid = (await there.views.start(OWNER, "cam-1", "")).session.session_id
+    here = world()
+    there = replica(here)
+    sid = (await there.start(OWNER, "cam-1", "")).session.session_id
     for side, tenant, name in ((Side.APP, "tenant-a", "app-1"), (Side.CAMERA, "tenant-a", "cam-1")):
-        await there.views.join(await there.views.session_for(sid, side, tenant, name), side)
+        await there.join(await there.session_for(sid, side, tenant, name), side)
     # While the replica lives it renews both sides each heartbeat: nothing lapses.
     for _ in range(5):
         here.clock.advance(timedelta(seconds=2))
-        assert await there.views.renew_leases() == 2
+        assert await there.renew_leases() == 2
         assert await here.views.sweep() == 0
     # It dies (no renewal, no timers): three heartbeats later the survivor ends it.
-    await there.views.stop()
+    await there.stop()
     here.clock.advance(timedelta(seconds=5))
     assert await here.views.sweep() == 0
     here.clock.advance(timedelta(seconds=2))

@@ -16,7 +16,7 @@ from services.relay_broker.domain.model import (
     Viewer,
 )
 from services.relay_broker.domain.talk_back import TalkBacks
-from tests.unit.relay_broker.test_live_views import OWNER, Metrics, Policy, World, world
+from tests.unit.relay_broker.test_live_views import OWNER, World, replica, world
 
 
 class TalkPolicy:
@@ -92,19 +92,7 @@ def replicas(w: World, log: TalkLog, store: Talks, links: TalkLinks) -> tuple[Re
     """Two replicas over one shared store, log and clock (w's)."""
     made = []
     for _ in range(2):
-        views = LiveViews(
-            policy=Policy(),
-            access_log=w.log,
-            sessions=w.sessions,
-            presence=w.cameras,
-            links=w.links,
-            events=w.events,
-            metrics=Metrics(),
-            clock=w.clock,
-            limits=w.views.limits,
-            turn_secret=b"k" * 32,
-            turn_uris=("turn:127.0.0.1:3478",),
-        )
+        views = replica(w)
         talks = TalkBacks(
             views=views,
             policy=TalkPolicy(),
