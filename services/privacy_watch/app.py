@@ -9,7 +9,7 @@ from services.privacy_watch.settings import PrivacyWatchSettings
 
 
 def build(settings: PrivacyWatchSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
-    worker = FaustWorker(settings)
+    worker = FaustWorker(settings, clock)
     return ServiceParts(
         apis=[],
         policies={},

@@ -40,6 +40,14 @@ class PrivacyWatchSettings(ServiceSettings):
     at most this much is replayed after a crash."""
     changelog_retention_days: int = Field(default=30, ge=1, le=365)
     """Changelog topics are compacted; a deleted key's tombstone is kept this long."""
+    digest_period_seconds: int = Field(default=604_800, ge=10, le=31_536_000)
+    """Length of a digest's period (a week): tumbling periods, whole weeks start on Mondays
+    00:00 UTC."""
+    digest_grace_seconds: float = Field(default=3600.0, ge=0, le=86_400)
+    """A period no later access closed is sent this long after its end (for entries still
+    on their way to the log)."""
+    digest_check_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How often the worker looks for digests to send."""
     recovery_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
     """Longest start: the tables recovered and partitions assigned, or the start fails."""
 

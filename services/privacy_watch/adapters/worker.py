@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -28,10 +29,12 @@ from faust.contrib.asgi import faust_app_running
 
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from services.common import topics
+from services.common.clock import Clock, SystemClock
 from services.common.kafka import client_options
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.settings import PrivacyWatchSettings
 from services.privacy_watch.streams.access import AccessWatch
+from services.privacy_watch.streams.digest import DigestSender
 from services.privacy_watch.streams.identity import IdentityWatch
 
 log = logging.getLogger("privacam.privacy_watch")
@@ -116,9 +119,10 @@ class ChangelogAcks:
 class FaustWorker:
     """The Faust app as a component of the service runtime (start, stop)."""
 
-    def __init__(self, settings: PrivacyWatchSettings) -> None:
+    def __init__(self, settings: PrivacyWatchSettings, clock: Clock | None = None) -> None:
         kafka = settings.kafka
         self._settings = settings
+        self._clock = clock or SystemClock()
         options = client_options(kafka)
         self.app = faust.App(
             kafka.namespace + APP_ID,
@@ -167,8 +171,21 @@ class FaustWorker:
         self.accounts = changelogged(
             "accounts", "tenant id -> the account's app installs seen (from the identity topic)"
         )
+        self.digests = changelogged(
+            "digests", "tenant id -> the household's open digest period and its last closed ones"
+        )
         sink = KafkaNoticeSink(self.app, kafka.namespace + topics.WATCH_NOTICES.name)
-        self.watch = AccessWatch(self.households, self.entries, sink, settings.policy())
+        self.watch = AccessWatch(
+            self.households,
+            self.entries,
+            sink,
+            settings.policy(),
+            self.digests,
+            timedelta(seconds=settings.digest_period_seconds),
+        )
+        self.digest_sender = DigestSender(
+            self.digests, sink, self._clock, timedelta(seconds=settings.digest_grace_seconds)
+        )
         self.identity_watch = IdentityWatch(self.accounts, sink)
 
         def raw(topic: str) -> Any:
@@ -202,6 +219,7 @@ class FaustWorker:
         )
         self._running: contextlib.AsyncExitStack | None = None
         self._recovery_watch: asyncio.Task[None] | None = None
+        self._digest_timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -216,6 +234,23 @@ class FaustWorker:
             raise RuntimeError("tables not recovered in time") from None
         self._report_recovery()
         self._recovery_watch = asyncio.create_task(self._watch_recoveries())
+        self._digest_timer = asyncio.create_task(self._send_digests())
+
+    async def _send_digests(self) -> None:
+        """The digests' timer (not Faust's on_window_close: see streams/digest.py): every
+        DIGEST_CHECK_SECONDS, once the tables are recovered, the due digests are sent."""
+        recovery = self._recovery()
+        while True:
+            await asyncio.sleep(self._settings.digest_check_seconds)
+            if not recovery.completed.is_set():
+                continue
+            try:
+                await self.digest_sender.send_due()
+            except Exception as error:  # sent again at the next round
+                log.warning(
+                    "digests not sent; retried at the next round",
+                    extra={"error": type(error).__name__},
+                )
 
     def _recovery(self) -> Any:
         # TableManager has it; Faust's interface type does not say so.
@@ -245,10 +280,11 @@ class FaustWorker:
                 self._report_recovery()
 
     async def stop(self) -> None:
-        if self._recovery_watch is not None:
-            self._recovery_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery_watch
+        for task in (self._digest_timer, self._recovery_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._running is not None:
             stack, self._running = self._running, None
             await stack.aclose()

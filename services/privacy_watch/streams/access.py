@@ -22,6 +22,7 @@ yet in the changelog: it is sent again with the same notice id, and readers keep
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from datetime import timedelta
 from typing import Any, Protocol
 
 from google.protobuf.duration_pb2 import Duration
@@ -34,6 +35,7 @@ from privacam_core.identity import ID_PATTERN
 from privacam_core.timestamps import to_datetime, to_timestamp
 from services.common import topics
 from services.privacy_watch.adapters import metrics
+from services.privacy_watch.domain.digest import DigestState
 from services.privacy_watch.domain.rules import (
     Entry,
     Household,
@@ -101,6 +103,8 @@ class AccessWatch:
         entries: MutableMapping[str, Any],
         sink: NoticeSink,
         policy: WatchPolicy,
+        digests: MutableMapping[str, Any] | None = None,
+        digest_period: timedelta = timedelta(days=7),
     ) -> None:
         self._households = households
         """tenant id -> Household.to_json(): the changelog-backed state."""
@@ -108,6 +112,9 @@ class AccessWatch:
         """"<tenant>/<access id>" -> log index: the access ids already in each log."""
         self._sink = sink
         self._policy = policy
+        self._digests = digests
+        """tenant id -> DigestState.to_json(): the household's digest periods."""
+        self._digest_period = digest_period
 
     async def on_event(self, key: bytes | None, value: bytes, offset: int) -> int:
         """Apply the access event at `offset` of its partition; return the notices sent."""
@@ -123,6 +130,8 @@ class AccessWatch:
                 household = self._household(tenant)
                 if household.offset < offset:
                     household.delete()
+                    if self._digests is not None and tenant in self._digests:
+                        del self._digests[tenant]
                     household.offset = offset
                     self._households[tenant] = household.to_json()
                     metrics.EVENTS.labels("log_deleted").inc()
@@ -172,6 +181,10 @@ class AccessWatch:
             await self._sink.send(tenant, notice_pb(notice, record))
             metrics.NOTICES.labels(notice.rule.value).inc()
         self._entries[entry_key] = entry.index
+        if self._digests is not None:
+            digest = DigestState.from_json(self._digests.get(tenant))
+            digest.observe(entry, self._digest_period)
+            self._digests[tenant] = digest.to_json()
         household.size += 1
         household.offset = offset
         self._households[tenant] = household.to_json()
