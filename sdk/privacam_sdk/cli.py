@@ -34,6 +34,7 @@ from privacam_sdk import (
     privacy_cli,
     rights_cli,
     talk_cli,
+    watch_cli,
 )
 from privacam_sdk.client import PrivacamClient, describe_error
 from privacam_sdk.profile import SERVICES, Profile, home
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     clips_cli.add_commands(commands)
     privacy_cli.add_commands(commands)
     talk_cli.add_commands(commands)
+    watch_cli.add_commands(commands)
     rights_cli.add_commands(commands)
     completion_cli.add_commands(commands)
 
@@ -195,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "privacy": privacy_cli.run,
         "talk": talk_cli.run,
         "clips": clips_cli.run,
+        "watch": watch_cli.run,
         **dict.fromkeys(rights_cli.COMMANDS, rights_cli.run),
     }
     try:
