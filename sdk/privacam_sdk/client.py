@@ -28,9 +28,10 @@ from privacam.diagnostics.v1 import diagnostics_service_pb2_grpc as diagnostics_
 from privacam.identity.v1 import device_auth_service_pb2_grpc as identity_grpc
 from privacam_sdk.profile import Profile
 
-# Retry only what is safe to retry: the platform sheds load with UNAVAILABLE, and
-# jittered exponential backoff keeps a fleet of reconnecting cameras from
-# stampeding it after an outage.
+# Retry only what is safe to retry: the platform sheds load with UNAVAILABLE, a replica
+# told to stop drops the calls it had not yet started with CANCELLED, and jittered
+# exponential backoff keeps a fleet of reconnecting cameras from stampeding it after an
+# outage.
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
@@ -41,7 +42,7 @@ _SERVICE_CONFIG = json.dumps(
                     "initialBackoff": "0.2s",
                     "maxBackoff": "5s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
                 },
             },
             # A clip upload streams megabytes, more than gRPC buffers for a transparent

@@ -38,10 +38,12 @@ _UPLOAD_RETRIED = (
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED,
 )
 """An upload is idempotent, so one that ran out of time (the event bus away when it was
 acknowledged) is sent again like a refused one, and so is one refused ABORTED because the
-server still holds the claim of the attempt that ran out of time (freed within 15 s)."""
+server still holds the claim of the attempt that ran out of time (freed within 15 s), and so
+is one a draining replica dropped unstarted (CANCELLED)."""
 
 
 def _timestamp(moment: datetime) -> Timestamp:

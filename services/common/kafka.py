@@ -446,6 +446,7 @@ _PEER_UNREACHABLE = frozenset(
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,  # dropped by a replica beginning to stop
     }
 )
 _S3_UNREACHABLE = frozenset(

@@ -40,8 +40,9 @@ _HOST_PORT = r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}"
 # has is a backend), or ipv4:a:port,b:port (fixed addresses; tests' replicas on 127.0.0.x).
 _ENDPOINT = rf"^(?:(?:dns:///)?{_HOST_PORT}|ipv4:{_HOST_PORT}(?:,{_HOST_PORT})*)$"
 
-# Only UNAVAILABLE is retried: the call never reached a handler (down, or shed under load),
-# or its handler could not reach a store, and the platform's writes are keyed by id
+# UNAVAILABLE and CANCELLED are retried: the call never reached a handler (down, shed under
+# load, or, for CANCELLED, dropped unanswered by a replica that began to shut down as it
+# arrived), or its handler could not reach a store, and the platform's writes are keyed by id
 # or compare-and-set, so a retry meets its own earlier effect instead of repeating it. gRPC
 # draws each wait at random up to the current backoff (jitter), so a crowd of retries
 # spreads out instead of returning in step. Anything else is the callee's answer and is
@@ -63,7 +64,7 @@ RETRY_SERVICE_CONFIG = json.dumps(
                     "initialBackoff": "0.2s",
                     "maxBackoff": "2s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
                 },
             }
         ],
@@ -218,7 +219,14 @@ PASSED_ON: dict[grpc.StatusCode, type[PrivacamError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
 }
-UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# CANCELLED from a peer is no answer either: a replica told to stop drops the calls it had
+# received but not yet started (gRPC cancels them at once, grace or not), so a rollout
+# would otherwise reach callers as INTERNAL.
+UNREACHABLE = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
 
 
 def passed_on(error: grpc.aio.AioRpcError) -> PrivacamError | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # kills and restarts the shared stack runs after everything (it expects a moved clock,
     # and clients of a restarted Redis find their pooled connections dead).
     items.sort(key=_late)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """A failed integration test's report carries the errors the services logged while it
+    ran: their logs live in the session's temporary directory, which a CI run leaves
+    behind nowhere, and an INTERNAL a client saw is explained only there."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or "tests/integration" not in str(item.path):
+        return
+    errors = _service_errors(item.config, since=call.start)
+    if errors:
+        report.sections.append(("errors the services logged meanwhile", "\n".join(errors)))
+
+
+def _service_errors(config: pytest.Config, since: float, most: int = 40) -> list[str]:
+    """The last `most` ERROR lines of every service log written since `since` (epoch s)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return []
+    found: list[str] = []
+    for log in sorted(factory.getbasetemp().rglob("*.log")):
+        if log.stat().st_mtime < since:
+            continue
+        lines = [
+            line.rstrip()
+            for line in log.read_text(errors="replace").splitlines()
+            if '"level": "ERROR"' in line and _logged_after(line, since)
+        ]
+        found += [f"{log.parent.name}/{log.name}: {line[:4000]}" for line in lines[-most:]]
+    return found
+
+
+def _logged_after(line: str, since: float) -> bool:
+    try:
+        stamp = json.loads(line)["time"]
+        return time.mktime(time.strptime(stamp.split(",")[0], "%Y-%m-%d %H:%M:%S")) >= since - 1
+    except (ValueError, KeyError, TypeError):
+        return True
 
 
 def _late(item: pytest.Item) -> int:

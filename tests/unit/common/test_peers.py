@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 from pydantic import ValidationError
 
+from services.common.errors import Unavailable
 from services.common.peers import (
     KEEPALIVE_TIME_MS,
     RETRY_SERVICE_CONFIG,
     PeerSettings,
     channel_options,
+    unreachable,
 )
 from services.common.runtime import MIN_CLIENT_PING_INTERVAL_MS, server_options
 
@@ -74,3 +77,38 @@ def test_servers_age_connections_out_from_settings() -> None:
     assert options["grpc.max_connection_age_ms"] == 600_000
     assert options["grpc.max_connection_age_grace_ms"] == 30_000
     assert options["grpc.http2.min_ping_interval_without_data_ms"] == MIN_CLIENT_PING_INTERVAL_MS
+
+
+async def test_a_call_a_stopping_replica_dropped_is_retried() -> None:
+    """A replica told to stop cancels the calls it had received but not yet started; the
+    peer channel's retry policy sends such a call again (a rollout costs no call), and when
+    retries run out the caller is told UNAVAILABLE (retry later), never INTERNAL."""
+    attempts = 0
+
+    async def flaky(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            await context.abort(grpc.StatusCode.CANCELLED, "server shutting down")
+        return request
+
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(flaky)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.S", {"M": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    target = f"127.0.0.1:{port}"
+    try:
+        async with grpc.aio.insecure_channel(
+            target, options=channel_options(target, PeerSettings())
+        ) as channel:
+            call = channel.unary_unary("/t.S/M")
+            assert await call(b"ping", timeout=10) == b"ping"
+            assert attempts == 3
+            attempts = -100  # more than the policy's 5 attempts
+            with pytest.raises(grpc.aio.AioRpcError) as dropped:
+                await call(b"ping", timeout=10)
+    finally:
+        await server.stop(None)
+    assert dropped.value.code() is grpc.StatusCode.CANCELLED
+    assert isinstance(unreachable("key", dropped.value), Unavailable)
