@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -182,6 +182,7 @@ class FaustWorker:
             settings.policy(),
             self.digests,
             timedelta(seconds=settings.digest_period_seconds),
+            timedelta(seconds=settings.digest_grace_seconds),
         )
         self.digest_sender = DigestSender(
             self.digests, sink, self._clock, timedelta(seconds=settings.digest_grace_seconds)
@@ -200,7 +201,15 @@ class FaustWorker:
         def agent(watch: AccessWatch | IdentityWatch) -> Any:
             async def on_events(stream: Any) -> None:
                 async for event in stream.events():
-                    sent = await watch.on_event(event.key, event.value, event.message.offset)
+                    message = event.message
+                    if isinstance(watch, AccessWatch):
+                        # The record's time: when the access was appended to the log.
+                        appended = datetime.fromtimestamp(message.timestamp, UTC)
+                        sent = await watch.on_event(
+                            event.key, event.value, message.offset, appended
+                        )
+                    else:
+                        sent = await watch.on_event(event.key, event.value, message.offset)
                     await self._changelogs.written()
                     if sent:
                         # The input topic's record time: when the event was written.

@@ -7,7 +7,8 @@ is before that period's end; the first entry at or after the end closes the peri
 the digest covers the log's entries from the period's first to the one before that entry:
 a contiguous index range, which the household can count itself in its verified log
 whatever order the entries' times came in. A period nobody accessed after is closed by the
-worker's timer (`due`, on the platform's clock) once its end and a grace have passed.
+worker's timer (`due`, on the platform's clock) once its end and a grace have passed; an
+entry appended to the log after that, whenever it happened, goes to the next period.
 
 Pure: the worker keeps a household's `DigestState` as one record of a changelog-backed
 table (Faust's windowed tables expire on the wall clock, never expire keys restored from a
@@ -111,14 +112,30 @@ class DigestState:
     open: Period | None = None
     closed: list[Period] = field(default_factory=list)
 
-    def observe(self, entry: Entry, period: timedelta) -> None:
-        """Count one new entry of the log (entries come in log order, index by index)."""
+    def observe(
+        self,
+        entry: Entry,
+        period: timedelta,
+        appended_at: datetime | None = None,
+        grace: timedelta = timedelta(0),
+    ) -> None:
+        """Count one new entry of the log (entries come in log order, index by index).
+
+        The open period closes before the entry if the entry happened after its end, or
+        if it was appended to the log (`appended_at`, the access event's record time)
+        once the period's digest was due (`due`: the timer may have sent it), so a digest
+        once sent never grows; such a late entry goes to the next period."""
         current = self.open
-        if current is not None and entry.occurred_at >= current.end:
+        if current is not None and (
+            entry.occurred_at >= current.end
+            or (appended_at is not None and appended_at >= current.end + grace)
+        ):
             current.end_index = entry.index
             self.closed = [*self.closed, current][-KEPT_CLOSED:]
-            current = None
-        if current is None:
+            start = max(period_start(entry.occurred_at, period), current.end)
+            current = Period(start, start + period, entry.index, entry.index)
+            self.open = current
+        elif current is None:
             start = period_start(entry.occurred_at, period)
             current = Period(start, start + period, entry.index, entry.index)
             self.open = current

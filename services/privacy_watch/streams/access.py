@@ -22,7 +22,7 @@ yet in the changelog: it is sent again with the same notice id, and readers keep
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from google.protobuf.duration_pb2 import Duration
@@ -105,6 +105,7 @@ class AccessWatch:
         policy: WatchPolicy,
         digests: MutableMapping[str, Any] | None = None,
         digest_period: timedelta = timedelta(days=7),
+        digest_grace: timedelta = timedelta(hours=1),
     ) -> None:
         self._households = households
         """tenant id -> Household.to_json(): the changelog-backed state."""
@@ -115,9 +116,17 @@ class AccessWatch:
         self._digests = digests
         """tenant id -> DigestState.to_json(): the household's digest periods."""
         self._digest_period = digest_period
+        self._digest_grace = digest_grace
 
-    async def on_event(self, key: bytes | None, value: bytes, offset: int) -> int:
-        """Apply the access event at `offset` of its partition; return the notices sent."""
+    async def on_event(
+        self,
+        key: bytes | None,
+        value: bytes,
+        offset: int,
+        appended_at: datetime | None = None,
+    ) -> int:
+        """Apply the access event at `offset` of its partition (appended to the topic at
+        `appended_at`, the record's time); return the notices sent."""
         try:
             event = topics.ACCESS.decode(value)
         except DecodeError:
@@ -183,7 +192,7 @@ class AccessWatch:
         self._entries[entry_key] = entry.index
         if self._digests is not None:
             digest = DigestState.from_json(self._digests.get(tenant))
-            digest.observe(entry, self._digest_period)
+            digest.observe(entry, self._digest_period, appended_at, self._digest_grace)
             self._digests[tenant] = digest.to_json()
         household.size += 1
         household.offset = offset

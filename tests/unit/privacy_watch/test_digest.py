@@ -91,6 +91,28 @@ async def watched(records: list[log_pb2.AccessRecord]) -> tuple[AccessWatch, dic
     return watch, digests
 
 
+def test_an_entry_appended_once_the_digest_was_due_goes_to_the_next_period() -> None:
+    state = DigestState()
+    alice = Principal(Kind.APP, TENANT, "alice")
+    grace = timedelta(hours=1)
+
+    def add(index: int, at: datetime, appended: datetime) -> None:
+        entry = Entry(TENANT, index, f"a{index}", at, alice, Purpose.LIVE_VIEW)
+        state.observe(entry, WEEK, appended, grace)
+
+    add(0, MONDAY, MONDAY)
+    add(1, MONDAY + WEEK - timedelta(minutes=1), MONDAY + WEEK + timedelta(minutes=30))
+    assert state.open is not None
+    assert state.open.views == 2
+    (sent,) = state.due(MONDAY + WEEK + grace, grace)  # the timer sends the open period
+    add(2, MONDAY + WEEK - timedelta(minutes=1), MONDAY + WEEK + 2 * grace)  # too late
+    (closed,) = state.closed
+    assert (closed.start, closed.first_index, closed.end_index) == (MONDAY, 0, 2)
+    assert closed.to_json() == {**sent.to_json(), "end_index": 2}
+    assert state.open is not None
+    assert (state.open.start, state.open.first_index) == (MONDAY + WEEK, 2)
+
+
 def test_periods_are_weeks_from_monday() -> None:
     assert period_start(MONDAY + timedelta(days=3, hours=5), WEEK) == MONDAY
     assert period_start(MONDAY - timedelta(seconds=1), WEEK) == MONDAY - WEEK
@@ -104,7 +126,8 @@ def test_a_later_entry_closes_the_period_at_its_index() -> None:
         state.observe(Entry(TENANT, index, f"a{index}", at, alice, Purpose.LIVE_VIEW), WEEK)
     (closed,) = state.closed
     assert (closed.start, closed.first_index, closed.end_index, closed.views) == (MONDAY, 0, 2, 2)
-    assert state.open is not None and state.open.first_index == 2
+    assert state.open is not None
+    assert state.open.first_index == 2
     assert DigestState.from_json(state.to_json()) == state
 
 
@@ -165,7 +188,8 @@ async def test_the_sdk_agrees_with_a_true_digest_and_flags_one_count_changed() -
         altered.CopyFrom(sink.digests()[0].digest)
         getattr(altered, field)[0].count += 1
         problems = check_digest(altered, entries(records), len(records))
-        assert len(problems) == 1 and "the digest says" in problems[0], problems
+        assert len(problems) == 1, problems
+        assert "the digest says" in problems[0]
     fewer = watch_pb2.WatchDigest()
     fewer.CopyFrom(sink.digests()[0].digest)
     fewer.views -= 1
