@@ -19,7 +19,7 @@ IDENTITY_EVENTS = Counter(
 NOTICES = Counter(
     "privacam_privacy_watch_notices_total",
     "Notices sent to households, by rule (new_viewer, operator_access, burst, "
-    "outside_usual_hours, wrong_pin_streak, new_app_install, new_grant).",
+    "outside_usual_hours, wrong_pin_streak, new_app_install, new_grant, digest).",
     ["rule"],
 )
 NOTICE_DELAY = Histogram(
