@@ -530,7 +530,7 @@ PY
 
 check_secrets() {
   # Two more renders: every per-service Secret named in values, and a PLAINTEXT broker.
-  local services=(device-auth key-manager clip-ingest relay-broker retention access-log) svc named=() set
+  local services=(device-auth key-manager clip-ingest relay-broker retention access-log privacy-watch) svc named=() set
   for svc in "${services[@]}"; do
     named+=(--set "kafka.existingSecrets.$svc.name=kafka-user-$svc"
       --set "kafka.existingSecrets.$svc.usernameKey=user" --set "kafka.existingSecrets.$svc.passwordKey=pass")
@@ -555,7 +555,7 @@ import yaml
 
 path, value_set, fullname = sys.argv[1], sys.argv[2], sys.argv[3]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
-SERVICES = ("device-auth", "key-manager", "clip-ingest", "relay-broker", "retention", "access-log")
+SERVICES = ("device-auth", "key-manager", "clip-ingest", "relay-broker", "retention", "access-log", "privacy-watch")
 REDIS = ("device-auth", "clip-ingest", "relay-broker", "retention")
 named = value_set == "named"
 plaintext = value_set == "plaintext"
@@ -899,7 +899,7 @@ for d in deployments:
 for problem in problems:
     print("problem:", problem)
 print(f"{len(deployments)} Deployments")
-sys.exit(1 if problems or len(deployments) != 6 else 0)
+sys.exit(1 if problems or len(deployments) != 7 else 0)
 PY
     fail "pod options: rendered Deployments"; details "$log"
     return

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start, stop or list the six Privacam services as local processes, for `make up`.
+# Start, stop or list the seven Privacam services as local processes, for `make up`.
 # Each gets its own certificate from the dev PKI, the stack's endpoints from
 # .run/stack.env, a pid file and a log under the run directory.
 #   scripts/services.sh start|stop|status
@@ -8,9 +8,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUN_DIR="${PRIVACAM_RUN_DIR:-$ROOT/.run}"
 PY="$ROOT/.venv/bin/python"
-SERVICES=(device_auth key_manager clip_ingest relay_broker retention access_log)
+SERVICES=(device_auth key_manager clip_ingest relay_broker retention access_log privacy_watch)
 
-health_port() { # device_auth=7101 ... access_log=7106, unless overridden in the environment
+health_port() { # device_auth=7101 ... privacy_watch=7107, unless overridden in the environment
   local i
   for i in "${!SERVICES[@]}"; do
     [[ "${SERVICES[$i]}" == "$1" ]] && { echo $((7101 + i)); return; }

@@ -47,6 +47,11 @@ access_log:
   publicPort: false
   calls: []
   needs: [minio, accessLogSigningKey]
+privacy_watch:
+  public: false
+  publicPort: false
+  calls: []
+  needs: []
 {{- end }}
 
 {{- define "privacam.name" -}}

@@ -85,7 +85,7 @@ async def test_a_call_a_stopping_replica_dropped_is_retried() -> None:
     retries run out the caller is told UNAVAILABLE (retry later), never INTERNAL."""
     attempts = 0
 
-    async def flaky(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def flaky(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         nonlocal attempts
         attempts += 1
         if attempts < 3:
@@ -102,7 +102,9 @@ async def test_a_call_a_stopping_replica_dropped_is_retried() -> None:
         async with grpc.aio.insecure_channel(
             target, options=channel_options(target, PeerSettings())
         ) as channel:
-            call = channel.unary_unary("/t.S/M")
+            call = channel.unary_unary(
+                "/t.S/M", request_serializer=None, response_deserializer=None
+            )
             assert await call(b"ping", timeout=10) == b"ping"
             assert attempts == 3
             attempts = -100  # more than the policy's 5 attempts
