@@ -6,7 +6,7 @@ from privacam.clips.v1 import clip_service_pb2_grpc as pb_grpc
 from services.clip_ingest.adapters.events import KafkaClipEvents
 from services.clip_ingest.adapters.index import RedisClipIndex
 from services.clip_ingest.adapters.metrics import PrometheusClipMetrics
-from services.clip_ingest.adapters.objects import MinioObjects
+from services.clip_ingest.adapters.objects import MinioObjects, UnsignedPayloadMinio
 from services.clip_ingest.adapters.peers import AccessLogClient, DeviceAuthCameras, KeyManagerKeys
 from services.clip_ingest.api.policies import POLICIES, SERVICE_DESCRIPTOR
 from services.clip_ingest.api.servicer import ClipIngestServicer
@@ -24,7 +24,9 @@ from services.common.stores import ObjectStore, RedisStore
 
 def build(settings: ClipIngestSettings, producer: EventProducer, clock: Clock) -> ServiceParts:
     redis = RedisStore(settings.redis)
-    store = ObjectStore(settings.minio, buckets=(settings.clip_bucket,))
+    store = ObjectStore(
+        settings.minio, buckets=(settings.clip_bucket,), client_class=UnsignedPayloadMinio
+    )
     objects = MinioObjects(
         store.client, settings.clip_bucket, settings.part_bytes, settings.storage_threads
     )

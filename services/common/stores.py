@@ -84,8 +84,13 @@ class RedisStore:
 class ObjectStore:
     """MinIO buckets; the client is synchronous, so calls run in a worker thread."""
 
-    def __init__(self, settings: MinioSettings, buckets: tuple[str, ...]) -> None:
-        self.client = Minio(
+    def __init__(
+        self,
+        settings: MinioSettings,
+        buckets: tuple[str, ...],
+        client_class: type[Minio] = Minio,
+    ) -> None:
+        self.client = client_class(
             settings.endpoint,
             access_key=settings.access_key.get_secret_value(),
             secret_key=settings.secret_key.get_secret_value(),
