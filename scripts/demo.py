@@ -110,6 +110,10 @@ async def main() -> int:
         return 1
     if await key_lifecycle() != 0:
         return 1
+    from scripts.demo_watch import watch
+
+    if await watch() != 0:
+        return 1
     from scripts.demo_retention import retention  # last: it cancels the owner's account
 
     if await retention() != 0:

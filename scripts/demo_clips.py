@@ -5,7 +5,6 @@ checks who accessed the camera: the CLI verifies every entry against the signed 
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ import grpc
 from privacam.identity.v1 import device_auth_service_pb2 as id_pb
 from privacam.identity.v1 import identity_pb2
 from privacam_sdk import PrivacamClient, Profile, access_log_cli
+from privacam_sdk.cli import build_parser
 from privacam_sdk.clips import download_clip, list_clips, upload_clip
 from tests.media import make_mp4
 
@@ -79,9 +79,8 @@ async def clips() -> int:
 
     say("Who accessed my camera? The owner's CLI lists the log and verifies every proof")
     # What `privacam --profile owner access-log list --camera <id>` runs.
-    verdict = await access_log_cli.run(
-        argparse.Namespace(action="list", camera=device, since=None, until=None), owner
-    )
+    args = build_parser().parse_args(["access-log", "list", "--camera", device])
+    verdict = await access_log_cli.run(args, owner)
     if verdict != 0:
         print("  !! the household's log did not verify")
         return 1

@@ -59,6 +59,11 @@ PYEOF
   export PRIVACAM_RETENTION_DEV_CLOCK_FILE="$RUN_DIR/retention-clock-offset"
   export PRIVACAM_RETENTION_SWEEP_INTERVAL_SECONDS=1
   export PRIVACAM_RETENTION_KEY_PERIOD_GRACE_SECONDS=0
+  # Development only: the privacy watch's digest covers a minute instead of a week, so the
+  # demo shows one.
+  export PRIVACAM_PRIVACY_WATCH_DIGEST_PERIOD_SECONDS=60
+  export PRIVACAM_PRIVACY_WATCH_DIGEST_GRACE_SECONDS=5
+  export PRIVACAM_PRIVACY_WATCH_DIGEST_CHECK_SECONDS=2
   # A previous demo moved that clock a week ahead; a new demo starts from the real time
   # again. The clock never goes back inside a running process, so retention restarts.
   local offset="$RUN_DIR/retention-clock-offset"

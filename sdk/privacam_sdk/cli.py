@@ -109,7 +109,8 @@ def _version() -> str:
     return "unknown (not installed)"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The `privacam` command line (the demo parses its steps' commands with it too)."""
     parser = argparse.ArgumentParser(prog="privacam", description="Privacam client")
     parser.add_argument("--version", action="version", version=f"privacam {_version()}")
     parser.add_argument("--profile", default="demo", help="local profile to act as")
@@ -148,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     watch_cli.add_commands(commands)
     rights_cli.add_commands(commands)
     completion_cli.add_commands(commands)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
     if any(arg == "--pin" or arg.startswith("--pin=") for arg in given):
         # Refused before parsing: an argument stays in shell history and process listings.

@@ -8,7 +8,10 @@ prints one JSON document (protobuf's JSON mapping with the .proto field names)."
 from __future__ import annotations
 
 import argparse
+from datetime import time
 from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from privacam.types.v1 import types_pb2
 from privacam_sdk.access_log import LogDeleted, ReceiptError
@@ -46,10 +49,15 @@ def check_json(check: DigestCheck) -> dict[str, Any]:
     }
 
 
+def _when(stamp: Timestamp) -> str:
+    """The day, or the minute for the short periods of a development platform (UTC)."""
+    moment = stamp.ToDatetime()
+    return f"{moment:%Y-%m-%d}" if moment.time() == time() else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def _lines(check: DigestCheck) -> list[str]:
     digest = check.notice.digest
-    start = digest.period_start.ToDatetime().date()
-    end = digest.period_end.ToDatetime().date()
+    start, end = _when(digest.period_start), _when(digest.period_end)
     verdict = "agrees with" if check.agrees else "DISAGREES with"
     lines = [
         f"{start} to {end}: {digest.views} views in entries {digest.first_index}"
