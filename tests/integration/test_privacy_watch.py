@@ -332,6 +332,75 @@ async def test_watch_rules_fire_once(
         worker.stop()
 
 
+async def test_watch_muted_per_camera(
+    stack_env: dict[str, str], pki: PkiFactory, namespace: str, tmp_path: Path
+) -> None:
+    """The owner mutes rules on camera A (device_auth's CameraSettingsChanged on the
+    identity topic): A's operator access and wrong-PIN streak tell nothing while B's
+    still do; unmuted, A's tell again."""
+    worker = watch_process(pki, stack_env, namespace, tmp_path)
+    worker.start()
+    try:
+        worker.wait_serving(180)
+        tenant = str(uuid.uuid4())
+        cam_a, cam_b = "cam-a-" + tenant[:8], "cam-b-" + tenant[:8]
+        operator = types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_OPERATOR, id="op.jane")
+        support = types_pb2.ACCESS_PURPOSE_OPERATOR_SUPPORT
+
+        def tuned(*muted: watch_pb2.WatchRule.ValueType) -> identity_pb2.IdentityEvent:
+            settings = grant_pb2.CameraSettings(retention_days=7)
+            if muted:
+                settings.watch.muted_rules.extend(muted)
+            changed = identity_pb2.CameraSettingsChanged(device_id=cam_a, settings=settings)
+            return identity(tenant, BASE, camera_settings_changed=changed)
+
+        def lockout(camera: str) -> identity_pb2.IdentityEvent:
+            locked = identity_pb2.PinLockedOut(
+                device_id=camera, failed_attempts=10, lockout=Duration(seconds=900)
+            )
+            return identity(tenant, BASE, pin_locked_out=locked)
+
+        def told(reader: NoticeReader) -> set[tuple[int, str]]:
+            return {(n.rule, n.device_id) for n in reader.distinct() if n.tenant_id == tenant}
+
+        async def wait_told(reader: NoticeReader, count: int) -> set[tuple[int, str]]:
+            """Once `count` notices of this household arrived, and 1.5 s more for extras."""
+            deadline = time.monotonic() + 60
+            while len(told(reader)) < count:
+                assert time.monotonic() < deadline, f"{told(reader)}: fewer than {count}"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.5)
+            return told(reader)
+
+        pins, op_rule = watch_pb2.WATCH_RULE_WRONG_PIN_STREAK, watch_pb2.WATCH_RULE_OPERATOR_ACCESS
+        async with (
+            NoticeReader(stack_env, namespace) as reader,
+            AccessWriter(stack_env, namespace) as writer,
+        ):
+            # Muted on A; B's streak, after A's in the same partition, says A's was applied.
+            for change in (tuned(op_rule, pins), lockout(cam_a), lockout(cam_b)):
+                await writer.write_identity(change)
+            assert await wait_told(reader, 1) == {(pins, cam_b)}
+            # The identity event is applied: A's operator access is not told, B's is.
+            await writer.write(access(tenant, operator, BASE, support, device_id=cam_a))
+            await writer.write(access(tenant, operator, BASE, support, device_id=cam_b))
+            assert await wait_told(reader, 2) == {(pins, cam_b), (op_rule, cam_b)}
+            # Unmuted: A's streak and operator access are told again.
+            for change in (tuned(), lockout(cam_a)):
+                await writer.write_identity(change)
+            await wait_told(reader, 3)
+            later = BASE + timedelta(minutes=5)
+            await writer.write(access(tenant, operator, later, support, device_id=cam_a))
+            assert await wait_told(reader, 4) == {
+                (pins, cam_b),
+                (op_rule, cam_b),
+                (pins, cam_a),
+                (op_rule, cam_a),
+            }
+    finally:
+        worker.stop()
+
+
 def kill_9(worker: ServiceProcess) -> float:
     assert worker.process is not None
     os.kill(worker.process.pid, signal.SIGKILL)

@@ -35,12 +35,13 @@ from privacam.identity.v1 import events_pb2 as pb
 from privacam.identity.v1 import identity_pb2, privacy_pb2
 from privacam.identity.v1.revocations_pb2 import RevocationRecord
 from privacam.types.v1 import types_pb2
+from privacam.watch.v1 import events_pb2 as watch_pb2
 from privacam_core.identity import PrincipalKind, spiffe_uri, subject_digest
 from privacam_core.timestamps import to_timestamp
 from services.common import topics
 from services.common.kafka import EventProducer
 from services.device_auth.domain import events
-from services.device_auth.domain.records import Grant, GrantScope, Subject
+from services.device_auth.domain.records import Grant, GrantScope, SettingsView, Subject
 
 PRODUCER = "device_auth"
 
@@ -73,6 +74,30 @@ _SCOPES = {
     GrantScope.CLIPS: identity_pb2.GRANT_SCOPE_CLIPS,
     GrantScope.TALK: identity_pb2.GRANT_SCOPE_TALK,
 }
+
+
+def watch_rule_pb(name: str) -> watch_pb2.WatchRule.ValueType:
+    """A watch rule's domain name ("burst") as the proto's enum (WATCH_RULE_BURST)."""
+    return watch_pb2.WatchRule.Value("WATCH_RULE_" + name.upper())
+
+
+def watch_rule_name(value: watch_pb2.WatchRule.ValueType) -> str:
+    """The proto's enum as the domain's name; an unknown value gives a name the domain
+    refuses (INVALID_ARGUMENT naming it)."""
+    try:
+        return watch_pb2.WatchRule.Name(value)[len("WATCH_RULE_") :].lower()
+    except ValueError:
+        return str(value)
+
+
+def watch_settings_pb(settings: SettingsView) -> identity_pb2.CameraWatchSettings | None:
+    """The camera's watch tuning; None (the field unset) when it has none."""
+    if not settings.watch_muted and not settings.watch_burst_count:
+        return None
+    return identity_pb2.CameraWatchSettings(
+        muted_rules=[watch_rule_pb(name) for name in settings.watch_muted],
+        burst_count=settings.watch_burst_count,
+    )
 
 
 def duration(delta: timedelta) -> Duration:
@@ -162,6 +187,7 @@ def identity_event_pb(event: events.IdentityEvent) -> pb.IdentityEvent:
                         privacy=privacy_pb2.SignedPrivacyStatement.FromString(body.settings.privacy)
                         if body.settings.privacy
                         else None,
+                        watch=watch_settings_pb(body.settings),
                     ),
                 )
             )

@@ -18,6 +18,7 @@ from privacam.types.v1 import types_pb2
 from privacam_core.identity import ID_PATTERN, PrincipalKind
 from privacam_core.timestamps import to_timestamp
 from services.common.errors import InvalidArgument
+from services.device_auth.adapters.events import watch_settings_pb
 from services.device_auth.domain.certificates import CSR_MAX_BYTES, IssuedCertificate
 from services.device_auth.domain.records import GrantScope, SettingsView, Subject
 from services.device_auth.domain.service import (
@@ -146,6 +147,7 @@ def settings_pb(settings: SettingsView) -> identity_pb2.CameraSettings:
         privacy=privacy_pb2.SignedPrivacyStatement.FromString(settings.privacy)
         if settings.privacy
         else None,
+        watch=watch_settings_pb(settings),
     )
 
 

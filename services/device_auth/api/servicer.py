@@ -24,6 +24,7 @@ from privacam_core.timestamps import to_timestamp
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument, PermissionDenied, map_domain_error
 from services.common.memo import DerivedCache
+from services.device_auth.adapters.events import watch_rule_name
 from services.device_auth.api import convert
 from services.device_auth.domain.certificates import IssuedCertificate
 from services.device_auth.domain.errors import (
@@ -262,6 +263,11 @@ class DeviceAuthServicer(pb_grpc.DeviceAuthServiceServicer):
             else None,
             retention_days=request.retention_days if request.HasField("retention_days") else None,
             label=request.label if request.HasField("label") else None,
+            mute_watch_rules=[watch_rule_name(r) for r in request.mute_watch_rules],
+            unmute_watch_rules=[watch_rule_name(r) for r in request.unmute_watch_rules],
+            watch_burst_count=request.watch_burst_count
+            if request.HasField("watch_burst_count")
+            else None,
             actor=caller,
         )
         return pb.UpdateCameraSettingsResponse(settings=convert.settings_pb(settings))

@@ -65,6 +65,22 @@ class CameraSettings:
     retention_days: int
     label: str = ""
     """Optional name the owner gives the camera; empty for none."""
+    watch_muted: tuple[str, ...] = ()
+    """Privacy watch rules muted on this camera (WATCH_RULES names, sorted)."""
+    watch_burst_count: int = 0
+    """The watch's burst count for this camera; 0 for the watch's own."""
+
+
+WATCH_RULES = (
+    "new_viewer",
+    "operator_access",
+    "burst",
+    "outside_usual_hours",
+    "wrong_pin_streak",
+    "new_grant",
+)
+"""The privacy watch's rules that concern one camera, so its owner can mute them there."""
+WATCH_BURST_COUNT_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,8 @@ class SettingsView:
     label: str
     privacy: bytes = b""
     """The owner's latest SignedPrivacyStatement (serialized); empty when never set."""
+    watch_muted: tuple[str, ...] = ()
+    watch_burst_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,8 @@ class Camera:
             pin_set=self.pin_hash is not None,
             label=self.settings.label,
             privacy=self.privacy,
+            watch_muted=self.settings.watch_muted,
+            watch_burst_count=self.settings.watch_burst_count,
         )
 
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from privacam_core.identity import PrincipalKind
 from services.common.clock import Clock
 from services.common.memo import DerivedCache
-from services.device_auth.domain import validation
+from services.device_auth.domain import validation, watch
 from services.device_auth.domain.certificates import (
     CertificateIssuer,
     IssuedCertificate,
@@ -580,9 +580,13 @@ class DeviceAuth:
         activity_alerts_enabled: bool | None = None,
         retention_days: int | None = None,
         label: str | None = None,
+        mute_watch_rules: Iterable[str] = (),
+        unmute_watch_rules: Iterable[str] = (),
+        watch_burst_count: int | None = None,
         actor: Subject | None = None,
     ) -> SettingsView:
-        """Change what is given (None leaves it); publishes the complete new settings."""
+        """Change what is given (None leaves it; the watch's rules are muted and unmuted
+        by name, domain/watch.py); publishes the complete new settings."""
         config = self._config
         if retention_days is not None and not (
             config.min_retention_days <= retention_days <= config.max_retention_days
@@ -593,13 +597,18 @@ class DeviceAuth:
             )
         if label is not None:
             validation.label(label)
+        mute, unmute = tuple(mute_watch_rules), tuple(unmute_watch_rules)
+        watch.tuned((), mute, unmute)  # refuses a bad request before any lookup
+        if watch_burst_count is not None:
+            watch.burst_count(watch_burst_count)
         before = await self._owned(tenant_id, device_id)
 
         def change(camera: Camera) -> Camera:
             settings = camera.settings
             return replace(
                 camera,
-                settings=CameraSettings(
+                settings=replace(
+                    settings,
                     activity_alerts_enabled=settings.activity_alerts_enabled
                     if activity_alerts_enabled is None
                     else activity_alerts_enabled,
@@ -607,6 +616,10 @@ class DeviceAuth:
                     if retention_days is None
                     else retention_days,
                     label=settings.label if label is None else label,
+                    watch_muted=watch.tuned(settings.watch_muted, mute, unmute),
+                    watch_burst_count=settings.watch_burst_count
+                    if watch_burst_count is None
+                    else watch_burst_count,
                 ),
             )
 

@@ -183,6 +183,7 @@ class FaustWorker:
             self.digests,
             timedelta(seconds=settings.digest_period_seconds),
             timedelta(seconds=settings.digest_grace_seconds),
+            self.accounts,
         )
         self.digest_sender = DigestSender(
             self.digests, sink, self._clock, timedelta(seconds=settings.digest_grace_seconds)
@@ -221,7 +222,11 @@ class FaustWorker:
         # One at a time: with concurrency above 1 Faust 0.15 can commit past an event
         # still in progress. Each agent writes only its own table (households and entries
         # from the access topic, accounts from the identity topic), so a table's changelog
-        # partition is always that of the event that changed it.
+        # partition is always that of the event that changed it. The access agent reads
+        # accounts (the cameras' tuning): both topics are keyed by tenant and have the same
+        # partition count, and Faust's assignor gives the same partitions of co-subscribed
+        # topics of equal partition count to one worker (PartitionAssignor's copartitioned
+        # groups), so a household's account is on the worker that holds its accesses.
         self.app.agent(raw(topics.ACCESS.name), name="watch", concurrency=1)(agent(self.watch))
         self.app.agent(raw(topics.IDENTITY.name), name="identity", concurrency=1)(
             agent(self.identity_watch)

@@ -154,6 +154,56 @@ class WatchPolicy:
 MAX_INSTALLS = 200
 """App installs remembered per account."""
 
+CAMERA_RULES = frozenset(
+    {
+        Rule.NEW_VIEWER,
+        Rule.OPERATOR_ACCESS,
+        Rule.BURST,
+        Rule.OUTSIDE_USUAL_HOURS,
+        Rule.WRONG_PIN_STREAK,
+        Rule.NEW_GRANT,
+    }
+)
+"""The rules that concern one camera, so its owner can mute them there."""
+
+
+@dataclass(frozen=True)
+class CameraTuning:
+    """The owner's tuning of the watch for one camera (device_auth's camera settings, as
+    its CameraSettingsChanged carries them)."""
+
+    muted: frozenset[Rule] = frozenset()
+    burst_count: int = 0
+    """Playbacks or downloads of this camera by one viewer that make a burst; 0: the
+    policy's (counted over all the household's cameras)."""
+
+    def tells(self, rule: Rule) -> bool:
+        return rule not in self.muted
+
+    @property
+    def is_default(self) -> bool:
+        return not self.muted and not self.burst_count
+
+    def to_json(self) -> dict[str, Any]:
+        return {"muted": sorted(r.value for r in self.muted), "burst_count": self.burst_count}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CameraTuning:
+        return cls(
+            muted=frozenset(Rule(r) for r in data.get("muted", ())),
+            burst_count=int(data.get("burst_count", 0)),
+        )
+
+
+Tuning = dict[str, CameraTuning]
+"""Camera id -> its tuning; a camera not in it has every rule and the policy's thresholds."""
+DEFAULT_TUNING = CameraTuning()
+
+
+def tells(tuning: Tuning, device_id: str, rule: Rule) -> bool:
+    """Whether `rule` tells about `device_id` (an entry of no camera: always)."""
+    return not device_id or tuning.get(device_id, DEFAULT_TUNING).tells(rule)
+
 
 @dataclass
 class Account:
@@ -166,6 +216,14 @@ class Account:
     """The account's registration was seen: its first install is the registering one."""
     installs: list[str] = field(default_factory=list)
     deleted: bool = False
+    cameras: Tuning = field(default_factory=dict)
+    """The owner's tuning of each camera that has one (from CameraSettingsChanged)."""
+
+    def tune(self, device_id: str, tuning: CameraTuning) -> None:
+        if tuning.is_default:
+            self.cameras.pop(device_id, None)
+        else:
+            self.cameras[device_id] = tuning
 
     def app_installed(self, install_id: str) -> bool:
         """Record an install's enrollment; True if it is a new app on the account (not
@@ -178,6 +236,7 @@ class Account:
 
     def delete(self) -> None:
         self.installs = []
+        self.cameras = {}
         self.deleted = True
 
     def to_json(self) -> dict[str, Any]:
@@ -186,6 +245,7 @@ class Account:
             "registered": self.registered,
             "installs": list(self.installs),
             "deleted": self.deleted,
+            "cameras": {device: t.to_json() for device, t in self.cameras.items()},
         }
 
     @classmethod
@@ -197,14 +257,17 @@ class Account:
             registered=bool(data["registered"]),
             installs=[str(i) for i in data["installs"]],
             deleted=bool(data["deleted"]),
+            cameras={
+                device: CameraTuning.from_json(t) for device, t in data.get("cameras", {}).items()
+            },
         )
 
 
 @dataclass
 class Viewer:
     last: datetime
-    recent: list[datetime] = field(default_factory=list)
-    """Times of its playbacks and downloads within the burst window."""
+    recent: list[tuple[datetime, str]] = field(default_factory=list)
+    """Times of its playbacks and downloads within the burst window, with their camera."""
     burst_until: datetime | None = None
     """A burst was told; no new burst is told before this time."""
 
@@ -225,39 +288,52 @@ class Household:
     deleted: bool = False
     """The household's log was deleted: nothing more is kept or told."""
 
-    def observe(self, entry: Entry, policy: WatchPolicy) -> list[Notice]:
-        """Apply one new entry of the log; return the notices it gives, at most one per rule."""
+    def observe(
+        self, entry: Entry, policy: WatchPolicy, tuning: Tuning | None = None
+    ) -> list[Notice]:
+        """Apply one new entry of the log; return the notices it gives, at most one per rule.
+
+        A rule the owner muted on the entry's camera (`tuning`) tells nothing about it, and
+        leaves no trace a later entry depends on (no quiet period after a muted burst or
+        unusual hour); the entry is still counted (a viewer seen, a playback, an hour)."""
         if self.deleted:
             return []
+        tuning = tuning or {}
         at = entry.occurred_at
         notices: list[Notice] = []
         principal = entry.principal
         if principal.kind is Kind.OPERATOR:
-            notices.append(Notice(Rule.OPERATOR_ACCESS, entry))
+            if tells(tuning, entry.device_id, Rule.OPERATOR_ACCESS):
+                notices.append(Notice(Rule.OPERATOR_ACCESS, entry))
         elif principal.kind is Kind.APP and entry.purpose in VIEWING:
-            notices += self._viewed(entry, policy)
+            notices += self._viewed(entry, policy, tuning)
         self._forget_before(at - policy.look_back)
         return notices
 
-    def _viewed(self, entry: Entry, policy: WatchPolicy) -> list[Notice]:
+    def _viewed(self, entry: Entry, policy: WatchPolicy, tuning: Tuning) -> list[Notice]:
         at = entry.occurred_at
+        camera = entry.device_id
         notices: list[Notice] = []
         viewer = self.viewers.get(entry.principal.key)
         if viewer is None or at - viewer.last > policy.look_back:
-            notices.append(Notice(Rule.NEW_VIEWER, entry, window=policy.look_back))
+            if tells(tuning, camera, Rule.NEW_VIEWER):
+                notices.append(Notice(Rule.NEW_VIEWER, entry, window=policy.look_back))
             viewer = Viewer(last=at)
             self.viewers[entry.principal.key] = viewer
         viewer.last = max(viewer.last, at)
         if entry.purpose in CONTENT:
             since = at - policy.burst_window
-            viewer.recent = sorted([t for t in viewer.recent if t > since] + [at])
+            viewer.recent = sorted([r for r in viewer.recent if r[0] > since] + [(at, camera)])
+            own = tuning.get(camera, DEFAULT_TUNING).burst_count if camera else 0
+            if own:  # the camera's own count: its playbacks only
+                count, threshold = sum(1 for _, c in viewer.recent if c == camera), own
+            else:
+                count, threshold = len(viewer.recent), policy.burst_count
             quiet = viewer.burst_until is None or at >= viewer.burst_until
-            if len(viewer.recent) >= policy.burst_count and quiet:
-                notices.append(
-                    Notice(Rule.BURST, entry, count=len(viewer.recent), window=policy.burst_window)
-                )
+            if count >= threshold and quiet and tells(tuning, camera, Rule.BURST):
+                notices.append(Notice(Rule.BURST, entry, count=count, window=policy.burst_window))
                 viewer.burst_until = at + policy.burst_window
-        if self.unusual_hour(at, policy):
+        if self.unusual_hour(at, policy) and tells(tuning, camera, Rule.OUTSIDE_USUAL_HOURS):
             told = self.unusual_told_at
             if told is None or at - told >= policy.unusual_hours_quiet:
                 notices.append(Notice(Rule.OUTSIDE_USUAL_HOURS, entry))
@@ -295,7 +371,7 @@ class Household:
             "viewers": {
                 key: {
                     "last": _iso(v.last),
-                    "recent": [_iso(t) for t in v.recent],
+                    "recent": [[_iso(t), c] for t, c in v.recent],
                     "burst_until": _iso(v.burst_until) if v.burst_until else None,
                 }
                 for key, v in self.viewers.items()
@@ -315,7 +391,7 @@ class Household:
             viewers={
                 key: Viewer(
                     last=_time(v["last"]),
-                    recent=[_time(t) for t in v["recent"]],
+                    recent=[_recent(r) for r in v["recent"]],
                     burst_until=_time(v["burst_until"]) if v["burst_until"] else None,
                 )
                 for key, v in data["viewers"].items()
@@ -328,6 +404,14 @@ class Household:
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()
+
+
+def _recent(item: str | list[str]) -> tuple[datetime, str]:
+    """A playback in a viewer's recent list: [time, camera] (a bare time, as written before
+    per-camera tuning, is of no known camera)."""
+    if isinstance(item, str):
+        return _time(item), ""
+    return _time(item[0]), str(item[1])
 
 
 def _time(text: str) -> datetime:

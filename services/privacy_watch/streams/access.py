@@ -21,7 +21,7 @@ yet in the changelog: it is sent again with the same notice id, and readers keep
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from services.common import topics
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.domain.digest import DigestState
 from services.privacy_watch.domain.rules import (
+    Account,
     Entry,
     Household,
     Kind,
@@ -106,6 +107,7 @@ class AccessWatch:
         digests: MutableMapping[str, Any] | None = None,
         digest_period: timedelta = timedelta(days=7),
         digest_grace: timedelta = timedelta(hours=1),
+        accounts: Mapping[str, Any] | None = None,
     ) -> None:
         self._households = households
         """tenant id -> Household.to_json(): the changelog-backed state."""
@@ -117,6 +119,9 @@ class AccessWatch:
         """tenant id -> DigestState.to_json(): the household's digest periods."""
         self._digest_period = digest_period
         self._digest_grace = digest_grace
+        self._accounts = accounts
+        """tenant id -> Account.to_json(), read only: the identity agent writes it, and
+        the cameras' tuning in it (from CameraSettingsChanged) decides what is told."""
 
     async def on_event(
         self,
@@ -185,7 +190,10 @@ class AccessWatch:
             purpose=_PURPOSES.get(record.purpose, Purpose.OTHER),
             device_id=record.resource.device_id,
         )
-        notices = household.observe(entry, self._policy)
+        account = (
+            Account.from_json(self._accounts.get(tenant)) if self._accounts is not None else None
+        )
+        notices = household.observe(entry, self._policy, account.cameras if account else None)
         for notice in notices:
             await self._sink.send(tenant, notice_pb(notice, record))
             metrics.NOTICES.labels(notice.rule.value).inc()

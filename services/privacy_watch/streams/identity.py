@@ -27,12 +27,13 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from privacam.identity.v1 import events_pb2 as identity_pb2
+from privacam.identity.v1 import identity_pb2 as identity_types_pb2
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from privacam_core.identity import ID_PATTERN
 from services.common import topics
 from services.privacy_watch.adapters import metrics
-from services.privacy_watch.domain.rules import Account, Rule, notice_id
+from services.privacy_watch.domain.rules import Account, CameraTuning, Rule, notice_id, tells
 from services.privacy_watch.streams.access import NoticeSink
 
 _RULES = {
@@ -54,6 +55,24 @@ def _notice(rule: Rule, event: identity_pb2.IdentityEvent) -> watch_pb2.WatchNot
     )
 
 
+_MUTABLE = {
+    watch_pb2.WATCH_RULE_NEW_VIEWER: Rule.NEW_VIEWER,
+    watch_pb2.WATCH_RULE_OPERATOR_ACCESS: Rule.OPERATOR_ACCESS,
+    watch_pb2.WATCH_RULE_BURST: Rule.BURST,
+    watch_pb2.WATCH_RULE_OUTSIDE_USUAL_HOURS: Rule.OUTSIDE_USUAL_HOURS,
+    watch_pb2.WATCH_RULE_WRONG_PIN_STREAK: Rule.WRONG_PIN_STREAK,
+    watch_pb2.WATCH_RULE_NEW_GRANT: Rule.NEW_GRANT,
+}
+
+
+def tuning_of(settings: identity_types_pb2.CameraWatchSettings) -> CameraTuning:
+    """A camera's tuning as device_auth published it (a rule it cannot mute is ignored)."""
+    return CameraTuning(
+        muted=frozenset(_MUTABLE[r] for r in settings.muted_rules if r in _MUTABLE),
+        burst_count=settings.burst_count,
+    )
+
+
 def notices_of(event: identity_pb2.IdentityEvent, account: Account) -> list[watch_pb2.WatchNotice]:
     """Apply one identity event to the account's state; the notices it gives."""
     tenant = event.metadata.tenant_id
@@ -65,6 +84,11 @@ def notices_of(event: identity_pb2.IdentityEvent, account: Account) -> list[watc
         return []
     if which == "account_registered":
         account.registered = True
+        return []
+    if which == "camera_settings_changed":
+        changed = event.camera_settings_changed
+        if changed.device_id:
+            account.tune(changed.device_id, tuning_of(changed.settings.watch))
         return []
     if which == "app_install_enrolled":
         install = event.app_install_enrolled.install_id
@@ -78,6 +102,8 @@ def notices_of(event: identity_pb2.IdentityEvent, account: Account) -> list[watc
         return [notice]
     if which == "pin_locked_out":
         locked = event.pin_locked_out
+        if not tells(account.cameras, locked.device_id, Rule.WRONG_PIN_STREAK):
+            return []
         notice = _notice(Rule.WRONG_PIN_STREAK, event)
         notice.device_id = locked.device_id
         notice.count = locked.failed_attempts
@@ -94,6 +120,8 @@ def notices_of(event: identity_pb2.IdentityEvent, account: Account) -> list[watc
     if which == "grant_created":
         grant = event.grant_created.grant
         if grant.owner_tenant_id and grant.owner_tenant_id != tenant:
+            return []
+        if not tells(account.cameras, grant.device_id, Rule.NEW_GRANT):
             return []
         notice = _notice(Rule.NEW_GRANT, event)
         notice.device_id = grant.device_id

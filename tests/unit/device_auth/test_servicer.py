@@ -28,13 +28,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from privacam.identity.v1 import device_auth_service_pb2 as pb
 from privacam.identity.v1 import identity_pb2
 from privacam.types.v1 import types_pb2
+from privacam.watch.v1 import events_pb2 as watch_pb2
 from privacam_core.identity import Principal, PrincipalKind, principal_from_pem
 from services.common.auth import set_current_principal
 from services.common.errors import Unavailable, status_for
+from services.device_auth.adapters.events import identity_event_pb
 from services.device_auth.api.policies import SERVICE_DESCRIPTOR
 from services.device_auth.api.servicer import DeviceAuthServicer
 from services.device_auth.domain import errors
-from services.device_auth.domain.events import CertificateRevoked, PinLockedOut
+from services.device_auth.domain.events import (
+    CameraSettingsChanged,
+    CertificateRevoked,
+    PinLockedOut,
+)
 from services.device_auth.domain.exports import TenantExporter
 from services.device_auth.domain.privacy import PrivacyModes
 from services.device_auth.domain.records import Subject
@@ -573,6 +579,34 @@ async def test_a_pin_must_be_four_ascii_digits(
     assert field in message
 
 
+async def test_the_owner_mutes_and_tunes_the_watch_per_camera(api: Api) -> None:
+    svc = api.servicer
+    _, alice = await api.register("alice")
+    camera, _ = await api.pair(alice)
+    device = camera.device_id
+    burst, grant = watch_pb2.WATCH_RULE_BURST, watch_pb2.WATCH_RULE_NEW_GRANT
+
+    async def update(**fields: Any) -> identity_pb2.CameraSettings:
+        request = pb.UpdateCameraSettingsRequest(device_id=device, **fields)
+        return (await call(alice, svc.UpdateCameraSettings, request)).settings
+
+    api.world.events.clear()
+    muted = await update(mute_watch_rules=[grant, burst, burst], watch_burst_count=12)
+    assert muted.watch == identity_pb2.CameraWatchSettings(
+        muted_rules=[burst, grant], burst_count=12
+    )
+    assert muted.retention_days == 7  # the rest unchanged
+    (changed,) = api.world.events.of(CameraSettingsChanged)
+    assert identity_event_pb(api.world.events.published[0]).camera_settings_changed.settings == (
+        muted
+    )
+    assert changed.device_id == device
+    again = await update(unmute_watch_rules=[burst], watch_burst_count=0)
+    assert again.watch == identity_pb2.CameraWatchSettings(muted_rules=[grant])
+    got = await call(alice, svc.GetCameraSettings, pb.GetCameraSettingsRequest(device_id=device))
+    assert got.settings == again
+
+
 async def test_a_grantee_may_not_manage_the_pin_or_settings(api: Api) -> None:
     svc = api.servicer
     _, alice = await api.register("alice")
@@ -1003,6 +1037,58 @@ BAD_INPUT: dict[str, Case] = {
         lambda s: pb.UpdateCameraSettingsRequest(device_id=s.device, label="bell\x07"),
         CODE.INVALID_ARGUMENT,
         "label",
+    ),
+    "update-settings/mute-app-install": (
+        "alice",
+        "UpdateCameraSettings",
+        lambda s: pb.UpdateCameraSettingsRequest(
+            device_id=s.device, mute_watch_rules=[watch_pb2.WATCH_RULE_NEW_APP_INSTALL]
+        ),
+        CODE.INVALID_ARGUMENT,
+        "cannot be muted on a camera",
+    ),
+    "update-settings/mute-unspecified": (
+        "alice",
+        "UpdateCameraSettings",
+        lambda s: pb.UpdateCameraSettingsRequest(
+            device_id=s.device, mute_watch_rules=[watch_pb2.WATCH_RULE_UNSPECIFIED]
+        ),
+        CODE.INVALID_ARGUMENT,
+        "watch rule",
+    ),
+    "update-settings/mute-and-unmute": (
+        "alice",
+        "UpdateCameraSettings",
+        lambda s: pb.UpdateCameraSettingsRequest(
+            device_id=s.device,
+            mute_watch_rules=[watch_pb2.WATCH_RULE_BURST],
+            unmute_watch_rules=[watch_pb2.WATCH_RULE_BURST],
+        ),
+        CODE.INVALID_ARGUMENT,
+        "both muted and unmuted",
+    ),
+    "update-settings/burst-count-one": (
+        "alice",
+        "UpdateCameraSettings",
+        lambda s: pb.UpdateCameraSettingsRequest(device_id=s.device, watch_burst_count=1),
+        CODE.INVALID_ARGUMENT,
+        "watch_burst_count must be 2 to 1000",
+    ),
+    "update-settings/burst-count-huge": (
+        "alice",
+        "UpdateCameraSettings",
+        lambda s: pb.UpdateCameraSettingsRequest(device_id=s.device, watch_burst_count=1001),
+        CODE.INVALID_ARGUMENT,
+        "watch_burst_count",
+    ),
+    "update-settings/another-tenants-watch": (
+        "carol",
+        "UpdateCameraSettings",
+        lambda s: pb.UpdateCameraSettingsRequest(
+            device_id=s.device, mute_watch_rules=[watch_pb2.WATCH_RULE_BURST]
+        ),
+        CODE.NOT_FOUND,
+        "camera",
     ),
     "update-settings/another-tenants": (
         "carol",
