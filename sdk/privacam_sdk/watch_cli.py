@@ -54,7 +54,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tune.add_argument(
         "value",
         type=int,
-        help="playbacks or downloads by one viewer within 10 min that make a burst "
+        help="playbacks or downloads of this camera by one viewer within the burst window "
+        "(10 min by default) that make a burst "
         "(2 to 1000; 0: the watch's default)",
     )
     tune.add_argument("--json", action="store_true", help="machine-readable output")
