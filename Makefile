@@ -17,7 +17,7 @@ PY := $(CURDIR)/.venv/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 
 help: ## List the targets
-	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 up: setup ## Bring up the whole platform locally and run the demo (the README's first command)
 	bash stack/up.sh
@@ -91,7 +91,18 @@ $(BUF):
 bench: setup ## Run every benchmark and write its table (ratios to physical baselines) into the README
 	$(PY) -m benchmarks --readme
 
+k8s: setup ## One-node Kubernetes on this machine (stack/k8s/, root): build or reuse the pinned binaries and images, start it
+	bash stack/k8s/up.sh
+	bash stack/k8s/images.sh pause privacam
+
+k8s-down: ## Stop the one-node Kubernetes (data in $(PRIVACAM_RUN_DIR)/k8s kept)
+	bash stack/k8s/down.sh
+
+k8s-test: k8s ## helm install/test/upgrade of the chart on the one-node Kubernetes (tests/k8s/)
+	$(PY) -m pytest tests/k8s -p no:cacheprovider
+
 clean: down ## Stop everything and delete local state (keeps the download cache)
 	rm -rf $(PRIVACAM_RUN_DIR) gen stubs .venv
 
 .PHONY: help up down demo test unit integration lint chart stack-install promtool hsm format setup protos stubs bench clean
+.PHONY: k8s k8s-down k8s-test

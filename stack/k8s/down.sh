@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Stop the one-node Kubernetes started by up.sh: pods first (through the CRI),
+# then the components in reverse order. Data (etcd, PKI, images) is kept in
+# $PRIVACAM_RUN_DIR/k8s; `down.sh --purge` removes it too.
+set -euo pipefail
+# shellcheck source=stack/k8s/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+stop() {
+  local pid i
+  pid=$(k8s_running_pid "$1") || { rm -f "$(k8s_pid_file "$1")"; return 0; }
+  log "stopping $1 ($pid)"
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 60; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$(k8s_pid_file "$1")"
+}
+
+stop kube-proxy
+stop kubelet
+# The kubelet leaves its pods running: remove them and their shims.
+if k8s_running_pid containerd >/dev/null && command -v crictl >/dev/null; then
+  crictl -r "unix://$CONTAINERD_SOCK" rmp -fa >/dev/null 2>&1 || true
+fi
+if k8s_running_pid containerd >/dev/null; then
+  for t in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks kill -s KILL "$t" >/dev/null 2>&1 || true
+  done
+  sleep 1
+  for t in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks rm -f "$t" >/dev/null 2>&1 || true
+  done
+fi
+for c in kube-scheduler kube-controller-manager kube-apiserver etcd containerd; do stop "$c"; done
+# Shims whose containerd is gone, started from our state dir.
+for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do kill "$p" 2>/dev/null || true; done
+# kube-proxy's iptables chains and the pod bridge.
+if [ -x "$K8S_BIN/kube-proxy" ]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+ip link del cni0 2>/dev/null || true
+grep -o " $K8S_RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+if [ "${1:-}" = --purge ]; then
+  log "removing $K8S_RUN"
+  rm -rf "$K8S_RUN"
+fi
+log "stopped"

@@ -1,0 +1,50 @@
+# shellcheck shell=bash
+# Shared helpers for stack/k8s/*.sh (sourced, not executed).
+K8S_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$K8S_DIR/../.." && pwd)"
+CACHE_DIR="${PRIVACAM_CACHE_DIR:-$REPO_DIR/.cache}"
+RUN_DIR="${PRIVACAM_RUN_DIR:-$REPO_DIR/.run}"
+# shellcheck source=stack/k8s/versions.env
+source "$K8S_DIR/versions.env"
+K8S_BIN="$CACHE_DIR/k8s-$KUBERNETES_VERSION/bin"
+K8S_RUN="$RUN_DIR/k8s"
+KUBECONFIG_ADMIN="$K8S_RUN/pki/admin.kubeconfig"
+KUBECTL="$K8S_BIN/kubectl"
+HELM_VERSION=$(sed -n 's/^HELM_VERSION=//p' "$REPO_DIR/scripts/check_chart.sh")
+HELM="$CACHE_DIR/tools/helm-$HELM_VERSION/helm"
+
+log() { printf '[k8s] %s\n' "$*" >&2; }
+warn() { printf '[k8s] WARNING: %s\n' "$*" >&2; }
+die() { printf '[k8s] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Cluster layout: everything on loopback; pods on a bridge (cni0) of their own.
+K8S_NODE=privacam-node
+K8S_API_PORT=6443
+K8S_ETCD_PORT=23790      # not 2379: leave etcd's default port to anyone else's etcd
+K8S_ETCD_PEER_PORT=23800
+K8S_SERVICE_CIDR=10.96.0.0/16
+K8S_SERVICE_IP=10.96.0.1
+K8S_DNS_IP=10.96.0.10
+K8S_POD_CIDR=10.244.0.0/24
+K8S_BRIDGE_IP=10.244.0.1
+K8S_NODE_IP=$K8S_BRIDGE_IP
+CONTAINERD_SOCK="$K8S_RUN/containerd/containerd.sock"
+# The pause image the sandbox runs (built locally by images.sh, never pulled).
+PAUSE_IMAGE=localhost/privacam/pause:3.10
+
+# Components, in start order, and the string their command line must contain.
+K8S_COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+k8s_pid_file() { echo "$K8S_RUN/pids/$1.pid"; }
+k8s_log_file() { echo "$K8S_RUN/logs/$1.log"; }
+k8s_running_pid() {
+  local f pid cmd
+  f=$(k8s_pid_file "$1")
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmd == *"$1"*"$K8S_RUN"* ]] || return 1
+  echo "$pid"
+}
+kubectl_admin() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+PRIVACAM_IMAGE_REPO=localhost/privacam/privacam

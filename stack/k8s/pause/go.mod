@@ -1,0 +1,3 @@
+module privacam.local/stack/k8s/pause
+
+go 1.24.0
