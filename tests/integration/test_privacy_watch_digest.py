@@ -19,7 +19,7 @@ from privacam_sdk.watch import VIEWS, WatchReader
 from tests.harness import Platform, ServiceProcess, make_service, peer_env
 from tests.soak import SoakPlan, enroll, run_load
 
-PERIOD_SECONDS = 20
+PERIOD_SECONDS = 10  # the shortest the setting allows
 GRACE_SECONDS = 2
 
 
@@ -59,7 +59,7 @@ async def test_digest_matches_log(
     plan = SoakPlan(
         cameras=1,
         apps=1,
-        load_seconds=30,
+        load_seconds=20,
         window_seconds=10,
         clips_per_camera_per_second=0.5,
         live_view_hold_seconds=3,
