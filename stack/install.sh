@@ -20,6 +20,8 @@ install_debian_packages() {
   command -v curl >/dev/null || wanted+=(curl)
   command -v openssl >/dev/null || wanted+=(openssl)
   command -v ss >/dev/null || wanted+=(iproute2)
+  # The CLI's zsh completion script is checked by zsh itself (tests/unit/sdk/test_completion.py).
+  command -v zsh >/dev/null || wanted+=(zsh)
   for c in "${COMPONENTS[@]}"; do
     case $c in
       redis) wanted+=(redis-server) ;; # pulls redis-tools (redis-cli)
