@@ -36,8 +36,22 @@ for c in kube-scheduler kube-controller-manager kube-apiserver etcd containerd; 
 for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do kill "$p" 2>/dev/null || true; done
 # kube-proxy's iptables chains and the pod bridge.
 if [ -x "$K8S_BIN/kube-proxy" ]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+# Pod networks whose sandbox was killed rather than stopped through the CRI: their veths
+# (on our bridge), containerd's netns mounts (cni-*, inside our run dir's pods only: no
+# other CNI user runs here), the bridge plugin's masquerade chains (named for our network)
+# and the kubelet's canary chains.
+for v in $(ip -o link show master cni0 2>/dev/null | sed -n 's/^[0-9]*: \([^@:]*\).*/\1/p'); do
+  ip link del "$v" 2>/dev/null || true
+done
 ip link del cni0 2>/dev/null || true
-grep -o " $K8S_RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+for n in $(ip netns list 2>/dev/null | sed -n 's/^\(cni-[0-9a-f-]*\).*/\1/p'); do ip netns del "$n" 2>/dev/null || true; done
+iptables -t nat -S POSTROUTING 2>/dev/null | grep -F 'name: \"privacam\"' | while read -r _ chain rest; do
+  target=$(sed -n 's/.* -j \(CNI-[0-9a-f]*\).*/\1/p' <<<"$rest")
+  eval "iptables -t nat -D $chain $rest" 2>/dev/null || true
+  [ -z "$target" ] || { iptables -t nat -F "$target" 2>/dev/null; iptables -t nat -X "$target" 2>/dev/null; } || true
+done || true
+for t in nat filter mangle; do iptables -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null || true; done
+{ grep -o " $K8S_RUN/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 if [ "${1:-}" = --purge ]; then
   log "removing $K8S_RUN"
   rm -rf "$K8S_RUN"
