@@ -40,8 +40,8 @@ from tests.harness import (
     new_namespace,
     running,
 )
-from tests.integration.test_privacy_watch import NoticeReader, access, app, watch_process
 from tests.pki_helpers import PkiFactory
+from tests.watch_events import NoticeReader, access, app, watch_process
 
 EVENTS = 20_000
 HOUSEHOLDS = 200

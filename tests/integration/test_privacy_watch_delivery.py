@@ -28,13 +28,11 @@ from tests.harness import (
     Platform,
     ServiceProcess,
     kafka_options,
-    make_service,
-    peer_env,
     redis_setup_url,
 )
-from tests.integration.test_privacy_watch import BASE, access
 from tests.live_view import relay_stub
 from tests.soak import SoakPlan, enroll, percentile, run_load
+from tests.watch_events import BASE, access, platform_watch
 
 OPERATOR = types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_OPERATOR, id="op.latency")
 
@@ -42,18 +40,8 @@ OPERATOR = types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_OPERATOR, id="op.la
 @pytest.fixture(scope="module")
 def watch(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A privacy_watch worker reading the platform's access topic."""
-    log_dir = tmp_path_factory.mktemp("watch-logs")
-    worker = make_service(
-        "privacy_watch", platform.pki, platform.stack_env, platform.namespace, log_dir
-    )
-    worker.env.update(peer_env(platform.services["relay_broker"]))
-    worker.env["PRIVACAM_PRIVACY_WATCH_DATA_DIR"] = str(log_dir / "data")
-    worker.start()
-    try:
-        worker.wait_serving(180)
+    with platform_watch(platform, tmp_path_factory.mktemp("watch-logs")) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 class Stream:

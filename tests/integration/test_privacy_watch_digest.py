@@ -16,8 +16,9 @@ from privacam.watch.v1 import events_pb2 as watch_pb2
 from privacam_sdk import PrivacamClient
 from privacam_sdk.access_log import AccessLogReader
 from privacam_sdk.watch import VIEWS, WatchReader
-from tests.harness import Platform, ServiceProcess, make_service, peer_env
+from tests.harness import Platform, ServiceProcess
 from tests.soak import SoakPlan, enroll, run_load
+from tests.watch_events import platform_watch
 
 PERIOD_SECONDS = 10  # the shortest the setting allows
 GRACE_SECONDS = 2
@@ -28,25 +29,14 @@ def digest_watch(
     platform: Platform, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     """A privacy_watch worker reading the platform's access topic, with short periods."""
-    log_dir = tmp_path_factory.mktemp("digest-watch-logs")
-    worker = make_service(
-        "privacy_watch", platform.pki, platform.stack_env, platform.namespace, log_dir
-    )
-    worker.env.update(peer_env(platform.services["relay_broker"]))
-    worker.env.update(
-        {
-            "PRIVACAM_PRIVACY_WATCH_DATA_DIR": str(log_dir / "data"),
-            "PRIVACAM_PRIVACY_WATCH_DIGEST_PERIOD_SECONDS": str(PERIOD_SECONDS),
-            "PRIVACAM_PRIVACY_WATCH_DIGEST_GRACE_SECONDS": str(GRACE_SECONDS),
-            "PRIVACAM_PRIVACY_WATCH_DIGEST_CHECK_SECONDS": "1",
-        }
-    )
-    worker.start()
-    try:
-        worker.wait_serving(180)
+    with platform_watch(
+        platform,
+        tmp_path_factory.mktemp("digest-watch-logs"),
+        digest_period_seconds=str(PERIOD_SECONDS),
+        digest_grace_seconds=str(GRACE_SECONDS),
+        digest_check_seconds="1",
+    ) as worker:
         yield worker
-    finally:
-        worker.stop()
 
 
 async def test_digest_matches_log(
