@@ -278,6 +278,33 @@ class AccessLogReader:
         self._save(monitor)
         return Listing(entries, head, previous)
 
+    async def check_extends(
+        self, kept: log_pb2.SignedTreeHead, verified: log_pb2.SignedTreeHead
+    ) -> None:
+        """Check a head kept elsewhere (a digest's) against one this device verified: it
+        must be this household's, signed by a trusted log key, and `verified` must extend
+        it (the log's consistency proof between the two). Raises ReceiptError or
+        LogTampered; a kept head newer than `verified` is a ReceiptError (look again)."""
+        if kept.tenant_id != self.tenant_id:
+            raise ReceiptError("the head is another household's")
+        if kept.tree_size > verified.tree_size:
+            raise ReceiptError(
+                f"the head covers {kept.tree_size} entries, more than the {verified.tree_size} "
+                "this device verified: list the log again"
+            )
+        proof = None
+        if 0 < kept.tree_size < verified.tree_size:
+            response = await self._stub.GetConsistencyProof(
+                pb.GetConsistencyProofRequest(
+                    first_size=kept.tree_size, second_size=verified.tree_size
+                ),
+                timeout=self._client.timeout,
+            )
+            proof = response.consistency_proof
+        # A monitor that remembers only the kept head accepts `verified` only if it
+        # extends it: the same check as every listing's against the remembered head.
+        LogMonitor(await self._keys(), [kept]).observe(verified, proof)
+
     async def _shrunk(self, monitor: LogMonitor) -> None:
         """The log refuses our last size as beyond its end: get its signed head, which the
         monitor rejects as a truncation (signed evidence, not just an error code)."""

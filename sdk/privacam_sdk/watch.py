@@ -5,7 +5,9 @@ among its entries `first_index` to `end_index - 1`: by whom, by kind and per cam
 watch is not trusted for that: `check_digest` counts the same entries in the household's
 verified log (AccessLogReader: every entry proved against a signed head) and lists every
 way the digest disagrees, so an altered, padded or trimmed digest is flagged, with the
-signed head the count was made against.
+signed head the count was made against. The digest also carries the log's signed head
+from when it was kept; `WatchReader.check` proves the verified log extends it, so the
+digest stays bound to the log the household reads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from privacam.relay.v1 import relay_broker_service_pb2 as relay_pb
 from privacam.relay.v1 import relay_broker_service_pb2_grpc as relay_grpc
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
-from privacam_core.receipts import VerifiedEntry
+from privacam_core.receipts import ReceiptError, VerifiedEntry
 from privacam_sdk.access_log import AccessLogReader
 from privacam_sdk.client import PrivacamClient
 
@@ -131,13 +133,34 @@ class WatchReader:
         )
         return list(response.notices)
 
-    async def digests(self) -> list[watch_pb2.WatchNotice]:
-        """The household's kept digests, newest first."""
+    async def digests(self, limit: int = 500) -> list[watch_pb2.WatchNotice]:
+        """The household's kept digests (kept apart from the notices), newest first."""
+        response = await self._stub.ListWatchNotices(
+            relay_pb.ListWatchNoticesRequest(limit=limit, digests_only=True),
+            timeout=self._client.timeout,
+        )
         return [
             n.privacy_watch
-            for n in await self.notices()
+            for n in response.notices
             if n.privacy_watch.rule == watch_pb2.WATCH_RULE_DIGEST
         ]
+
+    async def _head_problems(
+        self, digest: watch_pb2.WatchDigest, verified: log_pb2.SignedTreeHead
+    ) -> list[str]:
+        if not digest.HasField("tree_head"):
+            return ["the digest carries no signed head of the log"]
+        head = digest.tree_head
+        if head.tree_size < digest.end_index:
+            return [
+                f"the digest's signed head covers {head.tree_size} entries, "
+                f"fewer than its range (to {digest.end_index - 1})"
+            ]
+        try:
+            await self._log.check_extends(head, verified)
+        except ReceiptError as error:  # LogTampered among them
+            return [f"the digest's signed head: {error}"]
+        return []
 
     async def check(
         self, digests: Sequence[watch_pb2.WatchNotice] | None = None
@@ -153,6 +176,7 @@ class WatchReader:
                 problems = ["the digest is another household's"]
             else:
                 problems = check_digest(notice.digest, listing.entries, size)
+                problems += await self._head_problems(notice.digest, listing.head)
             checks.append(DigestCheck(notice, listing.head, problems))
         return checks
 

@@ -131,6 +131,8 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
         namespace,
         settings.watch_notices_kept,
         timedelta(days=settings.watch_notices_keep_days),
+        settings.watch_digests_kept,
+        timedelta(days=settings.watch_digests_keep_days),
     )
     servicer = RelayBrokerServicer(
         views, cameras, bus, links, presence, policy, talks, watch_notices
@@ -165,7 +167,7 @@ def build(settings: RelayBrokerSettings, producer: EventProducer, clock: Clock) 
                 settings.kafka,
                 topics.WATCH_NOTICES,
                 "relay_broker.watch",
-                WatchNoticeFollower(watch_notices).on_event,
+                WatchNoticeFollower(watch_notices, access_log).on_event,
                 producer=producer,
             ),
         ],

@@ -40,3 +40,8 @@ class RelayBrokerSettings(ServiceSettings):
     newest; older ones are dropped as new ones come)."""
     watch_notices_keep_days: int = Field(default=30, ge=1, le=365)
     """How long a household's kept privacy-watch notices last after its newest one."""
+    watch_digests_kept: int = Field(default=53, ge=1, le=520)
+    """Privacy-watch digests kept per household, apart from the notices (the newest; a
+    year of weekly digests by default)."""
+    watch_digests_keep_days: int = Field(default=400, ge=7, le=3650)
+    """How long a household's kept digests last after its newest one."""

@@ -45,7 +45,7 @@ async def test_digest_matches_log(
     """A household uses its camera (uploads, listings, playbacks, a live view) across a few
     periods: its digests, read back from relay_broker, cover every entry of its verified
     log once, in contiguous ranges, and each agrees with the log by the SDK's own count;
-    the same digest with one count changed is flagged."""
+    the same digest with one count changed, or with its log head changed, is flagged."""
     plan = SoakPlan(
         cameras=1,
         apps=1,
@@ -91,6 +91,20 @@ async def test_digest_matches_log(
         assert not flagged.agrees
         assert any("viewer" in p and "the digest says" in p for p in flagged.problems)
         assert flagged.head.tree_size >= size
+        # Each digest was kept with a signed head of the log covering it, which the
+        # verified log extends; a head with its root changed, or none, is flagged.
+        for check in checks:
+            head = check.notice.digest.tree_head
+            assert head.tenant_id == household.tenant
+            assert check.notice.digest.end_index <= head.tree_size <= size
+        rerooted = watch_pb2.WatchNotice()
+        rerooted.CopyFrom(checks[0].notice)
+        rerooted.digest.tree_head.root_hash = bytes(32)
+        headless = watch_pb2.WatchNotice()
+        headless.CopyFrom(checks[0].notice)
+        headless.digest.ClearField("tree_head")
+        for tampered in await reader.check([rerooted, headless]):
+            assert any("signed head" in p for p in tampered.problems), tampered.problems
     print(
         f"\n{len(checks)} digests of {PERIOD_SECONDS} s periods covering {size} log entries "
         f"({views} views) agree with the verified log; one count changed is flagged"

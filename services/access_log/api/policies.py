@@ -19,7 +19,8 @@ POLICIES = method_policies(
         "Append": services("clip-ingest", "device-auth", "relay-broker", "retention"),
         # retention copies the household's log into its export.
         "ListEntries": APP | services("retention"),
-        "GetTreeHead": APP,
+        # relay-broker keeps each privacy-watch digest with the log's head.
+        "GetTreeHead": APP | services("relay-broker"),
         "GetInclusionProof": APP,
         "GetConsistencyProof": APP,
         "ListSigningKeys": APP | OPERATOR,

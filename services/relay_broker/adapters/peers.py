@@ -149,6 +149,19 @@ class AccessLogClient:
             raise
         return response.receipt
 
+    async def tree_head(self, tenant_id: str) -> log_pb2.SignedTreeHead | None:
+        """The household log's signed head now (for its digests), or None once the log
+        is deleted."""
+        try:
+            response = await self._peers.access_log().GetTreeHead(
+                log_pb.GetTreeHeadRequest(tenant_id=tenant_id), **call_options(self._peers)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in UNREACHABLE:
+                raise Unavailable("the access log is unavailable; the digest waits") from None
+            raise
+        return response.tree_head if response.HasField("tree_head") else None
+
     async def session_started(self, session: Session) -> bytes:
         receipt = await self._append(session, session.started_at)
         return receipt.SerializeToString()

@@ -380,7 +380,9 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         if request.limit > MAX_WATCH_NOTICES:
             raise InvalidArgument(f"limit must be at most {MAX_WATCH_NOTICES}")
         tenant = _tenant(current_principal())
-        notices = await self._watch_notices.recent(tenant, request.limit or 100)
+        notices = await self._watch_notices.recent(
+            tenant, request.limit or 100, request.digests_only
+        )
         return pb.ListWatchNoticesResponse(notices=notices)
 
 
