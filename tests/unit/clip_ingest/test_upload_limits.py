@@ -206,8 +206,10 @@ async def test_a_place_is_given_back_whatever_ends_the_upload() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    first = asyncio.create_task(kit.upload(D, paced(clip(), "a", pause=0.05)))
-    second = asyncio.create_task(kit.upload(D, paced(clip(), "b", pause=0.05)))
+    # Both places at once, each upload well inside the 0.5 s deadline even on a busy
+    # machine (3 messages, 10 ms apart).
+    first = asyncio.create_task(kit.upload(D, paced(clip(), "a", pause=0.01)))
+    second = asyncio.create_task(kit.upload(D, paced(clip(), "b", pause=0.01)))
     assert (await first).created
     assert (await second).created
 
