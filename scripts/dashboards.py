@@ -415,6 +415,115 @@ DOMAIN: dict[str, Row] = {
     ),
 }
 
+# The privacy watch: a Faust worker with no gRPC API, so its own rows instead of the golden
+# signals and the Kafka row (its consumer is Faust's, not the platform's).
+PRIVACY_WATCH_ROWS = (
+    Row(
+        "Privacy watch",
+        (
+            Panel(
+                "Access events per second, by result",
+                "Access events consumed: applied (a new log entry), duplicate, replayed (already "
+                "applied before a restart), invalid, after a deletion.",
+                (q(rate("privacam_privacy_watch_events_total", "result"), "{{result}}"),),
+                unit="ops",
+            ),
+            Panel(
+                "Identity events per second, by result",
+                "Identity events consumed (lockouts, enrollments, grants, camera settings).",
+                (
+                    q(
+                        rate("privacam_privacy_watch_identity_events_total", "result"),
+                        "{{result}}",
+                    ),
+                ),
+                unit="ops",
+            ),
+            Panel(
+                "Notices per second, by rule",
+                "Notices sent to households (new viewer, operator access, burst, unusual hour, "
+                "wrong-PIN streak, new install, new grant, digest).",
+                (q(rate("privacam_privacy_watch_notices_total", "rule"), "{{rule}}"),),
+                unit="ops",
+            ),
+            Panel(
+                "Notice delay (p50, p99)",
+                "From the access event on the access topic to its notice's acknowledgement; "
+                "the promise is a p99 within 5 s (PrivacamWatchNoticesLate).",
+                (
+                    q(quantile("privacam_privacy_watch_notice_delay_seconds", phi=0.5), "p50"),
+                    q(quantile("privacam_privacy_watch_notice_delay_seconds"), "p99"),
+                ),
+                unit="s",
+            ),
+            Panel(
+                "Table recovery at the last start",
+                "Seconds each replica took to recover its tables from their changelogs and be "
+                "assigned its partitions (NOT_SERVING meanwhile).",
+                (
+                    q(
+                        gauge("privacam_privacy_watch_recovery_seconds", "instance", "max"),
+                        "{{instance}}",
+                    ),
+                ),
+                unit="s",
+            ),
+        ),
+    ),
+    Row(
+        "Fleet signals (all households, no household named)",
+        (
+            Panel(
+                "PIN lockouts and wrong PINs per 15 min",
+                "Cameras locked after wrong PINs in a row, and the wrong tries in those "
+                "streaks, across households (PrivacamPinLockoutsHigh: credential stuffing).",
+                (
+                    q(
+                        "sum (increase(privacam_privacy_watch_fleet_pin_lockouts_total"
+                        f"{{{_SEL}}}[15m]))",
+                        "lockouts",
+                    ),
+                    q(
+                        "sum (increase(privacam_privacy_watch_fleet_wrong_pins_total"
+                        f"{{{_SEL}}}[15m]))",
+                        "wrong PINs",
+                    ),
+                ),
+            ),
+            Panel(
+                "Enrollments per hour, by kind, against a day before",
+                "Accounts, cameras and app installs (sign-ins included) enrolled, and the same "
+                "hour a day before (PrivacamEnrollmentSurge: enumeration, mass enrollment).",
+                (
+                    q(
+                        "sum by (kind) (increase(privacam_privacy_watch_fleet_enrollments_total"
+                        f"{{{_SEL}}}[1h]))",
+                        "{{kind}}",
+                    ),
+                    q(
+                        "sum by (kind) (increase(privacam_privacy_watch_fleet_enrollments_total"
+                        f"{{{_SEL}}}[1h] offset 1d))",
+                        "{{kind}} a day before",
+                    ),
+                ),
+            ),
+            Panel(
+                "Bursts per 15 min, by principal kind",
+                "Bursts of playbacks or downloads told to households, all together "
+                "(PrivacamPlaybackBurstsHigh). No client address is in an access record, so "
+                "no count by source network.",
+                (
+                    q(
+                        "sum by (principal_kind) (increase("
+                        f"privacam_privacy_watch_fleet_bursts_total{{{_SEL}}}[15m]))",
+                        "{{principal_kind}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
 # The overview's product signals: one panel per promise to households.
 PRODUCT = Row(
     "Product signals",
@@ -453,6 +562,12 @@ PRODUCT = Row(
             "Enrollments, renewals, revocations, grants, PIN changes and lockouts.",
             (q(rate("privacam_device_auth_events_total", "event"), "{{event}}"),),
             unit="ops",
+        ),
+        Panel(
+            "Privacy-watch notice delay (p99)",
+            "Households told of unusual access: access to notice; the promise is 5 s.",
+            (q(quantile("privacam_privacy_watch_notice_delay_seconds"), "p99"),),
+            unit="s",
         ),
     ),
 )
@@ -590,7 +705,8 @@ def all_dashboards() -> dict[str, dict[str, Any]]:
             "Privacam / Platform overview",
             "privacam-overview",
             "Golden signals of every Privacam service, the promises to households (ingest, "
-            "deletion lag, key rotation, identity, live view, relay), Kafka lag and refused calls.",
+            "deletion lag, key rotation, identity, live view, relay, privacy-watch notices), "
+            "Kafka lag and refused calls.",
             ".*",
             [
                 Row(
@@ -626,6 +742,14 @@ def all_dashboards() -> dict[str, dict[str, Any]]:
             f".*{slug}",
             rows,
         )
+    boards["privacy-watch.json"] = dashboard(
+        "Privacam / privacy_watch",
+        "privacam-privacy-watch",
+        "privacy_watch: events applied, notices by rule and their delay, table recovery, and "
+        "the fleet signals for SREs (PIN lockouts, enrollments, bursts; no household named).",
+        ".*privacy-watch",
+        [*PRIVACY_WATCH_ROWS, process_row()],
+    )
     return boards
 
 

@@ -218,6 +218,24 @@ class Account:
     deleted: bool = False
     cameras: Tuning = field(default_factory=dict)
     """The owner's tuning of each camera that has one (from CameraSettingsChanged)."""
+    pin_streaks: dict[str, int] = field(default_factory=dict)
+    """Camera id -> wrong tries in a row at its last lockout (PinLockedOut), so the fleet's
+    count of wrong tries takes each try once (device_auth publishes again, with the whole
+    streak's count, at every wrong try after a lockout)."""
+
+    def wrong_pins(self, device_id: str, failed_attempts: int) -> int:
+        """Record a camera's lockout; the wrong tries it adds: all of them at a streak's first
+        lockout, those since the previous lockout after that. A count not above the last
+        one is a new streak (a correct PIN resets device_auth's count and publishes
+        nothing)."""
+        before = self.pin_streaks.get(device_id, 0)
+        if device_id and not self.deleted:
+            self.pin_streaks[device_id] = failed_attempts
+        return failed_attempts - before if failed_attempts > before else failed_attempts
+
+    def pin_changed(self, device_id: str) -> None:
+        """The owner set, changed or cleared the PIN: device_auth's streak starts again."""
+        self.pin_streaks.pop(device_id, None)
 
     def tune(self, device_id: str, tuning: CameraTuning) -> None:
         if tuning.is_default:
@@ -237,6 +255,7 @@ class Account:
     def delete(self) -> None:
         self.installs = []
         self.cameras = {}
+        self.pin_streaks = {}
         self.deleted = True
 
     def to_json(self) -> dict[str, Any]:
@@ -246,6 +265,7 @@ class Account:
             "installs": list(self.installs),
             "deleted": self.deleted,
             "cameras": {device: t.to_json() for device, t in self.cameras.items()},
+            "pin_streaks": dict(self.pin_streaks),
         }
 
     @classmethod
@@ -260,6 +280,7 @@ class Account:
             cameras={
                 device: CameraTuning.from_json(t) for device, t in data.get("cameras", {}).items()
             },
+            pin_streaks={device: int(n) for device, n in data.get("pin_streaks", {}).items()},
         )
 
 

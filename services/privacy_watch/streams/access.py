@@ -206,6 +206,10 @@ class AccessWatch:
         household.offset = offset
         self._households[tenant] = household.to_json()
         metrics.EVENTS.labels("applied").inc()
+        # The fleet's count, once the state holds the event (a replay of it counts nothing).
+        for notice in notices:
+            if notice.rule is Rule.BURST:
+                metrics.FLEET_BURSTS.labels(entry.principal.kind.value).inc()
         return len(notices)
 
     def _household(self, tenant: str) -> Household:

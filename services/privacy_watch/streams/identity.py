@@ -22,6 +22,7 @@ do not), and a grant's grantee is not named (the log entry names the grant only)
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -136,6 +137,44 @@ def notices_of(event: identity_pb2.IdentityEvent, account: Account) -> list[watc
     return []
 
 
+_ENROLLMENTS = {
+    "account_registered": "account",
+    "camera_enrolled": "camera",
+    "app_install_enrolled": "app_install",
+}
+
+
+@dataclass(frozen=True)
+class FleetSignal:
+    """What one identity event adds to the fleet's counts (no household, camera or id)."""
+
+    lockouts: int = 0
+    wrong_pins: int = 0
+    enrollment: str = ""
+    """A kind of metrics.ENROLLMENT_KINDS, or empty."""
+
+    def count(self) -> None:
+        if self.lockouts:
+            metrics.FLEET_PIN_LOCKOUTS.inc(self.lockouts)
+            metrics.FLEET_WRONG_PINS.inc(self.wrong_pins)
+        if self.enrollment:
+            metrics.FLEET_ENROLLMENTS.labels(self.enrollment).inc()
+
+
+def fleet_signal(event: identity_pb2.IdentityEvent, account: Account) -> FleetSignal:
+    """The event's part of the fleet's counts, muted or not; a lockout's streak is recorded
+    in the account so the next lockout of the streak adds only its new wrong tries."""
+    which = event.WhichOneof("event")
+    if which == "pin_locked_out":
+        locked = event.pin_locked_out
+        return FleetSignal(
+            lockouts=1, wrong_pins=account.wrong_pins(locked.device_id, locked.failed_attempts)
+        )
+    if which == "pin_changed":
+        account.pin_changed(event.pin_changed.device_id)
+    return FleetSignal(enrollment=_ENROLLMENTS.get(which or "", ""))
+
+
 class IdentityWatch:
     """Applies identity events to the accounts' table and sends their notices."""
 
@@ -163,6 +202,7 @@ class IdentityWatch:
         if account.offset >= offset:
             metrics.IDENTITY_EVENTS.labels("replayed").inc()
             return 0
+        fleet = fleet_signal(event, account)
         notices = notices_of(event, account)
         for notice in notices:
             await self._sink.send(tenant, notice)
@@ -170,4 +210,5 @@ class IdentityWatch:
         account.offset = offset
         self._accounts[tenant] = account.to_json()
         metrics.IDENTITY_EVENTS.labels("applied").inc()
+        fleet.count()  # once the state holds the event: a replay of it counts nothing
         return len(notices)
