@@ -16,8 +16,10 @@ class Result:
     """One measured figure against its baseline. Express figures so that higher is better
     (throughput, operations per second): ``ratio`` is ``value / baseline_value`` (or, for
     alternating rounds, the median of their paired ratios) and the figure passes when
-    ``ratio >= target``. A figure without a target (None) is reported
-    for what it is and cannot miss."""
+    ``ratio >= target``. A cost against a cost (CPU per clip, a p99) may instead be stated
+    as its issue states it, lower is better: ``at_most`` makes the figure pass when
+    ``ratio <= target``. A figure without a target (None) is reported for what it is and
+    cannot miss."""
 
     name: str
     value: float
@@ -27,6 +29,7 @@ class Result:
     ratio: float
     target: float | None
     passed: bool
+    at_most: bool = False
 
     @classmethod
     def compare(
@@ -38,17 +41,21 @@ class Result:
         baseline_value: float,
         target: float | None,
         ratio: float | None = None,
+        *,
+        at_most: bool = False,
     ) -> Result:
         """`ratio` defaults to value / baseline_value; rates measured in alternating rounds
         give the median of their paired ratios instead (timing.paired_rates)."""
         if ratio is None:
             ratio = value / baseline_value if baseline_value > 0 else float("inf")
-        passed = target is None or ratio >= target
-        return cls(name, value, unit, baseline_name, baseline_value, ratio, target, passed)
+        passed = target is None or (ratio <= target if at_most else ratio >= target)
+        return cls(name, value, unit, baseline_name, baseline_value, ratio, target, passed, at_most)
 
     @property
     def target_text(self) -> str:
-        return "none" if self.target is None else f">= {self.target:.2f}x"
+        if self.target is None:
+            return "none"
+        return f"{'<=' if self.at_most else '>='} {self.target:.2f}x"
 
 
 def format_table(results: list[Result]) -> str:

@@ -12,7 +12,15 @@ and holds one live-view session open 15 s at a time. Live views are signaling on
 take most of the two cores and measure the load generator rather than the platform
 (bench_relay measures media).
 
-Two phases, the per-window table of each on stderr:
+First, latency at a fixed load: the raw PUT capacity (below, the round before the load)
+halved is offered open loop for OPEN_LOOP_SECONDS, first as raw MinIO PUTs, then as
+uploads through the platform, viewers not yet started. The start times are fixed in
+advance, dealt in turn to the 16 cameras; a camera does one at a time, so a clip whose
+camera is still busy starts late, and its latency runs from its scheduled start, so a
+backlog is counted, not hidden (no coordinated omission). A refused upload is retried
+under the same clip id at once, inside its latency (OPEN_LOOP_ATTEMPTS in all).
+
+Then two phases, the per-window table of each on stderr:
 
 1. The soak: every camera offers 2 clips/s (PRIVACAM_SOAK_CLIPS_PER_CAMERA_PER_SECOND;
    32/s in all, about 60% of what this machine sustains) for a 20 s warm-up, not
@@ -38,6 +46,9 @@ Figures, higher is better:
   allowance, the first measured window's maximum plus one second of sustained clips;
   the baseline is the last window's maximum. Ratio >= 1 (the lag did not grow past the
   allowance) passes; a last-window lag of 0 shows as an infinite ratio.
+- upload p99 at half the raw capacity, open loop, over the raw PUT's p99 at the same
+  offered load: lower is better, target at most 1.5x (issue #24: latency at a given load,
+  not at saturation).
 - every clip acknowledged in either phase listed exactly once by its owner at the end
   (clips deleted by retention excepted): listed once / acknowledged, target 1.
 """
@@ -55,9 +66,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 from minio import Minio
 
 from benchmarks import Result
+from benchmarks.timing import open_loop
+from privacam_sdk import PrivacamClient
+from privacam_sdk.clips import upload_clip
 from tests.harness import (
     SERVICES,
     Platform,
@@ -75,6 +90,7 @@ from tests.soak import (
     SoakRun,
     cameras_of,
     enroll,
+    percentile,
     run_load,
     verify_listed,
     wait_for_lag_to_drain,
@@ -90,6 +106,9 @@ LAG_TARGET = 1.0
 LISTED_TARGET = 1.0
 RAW_ROUND_SECONDS = 10.0
 LAG_DRAIN_SECONDS = 60.0
+OPEN_LOOP_SECONDS = 15.0
+OPEN_LOOP_P99_TARGET = 1.5  # our p99 / the raw PUT's, at half the raw capacity: at most
+OPEN_LOOP_ATTEMPTS = 5  # a refused upload is retried; one refused this often stops the run
 BUCKET = "privacam-bench"
 CLIP_BUCKET = "privacam-clips"
 
@@ -108,20 +127,21 @@ def plan_from_environment() -> SoakPlan:
     )
 
 
+def _put(minio: Minio, number: int, clip: bytes) -> None:
+    name = f"raw-soak/{number}/{secrets.token_hex(6)}"
+    minio.put_object(BUCKET, name, io.BytesIO(clip), len(clip))
+
+
 async def _raw_puts(minio: Minio, cameras: list[Camera], seconds: float) -> float:
     """Clips per second when every camera PUTs its clip straight into MinIO, back to back."""
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + seconds
     done = 0
 
-    def put(number: int, clip: bytes) -> None:
-        name = f"raw-soak/{number}/{secrets.token_hex(6)}"
-        minio.put_object(BUCKET, name, io.BytesIO(clip), len(clip))
-
     async def camera_loop(number: int, clip: bytes, threads: ThreadPoolExecutor) -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            await loop.run_in_executor(threads, put, number, clip)
+            await loop.run_in_executor(threads, _put, minio, number, clip)
             done += 1
 
     # A thread per camera: the default pool has 6 threads on 2 cores, fewer than cameras.
@@ -129,6 +149,58 @@ async def _raw_puts(minio: Minio, cameras: list[Camera], seconds: float) -> floa
         began = time.monotonic()
         await asyncio.gather(*(camera_loop(n, c.clip, threads) for n, c in enumerate(cameras)))
         return done / (time.monotonic() - began)
+
+
+async def _raw_open_loop(minio: Minio, cameras: list[Camera], rate: float) -> list[float]:
+    """Latencies of raw PUTs of each camera's clip offered at `rate` clips/s, open loop."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=len(cameras)) as threads:
+
+        async def put(number: int) -> None:
+            await loop.run_in_executor(threads, _put, minio, number, cameras[number].clip)
+
+        return await open_loop(put, rate, OPEN_LOOP_SECONDS, len(cameras))
+
+
+async def _upload_open_loop(cameras: list[Camera], rate: float) -> tuple[list[float], int]:
+    """Latencies of uploads through the platform offered at `rate` clips/s, open loop, and
+    how many attempts were refused (each retried at once, inside its clip's latency)."""
+    run, refused, sent = secrets.token_hex(3), 0, 0
+    clients = [PrivacamClient(camera.profile, timeout=60) for camera in cameras]
+
+    async def upload(number: int) -> None:
+        nonlocal refused, sent
+        sent += 1
+        clip_id = f"open-{run}-{number}-{sent:06d}"
+        for attempt in range(1, OPEN_LOOP_ATTEMPTS + 1):
+            try:
+                await upload_clip(clients[number], cameras[number].clip, clip_id)
+                return
+            except grpc.aio.AioRpcError:
+                refused += 1
+                if attempt == OPEN_LOOP_ATTEMPTS:
+                    raise
+
+    try:
+        for number in range(len(cameras)):  # warm-up: each camera's channel and handshake
+            await upload(number)
+        return await open_loop(upload, rate, OPEN_LOOP_SECONDS, len(cameras)), refused
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def _open_loop_result(rate: float, ours: list[float], raw: list[float]) -> Result:
+    return Result.compare(
+        f"soak: upload p99 at half the raw capacity ({rate:.0f} clips/s offered open loop, "
+        "no viewers) / raw PUT p99 at that load",
+        percentile(ours, 0.99) * 1000,
+        "ms",
+        "raw MinIO PUT p99 at the same offered load (ms)",
+        percentile(raw, 0.99) * 1000,
+        OPEN_LOOP_P99_TARGET,
+        at_most=True,
+    )
 
 
 def _results(
@@ -202,6 +274,19 @@ async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]
     cameras = cameras_of(households)
     try:
         raw_before = await _raw_puts(minio, cameras, RAW_ROUND_SECONDS)
+        rate = raw_before / 2
+        raw_open = await _raw_open_loop(minio, cameras, rate)
+        ours_open, refused = await _upload_open_loop(cameras, rate)
+        print(
+            f"open loop at {rate:.1f} clips/s for {OPEN_LOOP_SECONDS:g} s (half the raw PUT "
+            f"capacity, {raw_before:.1f}/s): p50 / p99 raw PUT "
+            f"{percentile(raw_open, 0.5) * 1000:.0f} / {percentile(raw_open, 0.99) * 1000:.0f} "
+            f"ms, uploads {percentile(ours_open, 0.5) * 1000:.0f} / "
+            f"{percentile(ours_open, 0.99) * 1000:.0f} ms ({len(ours_open)} clips, "
+            f"{refused} attempts refused and retried)",
+            file=sys.stderr,
+            flush=True,
+        )
         print("soak at the offered rate:", file=sys.stderr)
         soak = await run_load(platform, households, plan, progress=sys.stderr)
         print("capacity (cameras back to back):", file=sys.stderr)
@@ -228,7 +313,10 @@ async def _measure(platform: Platform, home: Path, minio: Minio) -> list[Result]
         f"lag {max(lag_left.values(), default=0)} {drained_after:.1f} s after the load",
         file=sys.stderr,
     )
-    return _results(soak, capacity, max(raw_before, raw_after), listed_once, expected)
+    return [
+        *_results(soak, capacity, max(raw_before, raw_after), listed_once, expected),
+        _open_loop_result(rate, ours_open, raw_open),
+    ]
 
 
 def run() -> list[Result]:

@@ -104,3 +104,39 @@ async def paired_rates(
         statistics.median(baselines),
         statistics.median(f / b for f, b in zip(figures, baselines, strict=True)),
     )
+
+
+def open_loop_schedule(rate: float, seconds: float, clients: int) -> list[list[float]]:
+    """Start times, in seconds from the start, of `rate` operations per second evenly spaced
+    over `seconds`, dealt in turn to `clients` (client c gets operations c, c + clients, ...)."""
+    starts = [n / rate for n in range(round(rate * seconds))]
+    return [starts[c::clients] for c in range(clients)]
+
+
+def latencies_from_schedule(due: list[float], ended: list[float]) -> list[float]:
+    """Each operation's latency counted from its scheduled start, not from when it began: an
+    operation that waited behind a slow one is charged the wait (no coordinated omission)."""
+    return [end - start for start, end in zip(due, ended, strict=True)]
+
+
+async def open_loop(operation: Operation, rate: float, seconds: float, clients: int) -> list[float]:
+    """Latencies of `rate` operations per second offered for `seconds` on a fixed schedule,
+    whatever the system's pace. Each client does its operations in order, one at a time (as
+    a camera uploads its clips), each at its scheduled time or when the previous one ends,
+    whichever is later; latency runs from the scheduled time."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    due: list[float] = []
+    ended: list[float] = []
+
+    async def client(number: int, starts: list[float]) -> None:
+        for start in starts:
+            await asyncio.sleep(max(0.0, began + start - loop.time()))
+            await operation(number)
+            due.append(start)
+            ended.append(loop.time() - began)
+
+    await asyncio.gather(
+        *(client(n, s) for n, s in enumerate(open_loop_schedule(rate, seconds, clients)))
+    )
+    return latencies_from_schedule(due, ended)
