@@ -50,6 +50,9 @@ class PrivacyWatchSettings(ServiceSettings):
     """How often the worker looks for digests to send."""
     recovery_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
     """Longest start: the tables recovered and partitions assigned, or the start fails."""
+    stall_seconds: float = Field(default=15.0, ge=5, le=600)
+    """Partitions with records waiting and none read this long: the fetch loop is restarted
+    (a faust-streaming fault after a rebalance, adapters/stall_guard.py)."""
 
     def policy(self) -> WatchPolicy:
         return WatchPolicy(

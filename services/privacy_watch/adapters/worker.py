@@ -12,7 +12,12 @@ Choices, from faust-streaming 0.15.3's known faults (issue #22):
   - plain tables with the windows computed in the domain, not windowed tables;
   - the Kafka login is SASL_SSL with the service's own SCRAM user, whose ACLs allow its
     input topics, its notices topic and, by prefix, the topics Faust makes for itself
-    (`<namespace>privacy_watch-...`: changelogs and the assignor's leader topic).
+    (`<namespace>privacy_watch-...`: changelogs and the assignor's leader topic);
+  - after a takeover Faust drops records it fetched while resuming and relies on a seek
+    that aiokafka skips for a partition without a committed offset: such partitions are
+    sought to their beginning too (_seek_uncommitted_too); and a stall guard
+    (adapters/stall_guard.py) seeks again and restarts the fetch loop when partitions with
+    records waiting make no progress for STALL_SECONDS.
 """
 
 from __future__ import annotations
@@ -25,19 +30,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-from faust.contrib.asgi import faust_app_running
+from faust.contrib.asgi import bind_to_running_loop, faust_app_running
+from prometheus_client import Counter
 
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from services.common import topics
 from services.common.clock import Clock, SystemClock
 from services.common.kafka import client_options
 from services.privacy_watch.adapters import metrics
+from services.privacy_watch.adapters.stall_guard import Reading, StallGuard
 from services.privacy_watch.settings import PrivacyWatchSettings
 from services.privacy_watch.streams.access import AccessWatch
 from services.privacy_watch.streams.digest import DigestSender
 from services.privacy_watch.streams.identity import IdentityWatch
 
 log = logging.getLogger("privacam.privacy_watch")
+FETCH_RESTARTS = Counter(
+    "privacam_privacy_watch_fetch_restarts_total",
+    "Restarts of Faust's fetch loop by the stall guard: partitions with records waiting "
+    "were not read for STALL_SECONDS (a faust-streaming fault after a rebalance, #22).",
+)
+STALL_CHECK_SECONDS = 2.0
+"""How often the stall guard samples the partitions' progress."""
 APP_ID = "privacy_watch"
 """Faust's app id (after the namespace): its consumer group and the prefix of its topics."""
 
@@ -234,8 +248,39 @@ class FaustWorker:
         self._running: contextlib.AsyncExitStack | None = None
         self._recovery_watch: asyncio.Task[None] | None = None
         self._digest_timer: asyncio.Task[None] | None = None
+        self._stall_guard: asyncio.Task[None] | None = None
+        self._inputs = {
+            kafka.namespace + topics.ACCESS.name,
+            kafka.namespace + topics.IDENTITY.name,
+        }
+
+    def _seek_uncommitted_too(self) -> None:
+        """After a takeover, Faust's Recovery.on_recovery_completed resumes the input
+        partitions, awaits Consumer.perform_seek (to the committed offsets), then empties the
+        agents' queues (flow_control.resume). Records fetched during that await are dropped
+        and read again only if the seek moved the partition back, but aiokafka's
+        seek_to_committed skips a partition whose committed offset is None or 0: its later
+        records were then applied and the dropped ones, read again after the guard's restart,
+        counted as already applied (offset below the household's last) -- notices lost (#22).
+        So such a partition is sought to its beginning too (consumer_auto_offset_reset)."""
+        consumer: Any = self.app.consumer
+        seek_committed = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            await seek_committed()
+            unsought = {
+                tp
+                for tp in consumer.assignment()
+                if tp.topic in self._inputs and not consumer._read_offset.get(tp)
+            }
+            if unsought:
+                await consumer.seek_wait(dict.fromkeys(unsought, 0))
+
+        consumer.perform_seek = perform_seek
 
     async def start(self) -> None:
+        bind_to_running_loop(self.app)  # the consumer is made on the running loop
+        self._seek_uncommitted_too()
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(faust_app_running(self.app))
         self._running = stack
@@ -249,6 +294,99 @@ class FaustWorker:
         self._report_recovery()
         self._recovery_watch = asyncio.create_task(self._watch_recoveries())
         self._digest_timer = asyncio.create_task(self._send_digests())
+        self._stall_guard = asyncio.create_task(self._guard_fetching())
+
+    async def _guard_fetching(self) -> None:
+        """Restarts Faust's fetch loop when partitions the worker should be reading have
+        records waiting and none is read for STALL_SECONDS (see adapters/stall_guard.py:
+        after a takeover, faust-streaming 0.15.3 was seen to read nothing more)."""
+        guard = StallGuard(self._settings.stall_seconds)
+        while True:
+            await asyncio.sleep(STALL_CHECK_SECONDS)
+            try:
+                recovering, readings = await self._readings()
+                stalled = guard.stalled(time.monotonic(), readings)
+                if stalled:
+                    await self._restart_fetching(stalled, recovering)
+                    guard.restarted(time.monotonic())
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # checked again at the next round
+                log.warning("stall check failed", extra={"error": type(error).__name__})
+
+    async def _readings(self) -> tuple[bool, dict[Any, Reading]]:
+        """(recovering, each partition's reading): the active changelog partitions while the
+        tables are recovered (position read), else the input partitions assigned to this
+        worker (offset committed)."""
+        app: Any = self.app
+        consumer: Any = app.consumer
+        recovery = self._recovery()
+        if recovery.in_recovery:
+            remaining = recovery.active_remaining()
+            return True, {
+                tp: Reading(recovery.active_offsets.get(tp), remaining.get(tp, 0) > 0)
+                for tp in recovery.active_tps
+            }
+        inputs = [tp for tp in consumer.assignment() if tp.topic in self._inputs]
+        if not inputs:
+            return False, {}
+        async with asyncio.timeout(STALL_CHECK_SECONDS * 5):
+            ends = await consumer.highwaters(*inputs)
+        readings = {}
+        for tp in inputs:
+            # Progress is the committed offset (the next to process), not the read one: a
+            # record Faust read and then dropped from an agent's queue is never acked, so
+            # the commit stays before it while the read offset goes on.
+            committed = consumer._committed_offset.get(tp)
+            readings[tp] = Reading(committed, (ends.get(tp) or 0) > (committed or 0))
+        return False, readings
+
+    async def _restart_fetching(self, stalled: set[Any], recovering: bool) -> None:
+        """Does again what Faust does once a recovery ends: the stalled partitions resumed,
+        sought (inputs to their committed offsets, changelogs to the recovery's position),
+        the flow on, and a new fetch loop. An input record read twice is a no-op (the
+        household's last applied offset) and a notice sent twice keeps its id."""
+        app: Any = self.app
+        consumer: Any = app.consumer
+        fetcher = app._fetcher
+        FETCH_RESTARTS.inc()
+        log.warning(
+            "partitions with records waiting are not read; restarting the fetch loop",
+            extra={
+                "partitions": len(stalled),
+                "recovering": recovering,
+                "paused": len(stalled & set(consumer._paused_partitions)),
+                "flow": consumer.flow_active,
+                "flow_control": app.flow_control.is_active(),
+                "fetcher": fetcher.state,
+            },
+        )
+        try:
+            async with asyncio.timeout(10):
+                await fetcher.stop()
+        except TimeoutError:
+            log.warning("the fetch loop did not stop in time; starting a new one")
+        fetcher.service_reset()
+        try:
+            consumer.resume_partitions(stalled)
+            if recovering:
+                recovery = self._recovery()
+                await recovery._seek_offsets(consumer, stalled, recovery.active_offsets, "active")
+            else:
+                await consumer.perform_seek()
+                # aiokafka's seek_to_committed leaves a partition without a committed offset
+                # (or at 0) where it is: records fetched and then dropped are never read
+                # again unless it is sought to its beginning (consumer_auto_offset_reset).
+                unsought = [tp for tp in stalled if not consumer._read_offset.get(tp)]
+                if unsought:
+                    await consumer.seek_wait(dict.fromkeys(unsought, 0))
+            if not app.flow_control.is_active():
+                app.flow_control.resume()
+            if not consumer.flow_active:
+                consumer.resume_flow()
+        finally:
+            # Whatever failed above, the worker is never left without a fetch loop.
+            await fetcher.maybe_start()
 
     async def _send_digests(self) -> None:
         """The digests' timer (not Faust's on_window_close: see streams/digest.py): every
@@ -294,7 +432,7 @@ class FaustWorker:
                 self._report_recovery()
 
     async def stop(self) -> None:
-        for task in (self._digest_timer, self._recovery_watch):
+        for task in (self._stall_guard, self._digest_timer, self._recovery_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
