@@ -307,12 +307,18 @@ class FaustWorker:
                 recovering, readings = await self._readings()
                 stalled = guard.stalled(time.monotonic(), readings)
                 if stalled:
-                    await self._restart_fetching(stalled, recovering)
-                    guard.restarted(time.monotonic())
+                    try:
+                        await self._restart_fetching(stalled, recovering)
+                    finally:  # a failed restart is tried again only after STALL_SECONDS
+                        guard.restarted(time.monotonic())
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # checked again at the next round
-                log.warning("stall check failed", extra={"error": type(error).__name__})
+                # Faust's own message (no personal data): a restart failing is still open.
+                log.warning(
+                    "stall check failed",
+                    extra={"error": type(error).__name__, "detail": str(error)[:200]},
+                )
 
     async def _readings(self) -> tuple[bool, dict[Any, Reading]]:
         """(recovering, each partition's reading): the active changelog partitions while the
