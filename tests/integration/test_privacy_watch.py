@@ -267,7 +267,7 @@ def kill_9(worker: ServiceProcess) -> float:
     strict=False,
     reason="open defect (#22): after a kill -9 the worker taking over can still drop records "
     "Faust fetched while resuming and apply later ones first (their notices then lost); the "
-    "uncommitted-partition seek and the stall guard cut it to 1 of 8 runs on 2026-12-08",
+    "uncommitted-partition seek and the stall guard: still 3 of 10 runs failed on 2026-12-08",
 )
 async def test_watch_survives_kill(
     stack_env: dict[str, str], pki: PkiFactory, tmp_path: Path
