@@ -25,6 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+"""A partition, as the caller names it."""
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,14 @@ class Reading:
     waiting: bool
 
 
-class StallGuard:
+class StallGuard(Generic[K]):
     def __init__(self, after_seconds: float) -> None:
         self._after = after_seconds
-        self._since: dict[Hashable, tuple[int | None, float]] = {}
+        self._since: dict[K, tuple[int | None, float]] = {}
 
-    def stalled(self, now: float, readings: Mapping[Hashable, Reading]) -> set[Hashable]:
+    def stalled(self, now: float, readings: Mapping[K, Reading]) -> set[K]:
         """The partitions with records waiting and no progress for `after_seconds`."""
-        stalled: set[Hashable] = set()
+        stalled: set[K] = set()
         for key in list(self._since):
             if key not in readings:
                 del self._since[key]  # no longer ours, or no longer watched

@@ -300,7 +300,7 @@ class FaustWorker:
         """Restarts Faust's fetch loop when partitions the worker should be reading have
         records waiting and none is read for STALL_SECONDS (see adapters/stall_guard.py:
         after a takeover, faust-streaming 0.15.3 was seen to read nothing more)."""
-        guard = StallGuard(self._settings.stall_seconds)
+        guard: StallGuard[Any] = StallGuard(self._settings.stall_seconds)
         while True:
             await asyncio.sleep(STALL_CHECK_SECONDS)
             try:
