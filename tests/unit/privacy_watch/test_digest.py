@@ -17,10 +17,10 @@ from services.privacy_watch.domain.digest import DigestState, period_start
 from services.privacy_watch.domain.rules import Entry, Kind, Principal, Purpose, WatchPolicy
 from services.privacy_watch.streams.access import AccessWatch
 from services.privacy_watch.streams.digest import DigestSender
+from tests.unit.privacy_watch.fakes import TENANT, Sink
 
 WEEK = timedelta(days=7)
 MONDAY = datetime(2026, 11, 30, tzinfo=UTC)
-TENANT = "0e6f2a8c-1b2d-4c3e-8f90-0a1b2c3d4e5f"
 ALICE = types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=TENANT, id="alice")
 BOB = types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=TENANT, id="bob")
 OPERATOR = types_pb2.Principal(kind=types_pb2.PRINCIPAL_KIND_OPERATOR, id="op.jane")
@@ -29,18 +29,6 @@ LIVE = types_pb2.ACCESS_PURPOSE_LIVE_VIEW
 PLAY = types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK
 SUPPORT = types_pb2.ACCESS_PURPOSE_OPERATOR_SUPPORT
 UPLOAD = types_pb2.ACCESS_PURPOSE_UNSPECIFIED
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[watch_pb2.WatchNotice] = []
-
-    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
-        assert tenant_id == notice.tenant_id
-        self.sent.append(notice)
-
-    def digests(self) -> list[watch_pb2.WatchNotice]:
-        return [n for n in self.sent if n.rule == watch_pb2.WATCH_RULE_DIGEST]
 
 
 def record(

@@ -3,41 +3,29 @@ label value is a household, camera, viewer or any other id."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from prometheus_client import REGISTRY
 
-from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.identity.v1 import events_pb2 as identity_pb2
 from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
-from privacam_core.timestamps import to_timestamp
 from services.common import topics
 from services.privacy_watch.adapters import metrics
 from services.privacy_watch.domain.rules import WatchPolicy
 from services.privacy_watch.streams.access import AccessWatch
 from services.privacy_watch.streams.identity import IdentityWatch
+from tests.unit.privacy_watch.fakes import T0, TENANT, Sink, access_event, identity_event
 
-TENANT = "0e6f2a8c-1b2d-4c3e-8f90-0a1b2c3d4e5f"
 CAMERA = "3c9d2e1f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
-T0 = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
 FLEET = (
     "privacam_privacy_watch_fleet_pin_lockouts_total",
     "privacam_privacy_watch_fleet_wrong_pins_total",
     "privacam_privacy_watch_fleet_enrollments_total",
     "privacam_privacy_watch_fleet_bursts_total",
 )
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[watch_pb2.WatchNotice] = []
-
-    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
-        self.sent.append(notice)
 
 
 def value(name: str, **labels: str) -> float:
@@ -58,11 +46,13 @@ def moved(before: dict[str, float]) -> dict[str, float]:
 
 
 def identity(**body: Any) -> bytes:
-    message = identity_pb2.IdentityEvent(**body)
-    message.metadata.event_id = str(uuid.uuid4())
-    message.metadata.tenant_id = TENANT
-    message.metadata.occurred_at.seconds = 1_800_000_000
-    return topics.IDENTITY.encode(message)
+    return topics.IDENTITY.encode(identity_event(**body))
+
+
+def playback(access_id: str, at: datetime) -> bytes:
+    return access_event(
+        TENANT, access_id, at, types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK, device_id=CAMERA
+    )
 
 
 def locked(failed: int) -> bytes:
@@ -70,22 +60,6 @@ def locked(failed: int) -> bytes:
         pin_locked_out=identity_pb2.PinLockedOut(
             device_id=CAMERA, failed_attempts=failed, lockout=Duration(seconds=3600)
         )
-    )
-
-
-def playback(access_id: str, at: datetime) -> bytes:
-    record = log_pb2.AccessRecord(
-        access_id=access_id,
-        tenant_id=TENANT,
-        principal=types_pb2.Principal(
-            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=TENANT, id="app-1"
-        ),
-        purpose=types_pb2.ACCESS_PURPOSE_CLIP_PLAYBACK,
-        occurred_at=to_timestamp(at),
-        resource=log_pb2.Resource(device_id=CAMERA),
-    )
-    return topics.ACCESS.encode(
-        events_pb2.AccessEvent(access_recorded=events_pb2.AccessRecorded(record=record))
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
@@ -13,26 +12,10 @@ from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from services.common import topics
 from services.privacy_watch.streams.identity import IdentityWatch
+from tests.unit.privacy_watch.fakes import TENANT, Sink
+from tests.unit.privacy_watch.fakes import identity_event as event
 
-TENANT = "0e6f2a8c-1b2d-4c3e-8f90-0a1b2c3d4e5f"
 OTHER = "7d1e0b6a-2f93-4c41-9c41-7d1e0b6a2f93"
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[watch_pb2.WatchNotice] = []
-
-    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
-        assert tenant_id == notice.tenant_id
-        self.sent.append(notice)
-
-
-def event(**body: Any) -> identity_pb2.IdentityEvent:
-    message = identity_pb2.IdentityEvent(**body)
-    message.metadata.event_id = str(uuid.uuid4())
-    message.metadata.tenant_id = TENANT
-    message.metadata.occurred_at.seconds = 1_800_000_000
-    return message
 
 
 def app(tenant: str, install: str) -> types_pb2.Principal:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from privacam.accesslog.v1 import events_pb2, log_pb2
 from privacam.types.v1 import types_pb2
@@ -20,8 +20,8 @@ from services.privacy_watch.domain.rules import (
     WatchPolicy,
 )
 from services.privacy_watch.streams.access import AccessWatch
+from tests.unit.privacy_watch.fakes import T0, Sink, access_event
 
-T0 = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
 POLICY = WatchPolicy(burst_count=3, usual_hours_min_views=5)
 ALICE = Principal(Kind.APP, "t1", "alice-app")
 
@@ -112,29 +112,6 @@ def test_notice_ids_depend_on_the_access_and_rule_only() -> None:
 
 
 # --- the handler ---------------------------------------------------------------------
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[watch_pb2.WatchNotice] = []
-
-    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
-        self.sent.append(notice)
-
-
-def access_event(tenant: str, access_id: str, at: datetime) -> bytes:
-    record = log_pb2.AccessRecord(
-        access_id=access_id,
-        tenant_id=tenant,
-        principal=types_pb2.Principal(
-            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=tenant, id="app-1"
-        ),
-        purpose=types_pb2.ACCESS_PURPOSE_LIVE_VIEW,
-        occurred_at=to_timestamp(at),
-    )
-    return topics.ACCESS.encode(
-        events_pb2.AccessEvent(access_recorded=events_pb2.AccessRecorded(record=record))
-    )
 
 
 async def test_entries_are_numbered_as_the_log_numbers_them() -> None:

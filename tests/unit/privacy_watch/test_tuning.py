@@ -4,18 +4,14 @@ nothing about that camera and still tells about the others; a camera's own burst
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from privacam.accesslog.v1 import events_pb2 as access_pb2
-from privacam.accesslog.v1 import log_pb2
 from privacam.identity.v1 import events_pb2 as identity_pb2
 from privacam.identity.v1 import identity_pb2 as settings_pb2
-from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
-from privacam_core.timestamps import to_timestamp
 from services.common import topics
 from services.privacy_watch.domain.rules import (
     Account,
@@ -31,12 +27,17 @@ from services.privacy_watch.domain.rules import (
 )
 from services.privacy_watch.streams.access import AccessWatch
 from services.privacy_watch.streams.identity import IdentityWatch
+from tests.unit.privacy_watch.fakes import T0, TENANT, Sink, access_event
+from tests.unit.privacy_watch.fakes import identity_event as event
 
-T0 = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+
+def access(access_id: str, camera: str, viewer: str) -> bytes:
+    return access_event(TENANT, access_id, T0, viewer=viewer, device_id=camera)
+
+
 POLICY = WatchPolicy(burst_count=3, usual_hours_min_views=5)
 ALICE = Principal(Kind.APP, "t1", "alice-app")
 OPERATOR = Principal(Kind.OPERATOR, "", "op.jane")
-TENANT = "0e6f2a8c-1b2d-4c3e-8f90-0a1b2c3d4e5f"
 
 
 def entry(
@@ -137,22 +138,6 @@ def test_tuning_round_trips_in_the_account_and_old_records_read() -> None:
     assert Household.from_json(data).viewers[ALICE.key].recent == [(T0, "")]
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[watch_pb2.WatchNotice] = []
-
-    async def send(self, tenant_id: str, notice: watch_pb2.WatchNotice) -> None:
-        self.sent.append(notice)
-
-
-def event(**body: Any) -> identity_pb2.IdentityEvent:
-    message = identity_pb2.IdentityEvent(**body)
-    message.metadata.event_id = str(uuid.uuid4())
-    message.metadata.tenant_id = TENANT
-    message.metadata.occurred_at.seconds = 1_800_000_000
-    return message
-
-
 def settings(
     camera: str, *muted: watch_pb2.WatchRule.ValueType, burst: int = 0
 ) -> identity_pb2.IdentityEvent:
@@ -199,22 +184,6 @@ async def test_identity_rules_muted_per_camera_from_the_settings_event() -> None
         (watch_pb2.WATCH_RULE_WRONG_PIN_STREAK, "cam-a"),
     ]
     assert table[TENANT]["cameras"] == {}
-
-
-def access(access_id: str, camera: str, viewer: str) -> bytes:
-    record = log_pb2.AccessRecord(
-        access_id=access_id,
-        tenant_id=TENANT,
-        principal=types_pb2.Principal(
-            kind=types_pb2.PRINCIPAL_KIND_APP, tenant_id=TENANT, id=viewer
-        ),
-        purpose=types_pb2.ACCESS_PURPOSE_LIVE_VIEW,
-        occurred_at=to_timestamp(T0),
-    )
-    record.resource.device_id = camera
-    return topics.ACCESS.encode(
-        access_pb2.AccessEvent(access_recorded=access_pb2.AccessRecorded(record=record))
-    )
 
 
 async def test_the_access_agent_applies_the_tuning_the_identity_agent_keeps() -> None:

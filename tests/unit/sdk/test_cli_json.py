@@ -8,7 +8,6 @@ import argparse
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from privacam.types.v1 import types_pb2
 from privacam_sdk import access_log_cli, privacy_cli
 from privacam_sdk.access_log import Listing, LogDeleted, LogTampered, VerifiedEntry
 from privacam_sdk.privacy import Mode, Window
+from tests.unit.sdk import fakes
 
 NOW = datetime(2026, 12, 7, 21, 30, tzinfo=UTC)
 DEVICE = "0b7c1a52-8d1e-4f0e-9c55-3f1d2a6b9e01"
@@ -34,25 +34,10 @@ def _stamp(moment: datetime) -> Timestamp:
     return stamp
 
 
-class FakeClient:
-    """Stands in for PrivacamClient: an async context manager; device_auth() answers
-    GetCameraSettings with ``settings``."""
+class FakeClient(fakes.FakeClient):
+    """device_auth() answers GetCameraSettings with ``settings``."""
 
     settings = identity_pb2.CameraSettings()
-
-    def __init__(self, *_: object, **__: object) -> None:
-        pass
-
-    async def __aenter__(self) -> FakeClient:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        return None
 
     def device_auth(self) -> FakeClient:
         return self

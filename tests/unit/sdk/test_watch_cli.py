@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from privacam.types.v1 import types_pb2
 from privacam.watch.v1 import events_pb2 as watch_pb2
 from privacam_sdk import watch_cli
 from privacam_sdk.watch import DigestCheck
+from tests.unit.sdk.fakes import FakeClient
 
 HEAD = log_pb2.SignedTreeHead(tenant_id="t1", tree_size=12, root_hash=b"\x01" * 32, key_id="k1")
 
@@ -34,22 +34,6 @@ def _notice() -> watch_pb2.WatchNotice:
     digest.by_kind.add(purpose=types_pb2.ACCESS_PURPOSE_LIVE_VIEW, count=3)
     digest.by_camera.add(device_id="cam-1", count=3)
     return notice
-
-
-class FakeClient:
-    def __init__(self, *_: object, **__: object) -> None:
-        pass
-
-    async def __aenter__(self) -> FakeClient:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        return None
 
 
 def _reader(problems: list[str]) -> type[Any]:
