@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stop the one-node Kubernetes started by up.sh: pods first (through the CRI),
-# then the components in reverse order. Data (etcd, PKI, images) is kept in
-# $PRIVACAM_RUN_DIR/k8s; `down.sh --purge` removes it too.
+# Stop the one-node Kubernetes started by up.sh: its host add-on (CoreDNS),
+# pods (through the CRI), then the components in reverse
+# order. Data (etcd, PKI, images) is kept in $PRIVACAM_RUN_DIR/k8s;
+# `down.sh --purge` removes it too.
 set -euo pipefail
 # shellcheck source=stack/k8s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,6 +17,7 @@ stop() {
   rm -f "$(k8s_pid_file "$1")"
 }
 
+stop coredns
 stop kube-proxy
 stop kubelet
 # The kubelet leaves its pods running: remove them and their shims.

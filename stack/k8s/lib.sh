@@ -28,12 +28,15 @@ K8S_DNS_IP=10.96.0.10
 K8S_POD_CIDR=10.244.0.0/24
 K8S_BRIDGE_IP=10.244.0.1
 K8S_NODE_IP=$K8S_BRIDGE_IP
+# Host add-ons: CoreDNS answers on $K8S_BRIDGE_IP:53 (the kube-dns Service's endpoint),
+# ready on 127.0.0.1:$K8S_DNS_READY_PORT.
+K8S_DNS_READY_PORT=10181
 CONTAINERD_SOCK="$K8S_RUN/containerd/containerd.sock"
 # The pause image the sandbox runs (built locally by images.sh, never pulled).
 PAUSE_IMAGE=localhost/privacam/pause:3.10
 
 # Components, in start order, and the string their command line must contain.
-K8S_COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+K8S_COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
 k8s_pid_file() { echo "$K8S_RUN/pids/$1.pid"; }
 k8s_log_file() { echo "$K8S_RUN/logs/$1.log"; }
 k8s_running_pid() {
@@ -45,6 +48,15 @@ k8s_running_pid() {
   cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [[ $cmd == *"$1"*"$K8S_RUN"* ]] || return 1
   echo "$pid"
+}
+# Host add-ons (build-addons.sh): keyed by version and by their build dir's files.
+k8s_addon_bin() { # name -> path of its cached binary
+  local dir version
+  case $1 in
+  coredns) dir=coredns version=$COREDNS_VERSION ;;
+  *) return 1 ;;
+  esac
+  echo "$CACHE_DIR/k8s-addons/$1-$version-$(cat "$K8S_DIR/$dir"/go.mod "$K8S_DIR/$dir"/go.sum "$K8S_DIR/$dir"/*.go | sha256sum | cut -c1-8)/$1"
 }
 kubectl_admin() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 PRIVACAM_IMAGE_REPO=localhost/privacam/privacam

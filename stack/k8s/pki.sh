@@ -2,18 +2,28 @@
 # The one-node cluster's own PKI under $PRIVACAM_RUN_DIR/k8s/pki (created once;
 # delete that directory to start over). One CA signs everything: the API
 # server's serving cert, client certs for admin/controller-manager/scheduler/
-# kubelet/kube-proxy, the kubelet's serving cert; plus the service-account key.
+# kubelet/kube-proxy and the host add-on CoreDNS (bound by up.sh to a
+# ClusterRole of what it reads), the kubelet's serving
+# cert; plus the service-account key. A file made by an older version of this
+# script is kept; one it did not make (an add-on's) is added.
 set -euo pipefail
 # shellcheck source=stack/k8s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PKI="$K8S_RUN/pki"
-[ -f "$PKI/.complete" ] && exit 0
+CLIENTS=(admin controller-manager scheduler kubelet kube-proxy coredns)
+complete() {
+  local n
+  [ -f "$PKI/.complete" ] || return 1
+  for n in "${CLIENTS[@]}"; do [ -f "$PKI/$n.kubeconfig" ] || return 1; done
+}
+complete && exit 0
 mkdir -p "$PKI" && chmod 700 "$PKI"
 cd "$PKI"
 ossl() { openssl "$@" 2>/dev/null; }
-ossl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=privacam-k8s-ca"
+[ -f ca.crt ] || ossl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=privacam-k8s-ca"
 # cert <name> <subject> <extensions>
 cert() {
+  [ -f "$1.crt" ] && return 0
   ossl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2"
   printf '%s\n' "$3" >"$1.ext"
   ossl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 3650 -extfile "$1.ext"
@@ -30,9 +40,11 @@ cert controller-manager "/CN=system:kube-controller-manager" "$client"
 cert scheduler "/CN=system:kube-scheduler" "$client"
 cert kubelet "/O=system:nodes/CN=system:node:$K8S_NODE" "$client"
 cert kube-proxy "/CN=system:kube-proxy" "$client"
-ossl genrsa -out sa.key 2048
-ossl rsa -in sa.key -pubout -out sa.pub
-for n in admin controller-manager scheduler kubelet kube-proxy; do
+cert coredns "/CN=privacam:coredns" "$client"
+[ -f sa.key ] || ossl genrsa -out sa.key 2048
+[ -f sa.pub ] || ossl rsa -in sa.key -pubout -out sa.pub
+for n in "${CLIENTS[@]}"; do
+  [ -f "$n.kubeconfig" ] && continue
   cat >"$n.kubeconfig" <<KC
 apiVersion: v1
 kind: Config

@@ -3,7 +3,8 @@
 # components are left alone; warm run a few seconds):
 #   containerd (own socket, root and state under $PRIVACAM_RUN_DIR/k8s),
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler on 127.0.0.1,
-#   kubelet and kube-proxy; pods on a CNI bridge (10.244.0.0/24).
+#   kubelet and kube-proxy; pods on a CNI bridge (10.244.0.0/24); host add-on:
+#   CoreDNS (cluster DNS, Service kube-system/kube-dns 10.96.0.10 -> 10.244.0.1:53).
 # Needs root (containerd, kubelet, iptables). Admin kubeconfig:
 #   $PRIVACAM_RUN_DIR/k8s/pki/admin.kubeconfig
 set -euo pipefail
@@ -12,6 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "the one-node Kubernetes needs root (containerd, kubelet, iptables)"
 
 bash "$K8S_DIR/install.sh"
+bash "$K8S_DIR/build-addons.sh"
 bash "$K8S_DIR/pki.sh"
 PKI="$K8S_RUN/pki"
 mkdir -p "$K8S_RUN"/{pids,logs,containerd,cni/net.d,kubelet,etcd,config}
@@ -82,6 +84,72 @@ imageGCHighThresholdPercent: 100
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 serializeImagePulls: false
 registerNode: true
+CFG
+
+# Cluster DNS: CoreDNS on the node's bridge address (pods reach it through the kube-dns
+# Service below), answering for cluster.local and the reverse zones from the API; any
+# other name gets NXDOMAIN at once (this machine has no upstream DNS to forward to).
+cat >"$K8S_RUN/config/Corefile" <<CFG
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $K8S_BRIDGE_IP
+    errors
+    ready 127.0.0.1:$K8S_DNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $PKI/coredns.kubeconfig privacam
+        ttl 30
+    }
+    cache 30
+    loadbalance
+}
+.:53 {
+    bind $K8S_BRIDGE_IP
+    errors
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
+CFG
+
+# The add-on's least privileges (bound to its certificate's user, see pki.sh) and the
+# kube-dns Service: selector-less, its EndpointSlice names the host's CoreDNS.
+cat >"$K8S_RUN/config/addons.yaml" <<CFG
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "privacam:coredns"}
+rules:
+- {apiGroups: [""], resources: [services, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "privacam:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "privacam:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "privacam:coredns"}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $K8S_DNS_IP
+  ports:
+  - {name: dns, port: 53, targetPort: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 53, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: privacam.local-up.sh}
+addressType: IPv4
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+endpoints:
+- {addresses: ["$K8S_BRIDGE_IP"], conditions: {ready: true}, nodeName: $K8S_NODE}
 CFG
 
 # --------------------------------------------------------------- starting ----
@@ -155,4 +223,8 @@ start kube-proxy "$B/kube-proxy" --kubeconfig "$PKI/kube-proxy.kubeconfig" --hos
 wait_for kubelet 60 curl -sf http://127.0.0.1:10248/healthz
 # (after a restart etcd still holds the last Ready status: the kubelet's healthz comes first)
 wait_for "node $K8S_NODE Ready" 120 bash -c "'$KUBECTL' --kubeconfig '$KUBECONFIG_ADMIN' get node '$K8S_NODE' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+# Host add-on (after the node: CoreDNS binds the bridge's address).
+kubectl_admin apply -f "$K8S_RUN/config/addons.yaml" >/dev/null
+start coredns "$(k8s_addon_bin coredns)" -conf "$K8S_RUN/config/Corefile"
+wait_for "CoreDNS" 60 curl -sf "http://127.0.0.1:$K8S_DNS_READY_PORT/ready"
 log "ready: export KUBECONFIG=$KUBECONFIG_ADMIN"
