@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build (once) the cluster's host add-on(s) from the Go module proxy:
+# Build (once) the cluster's host add-ons from the Go module proxy:
 #   coredns               cluster DNS (coredns/: CoreDNS with only the plugins up.sh's Corefile uses)
+#   kube-router           the NetworkPolicy agent (only its firewall is run: iptables + ipset)
 # into $PRIVACAM_CACHE_DIR/k8s-addons/<name>-<version>[-<hash of its build dir>]/.
 # Warm run: a file test, under a second.
 set -euo pipefail
@@ -41,3 +42,6 @@ build() {
 }
 
 build coredns "$COREDNS_VERSION" coredns github.com/coredns/coredns
+# Its own go.mod has no replace directives, so `go install` builds it at exactly its pins.
+kr=github.com/cloudnativelabs/kube-router/v2
+build kube-router "$KUBE_ROUTER_VERSION" "" "$kr/cmd/kube-router" "-X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION"

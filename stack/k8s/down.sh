@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop the one-node Kubernetes started by up.sh: its host add-on (CoreDNS),
-# pods (through the CRI), then the components in reverse
+# Stop the one-node Kubernetes started by up.sh: its host add-ons (CoreDNS, the
+# NetworkPolicy agent), pods (through the CRI), then the components in reverse
 # order. Data (etcd, PKI, images) is kept in $PRIVACAM_RUN_DIR/k8s;
 # `down.sh --purge` removes it too.
 set -euo pipefail
@@ -18,6 +18,21 @@ stop() {
 }
 
 stop coredns
+stop kube-router
+# kube-router leaves its firewall in place when it stops (pods stay protected across a
+# restart), and its --cleanup-config touches routes and IPVS too: its chains (filter table:
+# KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) and ipsets (KUBE-SRC-*, KUBE-DST-*) go here.
+for c in INPUT FORWARD OUTPUT; do
+  iptables -S "$c" 2>/dev/null | grep -E -- '-j KUBE-ROUTER-' | sed 's/^-A /-D /' | while read -r rule; do
+    eval "iptables $rule" 2>/dev/null || true
+  done
+done
+kr_chains=$(iptables -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-[^ ]*\|KUBE-POD-FW-[^ ]*\|KUBE-NWPLCY-[^ ]*\)$/\1/p')
+for ch in $kr_chains; do iptables -F "$ch" 2>/dev/null || true; done
+for ch in $kr_chains; do iptables -X "$ch" 2>/dev/null || true; done
+if command -v ipset >/dev/null; then
+  for s in $(ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-' || true); do ipset destroy "$s" 2>/dev/null || true; done
+fi
 stop kube-proxy
 stop kubelet
 # The kubelet leaves its pods running: remove them and their shims.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the one-node Kubernetes needs, only if missing (warm: ~1 s):
 # containerd, runc and the CNI plugins from Debian (their system services are
-# not started: up.sh runs its own containerd), mmdebstrap for the images, and
+# not started: up.sh runs its own containerd), mmdebstrap for the images, ipset
+# (kube-router, the NetworkPolicy agent, drives it and iptables), and
 # the Kubernetes/etcd binaries (build.sh) and helm (same pin and cache as
 # scripts/check_chart.sh).
 set -euo pipefail
@@ -10,7 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-want=("$CONTAINERD_DEB" "$RUNC_DEB" "$CNI_DEB" mmdebstrap iptables conntrack)
+want=("$CONTAINERD_DEB" "$RUNC_DEB" "$CNI_DEB" mmdebstrap iptables conntrack ipset)
 missing=()
 for p in "${want[@]}"; do
   [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")

@@ -29,14 +29,16 @@ K8S_POD_CIDR=10.244.0.0/24
 K8S_BRIDGE_IP=10.244.0.1
 K8S_NODE_IP=$K8S_BRIDGE_IP
 # Host add-ons: CoreDNS answers on $K8S_BRIDGE_IP:53 (the kube-dns Service's endpoint),
-# ready on 127.0.0.1:$K8S_DNS_READY_PORT.
+# ready on 127.0.0.1:$K8S_DNS_READY_PORT; kube-router's metrics (its health port is off:
+# it would listen on every interface).
 K8S_DNS_READY_PORT=10181
+K8S_NETPOL_METRICS_PORT=10330
 CONTAINERD_SOCK="$K8S_RUN/containerd/containerd.sock"
 # The pause image the sandbox runs (built locally by images.sh, never pulled).
 PAUSE_IMAGE=localhost/privacam/pause:3.10
 
 # Components, in start order, and the string their command line must contain.
-K8S_COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
+K8S_COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns kube-router)
 k8s_pid_file() { echo "$K8S_RUN/pids/$1.pid"; }
 k8s_log_file() { echo "$K8S_RUN/logs/$1.log"; }
 k8s_running_pid() {
@@ -54,6 +56,7 @@ k8s_addon_bin() { # name -> path of its cached binary
   local dir version
   case $1 in
   coredns) dir=coredns version=$COREDNS_VERSION ;;
+  kube-router) echo "$CACHE_DIR/k8s-addons/kube-router-$KUBE_ROUTER_VERSION/kube-router" && return 0 ;;
   *) return 1 ;;
   esac
   echo "$CACHE_DIR/k8s-addons/$1-$version-$(cat "$K8S_DIR/$dir"/go.mod "$K8S_DIR/$dir"/go.sum "$K8S_DIR/$dir"/*.go | sha256sum | cut -c1-8)/$1"

@@ -2,15 +2,15 @@
 # The one-node cluster's own PKI under $PRIVACAM_RUN_DIR/k8s/pki (created once;
 # delete that directory to start over). One CA signs everything: the API
 # server's serving cert, client certs for admin/controller-manager/scheduler/
-# kubelet/kube-proxy and the host add-on CoreDNS (bound by up.sh to a
-# ClusterRole of what it reads), the kubelet's serving
+# kubelet/kube-proxy and the host add-ons (CoreDNS, kube-router: each
+# bound by up.sh to a ClusterRole of what it reads), the kubelet's serving
 # cert; plus the service-account key. A file made by an older version of this
 # script is kept; one it did not make (an add-on's) is added.
 set -euo pipefail
 # shellcheck source=stack/k8s/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PKI="$K8S_RUN/pki"
-CLIENTS=(admin controller-manager scheduler kubelet kube-proxy coredns)
+CLIENTS=(admin controller-manager scheduler kubelet kube-proxy coredns kube-router)
 complete() {
   local n
   [ -f "$PKI/.complete" ] || return 1
@@ -41,6 +41,7 @@ cert scheduler "/CN=system:kube-scheduler" "$client"
 cert kubelet "/O=system:nodes/CN=system:node:$K8S_NODE" "$client"
 cert kube-proxy "/CN=system:kube-proxy" "$client"
 cert coredns "/CN=privacam:coredns" "$client"
+cert kube-router "/CN=privacam:kube-router" "$client"
 [ -f sa.key ] || ossl genrsa -out sa.key 2048
 [ -f sa.pub ] || ossl rsa -in sa.key -pubout -out sa.pub
 for n in "${CLIENTS[@]}"; do

@@ -3,8 +3,9 @@
 # components are left alone; warm run a few seconds):
 #   containerd (own socket, root and state under $PRIVACAM_RUN_DIR/k8s),
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler on 127.0.0.1,
-#   kubelet and kube-proxy; pods on a CNI bridge (10.244.0.0/24); host add-on:
-#   CoreDNS (cluster DNS, Service kube-system/kube-dns 10.96.0.10 -> 10.244.0.1:53).
+#   kubelet and kube-proxy; pods on a CNI bridge (10.244.0.0/24); host add-ons:
+#   CoreDNS (cluster DNS, Service kube-system/kube-dns 10.96.0.10 -> 10.244.0.1:53)
+#   and kube-router's firewall (enforces NetworkPolicies with iptables + ipset).
 # Needs root (containerd, kubelet, iptables). Admin kubeconfig:
 #   $PRIVACAM_RUN_DIR/k8s/pki/admin.kubeconfig
 set -euo pipefail
@@ -110,7 +111,7 @@ cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
 }
 CFG
 
-# The add-on's least privileges (bound to its certificate's user, see pki.sh) and the
+# The add-ons' least privileges (bound to their certificates' users, see pki.sh) and the
 # kube-dns Service: selector-less, its EndpointSlice names the host's CoreDNS.
 cat >"$K8S_RUN/config/addons.yaml" <<CFG
 apiVersion: rbac.authorization.k8s.io/v1
@@ -125,6 +126,23 @@ kind: ClusterRoleBinding
 metadata: {name: "privacam:coredns"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "privacam:coredns"}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "privacam:coredns"}]
+---
+# kube-router reads its node, and waits for every informer it makes (services and endpoints
+# too, whichever of its controllers runs) before it starts; it writes nothing.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "privacam:kube-router"}
+rules:
+- {apiGroups: [""], resources: [pods, namespaces, nodes], verbs: [get, list, watch]}
+- {apiGroups: [networking.k8s.io], resources: [networkpolicies], verbs: [get, list, watch]}
+- {apiGroups: [""], resources: [services, endpoints], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "privacam:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "privacam:kube-router"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "privacam:kube-router"}]
 ---
 apiVersion: v1
 kind: Service
@@ -223,8 +241,16 @@ start kube-proxy "$B/kube-proxy" --kubeconfig "$PKI/kube-proxy.kubeconfig" --hos
 wait_for kubelet 60 curl -sf http://127.0.0.1:10248/healthz
 # (after a restart etcd still holds the last Ready status: the kubelet's healthz comes first)
 wait_for "node $K8S_NODE Ready" 120 bash -c "'$KUBECTL' --kubeconfig '$KUBECONFIG_ADMIN' get node '$K8S_NODE' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
-# Host add-on (after the node: CoreDNS binds the bridge's address).
+# Host add-ons (after the node: CoreDNS binds the bridge's address).
 kubectl_admin apply -f "$K8S_RUN/config/addons.yaml" >/dev/null
 start coredns "$(k8s_addon_bin coredns)" -conf "$K8S_RUN/config/Corefile"
+# kube-router: the NetworkPolicy firewall only (pod networking is the CNI bridge's, Services
+# kube-proxy's). SIG Network's kube-network-policies cannot run here: see README.md.
+start kube-router "$(k8s_addon_bin kube-router)" --kubeconfig "$PKI/kube-router.kubeconfig" \
+  --hostname-override "$K8S_NODE" --run-firewall=true --run-router=false --run-service-proxy=false \
+  --enable-cni=false --service-cluster-ip-range "$K8S_SERVICE_CIDR" --health-port 0 \
+  --metrics-addr 127.0.0.1 --metrics-port "$K8S_NETPOL_METRICS_PORT"
 wait_for "CoreDNS" 60 curl -sf "http://127.0.0.1:$K8S_DNS_READY_PORT/ready"
+# Its chains appear once its informers have synced and its first full sync ran.
+wait_for "kube-router" 60 iptables -S KUBE-ROUTER-FORWARD
 log "ready: export KUBECONFIG=$KUBECONFIG_ADMIN"
