@@ -7,6 +7,12 @@ STACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$STACK_DIR/.." && pwd)"
 CACHE_DIR="${PRIVACAM_CACHE_DIR:-$REPO_DIR/.cache}"
 RUN_DIR="${PRIVACAM_RUN_DIR:-$REPO_DIR/.run}"
+# The address every server listens on and advertises: loopback, or (stack/k8s/backing.sh)
+# the pod bridge's gateway, for a second stack with a run dir of its own that pods can reach.
+STACK_HOST="${PRIVACAM_STACK_HOST:-127.0.0.1}"
+# MinIO also listens on loopback whatever its address, so a second stack needs other ports
+# (the S3 API here, the console on the next one).
+MINIO_PORT="${PRIVACAM_STACK_MINIO_PORT:-9000}"
 
 # shellcheck source=stack/versions.env
 source "$STACK_DIR/versions.env"
@@ -47,7 +53,7 @@ parse_components() {
 component_ports() {
   case $1 in
     kafka) echo "9092 9093 9094" ;;
-    minio) echo "9000 9001" ;;
+    minio) echo "$MINIO_PORT $((MINIO_PORT + 1))" ;;
     redis) echo "6379" ;;
     coturn) echo "3478 5349" ;;
     prometheus) echo "9090" ;;
@@ -91,11 +97,13 @@ running_pid() {
   echo "$pid"
 }
 
-# "name pid" of whatever listens on a local TCP (or UDP with proto=u) port;
-# empty output and status 1 if the port is free.
+# "name pid" of whatever listens on a local TCP (or UDP with proto=u) port on our
+# address (or on every address); empty output and status 1 if the port is free.
 port_owner() {
   local port=$1 proto=${2:-t} line
-  line=$(ss -Hl"$proto"np "sport = :$port" 2>/dev/null | sed -n 1p)
+  line=$(ss -Hl"$proto"np "sport = :$port" 2>/dev/null | awk -v host="$STACK_HOST" '
+    { addr = $4; sub(/:[0-9]+$/, "", addr) }
+    addr == host || addr == "[::ffff:" host "]" || addr == "0.0.0.0" || addr == "*" || addr == "[::]" { print; exit }')
   [ -n "$line" ] || return 1
   # users:(("redis-server",pid=123,fd=6)) -> "redis-server 123"; "? ?" when
   # the owner is not visible to us (another user's process, no root).
@@ -105,7 +113,7 @@ port_owner() {
 port_in_use() { port_owner "$1" "${2:-t}" >/dev/null; }
 
 # Cheap TCP connect check without external tools.
-tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+tcp_open() { (exec 3<>"/dev/tcp/$STACK_HOST/$1") 2>/dev/null; }
 
 # Secrets are generated on first use and never have a default value.
 secret() {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the local Privacam infrastructure on 127.0.0.1.
+# Start the local Privacam infrastructure on 127.0.0.1 (or $PRIVACAM_STACK_HOST).
 #   stack/up.sh [kafka|minio|redis|coturn|prometheus ...]     (default: all)
 # Installs what is missing, generates secrets on first start, reuses servers
 # that already answer on their ports, waits until each one is healthy and
@@ -12,6 +12,8 @@ set -euo pipefail
 # shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 parse_components "$@"
+[ -n "$(ip -o addr show to "$STACK_HOST" 2>/dev/null)" ] ||
+  die "PRIVACAM_STACK_HOST=$STACK_HOST is not an address of this machine"
 
 "$STACK_DIR/install.sh" "${COMPONENTS[@]}"
 
@@ -40,6 +42,7 @@ render() {
   (
     umask 077
     sed -e "s|@RUN_DIR@|$(sed_escape "$RUN_DIR")|g" \
+      -e "s|@HOST@|$STACK_HOST|g" \
       -e "s|@REPO_DIR@|$(sed_escape "$REPO_DIR")|g" \
       -e "s|@TURN_SHARED_SECRET@|$(sed_escape "$TURN_SECRET")|g" \
       -e "s|@REDIS_COTURN_PASSWORD@|$(sed_escape "$REDIS_COTURN_PASSWORD")|g" \
@@ -68,29 +71,29 @@ healthy_kafka() {
   [ -s "$RUN_DIR/kafka/admin.properties" ] || return 1
   local out
   out=$(KAFKA_TOOL_TIMEOUT=20 kafka_tool org.apache.kafka.tools.ClusterTool cluster-id \
-    --bootstrap-server 127.0.0.1:9094 --config "$RUN_DIR/kafka/admin.properties" 2>/dev/null) || return 1
+    --bootstrap-server $STACK_HOST:9094 --config "$RUN_DIR/kafka/admin.properties" 2>/dev/null) || return 1
   [[ $out == *"Cluster ID: "* ]]
 }
 healthy_minio() {
-  curl -fsS -m 2 -o /dev/null http://127.0.0.1:9000/minio/health/ready 2>/dev/null || return 1
+  curl -fsS -m 2 -o /dev/null http://$STACK_HOST:$MINIO_PORT/minio/health/ready 2>/dev/null || return 1
   # Our credentials must work too (a MinIO with other creds is useless to us).
   # Creds go through stdin, not argv, so they never show up in `ps`.
   printf 'user = "%s:%s"\n' "$MINIO_USER" "$MINIO_PASSWORD" |
-    curl -fsS -m 3 -o /dev/null -K - --aws-sigv4 "aws:amz:us-east-1:s3" http://127.0.0.1:9000/ 2>/dev/null
+    curl -fsS -m 3 -o /dev/null -K - --aws-sigv4 "aws:amz:us-east-1:s3" http://$STACK_HOST:$MINIO_PORT/ 2>/dev/null
 }
 # As the setup user; or, before its first ACL setup, a Redis without users (the
 # default user with no password, as an older stack/up.sh left it): apply_redis_acl
 # then creates the users.
 redis_setup_cli() {
-  REDISCLI_AUTH=$REDIS_SETUP_PASSWORD redis-cli -h 127.0.0.1 -p 6379 --user setup "$@"
+  REDISCLI_AUTH=$REDIS_SETUP_PASSWORD redis-cli -h $STACK_HOST -p 6379 --user setup "$@"
 }
 healthy_redis() {
   [ "$(redis_setup_cli ping 2>/dev/null)" = PONG ] ||
-    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]
+    [ "$(redis-cli -h $STACK_HOST -p 6379 ping 2>/dev/null)" = PONG ]
 }
 # A real STUN Binding request/response over UDP.
-healthy_coturn() { timeout 5 turnutils_stunclient -p 3478 127.0.0.1 >/dev/null 2>&1; }
-healthy_prometheus() { curl -fsS -m 2 -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; }
+healthy_coturn() { timeout 5 turnutils_stunclient -p 3478 $STACK_HOST >/dev/null 2>&1; }
+healthy_prometheus() { curl -fsS -m 2 -o /dev/null http://$STACK_HOST:9090/-/ready 2>/dev/null; }
 
 health_timeout() { case $1 in kafka) echo 120 ;; minio) echo 60 ;; prometheus) echo 30 ;; *) echo 15 ;; esac; }
 
@@ -103,7 +106,7 @@ kafka_tls() {
   if [ ! -s "$d/broker.pem" ]; then
     mkdir -p "$d"
     (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
-      -subj "/CN=kafka-broker" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+      -subj "/CN=kafka-broker" -addext "subjectAltName=IP:$STACK_HOST,DNS:localhost" \
       -keyout "$d/broker.key" -out "$d/broker.crt" 2>/dev/null) ||
       die "kafka: openssl could not create the broker's certificate"
     (umask 077 && cat "$d/broker.key" "$d/broker.crt" >"$d/broker.pem")
@@ -138,8 +141,8 @@ start_minio() {
   # Root creds via the environment (not argv); no update checks (no internet).
   (
     export MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" MINIO_UPDATE=off
-    launch minio "$MINIO_BIN" server --address 127.0.0.1:9000 \
-      --console-address 127.0.0.1:9001 "$RUN_DIR/minio/data"
+    launch minio "$MINIO_BIN" server --address "$STACK_HOST:$MINIO_PORT" \
+      --console-address "$STACK_HOST:$((MINIO_PORT + 1))" "$RUN_DIR/minio/data"
   )
 }
 
@@ -152,7 +155,7 @@ write_redis_aclfile() {
 
 start_redis() {
   write_redis_aclfile
-  launch redis redis-server "$STACK_DIR/config/redis.conf" --dir "$RUN_DIR/redis" \
+  launch redis redis-server "$STACK_DIR/config/redis.conf" --bind "$STACK_HOST" --dir "$RUN_DIR/redis" \
     --aclfile "$RUN_DIR/redis/users.acl"
 }
 
@@ -165,7 +168,7 @@ apply_redis_acl() {
     # No setup user yet: the server still lets anyone in as `default`. Create it first,
     # so the rest (which takes `default` away) runs as the setup user.
     python3 "$STACK_DIR/redis_acl.py" setuser --secrets "$RUN_DIR/secrets" | sed -n 1p |
-      redis-cli -h 127.0.0.1 -p 6379 >/dev/null
+      redis-cli -h $STACK_HOST -p 6379 >/dev/null
   fi
   local out
   out=$(python3 "$STACK_DIR/redis_acl.py" setuser --secrets "$RUN_DIR/secrets" | redis_setup_cli 2>&1) ||
@@ -179,7 +182,7 @@ apply_redis_acl() {
 apply_minio_users() {
   local py="${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" out
   [ -x "$py" ] || die "minio: no virtualenv to set up its users with ($py); run 'make setup' first"
-  out=$("$py" "$STACK_DIR/minio_users.py" apply --secrets "$RUN_DIR/secrets" --endpoint 127.0.0.1:9000 2>&1) ||
+  out=$("$py" "$STACK_DIR/minio_users.py" apply --secrets "$RUN_DIR/secrets" --endpoint $STACK_HOST:$MINIO_PORT 2>&1) ||
     die "minio: could not set up the buckets and users: $out"
   log "minio: buckets, policies and one user per service set (stack/minio_users.py; root for setup only)"
 }
@@ -188,7 +191,7 @@ apply_minio_users() {
 # administrator. Test runs add the ACLs of their own namespaces (tests/harness.py).
 kafka_admin_login() {
   local d="$RUN_DIR/kafka/tls"
-  echo "127.0.0.1:9094,$d/broker.crt,$d/broker.crt,$d/broker.key"
+  echo "$STACK_HOST:9094,$d/broker.crt,$d/broker.crt,$d/broker.key"
 }
 apply_kafka_users() {
   local py="${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" out
@@ -220,7 +223,7 @@ start_prometheus() {
   out=$(promtool check config "$d/prometheus.yml" 2>&1) || die "prometheus: invalid config:"$'\n'"$out"
   launch prometheus prometheus --config.file="$d/prometheus.yml" \
     --storage.tsdb.path="$d/data" --storage.tsdb.retention.time=2d \
-    --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
+    --web.listen-address=$STACK_HOST:9090 --web.enable-lifecycle
 }
 
 # ------------------------------------------------------------- main ----
@@ -286,7 +289,7 @@ for name in "${COMPONENTS[@]}"; do
     fi
     why="does not answer as $name"
     [ "$name" != minio ] || why="$why (or rejects the credentials in $RUN_DIR/secrets)"
-    die "$name: port $port on 127.0.0.1 is taken by '$prog' (pid $opid), which $why.
+    die "$name: port $port on $STACK_HOST is taken by '$prog' (pid $opid), which $why.
   Fix: $(service_hint "$prog" "$opid"); or if it is a leftover of this stack: stack/down.sh $name.
   Then rerun stack/up.sh."
   fi
@@ -335,14 +338,14 @@ if [[ " ${REUSED[*]} " == *" coturn "* ]] && running_pid coturn >/dev/null; then
   rm -f "$RUN_DIR/coturn/turnserver.conf.next"
 fi
 
-redis_url() { echo "redis://$1:$(secret "redis_$1_password")@127.0.0.1:6379/0"; }
+redis_url() { echo "redis://$1:$(secret "redis_$1_password")@$STACK_HOST:6379/0"; }
 
 # Settings for services/tests: `set -a; . .run/stack.env; set +a`.
 (
   umask 077
   cat >"$RUN_DIR/stack.env.tmp" <<EOF
 # Generated by stack/up.sh; do not edit (contains secrets).
-PRIVACAM_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+PRIVACAM_KAFKA_BOOTSTRAP_SERVERS=$STACK_HOST:9092
 PRIVACAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL
 PRIVACAM_KAFKA_CA_FILE=$RUN_DIR/kafka/tls/broker.crt
 $("${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" "$STACK_DIR/kafka_users.py" env --secrets "$RUN_DIR/secrets")
@@ -351,13 +354,13 @@ PRIVACAM_DEVICE_AUTH_REDIS_URL=$(redis_url device_auth)
 PRIVACAM_CLIP_INGEST_REDIS_URL=$(redis_url clip_ingest)
 PRIVACAM_RELAY_BROKER_REDIS_URL=$(redis_url relay_broker)
 PRIVACAM_RETENTION_REDIS_URL=$(redis_url retention)
-PRIVACAM_STACK_REDIS_COTURN_URL=redis://default:$REDIS_COTURN_PASSWORD@127.0.0.1:6379/0
-PRIVACAM_MINIO_ENDPOINT=127.0.0.1:9000
+PRIVACAM_STACK_REDIS_COTURN_URL=redis://default:$REDIS_COTURN_PASSWORD@$STACK_HOST:6379/0
+PRIVACAM_MINIO_ENDPOINT=$STACK_HOST:$MINIO_PORT
 PRIVACAM_MINIO_SECURE=false
 $("${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" "$STACK_DIR/minio_users.py" env --secrets "$RUN_DIR/secrets")
 PRIVACAM_TURN_SHARED_SECRET=$TURN_SECRET
-PRIVACAM_TURN_URIS=turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp
-PRIVACAM_PROMETHEUS_URL=http://127.0.0.1:9090
+PRIVACAM_TURN_URIS=turn:$STACK_HOST:3478?transport=udp,turn:$STACK_HOST:3478?transport=tcp
+PRIVACAM_PROMETHEUS_URL=http://$STACK_HOST:9090
 EOF
 )
 mv "$RUN_DIR/stack.env.tmp" "$RUN_DIR/stack.env"

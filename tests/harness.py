@@ -684,7 +684,8 @@ def own_coturn(
     port, tls_port = free_ports(2), free_ports(2)  # coturn may also open port + 1
     relay = free_ports(relay_ports)
     text = render_turnserver_conf(
-        config.read_text(),
+        # The stack's template leaves its address to stack/up.sh; tests' peers are on loopback.
+        config.read_text().replace("@HOST@", "127.0.0.1"),
         {
             "listening-port": str(port),
             "tls-listening-port": str(tls_port),
