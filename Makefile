@@ -91,11 +91,13 @@ $(BUF):
 bench: setup ## Run every benchmark and write its table (ratios to physical baselines) into the README
 	$(PY) -m benchmarks --readme
 
-k8s: setup ## One-node Kubernetes on this machine (stack/k8s/, root): build or reuse the pinned binaries and images, start it
+k8s: setup ## One-node Kubernetes on this machine (stack/k8s/, root): build or reuse the pinned binaries and images, start it and its backing servers
 	bash stack/k8s/up.sh
 	bash stack/k8s/images.sh pause privacam
+	bash stack/k8s/backing.sh up
 
-k8s-down: ## Stop the one-node Kubernetes (data in $(PRIVACAM_RUN_DIR)/k8s kept)
+k8s-down: ## Stop the one-node Kubernetes and its backing servers (data in $(PRIVACAM_RUN_DIR)/k8s kept)
+	bash stack/k8s/backing.sh down
 	bash stack/k8s/down.sh
 
 k8s-test: k8s ## helm install/test/upgrade of the chart on the one-node Kubernetes (tests/k8s/)

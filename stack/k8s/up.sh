@@ -97,7 +97,10 @@ cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     ready 127.0.0.1:$K8S_DNS_READY_PORT
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         kubeconfig $PKI/coredns.kubeconfig privacam
-        ttl 30
+        # CoreDNS's default, as clusters ship it: a pod gone from a headless Service leaves
+        # the callers' answers within the chart's 5 s preStop pause, so a rollout's last
+        # calls never go to a replica that has stopped.
+        ttl 5
     }
     cache 30
     loadbalance
