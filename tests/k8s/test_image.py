@@ -24,7 +24,7 @@ ENTRY_MODULES = [
 def _chart_security_contexts(cluster: Cluster) -> tuple[dict[str, object], dict[str, object]]:
     """The security contexts of the chart's first rendered Deployment (defaults)."""
     rendered = subprocess.run(
-        [cluster.helm, "template", "privacam", str(REPO / "charts/privacam")],
+        [cluster.helm_bin, "template", "privacam", str(REPO / "charts/privacam")],
         check=True,
         capture_output=True,
         text=True,
