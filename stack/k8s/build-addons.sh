@@ -27,12 +27,12 @@ build() {
     log "building $name $version (first time only)"
     tmp="$(dirname "$bin").partial.$$"
     rm -rf "$tmp" && mkdir -p "$tmp"
-    # -p 1 and nice: the machine is shared with timing-sensitive tests.
+    # nice, and one job unless told: the machine is shared with timing-sensitive tests.
     export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
     if [ -n "$dir" ]; then
-      (cd "$dir" && nice -n 19 go build -p 1 -trimpath -ldflags "-s -w" -o "$tmp/$name" .)
+      (cd "$dir" && nice -n 19 go build -p "$K8S_BUILD_JOBS" -trimpath -ldflags "-s -w" -o "$tmp/$name" .)
     else
-      GOBIN="$tmp" nice -n 19 go install -p 1 -trimpath -ldflags "-s -w $5" "$module@$version"
+      GOBIN="$tmp" nice -n 19 go install -p "$K8S_BUILD_JOBS" -trimpath -ldflags "-s -w $5" "$module@$version"
     fi || { rm -rf "$tmp"; die "go build of $name failed (see output above)"; }
     rm -rf "$(dirname "$bin")"
     mv "$tmp" "$(dirname "$bin")"

@@ -29,20 +29,20 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
   ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
 done
-log "building $(echo $todo) of Kubernetes $KUBERNETES_VERSION / etcd $ETCD_VERSION (first time only; 10-20 minutes at -p 1)"
+log "building $(echo $todo) of Kubernetes $KUBERNETES_VERSION / etcd $ETCD_VERSION (first time only; ~15 minutes at -p 1)"
 pkgs=()
 for c in $todo; do [ "$c" = etcd ] || pkgs+=("k8s.io/kubernetes/cmd/$c"); done
 tmp="$K8S_BIN/.partial.$$"
 rm -rf "$tmp" && mkdir -p "$tmp"
 (
   cd "$K8S_DIR/build"
-  # -p 1 and nice: the machine is shared with timing-sensitive tests.
+  # nice, and one job unless told: the machine is shared with timing-sensitive tests.
   export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
   if [ ${#pkgs[@]} -gt 0 ]; then
-    nice -n 19 go build -p 1 -trimpath -ldflags "$ld" -o "$tmp/" "${pkgs[@]}"
+    nice -n 19 go build -p "$K8S_BUILD_JOBS" -trimpath -ldflags "$ld" -o "$tmp/" "${pkgs[@]}"
   fi
   if [[ " $todo " == *" etcd "* ]]; then
-    nice -n 19 go build -p 1 -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
+    nice -n 19 go build -p "$K8S_BUILD_JOBS" -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
   fi
 ) || { rm -rf "$tmp"; die "go build failed (see output above)"; }
 mv "$tmp"/* "$K8S_BIN/"

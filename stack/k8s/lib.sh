@@ -13,6 +13,10 @@ KUBECTL="$K8S_BIN/kubectl"
 HELM_VERSION=$(sed -n 's/^HELM_VERSION=//p' "$REPO_DIR/scripts/check_chart.sh")
 HELM="$CACHE_DIR/tools/helm-$HELM_VERSION/helm"
 
+# Parallel jobs of the one-time Go builds: 1 by default (the machine is shared with
+# timing-sensitive tests); .ci/run builds after the tests, on an idle machine, with 2.
+K8S_BUILD_JOBS="${PRIVACAM_K8S_BUILD_JOBS:-1}"
+
 log() { printf '[k8s] %s\n' "$*" >&2; }
 warn() { printf '[k8s] WARNING: %s\n' "$*" >&2; }
 die() { printf '[k8s] ERROR: %s\n' "$*" >&2; exit 1; }
