@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from services.common.errors import Unavailable
 from services.common.peers import (
+    DNS_MIN_RESOLVE_INTERVAL_MS,
     KEEPALIVE_TIME_MS,
     RETRY_SERVICE_CONFIG,
     PeerSettings,
@@ -55,7 +56,8 @@ def test_channels_round_robin_and_ping_slower_than_servers_permit() -> None:
     options = dict(channel_options("dns:///key-manager:8443", PeerSettings()))
     assert options["grpc.keepalive_time_ms"] == KEEPALIVE_TIME_MS
     assert options["grpc.keepalive_permit_without_calls"] == 0
-    assert options["grpc.dns_min_time_between_resolutions_ms"] <= 1_000
+    assert options["grpc.dns_min_time_between_resolutions_ms"] == DNS_MIN_RESOLVE_INTERVAL_MS
+    assert DNS_MIN_RESOLVE_INTERVAL_MS <= 1_000
     assert "grpc.default_authority" not in options
     assert MIN_CLIENT_PING_INTERVAL_MS < KEEPALIVE_TIME_MS
 
