@@ -19,5 +19,5 @@ for name in "${ALL_COMPONENTS[@]}"; do
     state=down
     pid=-
   fi
-  printf '%-11s %-12s pid=%-8s $STACK_HOST:%s\n' "$name" "$state" "$pid" "${ports// /,}"
+  printf '%-11s %-12s pid=%-8s %s:%s\n' "$name" "$state" "$pid" "$STACK_HOST" "${ports// /,}"
 done

@@ -71,29 +71,29 @@ healthy_kafka() {
   [ -s "$RUN_DIR/kafka/admin.properties" ] || return 1
   local out
   out=$(KAFKA_TOOL_TIMEOUT=20 kafka_tool org.apache.kafka.tools.ClusterTool cluster-id \
-    --bootstrap-server $STACK_HOST:9094 --config "$RUN_DIR/kafka/admin.properties" 2>/dev/null) || return 1
+    --bootstrap-server "$STACK_HOST:9094" --config "$RUN_DIR/kafka/admin.properties" 2>/dev/null) || return 1
   [[ $out == *"Cluster ID: "* ]]
 }
 healthy_minio() {
-  curl -fsS -m 2 -o /dev/null http://$STACK_HOST:$MINIO_PORT/minio/health/ready 2>/dev/null || return 1
+  curl -fsS -m 2 -o /dev/null "http://$STACK_HOST:$MINIO_PORT/minio/health/ready" 2>/dev/null || return 1
   # Our credentials must work too (a MinIO with other creds is useless to us).
   # Creds go through stdin, not argv, so they never show up in `ps`.
   printf 'user = "%s:%s"\n' "$MINIO_USER" "$MINIO_PASSWORD" |
-    curl -fsS -m 3 -o /dev/null -K - --aws-sigv4 "aws:amz:us-east-1:s3" http://$STACK_HOST:$MINIO_PORT/ 2>/dev/null
+    curl -fsS -m 3 -o /dev/null -K - --aws-sigv4 "aws:amz:us-east-1:s3" "http://$STACK_HOST:$MINIO_PORT/" 2>/dev/null
 }
 # As the setup user; or, before its first ACL setup, a Redis without users (the
 # default user with no password, as an older stack/up.sh left it): apply_redis_acl
 # then creates the users.
 redis_setup_cli() {
-  REDISCLI_AUTH=$REDIS_SETUP_PASSWORD redis-cli -h $STACK_HOST -p 6379 --user setup "$@"
+  REDISCLI_AUTH=$REDIS_SETUP_PASSWORD redis-cli -h "$STACK_HOST" -p 6379 --user setup "$@"
 }
 healthy_redis() {
   [ "$(redis_setup_cli ping 2>/dev/null)" = PONG ] ||
-    [ "$(redis-cli -h $STACK_HOST -p 6379 ping 2>/dev/null)" = PONG ]
+    [ "$(redis-cli -h "$STACK_HOST" -p 6379 ping 2>/dev/null)" = PONG ]
 }
 # A real STUN Binding request/response over UDP.
-healthy_coturn() { timeout 5 turnutils_stunclient -p 3478 $STACK_HOST >/dev/null 2>&1; }
-healthy_prometheus() { curl -fsS -m 2 -o /dev/null http://$STACK_HOST:9090/-/ready 2>/dev/null; }
+healthy_coturn() { timeout 5 turnutils_stunclient -p 3478 "$STACK_HOST" >/dev/null 2>&1; }
+healthy_prometheus() { curl -fsS -m 2 -o /dev/null "http://$STACK_HOST:9090/-/ready" 2>/dev/null; }
 
 health_timeout() { case $1 in kafka) echo 120 ;; minio) echo 60 ;; prometheus) echo 30 ;; *) echo 15 ;; esac; }
 
@@ -168,7 +168,7 @@ apply_redis_acl() {
     # No setup user yet: the server still lets anyone in as `default`. Create it first,
     # so the rest (which takes `default` away) runs as the setup user.
     python3 "$STACK_DIR/redis_acl.py" setuser --secrets "$RUN_DIR/secrets" | sed -n 1p |
-      redis-cli -h $STACK_HOST -p 6379 >/dev/null
+      redis-cli -h "$STACK_HOST" -p 6379 >/dev/null
   fi
   local out
   out=$(python3 "$STACK_DIR/redis_acl.py" setuser --secrets "$RUN_DIR/secrets" | redis_setup_cli 2>&1) ||
@@ -182,7 +182,7 @@ apply_redis_acl() {
 apply_minio_users() {
   local py="${PRIVACAM_PYTHON:-$STACK_DIR/../.venv/bin/python}" out
   [ -x "$py" ] || die "minio: no virtualenv to set up its users with ($py); run 'make setup' first"
-  out=$("$py" "$STACK_DIR/minio_users.py" apply --secrets "$RUN_DIR/secrets" --endpoint $STACK_HOST:$MINIO_PORT 2>&1) ||
+  out=$("$py" "$STACK_DIR/minio_users.py" apply --secrets "$RUN_DIR/secrets" --endpoint "$STACK_HOST:$MINIO_PORT" 2>&1) ||
     die "minio: could not set up the buckets and users: $out"
   log "minio: buckets, policies and one user per service set (stack/minio_users.py; root for setup only)"
 }
@@ -223,7 +223,7 @@ start_prometheus() {
   out=$(promtool check config "$d/prometheus.yml" 2>&1) || die "prometheus: invalid config:"$'\n'"$out"
   launch prometheus prometheus --config.file="$d/prometheus.yml" \
     --storage.tsdb.path="$d/data" --storage.tsdb.retention.time=2d \
-    --web.listen-address=$STACK_HOST:9090 --web.enable-lifecycle
+    --web.listen-address="$STACK_HOST:9090" --web.enable-lifecycle
 }
 
 # ------------------------------------------------------------- main ----
