@@ -154,7 +154,7 @@ def _env_file(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def backing(cluster: Cluster) -> dict[str, str]:
-    """The backing servers pods use (stack/k8s/backing.sh: Kafka, MinIO, Redis on the pod
+    """The backing servers (stack/k8s/backing.sh: Kafka, MinIO, Redis, coturn on the pod
     bridge's gateway), started or reused; their settings and users, as stack.env has them."""
     out = subprocess.run(
         ["bash", f"{REPO}/stack/k8s/backing.sh", "up"],
