@@ -267,12 +267,14 @@ class ServiceProcess:
     env: dict[str, str] = field(default_factory=dict)
     public_port: int | None = None
     """device_auth's enrollment port (server-authenticated TLS only)."""
+    _told_to_stop: bool = field(default=False, repr=False)
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self) -> None:
+        self._told_to_stop = False
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"],
@@ -291,10 +293,16 @@ class ServiceProcess:
                 raise TimeoutError(f"{self.name} not serving:\n{self.log_file.read_text()[-3000:]}")
             time.sleep(0.2)
 
+    def terminate(self) -> None:
+        """SIGTERM, once: the service drains and stops (stop() waits for it)."""
+        if self.process is not None and self.process.poll() is None and not self._told_to_stop:
+            self.process.send_signal(signal.SIGTERM)
+            self._told_to_stop = True
+
     def stop(self, timeout: float = 20) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -313,6 +321,9 @@ def running(*services: ServiceProcess, timeout: float = 120) -> Iterator[None]:
             service.wait_serving(timeout)
         yield
     finally:
+        # All told at once, so they drain side by side rather than one after another.
+        for service in services:
+            service.terminate()
         for service in services:
             service.stop()
 
