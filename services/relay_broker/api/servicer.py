@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -270,13 +270,30 @@ class RelayBrokerServicer(pb_grpc.RelayBrokerServiceServicer):
         finally:
             if reader is not None:
                 reader.cancel()
-            await self._bus.unsubscribe(channel, deliver)
-            if joined:
-                self._views.left(sid, side)
-                if side is Side.APP:
-                    SESSIONS_ACTIVE.dec()
-                if not closed:  # this side left: the session cannot go on
-                    await self._views.end(sid, outcome)
+            # Apps cancel their call right after half-closing it, which may land while this
+            # runs: shielded, so a session is never marked ended without its camera being
+            # told (nor left leased forever by a cleanup cut short).
+            await asyncio.shield(self._leave(sid, side, channel, deliver, joined, closed, outcome))
+
+    async def _leave(
+        self,
+        sid: str,
+        side: Side,
+        channel: str,
+        deliver: Callable[[bytes], None],
+        joined: bool,
+        closed: bool,
+        outcome: EndReason,
+    ) -> None:
+        """One side's Signal stream is over: stop listening, and end the session unless the
+        broker closed it."""
+        await self._bus.unsubscribe(channel, deliver)
+        if joined:
+            self._views.left(sid, side)
+            if side is Side.APP:
+                SESSIONS_ACTIVE.dec()
+            if not closed:  # this side left: the session cannot go on
+                await self._views.end(sid, outcome)
 
     async def _signal_reader(
         self,
