@@ -102,7 +102,7 @@ def test_cli_covers_rights(platform: Platform, tmp_path: Path) -> None:
     token = privacam(tmp_path, "--profile", "phone", "claim-token").splitlines()[0]
     out = privacam(
         tmp_path,
-        *("--profile", "doorbell", "enroll-camera", "--token", token, "--serial", "SN-RIGHTS"),
+        *("--profile", "doorbell", "enroll-camera", f"--token={token}", "--serial", "SN-RIGHTS"),
         *enroll,
     )
     device = out.split("device ")[1].split(";")[0]

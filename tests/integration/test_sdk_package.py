@@ -91,7 +91,7 @@ def test_sdk_installs_alone(platform: Platform, tmp_path: Path) -> None:
     )
     token = privacam("--profile", "phone", "claim-token").splitlines()[0]
     enrolled = privacam(
-        *("--profile", "door", "enroll-camera", "--token", token, "--serial", f"SN-{login}"),
+        *("--profile", "door", "enroll-camera", f"--token={token}", "--serial", f"SN-{login}"),
         *enroll,
     )
     device = enrolled.split("device ")[1].split(";")[0]
