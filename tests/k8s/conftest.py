@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from services.common.settings import read_env_file
 from tests.k8s.chart_secrets import Material, create_secrets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,11 +148,6 @@ def restricted_namespace(cluster: Cluster) -> Iterator[str]:
         cluster.run("delete", "namespace", name, "--wait=false")
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs if not key.startswith("#")}
-
-
 @pytest.fixture(scope="session")
 def backing(cluster: Cluster) -> dict[str, str]:
     """The backing servers (stack/k8s/backing.sh: Kafka, MinIO, Redis, coturn on the pod
@@ -163,7 +159,7 @@ def backing(cluster: Cluster) -> dict[str, str]:
         timeout=300,
     )
     assert out.returncode == 0, f"stack/k8s/backing.sh up: {out.stderr[-3000:]}"
-    return _env_file(Path(out.stdout.strip().splitlines()[-1]))
+    return read_env_file(Path(out.stdout.strip().splitlines()[-1]))
 
 
 PORTS = {"grpc": 8443, "enroll": 8444}  # the chart's ports.grpc and ports.enrollment
